@@ -1,0 +1,33 @@
+# aml-pipeline: `make run` sets up, builds and runs the shipped sample; `make test` is the whole suite.
+SHELL := /bin/bash
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/aml-pipeline/target
+ENV := source scripts/env.sh &&
+
+.PHONY: setup build run test lint bench sample models clean-output
+
+setup:
+	bash scripts/setup.sh
+
+build: setup
+	$(ENV) cargo build --release
+
+run: build
+	$(ENV) $(CARGO_TARGET_DIR)/release/pipeline run configs/daily.toml
+
+test: setup
+	$(ENV) cargo fmt --check
+	$(ENV) cargo clippy --release --all-targets -- -D warnings
+	$(ENV) cargo test --release
+
+bench: build
+	$(ENV) bash benches/e2e.sh
+
+# Regenerate the shipped sample and retrain the shipped models from it.
+sample: build
+	rm -rf input/torus
+	$(ENV) $(CARGO_TARGET_DIR)/release/pipeline generate --out input --network torus --dates 2025-10-01..2025-10-12 --window-days 195 --alerts-per-day 400 --seed 7
+	rm -f trained_models/*_v*.txt trained_models/*_v*.json
+	$(ENV) $(CARGO_TARGET_DIR)/release/pipeline train configs/daily.toml --dates 2025-10-01..2025-10-12 --model all
+
+clean-output:
+	rm -rf output/torus

@@ -1,0 +1,269 @@
+//! The `pipeline` command line: argument parsing and the glue from each subcommand to the library.
+
+use crate::config::RunConfig;
+use crate::dates::{available, DateSelection};
+use crate::engine::{self, RunReport};
+use crate::generate::{generate, GenerateOptions};
+use crate::labels::Labels;
+use crate::model::ModelKind;
+use crate::stages::Context;
+use crate::train::{load_dates, train, write_features, TrainOptions};
+use anyhow::{bail, Result};
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Scores, ranks and validates AML alerts from daily source-of-truth batches.
+#[derive(Parser, Debug)]
+#[command(name = "pipeline", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the pipeline graph over the selected dates and write scored, ranked, validated outputs.
+    Run {
+        #[command(flatten)]
+        common: Common,
+        /// Worker threads (default: the config's `workers`).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Output root (default: the config's `output`).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Directory of trained models (default: the config's `models`).
+        #[arg(long)]
+        models: Option<PathBuf>,
+    },
+    /// Export the model matrix (one row per alert, with labels where known) as Parquet.
+    Features {
+        #[command(flatten)]
+        common: Common,
+        /// The Parquet file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Train LightGBM models on labelled dates and install them in the models directory.
+    Train {
+        #[command(flatten)]
+        common: Common,
+        /// Which model: alert_scorer, alert_ranker, cluster_scorer or all.
+        #[arg(long, default_value = "all")]
+        model: String,
+        /// Where to write the models (default: the config's `models`).
+        #[arg(long)]
+        models: Option<PathBuf>,
+        /// Boosting rounds.
+        #[arg(long, default_value_t = 200)]
+        iterations: usize,
+        /// Random seed (same data + same seed = identical model file).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Write seeded synthetic batches in the upstream format, with planted laundering typologies.
+    Generate {
+        /// Input root to write into.
+        #[arg(long, default_value = "input")]
+        out: PathBuf,
+        /// Network name.
+        #[arg(long, default_value = "torus")]
+        network: String,
+        /// Dates: YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD.
+        #[arg(long)]
+        dates: String,
+        /// Window of each batch, in days.
+        #[arg(long, default_value_t = 195)]
+        window_days: u32,
+        /// Alerts per date (about 10 feature rows and 40 money flows per alert).
+        #[arg(long, default_value_t = 1000)]
+        alerts_per_day: usize,
+        /// Random seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+}
+
+/// Options shared by the commands that read a run configuration.
+#[derive(Args, Debug)]
+struct Common {
+    /// Run configuration (TOML), e.g. configs/daily.toml.
+    config: PathBuf,
+    /// Dates: all, latest, YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD (default: the config's `dates`).
+    #[arg(long)]
+    dates: Option<String>,
+    /// Input root (default: the config's `input`).
+    #[arg(long)]
+    input: Option<PathBuf>,
+}
+
+impl Common {
+    fn load(&self) -> Result<(RunConfig, Vec<NaiveDate>)> {
+        let mut cfg = RunConfig::load(&self.config)?;
+        if let Some(i) = &self.input {
+            cfg.input = i.clone();
+        }
+        if let Some(d) = &self.dates {
+            cfg.dates = d.parse()?;
+        }
+        let avail = available(&cfg.input, &cfg.network, cfg.window_days)?;
+        let dates = cfg.dates.resolve(&avail);
+        if dates.is_empty() {
+            bail!(
+                "no dates to process: {} has no batches for network {} with window {} (generate some with `pipeline generate`)",
+                cfg.input.display(),
+                cfg.network,
+                cfg.window_days
+            );
+        }
+        Ok((cfg, dates))
+    }
+}
+
+fn bar(len: usize, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len as u64);
+    pb.set_style(
+        ProgressStyle::with_template(&format!("{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} dates, {{elapsed}} (ETA {{eta}}) {{msg}}"))
+            .expect("static template"),
+    );
+    pb
+}
+
+/// Parses arguments and runs the command; the `Ok` value is the process exit code.
+pub fn main() -> Result<i32> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            common,
+            workers,
+            output,
+            models,
+        } => {
+            let (mut cfg, dates) = common.load()?;
+            if let Some(o) = output {
+                cfg.output = o;
+            }
+            if let Some(m) = models {
+                cfg.models = m;
+            }
+            let workers = workers.unwrap_or(cfg.workers);
+            let ctx = Arc::new(Context::new(cfg)?);
+            let start = Instant::now();
+            let pb = bar(dates.len(), "run");
+            let n = dates.len();
+            let report = engine::run(ctx, dates, workers, pb.clone())?;
+            pb.finish_and_clear();
+            print_summary(&report, n, start.elapsed().as_secs_f64());
+            Ok(if report.failed().is_empty() { 0 } else { 1 })
+        }
+        Command::Features { common, out } => {
+            let (cfg, dates) = common.load()?;
+            let pb = bar(dates.len(), "features");
+            let ms = load_dates(&cfg, &dates, &|_| pb.inc(1))?;
+            pb.finish_and_clear();
+            let labels = Labels::load(&cfg.input, &cfg.network)?;
+            let rows = write_features(&ms, &labels, &out)?;
+            println!(
+                "wrote {rows} rows × {} features to {}",
+                crate::features::alert_feature_names().len(),
+                out.display()
+            );
+            Ok(0)
+        }
+        Command::Train {
+            common,
+            model,
+            models,
+            iterations,
+            seed,
+        } => {
+            let (cfg, dates) = common.load()?;
+            let kinds = if model == "all" {
+                ModelKind::ALL.to_vec()
+            } else {
+                vec![model.parse()?]
+            };
+            let pb = bar(dates.len(), "decode");
+            let ms = load_dates(&cfg, &dates, &|_| pb.inc(1))?;
+            pb.finish_and_clear();
+            let labels = Labels::load(&cfg.input, &cfg.network)?;
+            let out = models.unwrap_or_else(|| cfg.models.clone());
+            for p in train(
+                &cfg,
+                &ms,
+                &labels,
+                &TrainOptions {
+                    kinds,
+                    iterations,
+                    seed,
+                    out,
+                },
+            )? {
+                let meta: crate::model::ModelMeta =
+                    serde_json::from_slice(&std::fs::read(crate::model::meta_path(&p))?)?;
+                println!("{}  {}", p.display(), meta.metrics);
+            }
+            Ok(0)
+        }
+        Command::Generate {
+            out,
+            network,
+            dates,
+            window_days,
+            alerts_per_day,
+            seed,
+        } => {
+            let dates = match dates.parse::<DateSelection>()? {
+                DateSelection::Range(a, b) => crate::dates::days(a, b),
+                _ => bail!("--dates for generate takes YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD"),
+            };
+            let pb = bar(dates.len(), "generate");
+            let opts = GenerateOptions {
+                out: out.clone(),
+                network,
+                dates,
+                window_days,
+                alerts_per_day,
+                seed,
+            };
+            let s = generate(&opts, &mut |_| pb.inc(1))?;
+            pb.finish_and_clear();
+            println!(
+                "wrote {} dates to {}: {} alerts, {} feature rows, {} clusters, {} money flows, {} labelled addresses, {} ground-truth alerts",
+                s.dates, out.display(), s.alerts, s.features, s.clusters, s.money_flows, s.labelled_addresses, s.ground_truth
+            );
+            Ok(0)
+        }
+    }
+}
+
+fn print_summary(r: &RunReport, n: usize, secs: f64) {
+    let total: f64 = r.stages.iter().map(|s| s.2.ms).sum::<f64>().max(1e-9);
+    println!(
+        "{:<16} {:<14} {:>7} {:>12} {:>11} {:>6}",
+        "stage", "kind", "dates", "rows out", "time (s)", "share"
+    );
+    for (name, kind, s) in &r.stages {
+        println!(
+            "{:<16} {:<14} {:>7} {:>12} {:>11.3} {:>5.1}%",
+            name,
+            format!("{kind:?}"),
+            s.dates,
+            s.rows,
+            s.ms / 1e3,
+            100.0 * s.ms / total
+        );
+    }
+    let failed = r.failed();
+    println!("{} of {n} dates completed in {secs:.2} s", n - failed.len());
+    if !failed.is_empty() {
+        eprintln!("{} dates failed:", failed.len());
+        for (d, e) in failed {
+            eprintln!("  {d}: {}", e.as_ref().unwrap_err());
+        }
+    }
+}

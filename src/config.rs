@@ -1,0 +1,442 @@
+//! Run configuration (`configs/*.toml`) and the pipeline graph (`pipelines/*.toml`).
+//!
+//! Both are checked before any work starts: unknown keys, unknown stage kinds, missing or
+//! cyclic inputs and tables no input provides are refused with the file and key named.
+
+use crate::dates::DateSelection;
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// `configs/*.toml`: what to run, on which data, with which models.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The file this configuration was read from.
+    pub path: PathBuf,
+    /// The pipeline graph.
+    pub pipeline: PipelineSpec,
+    /// Network name, e.g. `torus`.
+    pub network: String,
+    /// Window size of the batches, e.g. 195.
+    pub window_days: u32,
+    /// Input root (`{input}/{network}/{date}/{window_days}/…`).
+    pub input: PathBuf,
+    /// Output root, same layout.
+    pub output: PathBuf,
+    /// Directory of trained models.
+    pub models: PathBuf,
+    /// Dates to process.
+    pub dates: DateSelection,
+    /// Worker threads.
+    pub workers: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRunConfig {
+    pipeline: PathBuf,
+    network: String,
+    window_days: u32,
+    input: PathBuf,
+    output: PathBuf,
+    models: PathBuf,
+    #[serde(default = "default_dates")]
+    dates: String,
+    #[serde(default = "default_workers")]
+    workers: usize,
+}
+
+fn default_dates() -> String {
+    "all".into()
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl RunConfig {
+    /// Reads a run configuration; relative paths in it are relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read run config {}", path.display()))?;
+        let raw: RawRunConfig =
+            toml::from_str(&text).map_err(|e| anyhow!("{}: {}", path.display(), e.message()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let rel = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let dates = raw
+            .dates
+            .parse()
+            .with_context(|| format!("{}: key `dates`", path.display()))?;
+        if raw.workers == 0 {
+            bail!("{}: key `workers` must be at least 1", path.display());
+        }
+        let pipeline = PipelineSpec::load(&rel(&raw.pipeline))
+            .with_context(|| format!("{}: key `pipeline`", path.display()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            pipeline,
+            network: raw.network,
+            window_days: raw.window_days,
+            input: rel(&raw.input),
+            output: rel(&raw.output),
+            models: rel(&raw.models),
+            dates,
+            workers: raw.workers,
+        })
+    }
+
+    /// The batch directory of one date.
+    pub fn input_dir(&self, date: chrono::NaiveDate) -> PathBuf {
+        batch_dir(&self.input, &self.network, date, self.window_days)
+    }
+
+    /// The output directory of one date.
+    pub fn output_dir(&self, date: chrono::NaiveDate) -> PathBuf {
+        batch_dir(&self.output, &self.network, date, self.window_days)
+    }
+}
+
+/// `{root}/{network}/{YYYY-MM-DD}/{window_days}`.
+pub fn batch_dir(root: &Path, network: &str, date: chrono::NaiveDate, window_days: u32) -> PathBuf {
+    root.join(network)
+        .join(date.format("%Y-%m-%d").to_string())
+        .join(window_days.to_string())
+}
+
+/// The kinds of stage a pipeline graph can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageKind {
+    /// Reads and checks one date's batch.
+    Decode,
+    /// Builds the model matrix, one row per alert.
+    FeatureJoin,
+    /// Scores alerts with the binary alert scorer.
+    Score,
+    /// Ranks alerts with the lambdarank model.
+    Rank,
+    /// Scores clusters from their member alerts.
+    ClusterScore,
+    /// Writes the date's outputs atomically.
+    Write,
+    /// Checks the written outputs against the batch.
+    Validate,
+}
+
+impl StageKind {
+    /// The tables this kind needs from its inputs.
+    pub fn consumes(self) -> &'static [&'static str] {
+        match self {
+            Self::Decode => &[],
+            Self::FeatureJoin => &["alerts", "features", "clusters", "flows"],
+            Self::Score => &["matrix"],
+            Self::Rank => &["matrix", "alert_scores"],
+            Self::ClusterScore => &["matrix", "clusters"],
+            Self::Write => &[
+                "batch_info",
+                "alert_scores",
+                "alert_rankings",
+                "cluster_scores",
+            ],
+            Self::Validate => &["alerts", "written"],
+        }
+    }
+
+    /// The tables this kind produces.
+    pub fn produces(self) -> &'static [&'static str] {
+        match self {
+            Self::Decode => &["alerts", "features", "clusters", "flows", "batch_info"],
+            Self::FeatureJoin => &["matrix"],
+            Self::Score => &["alert_scores"],
+            Self::Rank => &["alert_rankings"],
+            Self::ClusterScore => &["cluster_scores"],
+            Self::Write => &["written"],
+            Self::Validate => &["validation"],
+        }
+    }
+}
+
+/// Parameters of the decode stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecodeParams {
+    /// Check every file against the sha256 in META.json.
+    pub verify_checksums: bool,
+    /// Rows per batch when streaming the large tables.
+    pub batch_size: usize,
+}
+
+impl Default for DecodeParams {
+    fn default() -> Self {
+        Self {
+            verify_checksums: true,
+            batch_size: 65_536,
+        }
+    }
+}
+
+/// Parameters of a stage that applies a model.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelParams {
+    /// `latest` (newest installed model of the stage's type) or a path to a model file.
+    pub model: String,
+}
+
+impl Default for ModelParams {
+    fn default() -> Self {
+        Self {
+            model: "latest".into(),
+        }
+    }
+}
+
+/// Parameters of the validate stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidateParams {
+    /// Upper bound on mean per-alert latency (ms) for the integrity tier.
+    pub max_latency_ms: f64,
+}
+
+impl Default for ValidateParams {
+    fn default() -> Self {
+        Self {
+            max_latency_ms: 100.0,
+        }
+    }
+}
+
+/// A stage's typed parameters.
+#[derive(Debug, Clone)]
+pub enum StageParams {
+    /// decode
+    Decode(DecodeParams),
+    /// score, rank, cluster_score
+    Model(ModelParams),
+    /// validate
+    Validate(ValidateParams),
+    /// stages without parameters
+    None,
+}
+
+/// One stage of the graph.
+#[derive(Debug, Clone)]
+pub struct StageSpec {
+    /// Unique name, used by other stages' `inputs`.
+    pub name: String,
+    /// What the stage does.
+    pub kind: StageKind,
+    /// Names of the stages whose tables it reads.
+    pub inputs: Vec<String>,
+    /// Its parameters.
+    pub params: StageParams,
+}
+
+/// A checked pipeline graph, stages in a topological order.
+#[derive(Debug, Clone)]
+pub struct PipelineSpec {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// The stages, each after all of its inputs.
+    pub stages: Vec<StageSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    stage: Vec<RawStage>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStage {
+    name: String,
+    kind: String,
+    #[serde(default)]
+    inputs: Vec<String>,
+    #[serde(default)]
+    params: Option<toml::Table>,
+}
+
+fn parse_params<T: for<'de> Deserialize<'de> + Default>(
+    t: Option<toml::Table>,
+) -> Result<T, String> {
+    match t {
+        None => Ok(T::default()),
+        Some(t) => T::deserialize(toml::Value::Table(t)).map_err(|e| e.message().to_string()),
+    }
+}
+
+impl PipelineSpec {
+    /// Reads and checks a pipeline file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read pipeline file {}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks a pipeline graph; `path` is used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let p = path.display();
+        let raw: RawPipeline = toml::from_str(text).map_err(|e| anyhow!("{p}: {}", e.message()))?;
+        let mut stages = Vec::new();
+        let mut names = BTreeSet::new();
+        for s in raw.stage {
+            let kind: StageKind = StageKind::deserialize(toml::Value::String(s.kind.clone())).map_err(|_| {
+                anyhow!(
+                    "{p}: stage `{}`: unknown kind `{}` (expected decode, feature_join, score, rank, cluster_score, write or validate)",
+                    s.name,
+                    s.kind
+                )
+            })?;
+            if !names.insert(s.name.clone()) {
+                bail!("{p}: stage name `{}` is used twice", s.name);
+            }
+            let params = match kind {
+                StageKind::Decode => parse_params(s.params).map(StageParams::Decode),
+                StageKind::Score | StageKind::Rank | StageKind::ClusterScore => {
+                    parse_params(s.params).map(StageParams::Model)
+                }
+                StageKind::Validate => parse_params(s.params).map(StageParams::Validate),
+                _ => match s.params {
+                    Some(t) if !t.is_empty() => Err(format!(
+                        "unknown key `{}`: a {kind:?} stage takes no parameters",
+                        t.keys().next().unwrap()
+                    )),
+                    _ => Ok(StageParams::None),
+                },
+            }
+            .map_err(|e| anyhow!("{p}: stage `{}` params: {e}", s.name))?;
+            stages.push(StageSpec {
+                name: s.name,
+                kind,
+                inputs: s.inputs,
+                params,
+            });
+        }
+        if stages.is_empty() {
+            bail!("{p}: no [[stage]] declared");
+        }
+        let stages = toposort(stages, &p.to_string())?;
+        let by_name: BTreeMap<&str, &StageSpec> =
+            stages.iter().map(|s| (s.name.as_str(), s)).collect();
+        for s in &stages {
+            let provided: BTreeSet<&str> = s
+                .inputs
+                .iter()
+                .flat_map(|i| by_name[i.as_str()].kind.produces().iter().copied())
+                .collect();
+            for need in s.kind.consumes() {
+                if !provided.contains(need) {
+                    bail!(
+                        "{p}: stage `{}` needs table `{need}`, which none of its inputs {:?} produces",
+                        s.name,
+                        s.inputs
+                    );
+                }
+            }
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            stages,
+        })
+    }
+
+    /// Stages whose output no other stage reads: the ends of the graph.
+    pub fn sinks(&self) -> Vec<&StageSpec> {
+        self.stages
+            .iter()
+            .filter(|s| !self.stages.iter().any(|t| t.inputs.contains(&s.name)))
+            .collect()
+    }
+
+    /// The first stage of a kind, if any.
+    pub fn stage_of(&self, kind: StageKind) -> Option<&StageSpec> {
+        self.stages.iter().find(|s| s.kind == kind)
+    }
+}
+
+fn toposort(mut pending: Vec<StageSpec>, p: &str) -> Result<Vec<StageSpec>> {
+    let names: BTreeSet<String> = pending.iter().map(|s| s.name.clone()).collect();
+    for s in &pending {
+        for i in &s.inputs {
+            if !names.contains(i) {
+                bail!(
+                    "{p}: stage `{}` has input `{i}`, which is not a stage of this pipeline",
+                    s.name
+                );
+            }
+        }
+        if s.kind == StageKind::Decode && !s.inputs.is_empty() {
+            bail!(
+                "{p}: stage `{}`: a decode stage reads the batch itself and takes no inputs",
+                s.name
+            );
+        }
+        if s.kind != StageKind::Decode && s.inputs.is_empty() {
+            bail!("{p}: stage `{}` has no inputs", s.name);
+        }
+    }
+    let mut done: BTreeSet<String> = BTreeSet::new();
+    let mut out = Vec::new();
+    while !pending.is_empty() {
+        let before = pending.len();
+        let mut rest = Vec::new();
+        for s in pending {
+            if s.inputs.iter().all(|i| done.contains(i)) {
+                done.insert(s.name.clone());
+                out.push(s);
+            } else {
+                rest.push(s);
+            }
+        }
+        if rest.len() == before {
+            let cyc: Vec<_> = rest.iter().map(|s| s.name.as_str()).collect();
+            bail!("{p}: the stages {cyc:?} form a cycle through their `inputs`");
+        }
+        pending = rest;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = include_str!("../pipelines/daily.toml");
+
+    fn parse(t: &str) -> Result<PipelineSpec> {
+        PipelineSpec::parse(t, Path::new("p.toml"))
+    }
+
+    #[test]
+    fn shipped_pipeline_is_valid() {
+        let p = parse(GOOD).unwrap();
+        assert_eq!(p.stages[0].kind, StageKind::Decode);
+        assert_eq!(p.sinks().len(), 1);
+    }
+
+    #[test]
+    fn refuses_bad_graphs() {
+        let err = |t: &str| format!("{:#}", parse(t).unwrap_err());
+        assert!(err("[[stage]]\nname='a'\nkind='frobnicate'").contains("unknown kind `frobnicate`"));
+        assert!(err("[[stage]]\nname='a'\nkind='decode'\ncolour=1").contains("colour"));
+        assert!(
+            err("[[stage]]\nname='a'\nkind='decode'\n[stage.params]\nbogus=1").contains("bogus")
+        );
+        let cyc = "[[stage]]\nname='d'\nkind='decode'\n[[stage]]\nname='a'\nkind='score'\ninputs=['b']\n[[stage]]\nname='b'\nkind='score'\ninputs=['a']";
+        assert!(err(cyc).contains("cycle"));
+        assert!(err("[[stage]]\nname='a'\nkind='score'\ninputs=['x']").contains("input `x`"));
+        let missing =
+            "[[stage]]\nname='d'\nkind='decode'\n[[stage]]\nname='s'\nkind='score'\ninputs=['d']";
+        assert!(err(missing).contains("needs table `matrix`"));
+    }
+}

@@ -1,0 +1,236 @@
+//! The data contract: tolerant, checked access to upstream columns.
+//!
+//! Upstream files are written by pandas, so the same logical column arrives as any integer
+//! width, float, `decimal128(p, 18)` or boolean; strings as utf8, large utf8, views or
+//! dictionaries; dates as date32, date64, timestamps or `YYYY-MM-DD` strings. These helpers
+//! normalise each to one type, or fail with the file, the column and what was expected.
+
+use anyhow::{anyhow, bail, Result};
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray, StringArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Date32Type, Date64Type, Field};
+use arrow::record_batch::RecordBatch;
+use chrono::NaiveDate;
+use std::sync::Arc;
+
+/// The column `name` of `batch`, or `None` when the file does not have it.
+pub fn column<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a ArrayRef> {
+    batch
+        .schema_ref()
+        .index_of(name)
+        .ok()
+        .map(|i| batch.column(i))
+}
+
+/// The column `name`, which must exist.
+pub fn required<'a>(batch: &'a RecordBatch, file: &str, name: &str) -> Result<&'a ArrayRef> {
+    column(batch, name).ok_or_else(|| {
+        let present: Vec<_> = batch
+            .schema_ref()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        anyhow!(
+            "{file}: required column `{name}` is missing (columns present: {})",
+            present.join(", ")
+        )
+    })
+}
+
+fn is_numeric(t: &DataType) -> bool {
+    t.is_integer()
+        || t.is_floating()
+        || matches!(
+            t,
+            DataType::Decimal128(..)
+                | DataType::Decimal256(..)
+                | DataType::Boolean
+                | DataType::Null
+        )
+}
+
+/// A numeric column (any int width, float, decimal, bool) as f64; nulls stay null.
+pub fn to_f64(a: &ArrayRef, file: &str, name: &str) -> Result<Float64Array> {
+    let t = a.data_type();
+    let t = match t {
+        DataType::Dictionary(_, v) => v.as_ref(),
+        t => t,
+    };
+    if !is_numeric(t) {
+        bail!(
+            "{file}: column `{name}` has type {}, expected a number (integer, float or decimal)",
+            a.data_type()
+        );
+    }
+    let c = cast(a, &DataType::Float64).map_err(|e| anyhow!("{file}: column `{name}`: {e}"))?;
+    Ok(c.as_primitive().clone())
+}
+
+/// A string column (utf8, large utf8, view or dictionary) as utf8.
+pub fn to_str(a: &ArrayRef, file: &str, name: &str) -> Result<StringArray> {
+    let ok = match a.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => true,
+        DataType::Dictionary(_, v) => matches!(v.as_ref(), DataType::Utf8 | DataType::LargeUtf8),
+        _ => false,
+    };
+    if !ok {
+        bail!(
+            "{file}: column `{name}` has type {}, expected a string",
+            a.data_type()
+        );
+    }
+    let c = cast(a, &DataType::Utf8).map_err(|e| anyhow!("{file}: column `{name}`: {e}"))?;
+    Ok(c.as_string::<i32>().clone())
+}
+
+/// A list-of-strings column as `List<Utf8>`.
+pub fn to_str_list(a: &ArrayRef, file: &str, name: &str) -> Result<ListArray> {
+    let item_ok = |f: &Arc<Field>| {
+        matches!(
+            f.data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
+        )
+    };
+    let ok = match a.data_type() {
+        DataType::List(f) | DataType::LargeList(f) => item_ok(f),
+        DataType::Null => true,
+        _ => false,
+    };
+    if !ok {
+        bail!(
+            "{file}: column `{name}` has type {}, expected a list of strings",
+            a.data_type()
+        );
+    }
+    let target = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
+    let c = cast(a, &target).map_err(|e| anyhow!("{file}: column `{name}`: {e}"))?;
+    Ok(c.as_list::<i32>().clone())
+}
+
+/// Row `i` of a date column (date32, date64, timestamp or `YYYY-MM-DD` string).
+pub struct DateColumn {
+    values: Vec<Option<NaiveDate>>,
+}
+
+impl DateColumn {
+    /// Reads a date column, checking its type.
+    pub fn new(a: &ArrayRef, file: &str, name: &str) -> Result<Self> {
+        let values = match a.data_type() {
+            DataType::Date32 => a.as_primitive::<Date32Type>().iter().map(|v| v.and_then(date32)).collect(),
+            DataType::Date64 => a
+                .as_primitive::<Date64Type>()
+                .iter()
+                .map(|v| v.and_then(|ms| chrono::DateTime::from_timestamp_millis(ms).map(|t| t.date_naive())))
+                .collect(),
+            DataType::Timestamp(..) => {
+                let c = cast(a, &DataType::Date32).map_err(|e| anyhow!("{file}: column `{name}`: {e}"))?;
+                c.as_primitive::<Date32Type>().iter().map(|v| v.and_then(date32)).collect()
+            }
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..) => {
+                let s = to_str(a, file, name)?;
+                let mut out = Vec::with_capacity(s.len());
+                for (i, v) in s.iter().enumerate() {
+                    out.push(match v {
+                        None => None,
+                        Some(v) => Some(NaiveDate::parse_from_str(v.get(..10).unwrap_or(v), "%Y-%m-%d").map_err(|_| {
+                            anyhow!("{file}: column `{name}` row {i}: {v:?} is not a YYYY-MM-DD date")
+                        })?),
+                    });
+                }
+                out
+            }
+            t => bail!("{file}: column `{name}` has type {t}, expected a date (date32 or YYYY-MM-DD string)"),
+        };
+        Ok(Self { values })
+    }
+
+    /// Fails unless every non-null value equals `expected`.
+    pub fn check_all(&self, expected: NaiveDate, file: &str, name: &str) -> Result<()> {
+        if let Some((i, d)) = self
+            .values
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| v.filter(|d| *d != expected).map(|d| (i, d)))
+        {
+            bail!("{file}: column `{name}` holds {d} in row {i}, but the batch directory is for {expected}");
+        }
+        Ok(())
+    }
+}
+
+fn date32(days: i32) -> Option<NaiveDate> {
+    NaiveDate::from_ymd_opt(1970, 1, 1)?.checked_add_signed(chrono::Duration::days(days as i64))
+}
+
+/// Fails if a column has a null or repeated value (e.g. duplicate alert ids).
+pub fn check_unique(a: &StringArray, file: &str, name: &str) -> Result<()> {
+    let mut seen = std::collections::HashSet::with_capacity(a.len());
+    for (i, v) in a.iter().enumerate() {
+        let Some(v) = v else {
+            bail!("{file}: column `{name}` is null in row {i}")
+        };
+        if !seen.insert(v) {
+            bail!("{file}: column `{name}` repeats the value {v:?} (row {i}); ids must be unique");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Decimal128Array, Int16Array, UInt32Array};
+
+    #[test]
+    fn numbers_of_any_width_and_decimals() {
+        let name = "x";
+        let a: ArrayRef = Arc::new(Int16Array::from(vec![Some(3), None]));
+        assert_eq!(to_f64(&a, "f", name).unwrap().value(0), 3.0);
+        let a: ArrayRef = Arc::new(UInt32Array::from(vec![7]));
+        assert_eq!(to_f64(&a, "f", name).unwrap().value(0), 7.0);
+        let a: ArrayRef = Arc::new(
+            Decimal128Array::from(vec![1_500_000_000_000_000_000i128])
+                .with_precision_and_scale(24, 18)
+                .unwrap(),
+        );
+        assert_eq!(to_f64(&a, "f", name).unwrap().value(0), 1.5);
+        let a: ArrayRef = Arc::new(StringArray::from(vec!["1"]));
+        let e = to_f64(&a, "alerts.parquet", "volume_usd")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("alerts.parquet")
+                && e.contains("volume_usd")
+                && e.contains("expected a number"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn dates_as_strings_or_date32() {
+        let d = NaiveDate::from_ymd_opt(2025, 10, 1).unwrap();
+        let a: ArrayRef = Arc::new(StringArray::from(vec!["2025-10-01"]));
+        DateColumn::new(&a, "f", "processing_date")
+            .unwrap()
+            .check_all(d, "f", "processing_date")
+            .unwrap();
+        let a: ArrayRef = Arc::new(arrow::array::Date32Array::from(vec![20363]));
+        let e = DateColumn::new(&a, "f", "processing_date")
+            .unwrap()
+            .check_all(d, "f", "processing_date");
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .contains("batch directory is for 2025-10-01"));
+    }
+
+    #[test]
+    fn duplicates_are_named() {
+        let a = StringArray::from(vec!["a", "b", "a"]);
+        let e = check_unique(&a, "alerts.parquet", "alert_id")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"a\"") && e.contains("row 2"), "{e}");
+    }
+}

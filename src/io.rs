@@ -1,0 +1,227 @@
+//! File I/O shared by the stages: Parquet readers that name the file in every error, atomic
+//! writers (temporary name, then rename) and checksums.
+
+use anyhow::{Context, Result};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use arrow::record_batch::RecordBatchReader;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// A Parquet file opened for streaming, with the columns it holds.
+pub struct ParquetSource {
+    builder: ParquetRecordBatchReaderBuilder<File>,
+    path: PathBuf,
+}
+
+impl ParquetSource {
+    /// Opens `path`; a missing, truncated or corrupt file is an error naming it.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path)
+            .with_context(|| format!("{}: cannot open (missing file?)", path.display()))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).with_context(|| {
+            format!(
+                "{}: not a readable Parquet file (corrupt or truncated?)",
+                path.display()
+            )
+        })?;
+        Ok(Self {
+            builder,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The file's Arrow schema.
+    pub fn schema(&self) -> &SchemaRef {
+        self.builder.schema()
+    }
+
+    /// Total rows in the file, from its footer.
+    pub fn num_rows(&self) -> usize {
+        self.builder.metadata().file_metadata().num_rows() as usize
+    }
+
+    /// Streams the named columns (those present; order as in the file) in batches of `batch_size` rows.
+    pub fn read(self, columns: &[&str], batch_size: usize) -> Result<BatchIter> {
+        let fields = self.builder.parquet_schema();
+        let roots: Vec<usize> = self
+            .builder
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| columns.contains(&f.name().as_str()))
+            .map(|(i, _)| i)
+            .collect();
+        let mask = ProjectionMask::roots(fields, roots);
+        let reader = self
+            .builder
+            .with_projection(mask)
+            .with_batch_size(batch_size.max(1))
+            .build()
+            .with_context(|| format!("{}: cannot read", self.path.display()))?;
+        Ok(BatchIter {
+            reader,
+            path: self.path,
+        })
+    }
+
+    /// Reads the named columns whole, as one batch.
+    pub fn read_all(self, columns: &[&str]) -> Result<RecordBatch> {
+        let path = self.path.clone();
+        let n = self.num_rows();
+        let it = self.read(columns, 65_536)?;
+        let schema = it.reader.schema();
+        let batches = it.collect::<Result<Vec<_>>>()?;
+        let out = arrow::compute::concat_batches(&schema, &batches)
+            .with_context(|| format!("{}: cannot assemble batches", path.display()))?;
+        debug_assert!(out.num_rows() == n || out.num_columns() == 0);
+        Ok(out)
+    }
+}
+
+/// Record batches from a Parquet file; a decoding error names the file.
+pub struct BatchIter {
+    reader: ParquetRecordBatchReader,
+    path: PathBuf,
+}
+
+impl Iterator for BatchIter {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.reader.next().map(|r| {
+            r.with_context(|| {
+                format!(
+                    "{}: corrupt data while decoding (truncated file?)",
+                    self.path.display()
+                )
+            })
+        })
+    }
+}
+
+/// The temporary name a file is written under before it is renamed into place.
+fn temp_name(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// A file written under a temporary name in its final directory; [`TempFile::commit`] renames
+/// it into place, and dropping it uncommitted removes it.
+pub struct TempFile {
+    tmp: PathBuf,
+    path: PathBuf,
+    committed: bool,
+}
+
+impl TempFile {
+    /// Writes the temporary file with `write` and syncs it to disk.
+    pub fn write(
+        path: &Path,
+        write: impl FnOnce(&mut BufWriter<File>) -> Result<()>,
+    ) -> Result<Self> {
+        let tmp = temp_name(path);
+        let t = Self {
+            tmp,
+            path: path.to_path_buf(),
+            committed: false,
+        };
+        let file =
+            File::create(&t.tmp).with_context(|| format!("cannot create {}", t.tmp.display()))?;
+        let mut w = BufWriter::new(file);
+        write(&mut w).with_context(|| format!("writing {}", path.display()))?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(t)
+    }
+
+    /// Moves the file into place (an atomic rename).
+    pub fn commit(mut self) -> Result<()> {
+        std::fs::rename(&self.tmp, &self.path)
+            .with_context(|| format!("cannot move {} into place", self.path.display()))?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Writes `path` through a temporary file and a rename, so the file appears whole or not at all.
+pub fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> Result<()>,
+) -> Result<()> {
+    TempFile::write(path, write)?.commit()
+}
+
+/// Writes a record batch as snappy-compressed Parquet to a temporary file (see [`TempFile`]).
+pub fn parquet_temp(path: &Path, batch: &RecordBatch) -> Result<TempFile> {
+    TempFile::write(path, |w| {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_created_by(format!("aml-pipeline {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        let mut writer = ArrowWriter::try_new(w, batch.schema(), Some(props))?;
+        writer.write(batch)?;
+        writer.close()?;
+        Ok(())
+    })
+}
+
+/// Pretty-printed JSON to a temporary file (see [`TempFile`]).
+pub fn json_temp(path: &Path, value: &impl serde::Serialize) -> Result<TempFile> {
+    TempFile::write(path, |w| {
+        serde_json::to_writer_pretty(&mut *w, value)?;
+        w.write_all(b"\n")?;
+        Ok(())
+    })
+}
+
+/// Writes a record batch as a snappy-compressed Parquet file, atomically.
+pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
+    parquet_temp(path, batch)?.commit()
+}
+
+/// Writes pretty-printed JSON, atomically.
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    json_temp(path, value)?.commit()
+}
+
+/// Hex sha256 of a file's bytes, streamed.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Hex sha256 of bytes.
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}

@@ -1,0 +1,109 @@
+//! Labels for training and validation: ground truth per alert, or address labels by risk level.
+
+use crate::contract::{column, required, to_f64, to_str};
+use crate::io::ParquetSource;
+use anyhow::{bail, Result};
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::DataType;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// A label: illicit or not, with a sample weight.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Label {
+    /// Confirmed or believed illicit.
+    pub illicit: bool,
+    /// Sample weight (the label's confidence; 1 for ground truth).
+    pub weight: f32,
+}
+
+/// The labels known for a network.
+#[derive(Debug, Default)]
+pub struct Labels {
+    /// `alert_id → is_sar_filed` from `ground_truth.parquet`.
+    pub alerts: HashMap<String, bool>,
+    /// `address → label` from `address_labels.parquet` (high/critical = illicit, low/medium = not).
+    pub addresses: HashMap<String, Label>,
+}
+
+impl Labels {
+    /// Reads `{input}/{network}/ground_truth.parquet` and `address_labels.parquet`; either may be absent.
+    pub fn load(input: &Path, network: &str) -> Result<Self> {
+        let mut out = Labels::default();
+        let gt = input.join(network).join("ground_truth.parquet");
+        if gt.exists() {
+            let f = gt.display().to_string();
+            let b = ParquetSource::open(&gt)?.read_all(&["alert_id", "is_sar_filed"])?;
+            if b.num_columns() > 0 {
+                let ids = to_str(required(&b, &f, "alert_id")?, &f, "alert_id")?;
+                let sar = required(&b, &f, "is_sar_filed")?;
+                let sar = match sar.data_type() {
+                    DataType::Boolean => sar
+                        .as_boolean()
+                        .iter()
+                        .map(|v| v.map(|b| b as u8 as f64))
+                        .collect(),
+                    _ => to_f64(sar, &f, "is_sar_filed")?.iter().collect::<Vec<_>>(),
+                };
+                for (id, s) in ids.iter().zip(sar) {
+                    if let (Some(id), Some(s)) = (id, s) {
+                        out.alerts.insert(id.to_owned(), s != 0.0);
+                    }
+                }
+            }
+        }
+        let al = input.join(network).join("address_labels.parquet");
+        if al.exists() {
+            let f = al.display().to_string();
+            let b = ParquetSource::open(&al)?.read_all(&[
+                "address",
+                "risk_level",
+                "confidence_score",
+            ])?;
+            if b.num_columns() > 0 {
+                let addr = to_str(required(&b, &f, "address")?, &f, "address")?;
+                let risk = to_str(required(&b, &f, "risk_level")?, &f, "risk_level")?;
+                let conf = match column(&b, "confidence_score") {
+                    Some(c) => Some(to_f64(c, &f, "confidence_score")?),
+                    None => None,
+                };
+                for i in 0..b.num_rows() {
+                    if addr.is_null(i) || risk.is_null(i) {
+                        continue;
+                    }
+                    let illicit = match risk.value(i).to_ascii_lowercase().as_str() {
+                        "high" | "critical" => true,
+                        "low" | "medium" => false,
+                        _ => continue,
+                    };
+                    let w = conf
+                        .as_ref()
+                        .filter(|c| c.is_valid(i))
+                        .map_or(1.0, |c| c.value(i) as f32);
+                    if !(w.is_finite() && w >= 0.0) {
+                        bail!("{f}: confidence_score in row {i} is {w}, expected a non-negative weight");
+                    }
+                    out.addresses
+                        .insert(addr.value(i).to_owned(), Label { illicit, weight: w });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The label of an alert: its ground truth if known, else its address's label.
+    pub fn of_alert(&self, alert_id: &str, address: &str) -> Option<Label> {
+        if let Some(&s) = self.alerts.get(alert_id) {
+            return Some(Label {
+                illicit: s,
+                weight: 1.0,
+            });
+        }
+        self.addresses.get(address).copied()
+    }
+
+    /// True when no label of either kind is known.
+    pub fn is_empty(&self) -> bool {
+        self.alerts.is_empty() && self.addresses.is_empty()
+    }
+}

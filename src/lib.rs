@@ -1,0 +1,21 @@
+//! aml-pipeline: the daily AML alert-scoring pipeline as a library.
+//!
+//! A run decodes one source-of-truth batch per processing date, joins features, scores
+//! alerts and clusters with LightGBM models, ranks the alerts, writes Parquet outputs and
+//! validates them. The stages are timely-dataflow operators wired from a TOML graph
+//! ([`config::PipelineSpec`]); [`engine::run`] executes them over many dates in parallel.
+
+pub mod batch;
+pub mod cli;
+pub mod config;
+pub mod contract;
+pub mod dates;
+pub mod engine;
+pub mod features;
+pub mod generate;
+pub mod io;
+pub mod labels;
+pub mod metrics;
+pub mod model;
+pub mod stages;
+pub mod train;

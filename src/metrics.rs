@@ -1,0 +1,149 @@
+//! Classification and ranking metrics: AUC-ROC and average precision (ties handled as
+//! scikit-learn does), best F1, and NDCG@k.
+
+/// Area under the ROC curve; ties in score count one half. `None` without both classes.
+pub fn auc_roc(scores: &[f64], labels: &[bool]) -> Option<f64> {
+    let pos = labels.iter().filter(|&&l| l).count();
+    let neg = labels.len() - pos;
+    if pos == 0 || neg == 0 {
+        return None;
+    }
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    let mut rank_sum = 0.0;
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && scores[idx[j + 1]] == scores[idx[i]] {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        rank_sum += (i..=j).filter(|&k| labels[idx[k]]).count() as f64 * avg;
+        i = j + 1;
+    }
+    let (p, n) = (pos as f64, neg as f64);
+    Some((rank_sum - p * (p + 1.0) / 2.0) / (p * n))
+}
+
+/// Points of the precision-recall curve at each distinct threshold, highest first:
+/// `(threshold, precision, recall)`.
+fn pr_points(scores: &[f64], labels: &[bool]) -> Vec<(f64, f64, f64)> {
+    let pos = labels.iter().filter(|&&l| l).count() as f64;
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut tp, mut fp) = (0.0, 0.0);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < idx.len() {
+        let t = scores[idx[i]];
+        while i < idx.len() && scores[idx[i]] == t {
+            if labels[idx[i]] {
+                tp += 1.0
+            } else {
+                fp += 1.0
+            }
+            i += 1;
+        }
+        out.push((t, tp / (tp + fp), if pos > 0.0 { tp / pos } else { 0.0 }));
+    }
+    out
+}
+
+/// Average precision (area under the step PR curve, as scikit-learn). `None` without positives.
+pub fn average_precision(scores: &[f64], labels: &[bool]) -> Option<f64> {
+    if !labels.iter().any(|&l| l) {
+        return None;
+    }
+    let mut prev_r = 0.0;
+    let mut ap = 0.0;
+    for (_, p, r) in pr_points(scores, labels) {
+        ap += (r - prev_r) * p;
+        prev_r = r;
+    }
+    Some(ap)
+}
+
+/// Best F1 over thresholds: `(f1, threshold, precision, recall)`.
+pub fn best_f1(scores: &[f64], labels: &[bool]) -> Option<(f64, f64, f64, f64)> {
+    if !labels.iter().any(|&l| l) {
+        return None;
+    }
+    pr_points(scores, labels)
+        .into_iter()
+        .map(|(t, p, r)| {
+            (
+                if p + r > 0.0 {
+                    2.0 * p * r / (p + r)
+                } else {
+                    0.0
+                },
+                t,
+                p,
+                r,
+            )
+        })
+        .fold(None, |best: Option<(f64, f64, f64, f64)>, x| match best {
+            Some(b) if b.0 >= x.0 => Some(b),
+            _ => Some(x),
+        })
+}
+
+/// NDCG@k of one query with graded relevance, ordered by descending score (ties by index).
+pub fn ndcg_at(scores: &[f64], relevance: &[f64], k: usize) -> Option<f64> {
+    let dcg = |order: &[usize]| -> f64 {
+        order
+            .iter()
+            .take(k)
+            .enumerate()
+            .map(|(i, &j)| (2f64.powf(relevance[j]) - 1.0) / ((i + 2) as f64).log2())
+            .sum()
+    };
+    let mut by_score: Vec<usize> = (0..scores.len()).collect();
+    by_score.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    let mut ideal: Vec<usize> = (0..scores.len()).collect();
+    ideal.sort_by(|&a, &b| relevance[b].total_cmp(&relevance[a]));
+    let best = dcg(&ideal);
+    (best > 0.0).then(|| dcg(&by_score) / best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auc_with_ties() {
+        // sklearn.metrics.roc_auc_score([0,0,1,1],[0.1,0.4,0.35,0.8]) == 0.75
+        assert_eq!(
+            auc_roc(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]),
+            Some(0.75)
+        );
+        // a tie between a positive and a negative counts one half
+        assert_eq!(auc_roc(&[0.5, 0.5], &[false, true]), Some(0.5));
+        assert_eq!(auc_roc(&[0.5], &[true]), None);
+    }
+
+    #[test]
+    fn average_precision_like_sklearn() {
+        // sklearn.metrics.average_precision_score([0,0,1,1],[0.1,0.4,0.35,0.8]) == 0.8333…
+        let ap = average_precision(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]).unwrap();
+        assert!((ap - 0.833_333_333_333_333_4).abs() < 1e-12);
+        // all tied: precision = prevalence
+        assert_eq!(
+            average_precision(&[0.2, 0.2, 0.2, 0.2], &[true, false, false, false]),
+            Some(0.25)
+        );
+    }
+
+    #[test]
+    fn best_f1_threshold() {
+        let (f1, t, p, r) = best_f1(&[0.9, 0.8, 0.3, 0.1], &[true, true, false, false]).unwrap();
+        assert_eq!((f1, t, p, r), (1.0, 0.8, 1.0, 1.0));
+    }
+
+    #[test]
+    fn ndcg_perfect_and_reversed() {
+        assert_eq!(ndcg_at(&[3.0, 2.0, 1.0], &[2.0, 1.0, 0.0], 10), Some(1.0));
+        let n = ndcg_at(&[1.0, 2.0, 3.0], &[2.0, 1.0, 0.0], 10).unwrap();
+        assert!(n < 1.0 && n > 0.0);
+    }
+}

@@ -1,0 +1,401 @@
+//! LightGBM models: the installed model files, their metadata, loading with a feature-order
+//! check, prediction through LightGBM itself, and training through its C API.
+
+use anyhow::{anyhow, bail, Context, Result};
+use lightgbm3::Booster;
+use serde::{Deserialize, Serialize};
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::path::{Path, PathBuf};
+
+/// The three models of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Binary alert scorer.
+    AlertScorer,
+    /// Lambdarank alert ranker.
+    AlertRanker,
+    /// Binary cluster scorer.
+    ClusterScorer,
+}
+
+impl ModelKind {
+    /// All kinds, in training order.
+    pub const ALL: [ModelKind; 3] = [Self::AlertScorer, Self::AlertRanker, Self::ClusterScorer];
+
+    /// The file-name prefix, e.g. `alert_scorer`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AlertScorer => "alert_scorer",
+            Self::AlertRanker => "alert_ranker",
+            Self::ClusterScorer => "cluster_scorer",
+        }
+    }
+
+    /// The feature names, in order, that this kind of model is trained and applied on.
+    pub fn feature_names(self) -> Vec<String> {
+        match self {
+            Self::AlertScorer | Self::AlertRanker => crate::features::alert_feature_names(),
+            Self::ClusterScorer => crate::features::cluster_feature_names(),
+        }
+    }
+}
+
+impl std::str::FromStr for ModelKind {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                anyhow!(
+                    "unknown model {s:?}: expected alert_scorer, alert_ranker or cluster_scorer"
+                )
+            })
+    }
+}
+
+/// The `.json` metadata written beside each model file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelMeta {
+    /// Which model this is.
+    pub model_type: ModelKind,
+    /// First 12 hex digits of the sha256 of the model text.
+    pub version: String,
+    /// When it was trained (RFC 3339).
+    pub created_at: String,
+    /// Network of the training data.
+    pub network: String,
+    /// Dates and window of the training data.
+    pub training_period: TrainingPeriod,
+    /// Rows, features and positive rate of the training data.
+    pub data_stats: DataStats,
+    /// Held-out metrics.
+    pub metrics: serde_json::Value,
+    /// LightGBM parameters.
+    pub hyperparameters: serde_json::Value,
+    /// Feature names in the order the model expects them.
+    pub feature_names: Vec<String>,
+    /// Trees in the model.
+    pub num_trees: i32,
+    /// Iterations kept.
+    pub best_iteration: i32,
+}
+
+/// Training dates and window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainingPeriod {
+    /// First training date.
+    pub start_date: String,
+    /// Last training date.
+    pub end_date: String,
+    /// Batch window.
+    pub window_days: u32,
+}
+
+/// Size and balance of the training data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DataStats {
+    /// Training rows.
+    pub samples: usize,
+    /// Features per row.
+    pub features: usize,
+    /// Share of positive labels (for the ranker: of relevance > 0).
+    pub positive_rate: f64,
+}
+
+/// A loaded model: LightGBM's booster and its metadata.
+pub struct Model {
+    booster: Booster,
+    /// Its metadata.
+    pub meta: ModelMeta,
+    /// The model file.
+    pub path: PathBuf,
+}
+
+// SAFETY: LightGBM's C API prediction functions are thread-safe (they take a shared lock on
+// the booster); the handle is only freed on drop, which needs exclusive ownership.
+unsafe impl Send for Model {}
+// SAFETY: see above; `&Model` only exposes prediction.
+unsafe impl Sync for Model {}
+
+/// Path of the metadata file beside a model file.
+pub fn meta_path(model: &Path) -> PathBuf {
+    model.with_extension("json")
+}
+
+impl Model {
+    /// Loads a model file and its metadata, checking that its features are those `kind` expects.
+    pub fn load(path: &Path, kind: ModelKind) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read model {}: train one with `pipeline train`",
+                path.display()
+            )
+        })?;
+        let mp = meta_path(path);
+        let meta: ModelMeta = serde_json::from_slice(
+            &std::fs::read(&mp)
+                .with_context(|| format!("cannot read model metadata {}", mp.display()))?,
+        )
+        .with_context(|| format!("{}: not valid model metadata", mp.display()))?;
+        if meta.model_type != kind {
+            bail!(
+                "{}: is a {} model, expected {}",
+                path.display(),
+                meta.model_type.name(),
+                kind.name()
+            );
+        }
+        let expected = kind.feature_names();
+        if meta.feature_names != expected {
+            let first = meta
+                .feature_names
+                .iter()
+                .zip(&expected)
+                .position(|(a, b)| a != b);
+            bail!(
+                "{}: feature order mismatch: the model has {} features, the pipeline computes {}{}; retrain it with `pipeline train`",
+                path.display(),
+                meta.feature_names.len(),
+                expected.len(),
+                first.map_or(String::new(), |i| format!(
+                    " (first difference at position {i}: model `{}`, pipeline `{}`)",
+                    meta.feature_names[i], expected[i]
+                ))
+            );
+        }
+        let booster = Booster::from_string(&text)
+            .map_err(|e| anyhow!("{}: LightGBM cannot load it: {e}", path.display()))?;
+        if booster.num_features() as usize != expected.len() {
+            bail!(
+                "{}: the model file has {} features but its metadata lists {}",
+                path.display(),
+                booster.num_features(),
+                expected.len()
+            );
+        }
+        Ok(Self {
+            booster,
+            meta,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Finds a model: `latest` is the newest installed model of `kind` in `dir` (by `created_at`,
+    /// then version), anything else a path to a model file.
+    pub fn resolve(dir: &Path, kind: ModelKind, spec: &str) -> Result<PathBuf> {
+        if spec != "latest" {
+            return Ok(PathBuf::from(spec));
+        }
+        let mut best: Option<(String, String, PathBuf)> = None;
+        let prefix = format!("{}_v", kind.name());
+        let entries = std::fs::read_dir(dir).with_context(|| {
+            format!(
+                "cannot list models in {}: train models with `pipeline train` or pass --models",
+                dir.display()
+            )
+        })?;
+        for e in entries {
+            let p = e?.path();
+            let name = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            if !(name.starts_with(&prefix) && name.ends_with(".txt")) {
+                continue;
+            }
+            let meta: ModelMeta = match std::fs::read(meta_path(&p))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+            {
+                Some(m) => m,
+                None => continue,
+            };
+            let key = (meta.created_at.clone(), meta.version.clone());
+            if best
+                .as_ref()
+                .is_none_or(|b| (b.0.as_str(), b.1.as_str()) < (key.0.as_str(), key.1.as_str()))
+            {
+                best = Some((key.0, key.1, p));
+            }
+        }
+        best.map(|b| b.2).ok_or_else(|| {
+            anyhow!(
+                "no {} model in {} (expected {}_v<version>.txt with its .json): train one with `pipeline train`",
+                kind.name(),
+                dir.display(),
+                kind.name()
+            )
+        })
+    }
+
+    /// The model's version.
+    pub fn version(&self) -> &str {
+        &self.meta.version
+    }
+
+    /// Number of features a row must have.
+    pub fn num_features(&self) -> usize {
+        self.meta.feature_names.len()
+    }
+
+    /// LightGBM's prediction for row-major rows (probabilities for binary models, scores for the ranker).
+    pub fn predict(&self, rows: &[f64]) -> Result<Vec<f64>> {
+        let nf = self.num_features();
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.booster
+            .predict(rows, nf as i32, true)
+            .map_err(|e| anyhow!("{}: prediction failed: {e}", self.path.display()))
+    }
+}
+
+fn last_error() -> String {
+    // SAFETY: LightGBM returns a pointer to a thread-local, NUL-terminated message.
+    unsafe {
+        CStr::from_ptr(lightgbm3_sys::LGBM_GetLastError())
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+fn check(code: i32, what: &str) -> Result<()> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(anyhow!("LightGBM {what} failed: {}", last_error()))
+    }
+}
+
+/// Training data for one model: row-major features and per-row label, weight and query group.
+pub struct TrainSet<'a> {
+    /// Row-major features.
+    pub x: &'a [f64],
+    /// Feature names (columns of `x`).
+    pub names: &'a [String],
+    /// Labels (0/1, or integer relevance grades for the ranker).
+    pub label: &'a [f32],
+    /// Sample weights.
+    pub weight: &'a [f32],
+    /// Query group sizes (ranker only).
+    pub groups: Option<&'a [i32]>,
+}
+
+/// Trains a model with LightGBM for `iterations` rounds and returns its text (model file format).
+pub fn train_lightgbm(set: &TrainSet, params: &str, iterations: usize) -> Result<String> {
+    let ncol = set.names.len();
+    let nrow = set.label.len();
+    if nrow == 0 || set.x.len() != nrow * ncol {
+        bail!("no training rows (or a malformed matrix)");
+    }
+    let p = CString::new(params)?;
+    let mut ds: lightgbm3_sys::DatasetHandle = std::ptr::null_mut();
+    // SAFETY: all pointers are valid for the sizes given; handles are freed below.
+    unsafe {
+        check(
+            lightgbm3_sys::LGBM_DatasetCreateFromMat(
+                set.x.as_ptr() as *const c_void,
+                lightgbm3_sys::C_API_DTYPE_FLOAT64 as i32,
+                nrow as i32,
+                ncol as i32,
+                1,
+                p.as_ptr(),
+                std::ptr::null_mut(),
+                &mut ds,
+            ),
+            "dataset creation",
+        )?;
+    }
+    let result = (|| unsafe {
+        let set_field = |name: &str, ptr: *const c_void, n: usize, ty: u32| {
+            let f = CString::new(name).unwrap();
+            check(
+                lightgbm3_sys::LGBM_DatasetSetField(ds, f.as_ptr(), ptr, n as i32, ty as i32),
+                name,
+            )
+        };
+        set_field(
+            "label",
+            set.label.as_ptr() as _,
+            nrow,
+            lightgbm3_sys::C_API_DTYPE_FLOAT32,
+        )?;
+        set_field(
+            "weight",
+            set.weight.as_ptr() as _,
+            nrow,
+            lightgbm3_sys::C_API_DTYPE_FLOAT32,
+        )?;
+        if let Some(g) = set.groups {
+            set_field(
+                "group",
+                g.as_ptr() as _,
+                g.len(),
+                lightgbm3_sys::C_API_DTYPE_INT32,
+            )?;
+        }
+        let cnames: Vec<CString> = set
+            .names
+            .iter()
+            .map(|n| CString::new(n.as_str()).unwrap())
+            .collect();
+        let mut ptrs: Vec<*const c_char> = cnames.iter().map(|c| c.as_ptr()).collect();
+        check(
+            lightgbm3_sys::LGBM_DatasetSetFeatureNames(ds, ptrs.as_mut_ptr(), ptrs.len() as i32),
+            "feature names",
+        )?;
+        let mut bst: lightgbm3_sys::BoosterHandle = std::ptr::null_mut();
+        check(
+            lightgbm3_sys::LGBM_BoosterCreate(ds, p.as_ptr(), &mut bst),
+            "booster creation",
+        )?;
+        let text = (|| {
+            for _ in 0..iterations {
+                let mut finished = 0;
+                check(
+                    lightgbm3_sys::LGBM_BoosterUpdateOneIter(bst, &mut finished),
+                    "training iteration",
+                )?;
+                if finished != 0 {
+                    break;
+                }
+            }
+            let mut len: i64 = 0;
+            check(
+                lightgbm3_sys::LGBM_BoosterSaveModelToString(
+                    bst,
+                    0,
+                    -1,
+                    0,
+                    0,
+                    &mut len,
+                    std::ptr::null_mut(),
+                ),
+                "model export",
+            )?;
+            let mut buf = vec![0u8; len as usize];
+            check(
+                lightgbm3_sys::LGBM_BoosterSaveModelToString(
+                    bst,
+                    0,
+                    -1,
+                    0,
+                    len,
+                    &mut len,
+                    buf.as_mut_ptr() as *mut c_char,
+                ),
+                "model export",
+            )?;
+            buf.truncate(len as usize - 1);
+            Ok(String::from_utf8(buf)?)
+        })();
+        lightgbm3_sys::LGBM_BoosterFree(bst);
+        text
+    })();
+    // SAFETY: `ds` was created above and is not used after this.
+    unsafe { lightgbm3_sys::LGBM_DatasetFree(ds) };
+    result
+}

@@ -1,0 +1,21 @@
+//! cluster_score: each cluster's member alerts (through related_alert_ids) aggregated into
+//! cluster features, scored by the binary cluster scorer. Every cluster gets a score.
+
+use super::{table, StageInput};
+use crate::batch::{ArrowBatch, Tables};
+use crate::features::build_cluster_matrix;
+use crate::model::Model;
+use crate::stages::score::score_table;
+use anyhow::Result;
+
+/// Produces `cluster_scores` (`cluster_id, score, model_version, latency_ms, explain_json`).
+pub fn run(model: &Model, input: &StageInput) -> Result<Tables> {
+    let cm = build_cluster_matrix(
+        table(input.tables, "clusters")?,
+        table(input.tables, "matrix")?,
+    )?;
+    Ok(Tables::from([(
+        "cluster_scores".to_string(),
+        ArrowBatch(score_table(model, &cm, "cluster_id")?),
+    )]))
+}

@@ -1,0 +1,469 @@
+//! decode: reads one date's batch, checks it against the data contract and META.json, and
+//! normalises it. Features and money flows stream in batches and keep only the rows that
+//! concern an alerted address, so a day's memory is bounded by its alerts, not its flows.
+
+use crate::batch::{ArrowBatch, Tables};
+use crate::config::DecodeParams;
+use crate::contract::{check_unique, column, required, to_f64, to_str, to_str_list, DateColumn};
+use crate::features::ADDRESS_FEATURES;
+use crate::io::{sha256_file, ParquetSource};
+use anyhow::{anyhow, bail, Context, Result};
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, ListArray, StringArray,
+};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use chrono::NaiveDate;
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The four tables of a batch.
+pub const FILES: [&str; 4] = [
+    "alerts.parquet",
+    "features.parquet",
+    "clusters.parquet",
+    "money_flows.parquet",
+];
+
+/// Builds a record batch from named columns.
+pub fn make_batch(cols: Vec<(&str, ArrayRef)>) -> Result<RecordBatch> {
+    let fields: Vec<Field> = cols
+        .iter()
+        .map(|(n, a)| Field::new(*n, a.data_type().clone(), a.null_count() > 0))
+        .collect();
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        cols.into_iter().map(|c| c.1).collect(),
+    )?)
+}
+
+/// Decodes the batch in `dir` for `date`.
+pub fn run(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) -> Result<Tables> {
+    if !dir.is_dir() {
+        bail!("{}: no batch for {date} (directory missing)", dir.display());
+    }
+    check_meta(p, dir, date, window_days)?;
+    let alerts = read_alerts(&dir.join("alerts.parquet"), date, window_days)?;
+    let ids = alerts
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("alert_id");
+    let addrs = alerts
+        .column(1)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("address");
+    let alerted: HashSet<&str> = addrs.iter().flatten().collect();
+    check_unique(
+        ids,
+        &dir.join("alerts.parquet").display().to_string(),
+        "alert_id",
+    )?;
+    let (features, n_features) =
+        read_features(&dir.join("features.parquet"), date, &alerted, p.batch_size)?;
+    let clusters = read_clusters(&dir.join("clusters.parquet"), date)?;
+    let (flows, n_flows) = read_flows(
+        &dir.join("money_flows.parquet"),
+        date,
+        &alerted,
+        p.batch_size,
+    )?;
+    let info = make_batch(vec![
+        (
+            "alerts",
+            Arc::new(Int64Array::from(vec![alerts.num_rows() as i64])),
+        ),
+        (
+            "features",
+            Arc::new(Int64Array::from(vec![n_features as i64])),
+        ),
+        (
+            "clusters",
+            Arc::new(Int64Array::from(vec![clusters.num_rows() as i64])),
+        ),
+        (
+            "money_flows",
+            Arc::new(Int64Array::from(vec![n_flows as i64])),
+        ),
+    ])?;
+    Ok(Tables::from([
+        ("alerts".to_string(), ArrowBatch(alerts)),
+        ("features".to_string(), ArrowBatch(features)),
+        ("clusters".to_string(), ArrowBatch(clusters)),
+        ("flows".to_string(), ArrowBatch(flows)),
+        ("batch_info".to_string(), ArrowBatch(info)),
+    ]))
+}
+
+fn check_meta(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) -> Result<()> {
+    let path = dir.join("META.json");
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::warn!("{}: missing; checksums not verified", path.display());
+            for f in FILES {
+                if !dir.join(f).exists() {
+                    bail!("{}: missing file", dir.join(f).display());
+                }
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(e).with_context(|| format!("{}: cannot read", path.display())),
+    };
+    let meta: serde_json::Value = serde_json::from_slice(&text)
+        .with_context(|| format!("{}: not valid JSON", path.display()))?;
+    if let Some(d) = meta.get("processing_date").and_then(|v| v.as_str()) {
+        if d != date.format("%Y-%m-%d").to_string() {
+            bail!(
+                "{}: processing_date is {d}, but the batch directory is for {date}",
+                path.display()
+            );
+        }
+    }
+    if let Some(w) = meta.get("window_days").and_then(|v| v.as_u64()) {
+        if w != window_days as u64 {
+            bail!(
+                "{}: window_days is {w}, but the batch directory is for {window_days}",
+                path.display()
+            );
+        }
+    }
+    let sums = meta.get("sha256").and_then(|v| v.as_object());
+    for f in FILES {
+        let fp = dir.join(f);
+        if !fp.exists() {
+            bail!(
+                "{}: missing file{}",
+                fp.display(),
+                if sums.is_some_and(|s| s.contains_key(f)) {
+                    " (listed in META.json)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    if p.verify_checksums {
+        for (f, want) in sums.into_iter().flatten() {
+            let want = want
+                .as_str()
+                .ok_or_else(|| anyhow!("{}: sha256 of {f} is not a string", path.display()))?;
+            let fp = dir.join(f);
+            if !fp.exists() {
+                bail!("{}: missing file (listed in META.json)", fp.display());
+            }
+            let got = sha256_file(&fp)?;
+            if !got.eq_ignore_ascii_case(want) {
+                bail!(
+                    "{}: sha256 is {got}, but META.json says {want} (corrupt or partial file?)",
+                    fp.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_date(b: &RecordBatch, file: &str, date: NaiveDate) -> Result<()> {
+    if let Some(c) = column(b, "processing_date") {
+        DateColumn::new(c, file, "processing_date")?.check_all(date, file, "processing_date")?;
+    }
+    Ok(())
+}
+
+fn str_or(b: &RecordBatch, file: &str, name: &str, default: &str) -> Result<ArrayRef> {
+    Ok(match column(b, name) {
+        Some(c) => {
+            let s = to_str(c, file, name)?;
+            Arc::new(
+                s.iter()
+                    .map(|v| Some(v.unwrap_or(default)))
+                    .collect::<StringArray>(),
+            )
+        }
+        None => Arc::new(StringArray::from(vec![default; b.num_rows()])),
+    })
+}
+
+fn f64_req(b: &RecordBatch, file: &str, name: &str) -> Result<ArrayRef> {
+    Ok(Arc::new(to_f64(required(b, file, name)?, file, name)?))
+}
+
+fn str_req(b: &RecordBatch, file: &str, name: &str) -> Result<StringArray> {
+    let s = to_str(required(b, file, name)?, file, name)?;
+    if let Some(i) = (0..s.len()).find(|&i| s.is_null(i)) {
+        bail!("{file}: column `{name}` is null in row {i}");
+    }
+    Ok(s)
+}
+
+fn read_alerts(path: &Path, date: NaiveDate, window_days: u32) -> Result<RecordBatch> {
+    let file = path.display().to_string();
+    let src = ParquetSource::open(path)?;
+    let b = src.read_all(&[
+        "alert_id",
+        "address",
+        "typology_type",
+        "severity",
+        "suspected_address_type",
+        "alert_confidence_score",
+        "volume_usd",
+        "risk_indicators",
+        "processing_date",
+        "window_days",
+    ])?;
+    let empty_file = b.num_columns() == 0;
+    let b = if empty_file { empty_alerts_input() } else { b };
+    check_date(&b, &file, date)?;
+    if let Some(w) = column(&b, "window_days") {
+        let w = to_f64(w, &file, "window_days")?;
+        if let Some(v) = w.iter().flatten().find(|v| *v != window_days as f64) {
+            bail!("{file}: column `window_days` holds {v}, but the batch directory is for {window_days}");
+        }
+    }
+    let risk: ArrayRef = match column(&b, "risk_indicators") {
+        Some(c) => {
+            let l = to_str_list(c, &file, "risk_indicators")?;
+            Arc::new(Float64Array::from_iter_values((0..l.len()).map(|i| {
+                if l.is_null(i) {
+                    0.0
+                } else {
+                    l.value_length(i) as f64
+                }
+            })))
+        }
+        None => Arc::new(Float64Array::from(vec![0.0; b.num_rows()])),
+    };
+    make_batch(vec![
+        ("alert_id", Arc::new(str_req(&b, &file, "alert_id")?)),
+        ("address", Arc::new(str_req(&b, &file, "address")?)),
+        ("typology_type", str_or(&b, &file, "typology_type", "")?),
+        ("severity", str_or(&b, &file, "severity", "medium")?),
+        (
+            "suspected_address_type",
+            str_or(&b, &file, "suspected_address_type", "unknown")?,
+        ),
+        (
+            "alert_confidence_score",
+            f64_req(&b, &file, "alert_confidence_score")?,
+        ),
+        ("volume_usd", f64_req(&b, &file, "volume_usd")?),
+        ("risk_indicator_count", risk),
+    ])
+}
+
+fn empty_alerts_input() -> RecordBatch {
+    fn s(n: &'static str) -> (&'static str, ArrayRef) {
+        (n, Arc::new(StringArray::from(Vec::<String>::new())))
+    }
+    fn f(n: &'static str) -> (&'static str, ArrayRef) {
+        (n, Arc::new(Float64Array::from(Vec::<f64>::new())))
+    }
+    make_batch(vec![
+        s("alert_id"),
+        s("address"),
+        s("typology_type"),
+        s("severity"),
+        f("alert_confidence_score"),
+        f("volume_usd"),
+    ])
+    .expect("static schema")
+}
+
+/// Streams `features.parquet`, keeping the rows of alerted addresses; returns them and the file's row count.
+fn read_features(
+    path: &Path,
+    date: NaiveDate,
+    alerted: &HashSet<&str>,
+    batch_size: usize,
+) -> Result<(RecordBatch, usize)> {
+    let file = path.display().to_string();
+    let src = ParquetSource::open(path)?;
+    let total = src.num_rows();
+    let mut cols: Vec<&str> = vec!["address", "processing_date"];
+    cols.extend(ADDRESS_FEATURES);
+    let present: HashSet<String> = src
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let mut addr_out: Vec<String> = Vec::new();
+    let mut feat_out: Vec<Vec<f64>> = vec![Vec::new(); ADDRESS_FEATURES.len()];
+    if !present.is_empty() {
+        if !present.contains("address") {
+            bail!("{file}: required column `address` is missing");
+        }
+        for b in src.read(&cols, batch_size)? {
+            let b = b?;
+            check_date(&b, &file, date)?;
+            let a = to_str(required(&b, &file, "address")?, &file, "address")?;
+            let keep: BooleanArray = a
+                .iter()
+                .map(|v| Some(v.is_some_and(|v| alerted.contains(v))))
+                .collect();
+            if keep.true_count() == 0 {
+                continue;
+            }
+            let b = filter_record_batch(&b, &keep)?;
+            let a = to_str(required(&b, &file, "address")?, &file, "address")?;
+            addr_out.extend(a.iter().map(|v| v.unwrap_or_default().to_owned()));
+            for (k, name) in ADDRESS_FEATURES.iter().enumerate() {
+                match column(&b, name) {
+                    Some(c) => feat_out[k].extend(
+                        to_f64(c, &file, name)?
+                            .iter()
+                            .map(|v| v.unwrap_or(f64::NAN)),
+                    ),
+                    None => feat_out[k].extend(std::iter::repeat_n(f64::NAN, b.num_rows())),
+                }
+            }
+        }
+    }
+    let mut out: Vec<(&str, ArrayRef)> = vec![("address", Arc::new(StringArray::from(addr_out)))];
+    for (k, name) in ADDRESS_FEATURES.iter().enumerate() {
+        out.push((
+            name,
+            Arc::new(Float64Array::from(std::mem::take(&mut feat_out[k]))),
+        ));
+    }
+    Ok((make_batch(out)?, total))
+}
+
+fn read_clusters(path: &Path, date: NaiveDate) -> Result<RecordBatch> {
+    let file = path.display().to_string();
+    let b = ParquetSource::open(path)?.read_all(&[
+        "cluster_id",
+        "cluster_type",
+        "primary_alert_id",
+        "related_alert_ids",
+        "addresses_involved",
+        "total_alerts",
+        "total_volume_usd",
+        "severity_max",
+        "confidence_avg",
+        "processing_date",
+    ])?;
+    let n = b.num_rows();
+    if b.num_columns() == 0 {
+        let empty_list = || -> ArrayRef {
+            Arc::new(ListArray::new_null(
+                Arc::new(Field::new("item", DataType::Utf8, true)),
+                0,
+            ))
+        };
+        let s = || -> ArrayRef { Arc::new(StringArray::from(Vec::<String>::new())) };
+        let f = || -> ArrayRef { Arc::new(Float64Array::from(Vec::<f64>::new())) };
+        return make_batch(vec![
+            ("cluster_id", s()),
+            ("cluster_type", s()),
+            ("primary_alert_id", s()),
+            ("related_alert_ids", empty_list()),
+            ("addresses_involved", empty_list()),
+            ("total_alerts", f()),
+            ("total_volume_usd", f()),
+            ("severity_max", s()),
+            ("confidence_avg", f()),
+        ]);
+    }
+    check_date(&b, &file, date)?;
+    let ids = str_req(&b, &file, "cluster_id")?;
+    check_unique(&ids, &file, "cluster_id")?;
+    let list = |name: &str| -> Result<ArrayRef> {
+        Ok(match column(&b, name) {
+            Some(c) => Arc::new(to_str_list(c, &file, name)?),
+            None => Arc::new(ListArray::new_null(
+                Arc::new(Field::new("item", DataType::Utf8, true)),
+                n,
+            )),
+        })
+    };
+    let f64_opt = |name: &str| -> Result<ArrayRef> {
+        Ok(match column(&b, name) {
+            Some(c) => Arc::new(to_f64(c, &file, name)?),
+            None => Arc::new(Float64Array::from(vec![None; n])),
+        })
+    };
+    let str_opt = |name: &str| -> Result<ArrayRef> {
+        Ok(match column(&b, name) {
+            Some(c) => Arc::new(to_str(c, &file, name)?),
+            None => Arc::new(StringArray::from(vec![None::<&str>; n])),
+        })
+    };
+    make_batch(vec![
+        ("cluster_id", Arc::new(ids)),
+        ("cluster_type", str_opt("cluster_type")?),
+        ("primary_alert_id", str_opt("primary_alert_id")?),
+        ("related_alert_ids", list("related_alert_ids")?),
+        ("addresses_involved", list("addresses_involved")?),
+        ("total_alerts", f64_opt("total_alerts")?),
+        ("total_volume_usd", f64_opt("total_volume_usd")?),
+        ("severity_max", str_opt("severity_max")?),
+        ("confidence_avg", f64_opt("confidence_avg")?),
+    ])
+}
+
+/// Streams `money_flows.parquet`, keeping flows that touch an alerted address; returns them and the file's row count.
+fn read_flows(
+    path: &Path,
+    date: NaiveDate,
+    alerted: &HashSet<&str>,
+    batch_size: usize,
+) -> Result<(RecordBatch, usize)> {
+    let file = path.display().to_string();
+    let src = ParquetSource::open(path)?;
+    let total = src.num_rows();
+    let empty = src.schema().fields().is_empty();
+    let (mut from, mut to, mut usd, mut tx) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    if !empty {
+        for b in src.read(
+            &[
+                "from_address",
+                "to_address",
+                "amount_usd_sum",
+                "tx_count",
+                "processing_date",
+            ],
+            batch_size,
+        )? {
+            let b = b?;
+            check_date(&b, &file, date)?;
+            let f = to_str(required(&b, &file, "from_address")?, &file, "from_address")?;
+            let t = to_str(required(&b, &file, "to_address")?, &file, "to_address")?;
+            let u = to_f64(
+                required(&b, &file, "amount_usd_sum")?,
+                &file,
+                "amount_usd_sum",
+            )?;
+            let x = match column(&b, "tx_count") {
+                Some(c) => to_f64(c, &file, "tx_count")?,
+                None => Float64Array::from(vec![1.0; b.num_rows()]),
+            };
+            for i in 0..b.num_rows() {
+                let (fv, tv) = (
+                    f.is_valid(i).then(|| f.value(i)),
+                    t.is_valid(i).then(|| t.value(i)),
+                );
+                let (Some(fv), Some(tv)) = (fv, tv) else {
+                    continue;
+                };
+                if alerted.contains(fv) || alerted.contains(tv) {
+                    from.push(fv.to_owned());
+                    to.push(tv.to_owned());
+                    usd.push(if u.is_valid(i) { u.value(i) } else { f64::NAN });
+                    tx.push(if x.is_valid(i) { x.value(i) } else { f64::NAN });
+                }
+            }
+        }
+    }
+    let b = make_batch(vec![
+        ("from_address", Arc::new(StringArray::from(from))),
+        ("to_address", Arc::new(StringArray::from(to))),
+        ("amount_usd_sum", Arc::new(Float64Array::from(usd))),
+        ("tx_count", Arc::new(Float64Array::from(tx))),
+    ])?;
+    Ok((b, total))
+}

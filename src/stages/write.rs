@@ -1,0 +1,87 @@
+//! write: the date's outputs under `{output}/{network}/{date}/{window_days}/`. Every file is
+//! first written under a temporary name; only when all are written are they renamed into
+//! place, `processing_metadata.json` last, so a date's outputs appear whole or not at all.
+
+use super::{table, Context, StageInput};
+use crate::batch::{ArrowBatch, Tables};
+use crate::config::StageKind;
+use crate::io::{json_temp, parquet_temp};
+use crate::stages::decode::make_batch;
+use anyhow::{Context as _, Result};
+use arrow::array::{AsArray, Int64Array, StringArray};
+use arrow::datatypes::Int64Type;
+use serde_json::json;
+use std::sync::Arc;
+
+/// Output files of a date, in the order they are committed.
+pub const OUTPUTS: [&str; 4] = [
+    "alert_scores.parquet",
+    "alert_rankings.parquet",
+    "cluster_scores.parquet",
+    "processing_metadata.json",
+];
+
+/// Writes the outputs; produces `written` (file, rows).
+pub fn run(ctx: &Context, input: &StageInput) -> Result<Tables> {
+    let dir = ctx.config.output_dir(input.date);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let scores = table(input.tables, "alert_scores")?;
+    let rankings = table(input.tables, "alert_rankings")?;
+    let clusters = table(input.tables, "cluster_scores")?;
+    let info = table(input.tables, "batch_info")?;
+    let count = |name: &str| {
+        info.column_by_name(name)
+            .map_or(0, |c| c.as_primitive::<Int64Type>().value(0))
+    };
+    let total: f64 = input.timings.values().sum();
+    let mut latencies = serde_json::Map::new();
+    for (k, v) in input.timings {
+        latencies.insert(k.clone(), json!(v));
+    }
+    latencies.insert("total".into(), json!(total));
+    let meta = json!({
+        "processing_date": input.date.format("%Y-%m-%d").to_string(),
+        "network": ctx.config.network,
+        "window_days": ctx.config.window_days,
+        "processed_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "input_counts": {
+            "alerts": count("alerts"), "features": count("features"),
+            "clusters": count("clusters"), "money_flows": count("money_flows"),
+        },
+        "output_counts": {
+            "alert_scores": scores.num_rows(), "alert_rankings": rankings.num_rows(),
+            "cluster_scores": clusters.num_rows(),
+        },
+        "latencies_ms": latencies,
+        "model_versions": {
+            "alert_scorer": ctx.model_version(StageKind::Score),
+            "alert_ranker": ctx.model_version(StageKind::Rank),
+            "cluster_scorer": ctx.model_version(StageKind::ClusterScore),
+        },
+        "status": "COMPLETED",
+        "error_message": null,
+    });
+    let files = [
+        parquet_temp(&dir.join(OUTPUTS[0]), scores)?,
+        parquet_temp(&dir.join(OUTPUTS[1]), rankings)?,
+        parquet_temp(&dir.join(OUTPUTS[2]), clusters)?,
+        json_temp(&dir.join(OUTPUTS[3]), &meta)?,
+    ];
+    for f in files {
+        f.commit()?;
+    }
+    let rows = [
+        scores.num_rows(),
+        rankings.num_rows(),
+        clusters.num_rows(),
+        1,
+    ];
+    let written = make_batch(vec![
+        ("file", Arc::new(StringArray::from(OUTPUTS.to_vec()))),
+        (
+            "rows",
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|&r| r as i64))),
+        ),
+    ])?;
+    Ok(Tables::from([("written".to_string(), ArrowBatch(written))]))
+}

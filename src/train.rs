@@ -1,0 +1,412 @@
+//! Model matrices over many dates (`pipeline features`) and model training (`pipeline train`).
+//!
+//! Training is time-aware: the latest dates (a fifth, at least one) are held out and only
+//! used for the metrics written to the model's metadata. LightGBM runs in deterministic mode
+//! with a fixed seed and thread count, so the same data gives a byte-identical model file.
+
+use crate::config::{DecodeParams, RunConfig};
+use crate::features::{build_cluster_matrix, build_matrix, row_major, severity_code};
+use crate::labels::{Label, Labels};
+use crate::metrics::{auc_roc, average_precision, best_f1, ndcg_at};
+use crate::model::{
+    meta_path, train_lightgbm, DataStats, ModelKind, ModelMeta, TrainSet, TrainingPeriod,
+};
+use crate::stages::decode;
+use anyhow::{bail, Context, Result};
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use chrono::NaiveDate;
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// One date's alert matrix and cluster matrix, with the alerts' severities.
+pub struct DateMatrix {
+    /// The processing date.
+    pub date: NaiveDate,
+    /// Alert matrix (`alert_id`, `address`, features).
+    pub alerts: RecordBatch,
+    /// Cluster matrix (`cluster_id`, features) and each cluster's member rows in `alerts`.
+    pub clusters: RecordBatch,
+    /// Member alert rows of each cluster.
+    pub members: Vec<Vec<usize>>,
+    /// Severity code per alert.
+    pub severity: Vec<f64>,
+}
+
+/// Decodes one date and builds its matrices (what the run's decode and feature_join stages do).
+pub fn date_matrix(cfg: &RunConfig, date: NaiveDate) -> Result<DateMatrix> {
+    let tables = decode::run(
+        &DecodeParams::default(),
+        &cfg.input_dir(date),
+        date,
+        cfg.window_days,
+    )?;
+    let alerts = build_matrix(date, &tables)?;
+    let clusters_in = &tables["clusters"].0;
+    let clusters = build_cluster_matrix(clusters_in, &alerts)?;
+    let members = cluster_member_rows(clusters_in, &alerts);
+    let sev = tables["alerts"]
+        .0
+        .column_by_name("severity")
+        .expect("severity")
+        .as_string::<i32>()
+        .clone();
+    let severity = (0..sev.len())
+        .map(|i| severity_code(sev.value(i)))
+        .collect();
+    Ok(DateMatrix {
+        date,
+        alerts,
+        clusters,
+        members,
+        severity,
+    })
+}
+
+fn cluster_member_rows(clusters: &RecordBatch, matrix: &RecordBatch) -> Vec<Vec<usize>> {
+    let ids = matrix
+        .column_by_name("alert_id")
+        .expect("alert_id")
+        .as_string::<i32>();
+    let addr = matrix
+        .column_by_name("address")
+        .expect("address")
+        .as_string::<i32>();
+    let row_of: HashMap<&str, usize> = (0..ids.len()).map(|i| (ids.value(i), i)).collect();
+    let mut by_addr: HashMap<&str, Vec<usize>> = HashMap::new();
+    for i in 0..addr.len() {
+        by_addr.entry(addr.value(i)).or_default().push(i);
+    }
+    let rel = clusters
+        .column_by_name("related_alert_ids")
+        .expect("related")
+        .as_list::<i32>();
+    let inv = clusters
+        .column_by_name("addresses_involved")
+        .expect("involved")
+        .as_list::<i32>();
+    let prim = clusters
+        .column_by_name("primary_alert_id")
+        .expect("primary")
+        .as_string::<i32>();
+    (0..clusters.num_rows())
+        .map(|c| crate::features::cluster_members(c, rel, prim, inv, &row_of, &by_addr))
+        .collect()
+}
+
+fn alert_labels(m: &DateMatrix, labels: &Labels) -> Vec<Option<Label>> {
+    let ids = m
+        .alerts
+        .column_by_name("alert_id")
+        .expect("alert_id")
+        .as_string::<i32>();
+    let addr = m
+        .alerts
+        .column_by_name("address")
+        .expect("address")
+        .as_string::<i32>();
+    (0..ids.len())
+        .map(|i| labels.of_alert(ids.value(i), addr.value(i)))
+        .collect()
+}
+
+/// Decodes `dates` in order, reporting each to `progress`; a date that fails to decode is an error.
+pub fn load_dates(
+    cfg: &RunConfig,
+    dates: &[NaiveDate],
+    progress: &dyn Fn(NaiveDate),
+) -> Result<Vec<DateMatrix>> {
+    dates
+        .iter()
+        .map(|&d| {
+            let m = date_matrix(cfg, d).with_context(|| format!("date {d}"))?;
+            progress(d);
+            Ok(m)
+        })
+        .collect()
+}
+
+/// Writes the alert matrices of `dates` as one Parquet file: `processing_date, alert_id, address`,
+/// the features in model order, then `label` and `label_weight` (null where unknown).
+pub fn write_features(matrices: &[DateMatrix], labels: &Labels, out: &Path) -> Result<usize> {
+    let mut batches = Vec::new();
+    for m in matrices {
+        let l = alert_labels(m, labels);
+        let n = m.alerts.num_rows();
+        let mut cols: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec![
+            m.date
+                .format("%Y-%m-%d")
+                .to_string();
+            n
+        ]))];
+        let mut fields = vec![Field::new("processing_date", DataType::Utf8, false)];
+        for (f, c) in m.alerts.schema().fields().iter().zip(m.alerts.columns()) {
+            fields.push(f.as_ref().clone());
+            cols.push(c.clone());
+        }
+        fields.push(Field::new("label", DataType::Float64, true));
+        fields.push(Field::new("label_weight", DataType::Float64, true));
+        cols.push(Arc::new(
+            l.iter()
+                .map(|l| l.map(|l| l.illicit as u8 as f64))
+                .collect::<Float64Array>(),
+        ));
+        cols.push(Arc::new(
+            l.iter()
+                .map(|l| l.map(|l| l.weight as f64))
+                .collect::<Float64Array>(),
+        ));
+        batches.push(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?);
+    }
+    let Some(first) = batches.first() else {
+        bail!("no dates to export")
+    };
+    let all = arrow::compute::concat_batches(&first.schema(), &batches)?;
+    crate::io::write_parquet(out, &all)?;
+    Ok(all.num_rows())
+}
+
+/// Training options.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Models to train.
+    pub kinds: Vec<ModelKind>,
+    /// Boosting rounds.
+    pub iterations: usize,
+    /// Random seed.
+    pub seed: u64,
+    /// Where to write the models.
+    pub out: PathBuf,
+}
+
+fn params(kind: ModelKind, seed: u64) -> String {
+    let common = format!(
+        "num_leaves=31 min_data_in_leaf=20 feature_fraction=0.8 bagging_fraction=0.8 bagging_freq=1 \
+         lambda_l1=0.1 lambda_l2=0.1 seed={seed} deterministic=true force_row_wise=true num_threads=2 verbosity=-1"
+    );
+    match kind {
+        ModelKind::AlertRanker => format!("objective=lambdarank learning_rate=0.1 {common}"),
+        _ => format!("objective=binary learning_rate=0.05 {common}"),
+    }
+}
+
+/// Rows of one model's training set, with the date index of each row.
+struct Rows {
+    x: Vec<f64>,
+    label: Vec<f32>,
+    weight: Vec<f32>,
+    date: Vec<usize>,
+}
+
+fn collect_rows(kind: ModelKind, ms: &[DateMatrix], labels: &Labels) -> Result<Rows> {
+    let names = kind.feature_names();
+    let mut r = Rows {
+        x: Vec::new(),
+        label: Vec::new(),
+        weight: Vec::new(),
+        date: Vec::new(),
+    };
+    for (di, m) in ms.iter().enumerate() {
+        let l = alert_labels(m, labels);
+        match kind {
+            ModelKind::AlertScorer | ModelKind::AlertRanker => {
+                let x = row_major(&m.alerts, &names)?;
+                for (i, li) in l.iter().enumerate() {
+                    let (y, w) = match (kind, li) {
+                        (ModelKind::AlertScorer, Some(li)) => (li.illicit as u8 as f32, li.weight),
+                        (ModelKind::AlertScorer, None) => continue,
+                        (_, Some(li)) if li.illicit => (2.0, 1.0),
+                        _ if m.severity[i] >= 3.0 => (1.0, 1.0),
+                        _ => (0.0, 1.0),
+                    };
+                    r.x.extend_from_slice(&x[i * names.len()..(i + 1) * names.len()]);
+                    r.label.push(y);
+                    r.weight.push(w);
+                    r.date.push(di);
+                }
+            }
+            ModelKind::ClusterScorer => {
+                let x = row_major(&m.clusters, &names)?;
+                for (c, members) in m.members.iter().enumerate() {
+                    let known: Vec<Label> = members.iter().filter_map(|&i| l[i]).collect();
+                    if known.is_empty() {
+                        continue;
+                    }
+                    let y = known.iter().any(|l| l.illicit);
+                    let w = known.iter().map(|l| l.weight).fold(0.0f32, f32::max);
+                    r.x.extend_from_slice(&x[c * names.len()..(c + 1) * names.len()]);
+                    r.label.push(y as u8 as f32);
+                    r.weight.push(w);
+                    r.date.push(di);
+                }
+            }
+        }
+    }
+    Ok(r)
+}
+
+fn subset(r: &Rows, width: usize, keep: impl Fn(usize) -> bool) -> Rows {
+    let mut s = Rows {
+        x: Vec::new(),
+        label: Vec::new(),
+        weight: Vec::new(),
+        date: Vec::new(),
+    };
+    for i in 0..r.label.len() {
+        if keep(r.date[i]) {
+            s.x.extend_from_slice(&r.x[i * width..(i + 1) * width]);
+            s.label.push(r.label[i]);
+            s.weight.push(r.weight[i]);
+            s.date.push(r.date[i]);
+        }
+    }
+    s
+}
+
+fn groups(dates: &[usize]) -> Vec<i32> {
+    let mut g: Vec<i32> = Vec::new();
+    let mut last = None;
+    for &d in dates {
+        if last == Some(d) {
+            *g.last_mut().unwrap() += 1;
+        } else {
+            g.push(1);
+            last = Some(d);
+        }
+    }
+    g
+}
+
+/// Trains the requested models on `ms` (ascending dates) and writes them; returns their paths.
+pub fn train(
+    cfg: &RunConfig,
+    ms: &[DateMatrix],
+    labels: &Labels,
+    opts: &TrainOptions,
+) -> Result<Vec<PathBuf>> {
+    if ms.is_empty() {
+        bail!("no dates to train on");
+    }
+    if labels.is_empty() {
+        bail!(
+            "no labels under {}: expected ground_truth.parquet or address_labels.parquet",
+            cfg.input.join(&cfg.network).display()
+        );
+    }
+    let holdout = if ms.len() >= 2 {
+        ms.len().div_ceil(5)
+    } else {
+        0
+    };
+    let first_holdout = ms.len() - holdout;
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("cannot create {}", opts.out.display()))?;
+    let mut written = Vec::new();
+    for &kind in &opts.kinds {
+        let names = kind.feature_names();
+        let rows = collect_rows(kind, ms, labels)?;
+        let train_rows = subset(&rows, names.len(), |d| d < first_holdout);
+        let test_rows = subset(&rows, names.len(), |d| d >= first_holdout);
+        if train_rows.label.is_empty() {
+            bail!(
+                "{}: no labelled training rows in {} .. {}",
+                kind.name(),
+                ms[0].date,
+                ms[first_holdout - 1].date
+            );
+        }
+        let g = groups(&train_rows.date);
+        let set = TrainSet {
+            x: &train_rows.x,
+            names: &names,
+            label: &train_rows.label,
+            weight: &train_rows.weight,
+            groups: (kind == ModelKind::AlertRanker).then_some(g.as_slice()),
+        };
+        let p = params(kind, opts.seed);
+        let text = train_lightgbm(&set, &p, opts.iterations)?;
+        let version = crate::io::sha256_bytes(text.as_bytes())[..12].to_string();
+        let booster = lightgbm3::Booster::from_string(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let metrics = evaluate(kind, &booster, &test_rows, names.len())?;
+        let positives = train_rows.label.iter().filter(|&&y| y > 0.0).count();
+        let meta = ModelMeta {
+            model_type: kind,
+            version: version.clone(),
+            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            network: cfg.network.clone(),
+            training_period: TrainingPeriod {
+                start_date: ms[0].date.to_string(),
+                end_date: ms[first_holdout - 1].date.to_string(),
+                window_days: cfg.window_days,
+            },
+            data_stats: DataStats {
+                samples: train_rows.label.len(),
+                features: names.len(),
+                positive_rate: positives as f64 / train_rows.label.len() as f64,
+            },
+            metrics,
+            hyperparameters: json!({ "params": p, "num_iterations": opts.iterations }),
+            feature_names: names,
+            num_trees: booster.num_iterations(),
+            best_iteration: booster.num_iterations(),
+        };
+        let path = opts.out.join(format!("{}_v{version}.txt", kind.name()));
+        crate::io::write_atomic(&path, |w| {
+            Ok(std::io::Write::write_all(w, text.as_bytes())?)
+        })?;
+        crate::io::write_json(&meta_path(&path), &meta)?;
+        tracing::info!(model = kind.name(), %version, "trained");
+        written.push(path);
+    }
+    Ok(written)
+}
+
+fn evaluate(
+    kind: ModelKind,
+    b: &lightgbm3::Booster,
+    test: &Rows,
+    width: usize,
+) -> Result<serde_json::Value> {
+    if test.label.is_empty() {
+        return Ok(json!({ "holdout_samples": 0 }));
+    }
+    let pred = b
+        .predict(&test.x, width as i32, true)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if kind == ModelKind::AlertRanker {
+        let mut out = serde_json::Map::new();
+        for k in [10, 50, 100] {
+            let mut vals = Vec::new();
+            let mut start = 0;
+            for g in groups(&test.date) {
+                let end = start + g as usize;
+                let rel: Vec<f64> = test.label[start..end].iter().map(|&y| y as f64).collect();
+                vals.extend(ndcg_at(&pred[start..end], &rel, k));
+                start = end;
+            }
+            let mean = if vals.is_empty() {
+                None
+            } else {
+                Some(vals.iter().sum::<f64>() / vals.len() as f64)
+            };
+            out.insert(format!("ndcg@{k}"), json!(mean));
+        }
+        out.insert("holdout_samples".into(), json!(test.label.len()));
+        return Ok(serde_json::Value::Object(out));
+    }
+    let y: Vec<bool> = test.label.iter().map(|&l| l > 0.0).collect();
+    let f1 = best_f1(&pred, &y);
+    Ok(json!({
+        "holdout_samples": y.len(),
+        "holdout_positive_rate": y.iter().filter(|&&v| v).count() as f64 / y.len() as f64,
+        "auc_roc": auc_roc(&pred, &y),
+        "pr_auc": average_precision(&pred, &y),
+        "best_f1": f1.map(|f| f.0),
+        "best_f1_threshold": f1.map(|f| f.1),
+        "precision_at_best_f1": f1.map(|f| f.2),
+        "recall_at_best_f1": f1.map(|f| f.3),
+    }))
+}
