@@ -145,7 +145,7 @@ impl StageKind {
                 "alert_rankings",
                 "cluster_scores",
             ],
-            Self::Validate => &["alerts", "written"],
+            Self::Validate => &["alerts", "clusters", "written"],
         }
     }
 

@@ -53,6 +53,9 @@ impl RunReport {
 
 type Stats = Rc<RefCell<BTreeMap<String, StageStat>>>;
 
+/// Each date and its outcome.
+type Outcomes = Vec<(NaiveDate, Result<(), String>)>;
+
 /// Runs `dates` through the pipeline with `workers` worker threads.
 pub fn run(
     ctx: Arc<Context>,
@@ -67,7 +70,7 @@ pub fn run(
         let (index, peers) = (worker.index(), worker.peers());
         let mut input = InputHandle::<u64, CapacityContainerBuilder<Vec<NaiveDate>>>::new();
         let probe = ProbeHandle::new();
-        let outcomes: Rc<RefCell<Vec<(NaiveDate, Result<(), String>)>>> = Rc::default();
+        let outcomes: Rc<RefCell<Outcomes>> = Rc::default();
         let stats: Stats = Rc::default();
         worker.dataflow::<u64, _, _>(|scope| {
             let tokens = scope.input_from(&mut input);
@@ -113,7 +116,7 @@ pub fn run(
                 });
                 streams.insert(spec.name.clone(), out);
             }
-            for sink in ctx.config.pipeline.sinks() {
+            for (k, sink) in ctx.config.pipeline.sinks().into_iter().enumerate() {
                 let (outcomes, progress) = (outcomes.clone(), progress.clone());
                 streams[&sink.name]
                     .clone()
@@ -121,7 +124,9 @@ pub fn run(
                         if let Err(e) = &m.body {
                             progress.println(format!("✗ {}: {e}", m.date));
                         }
-                        progress.inc(1);
+                        if k == 0 {
+                            progress.inc(1);
+                        }
                         outcomes
                             .borrow_mut()
                             .push((m.date, m.body.as_ref().map(|_| ()).map_err(Clone::clone)));
@@ -156,7 +161,9 @@ pub fn run(
             t.ms += v.ms;
         }
     }
-    report.dates.sort_by_key(|d| d.0);
+    // With several sinks a date has one outcome per sink: it failed if any failed.
+    report.dates.sort_by_key(|d| (d.0, d.1.is_ok()));
+    report.dates.dedup_by_key(|d| d.0);
     report.stages = ctx
         .config
         .pipeline

@@ -475,12 +475,11 @@ pub fn build_matrix(date: NaiveDate, t: &Tables) -> Result<RecordBatch> {
             cp,
         ]);
     }
+    let alert_net: Vec<&[f64; 11]> = (0..n)
+        .map(|i| &net[addr_idx[addr.value(i)] as usize])
+        .collect();
     for j in 0..11 {
-        cols.push(
-            (0..n)
-                .map(|i| net[addr_idx[addr.value(i)] as usize][j])
-                .collect(),
-        );
+        cols.push(alert_net.iter().map(|row| row[j]).collect());
     }
 
     // Clusters containing the alert (by related_alert_ids, else primary_alert_id, else address).

@@ -1,0 +1,190 @@
+//! Shared fixture for the integration tests: a generated input tree and models trained on it,
+//! made once per test binary, plus helpers to run the CLI and read outputs.
+#![allow(dead_code)]
+
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub const NETWORK: &str = "torus";
+pub const WINDOW: u32 = 195;
+pub const FIRST: &str = "2025-10-01";
+pub const LAST: &str = "2025-10-06";
+
+/// The generated input and trained models, shared by every test of a binary (never modified).
+pub struct Fixture {
+    _dir: tempfile::TempDir,
+    pub input: PathBuf,
+    pub models: PathBuf,
+    pub root: PathBuf,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_pipeline")
+}
+
+pub fn pipeline(args: &[&str]) -> Output {
+    let out = Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run pipeline");
+    if std::env::var_os("TEST_VERBOSE").is_some() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+    out
+}
+
+pub fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "pipeline failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let input = root.join("input");
+        let models = root.join("models");
+        ok(pipeline(&[
+            "generate",
+            "--out",
+            input.to_str().unwrap(),
+            "--network",
+            NETWORK,
+            "--dates",
+            &format!("{FIRST}..{LAST}"),
+            "--window-days",
+            &WINDOW.to_string(),
+            "--alerts-per-day",
+            "400",
+            "--seed",
+            "11",
+        ]));
+        let cfg = write_config(&root, &input, &root.join("unused-output"), &models);
+        ok(pipeline(&[
+            "train",
+            cfg.to_str().unwrap(),
+            "--dates",
+            &format!("{FIRST}..{LAST}"),
+            "--iterations",
+            "60",
+        ]));
+        Fixture {
+            _dir: dir,
+            input,
+            models,
+            root,
+        }
+    })
+}
+
+/// Writes a run config in `dir` using the repository's pipeline file.
+pub fn write_config(dir: &Path, input: &Path, output: &Path, models: &Path) -> PathBuf {
+    let pipeline = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/daily.toml");
+    let cfg = dir.join("config.toml");
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "pipeline = {:?}\nnetwork = {NETWORK:?}\nwindow_days = {WINDOW}\ninput = {:?}\noutput = {:?}\nmodels = {:?}\ndates = \"all\"\nworkers = 2\n",
+            pipeline, input, output, models
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+/// Copies a directory tree.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
+pub fn read_parquet(path: &Path) -> RecordBatch {
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let r = ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<RecordBatch> = r.map(|b| b.unwrap()).collect();
+    let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| {
+        let f = std::fs::File::open(path).unwrap();
+        ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .schema()
+            .clone()
+    });
+    arrow::compute::concat_batches(&schema, &batches).unwrap()
+}
+
+pub fn write_parquet(path: &Path, batch: &RecordBatch) {
+    let f = std::fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+}
+
+pub fn batch_dir(root: &Path, date: &str) -> PathBuf {
+    root.join(NETWORK).join(date).join(WINDOW.to_string())
+}
+
+/// Recomputes META.json's sha256 entries after a test edited a batch on purpose.
+pub fn refresh_meta(dir: &Path) {
+    use sha2::Digest;
+    let p = dir.join("META.json");
+    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    let names: Vec<String> = meta["sha256"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    for name in names {
+        if let Ok(bytes) = std::fs::read(dir.join(&name)) {
+            meta["sha256"][&name] =
+                serde_json::Value::String(hex::encode(sha2::Sha256::digest(&bytes)));
+        }
+    }
+    std::fs::write(&p, serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
+}
+
+/// Every file under `dir` with its bytes, sorted by path.
+pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    if !dir.exists() {
+        return out;
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}

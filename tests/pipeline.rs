@@ -1,0 +1,318 @@
+//! End-to-end runs of `pipeline run` on generated data: output schemas and counts,
+//! determinism across runs and worker counts, agreement with LightGBM's own predictions.
+
+mod common;
+
+use arrow::array::AsArray;
+use arrow::datatypes::{DataType, Float64Type, Int32Type};
+use arrow::record_batch::RecordBatch;
+use common::*;
+use std::collections::HashSet;
+use std::path::Path;
+
+fn run_into(out: &Path, workers: &str) -> std::process::Output {
+    let f = fixture();
+    let cfg = write_config(&out.join("cfg"), &f.input, &out.join("out"), &f.models);
+    pipeline(&["run", cfg.to_str().unwrap(), "--workers", workers])
+}
+
+fn schema_of(b: &RecordBatch) -> Vec<(String, DataType)> {
+    b.schema()
+        .fields()
+        .iter()
+        .map(|f| (f.name().clone(), f.data_type().clone()))
+        .collect()
+}
+
+fn cols(spec: &[(&str, DataType)]) -> Vec<(String, DataType)> {
+    spec.iter()
+        .map(|(n, t)| (n.to_string(), t.clone()))
+        .collect()
+}
+
+fn strings(b: &RecordBatch, name: &str) -> Vec<String> {
+    b.column_by_name(name)
+        .unwrap()
+        .as_string::<i32>()
+        .iter()
+        .map(|v| v.unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn outputs_have_the_contract_schemas_and_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = ok(run_into(tmp.path(), "2"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("6 of 6 dates completed"), "{stdout}");
+    let f = fixture();
+    for day in 1..=6 {
+        let date = format!("2025-10-{day:02}");
+        let input = batch_dir(&f.input, &date);
+        let output = batch_dir(&tmp.path().join("out"), &date);
+        let alerts = read_parquet(&input.join("alerts.parquet"));
+        let clusters = read_parquet(&input.join("clusters.parquet"));
+
+        let scores = read_parquet(&output.join("alert_scores.parquet"));
+        assert_eq!(
+            schema_of(&scores),
+            cols(&[
+                ("alert_id", DataType::Utf8),
+                ("score", DataType::Float64),
+                ("model_version", DataType::Utf8),
+                ("latency_ms", DataType::Float64),
+                ("explain_json", DataType::Utf8),
+            ])
+        );
+        assert_eq!(scores.num_rows(), alerts.num_rows());
+        let ids: HashSet<String> = strings(&alerts, "alert_id").into_iter().collect();
+        assert_eq!(
+            strings(&scores, "alert_id")
+                .into_iter()
+                .collect::<HashSet<_>>(),
+            ids
+        );
+        let s = scores
+            .column_by_name("score")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        assert!(s
+            .iter()
+            .all(|v| v.is_some_and(|v| (0.0..=1.0).contains(&v))));
+
+        let ranks = read_parquet(&output.join("alert_rankings.parquet"));
+        assert_eq!(
+            schema_of(&ranks),
+            cols(&[
+                ("alert_id", DataType::Utf8),
+                ("rank", DataType::Int32),
+                ("score", DataType::Float64),
+                ("model_version", DataType::Utf8),
+            ])
+        );
+        let mut r: Vec<i32> = ranks
+            .column_by_name("rank")
+            .unwrap()
+            .as_primitive::<Int32Type>()
+            .values()
+            .to_vec();
+        r.sort_unstable();
+        assert_eq!(r, (1..=alerts.num_rows() as i32).collect::<Vec<_>>());
+        assert_eq!(
+            strings(&ranks, "alert_id")
+                .into_iter()
+                .collect::<HashSet<_>>(),
+            ids
+        );
+
+        let cs = read_parquet(&output.join("cluster_scores.parquet"));
+        assert_eq!(
+            schema_of(&cs),
+            cols(&[
+                ("cluster_id", DataType::Utf8),
+                ("score", DataType::Float64),
+                ("model_version", DataType::Utf8),
+                ("latency_ms", DataType::Float64),
+                ("explain_json", DataType::Utf8),
+            ])
+        );
+        let cluster_ids: HashSet<String> = if clusters.num_columns() == 0 {
+            HashSet::new()
+        } else {
+            strings(&clusters, "cluster_id").into_iter().collect()
+        };
+        assert_eq!(
+            strings(&cs, "cluster_id")
+                .into_iter()
+                .collect::<HashSet<_>>(),
+            cluster_ids
+        );
+
+        let meta: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(output.join("processing_metadata.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(meta["status"], "COMPLETED");
+        assert_eq!(meta["processing_date"], date.as_str());
+        assert_eq!(meta["input_counts"]["alerts"], alerts.num_rows());
+        assert_eq!(meta["output_counts"]["cluster_scores"], cluster_ids.len());
+        for k in [
+            "decode",
+            "features",
+            "score",
+            "rank",
+            "cluster_score",
+            "total",
+        ] {
+            assert!(
+                meta["latencies_ms"][k].is_number(),
+                "latency {k} missing: {meta}"
+            );
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(output.join("validation.json")).unwrap())
+                .unwrap();
+        assert_eq!(v["all_passed"], true, "{v}");
+        assert_eq!(v["integrity"]["score"], 0.2);
+    }
+}
+
+/// Everything but the wall-clock columns (`latency_ms`) and fields (`processed_at`, latencies).
+fn deterministic_view(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (path, bytes) in snapshot(root) {
+        let name = path.to_string_lossy().to_string();
+        if name.ends_with(".parquet") {
+            let b = read_parquet(&root.join(&path));
+            let keep: Vec<usize> = (0..b.num_columns())
+                .filter(|&i| b.schema().field(i).name() != "latency_ms")
+                .collect();
+            let b = b.project(&keep).unwrap();
+            let mut buf = Vec::new();
+            let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut buf, &b.schema()).unwrap();
+            w.write(&b).unwrap();
+            w.finish().unwrap();
+            drop(w);
+            out.push((name, buf));
+        } else if name.ends_with("processing_metadata.json") || name.ends_with("validation.json") {
+            let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            v.as_object_mut().unwrap().remove("processed_at");
+            v.as_object_mut().unwrap().remove("latencies_ms");
+            if let Some(checks) = v
+                .pointer_mut("/integrity/checks")
+                .and_then(|c| c.as_array_mut())
+            {
+                checks.retain(|c| c["name"] != "mean_latency");
+            }
+            out.push((name, serde_json::to_vec(&v).unwrap()));
+        } else {
+            out.push((name, bytes));
+        }
+    }
+    out
+}
+
+#[test]
+fn outputs_are_identical_across_runs_and_worker_counts() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let c = tempfile::tempdir().unwrap();
+    ok(run_into(a.path(), "1"));
+    ok(run_into(b.path(), "2"));
+    ok(run_into(c.path(), "2"));
+    let va = deterministic_view(&a.path().join("out"));
+    assert_eq!(va.len(), 6 * 5);
+    assert!(
+        va == deterministic_view(&b.path().join("out")),
+        "--workers 1 and 2 differ"
+    );
+    assert!(
+        va == deterministic_view(&c.path().join("out")),
+        "two runs differ"
+    );
+}
+
+#[test]
+fn scores_equal_lightgbm_predictions_on_the_exported_matrix() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    ok(run_into(tmp.path(), "2"));
+    let cfg = tmp.path().join("cfg/config.toml");
+    let matrix = tmp.path().join("matrix.parquet");
+    ok(pipeline(&[
+        "features",
+        cfg.to_str().unwrap(),
+        "--out",
+        matrix.to_str().unwrap(),
+    ]));
+    let m = read_parquet(&matrix);
+    assert!(m.column_by_name("label").is_some());
+
+    // LightGBM itself (through its C API, from the model file) on the exported matrix.
+    let model_path = std::fs::read_dir(&f.models)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("alert_scorer_v")
+                && p.extension().unwrap() == "txt"
+        })
+        .unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model_path.with_extension("json")).unwrap()).unwrap();
+    let names: Vec<String> = meta["feature_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().into())
+        .collect();
+    let booster = lightgbm3::Booster::from_file(model_path.to_str().unwrap()).unwrap();
+    let dates = strings(&m, "processing_date");
+    let ids = strings(&m, "alert_id");
+    let cols: Vec<_> = names
+        .iter()
+        .map(|n| {
+            m.column_by_name(n)
+                .unwrap()
+                .as_primitive::<Float64Type>()
+                .clone()
+        })
+        .collect();
+    let mut x = Vec::new();
+    for r in 0..m.num_rows() {
+        x.extend(cols.iter().map(|c| c.value(r)));
+    }
+    let expected = booster.predict(&x, names.len() as i32, true).unwrap();
+    let mut compared = 0;
+    for day in 1..=6 {
+        let date = format!("2025-10-{day:02}");
+        let s =
+            read_parquet(&batch_dir(&tmp.path().join("out"), &date).join("alert_scores.parquet"));
+        let sid = strings(&s, "alert_id");
+        let sc = s
+            .column_by_name("score")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        let by_id: std::collections::HashMap<&str, f64> = sid
+            .iter()
+            .map(|s| s.as_str())
+            .zip(sc.values().iter().copied())
+            .collect();
+        for r in 0..m.num_rows() {
+            if dates[r] == date {
+                assert_eq!(
+                    by_id[ids[r].as_str()].to_bits(),
+                    expected[r].to_bits(),
+                    "alert {}",
+                    ids[r]
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, m.num_rows());
+
+    // And the Python package, where installed by the set-up script (CI has it).
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lightgbm_predict.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(&model_path)
+        .arg(&matrix)
+        .arg(tmp.path().join("out"))
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "python cross-check failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("max_abs_diff=0"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
