@@ -646,8 +646,8 @@ fn generate_date(opts: &GenerateOptions, w: &World, date: NaiveDate) -> Result<D
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let na = alerts.len();
     let vol_of = |a: u32| agg[a as usize].inu + agg[a as usize].outu;
-    let mut t = Table::new();
-    t.push("window_days", Col::I64(vec![opts.window_days as i64; na]))
+    let mut t_alerts = Table::new();
+    t_alerts.push("window_days", Col::I64(vec![opts.window_days as i64; na]))
         .push("processing_date", Col::Date(days32, na))
         .push(
             "alert_id",
@@ -750,7 +750,7 @@ fn generate_date(opts: &GenerateOptions, w: &World, date: NaiveDate) -> Result<D
                     .collect(),
             ),
         );
-    let f_alerts = t.write(&dir.join("alerts.parquet"))?;
+    
 
     // Address features.
     let features = feature_table(
@@ -767,7 +767,7 @@ fn generate_date(opts: &GenerateOptions, w: &World, date: NaiveDate) -> Result<D
         midnight_ms,
         window_ms,
     );
-    let f_features = features.write(&dir.join("features.parquet"))?;
+    
 
     // Clusters: same_entity (an address with ≥ 2 alerts) and related_network (alerted addresses trading with each other).
     let mut by_addr: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
@@ -793,17 +793,12 @@ fn generate_date(opts: &GenerateOptions, w: &World, date: NaiveDate) -> Result<D
         p.insert(x, r);
         r
     }
-    for &a in &alerted {
-        for &b in &alerted {
-            if a < b && (pair_set.contains(&(a, b)) || pair_set.contains(&(b, a))) {
-                let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
-                if ra != rb {
-                    parent.insert(ra.max(rb), ra.min(rb));
-                }
+    for &((a, b), _) in &flows {
+        if parent.contains_key(&a) && parent.contains_key(&b) {
+            let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
+            if ra != rb {
+                parent.insert(ra.max(rb), ra.min(rb));
             }
-        }
-        if alerted.len() > 3000 {
-            break;
         }
     }
     let mut comps: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
@@ -835,9 +830,9 @@ fn generate_date(opts: &GenerateOptions, w: &World, date: NaiveDate) -> Result<D
         })
         .collect();
     let conf_of: HashMap<&str, f64> = alerts.iter().map(|x| (x.0.as_str(), x.3)).collect();
-    let mut t = Table::new();
+    let mut t_clusters = Table::new();
     if nc > 0 {
-        t.push("window_days", Col::I64(vec![opts.window_days as i64; nc]))
+        t_clusters.push("window_days", Col::I64(vec![opts.window_days as i64; nc]))
             .push("processing_date", Col::Date(days32, nc))
             .push(
                 "cluster_id",
@@ -906,7 +901,7 @@ fn generate_date(opts: &GenerateOptions, w: &World, date: NaiveDate) -> Result<D
             .push("earliest_alert_timestamp", Col::I64(vec![midnight_ms; nc]))
             .push("latest_alert_timestamp", Col::I64(vec![midnight_ms; nc]));
     }
-    let f_clusters = t.write(&dir.join("clusters.parquet"))?;
+    
 
     // Money flows.
     let nf = flows.len();
@@ -931,8 +926,8 @@ fn generate_date(opts: &GenerateOptions, w: &World, date: NaiveDate) -> Result<D
             false => 0.0,
         })
         .collect();
-    let mut t = Table::new();
-    t.push(
+    let mut t_flows = Table::new();
+    t_flows.push(
         "from_address",
         Col::Str(
             flows
@@ -1022,14 +1017,25 @@ fn generate_date(opts: &GenerateOptions, w: &World, date: NaiveDate) -> Result<D
     )
     .push("processing_date", Col::Str(vec![date_s.clone(); nf]))
     .push("window_days", Col::I64(vec![opts.window_days as i64; nf]));
-    let f_flows = t.write(&dir.join("money_flows.parquet"))?;
+    
 
-    let temps = [
-        ("alerts.parquet", f_alerts),
-        ("features.parquet", f_features),
-        ("clusters.parquet", f_clusters),
-        ("money_flows.parquet", f_flows),
+    // The four files are encoded in parallel, then moved into place.
+    let tables = [
+        ("alerts.parquet", &t_alerts),
+        ("features.parquet", &features),
+        ("clusters.parquet", &t_clusters),
+        ("money_flows.parquet", &t_flows),
     ];
+    let temps: Vec<(&str, TempFile)> = std::thread::scope(|s| {
+        let handles: Vec<_> = tables
+            .iter()
+            .map(|&(name, t)| {
+                let path = dir.join(name);
+                s.spawn(move || t.write(&path).map(|f| (name, f)))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("writer thread")).collect::<Result<Vec<_>>>()
+    })?;
     let mut sums = serde_json::Map::new();
     for (name, tmp) in temps {
         tmp.commit()?;
