@@ -647,7 +647,8 @@ fn generate_date(opts: &GenerateOptions, w: &World, date: NaiveDate) -> Result<D
     let na = alerts.len();
     let vol_of = |a: u32| agg[a as usize].inu + agg[a as usize].outu;
     let mut t_alerts = Table::new();
-    t_alerts.push("window_days", Col::I64(vec![opts.window_days as i64; na]))
+    t_alerts
+        .push("window_days", Col::I64(vec![opts.window_days as i64; na]))
         .push("processing_date", Col::Date(days32, na))
         .push(
             "alert_id",
@@ -750,7 +751,6 @@ fn generate_date(opts: &GenerateOptions, w: &World, date: NaiveDate) -> Result<D
                     .collect(),
             ),
         );
-    
 
     // Address features.
     let features = feature_table(
@@ -767,7 +767,6 @@ fn generate_date(opts: &GenerateOptions, w: &World, date: NaiveDate) -> Result<D
         midnight_ms,
         window_ms,
     );
-    
 
     // Clusters: same_entity (an address with ≥ 2 alerts) and related_network (alerted addresses trading with each other).
     let mut by_addr: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
@@ -832,7 +831,8 @@ fn generate_date(opts: &GenerateOptions, w: &World, date: NaiveDate) -> Result<D
     let conf_of: HashMap<&str, f64> = alerts.iter().map(|x| (x.0.as_str(), x.3)).collect();
     let mut t_clusters = Table::new();
     if nc > 0 {
-        t_clusters.push("window_days", Col::I64(vec![opts.window_days as i64; nc]))
+        t_clusters
+            .push("window_days", Col::I64(vec![opts.window_days as i64; nc]))
             .push("processing_date", Col::Date(days32, nc))
             .push(
                 "cluster_id",
@@ -901,7 +901,6 @@ fn generate_date(opts: &GenerateOptions, w: &World, date: NaiveDate) -> Result<D
             .push("earliest_alert_timestamp", Col::I64(vec![midnight_ms; nc]))
             .push("latest_alert_timestamp", Col::I64(vec![midnight_ms; nc]));
     }
-    
 
     // Money flows.
     let nf = flows.len();
@@ -927,97 +926,97 @@ fn generate_date(opts: &GenerateOptions, w: &World, date: NaiveDate) -> Result<D
         })
         .collect();
     let mut t_flows = Table::new();
-    t_flows.push(
-        "from_address",
-        Col::Str(
-            flows
-                .iter()
-                .map(|f| w.addr[f.0 .0 as usize].clone())
-                .collect(),
-        ),
-    )
-    .push(
-        "to_address",
-        Col::Str(
-            flows
-                .iter()
-                .map(|f| w.addr[f.0 .1 as usize].clone())
-                .collect(),
-        ),
-    )
-    .push(
-        "tx_count",
-        Col::I64(flows.iter().map(|f| f.1.tx as i64).collect()),
-    )
-    .push(
-        "amount_sum",
-        Col::Dec(flows.iter().map(|f| f.1.usd / 1.7).collect()),
-    )
-    .push(
-        "amount_usd_sum",
-        Col::Dec(flows.iter().map(|f| f.1.usd).collect()),
-    )
-    .push(
-        "first_seen_timestamp",
-        Col::I64(
-            flows
-                .iter()
-                .enumerate()
-                .map(|(k, _)| {
-                    midnight_ms - window_ms
-                        + (mix(dseed ^ k as u64 ^ 7) % window_ms as u64 / 2) as i64
-                })
-                .collect(),
-        ),
-    )
-    .push(
-        "last_seen_timestamp",
-        Col::I64(
-            flows
-                .iter()
-                .enumerate()
-                .map(|(k, _)| {
-                    midnight_ms - (mix(dseed ^ k as u64 ^ 8) % window_ms as u64 / 2) as i64
-                })
-                .collect(),
-        ),
-    )
-    .push(
-        "active_days",
-        Col::I64(
-            flows
-                .iter()
-                .map(|f| f.1.tx.min(opts.window_days) as i64)
-                .collect(),
-        ),
-    )
-    .push(
-        "avg_tx_size_usd",
-        Col::Dec(flows.iter().map(|f| f.1.usd / f.1.tx as f64).collect()),
-    )
-    .push(
-        "unique_assets",
-        Col::I64(flows.iter().map(|f| 1 + (f.1.tx > 5) as i64).collect()),
-    )
-    .push(
-        "dominant_asset",
-        Col::Str(
-            flows
-                .iter()
-                .map(|f| if f.1.usd > 5000.0 { "USDT" } else { "TOR" }.to_string())
-                .collect(),
-        ),
-    )
-    .push("hourly_pattern", Col::ListI64(hourly, 24))
-    .push("weekly_pattern", Col::ListI64(weekly, 7))
-    .push("reciprocity_ratio", Col::F32(recip.clone()))
-    .push(
-        "is_bidirectional",
-        Col::Bool(recip.iter().map(|&r| r > 0.0).collect()),
-    )
-    .push("processing_date", Col::Str(vec![date_s.clone(); nf]))
-    .push("window_days", Col::I64(vec![opts.window_days as i64; nf]));
-    
+    t_flows
+        .push(
+            "from_address",
+            Col::Str(
+                flows
+                    .iter()
+                    .map(|f| w.addr[f.0 .0 as usize].clone())
+                    .collect(),
+            ),
+        )
+        .push(
+            "to_address",
+            Col::Str(
+                flows
+                    .iter()
+                    .map(|f| w.addr[f.0 .1 as usize].clone())
+                    .collect(),
+            ),
+        )
+        .push(
+            "tx_count",
+            Col::I64(flows.iter().map(|f| f.1.tx as i64).collect()),
+        )
+        .push(
+            "amount_sum",
+            Col::Dec(flows.iter().map(|f| f.1.usd / 1.7).collect()),
+        )
+        .push(
+            "amount_usd_sum",
+            Col::Dec(flows.iter().map(|f| f.1.usd).collect()),
+        )
+        .push(
+            "first_seen_timestamp",
+            Col::I64(
+                flows
+                    .iter()
+                    .enumerate()
+                    .map(|(k, _)| {
+                        midnight_ms - window_ms
+                            + (mix(dseed ^ k as u64 ^ 7) % window_ms as u64 / 2) as i64
+                    })
+                    .collect(),
+            ),
+        )
+        .push(
+            "last_seen_timestamp",
+            Col::I64(
+                flows
+                    .iter()
+                    .enumerate()
+                    .map(|(k, _)| {
+                        midnight_ms - (mix(dseed ^ k as u64 ^ 8) % window_ms as u64 / 2) as i64
+                    })
+                    .collect(),
+            ),
+        )
+        .push(
+            "active_days",
+            Col::I64(
+                flows
+                    .iter()
+                    .map(|f| f.1.tx.min(opts.window_days) as i64)
+                    .collect(),
+            ),
+        )
+        .push(
+            "avg_tx_size_usd",
+            Col::Dec(flows.iter().map(|f| f.1.usd / f.1.tx as f64).collect()),
+        )
+        .push(
+            "unique_assets",
+            Col::I64(flows.iter().map(|f| 1 + (f.1.tx > 5) as i64).collect()),
+        )
+        .push(
+            "dominant_asset",
+            Col::Str(
+                flows
+                    .iter()
+                    .map(|f| if f.1.usd > 5000.0 { "USDT" } else { "TOR" }.to_string())
+                    .collect(),
+            ),
+        )
+        .push("hourly_pattern", Col::ListI64(hourly, 24))
+        .push("weekly_pattern", Col::ListI64(weekly, 7))
+        .push("reciprocity_ratio", Col::F32(recip.clone()))
+        .push(
+            "is_bidirectional",
+            Col::Bool(recip.iter().map(|&r| r > 0.0).collect()),
+        )
+        .push("processing_date", Col::Str(vec![date_s.clone(); nf]))
+        .push("window_days", Col::I64(vec![opts.window_days as i64; nf]));
 
     // The four files are encoded in parallel, then moved into place.
     let tables = [
@@ -1034,7 +1033,10 @@ fn generate_date(opts: &GenerateOptions, w: &World, date: NaiveDate) -> Result<D
                 s.spawn(move || t.write(&path).map(|f| (name, f)))
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("writer thread")).collect::<Result<Vec<_>>>()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("writer thread"))
+            .collect::<Result<Vec<_>>>()
     })?;
     let mut sums = serde_json::Map::new();
     for (name, tmp) in temps {

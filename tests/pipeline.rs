@@ -316,3 +316,72 @@ fn scores_equal_lightgbm_predictions_on_the_exported_matrix() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn training_is_deterministic() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        &tmp.path().join("cfg"),
+        &f.input,
+        &tmp.path().join("out"),
+        &f.models,
+    );
+    let models = |name: &str| {
+        let dir = tmp.path().join(name);
+        ok(pipeline(&[
+            "train",
+            cfg.to_str().unwrap(),
+            "--models",
+            dir.to_str().unwrap(),
+            "--iterations",
+            "30",
+            "--model",
+            "alert_ranker",
+        ]));
+        snapshot(&dir)
+            .into_iter()
+            .filter(|(p, _)| p.extension().unwrap() == "txt")
+            .collect::<Vec<_>>()
+    };
+    let a = models("a");
+    assert_eq!(a.len(), 1);
+    assert!(a[0].0.to_string_lossy().starts_with("alert_ranker_v"));
+    assert!(
+        a == models("b"),
+        "same data and seed gave different model files"
+    );
+}
+
+#[test]
+fn models_with_another_feature_order_are_refused() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let models = tmp.path().join("models");
+    copy_tree(&f.models, &models);
+    let meta_path = std::fs::read_dir(&models)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.to_string_lossy().contains("alert_scorer_v") && p.extension().unwrap() == "json"
+        })
+        .unwrap();
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    meta["feature_names"].as_array_mut().unwrap().swap(0, 1);
+    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+    let cfg = write_config(
+        &tmp.path().join("cfg"),
+        &f.input,
+        &tmp.path().join("out"),
+        &models,
+    );
+    let res = pipeline(&["run", cfg.to_str().unwrap()]);
+    assert_eq!(res.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains("feature order mismatch") && err.contains("position 0"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("out").exists());
+}
