@@ -1,11 +1,12 @@
 //! The `pipeline` command line: argument parsing and the glue from each subcommand to the library.
 
-use crate::config::RunConfig;
+use crate::config::{DecodeParams, RunConfig, StageKind, StageParams, ValidateParams};
 use crate::dates::{available, DateSelection};
 use crate::engine::{self, RunReport};
 use crate::generate::{generate, GenerateOptions};
 use crate::labels::Labels;
 use crate::model::ModelKind;
+use crate::stages::validate::{judge, load_traps, summarize, BatchFacts};
 use crate::stages::Context;
 use crate::train::{load_dates, train, write_features, TrainOptions};
 use anyhow::{bail, Result};
@@ -39,6 +40,14 @@ enum Command {
         /// Directory of trained models (default: the config's `models`).
         #[arg(long)]
         models: Option<PathBuf>,
+    },
+    /// Re-validate existing outputs (all tiers) and write validation.json per date plus a summary.
+    Validate {
+        #[command(flatten)]
+        common: Common,
+        /// Output root (default: the config's `output`).
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
     /// Export the model matrix (one row per alert, with labels where known) as Parquet.
     Features {
@@ -155,10 +164,72 @@ pub fn main() -> Result<i32> {
             let start = Instant::now();
             let pb = bar(dates.len(), "run");
             let n = dates.len();
-            let report = engine::run(ctx, dates, workers, pb.clone())?;
+            let report = engine::run(ctx.clone(), dates, workers, pb.clone())?;
             pb.finish_and_clear();
             print_summary(&report, n, start.elapsed().as_secs_f64());
+            if ctx.config.pipeline.stage_of(StageKind::Validate).is_some() {
+                let done: Vec<NaiveDate> = report
+                    .dates
+                    .iter()
+                    .filter(|d| d.1.is_ok())
+                    .map(|d| d.0)
+                    .collect();
+                let path = summarize(&ctx.config, &done)?;
+                println!("validation summary: {}", path.display());
+            }
             Ok(if report.failed().is_empty() { 0 } else { 1 })
+        }
+        Command::Validate { common, output } => {
+            let (mut cfg, dates) = common.load()?;
+            if let Some(o) = output {
+                cfg.output = o;
+            }
+            let params = match cfg
+                .pipeline
+                .stage_of(StageKind::Validate)
+                .map(|s| &s.params)
+            {
+                Some(StageParams::Validate(p)) => p.clone(),
+                _ => ValidateParams::default(),
+            };
+            let labels = Labels::load(&cfg.input, &cfg.network)?;
+            let traps = load_traps(&params, &cfg)?;
+            let mut failed = 0;
+            for &date in &dates {
+                let result = (|| {
+                    let t = crate::stages::decode::run(
+                        &DecodeParams::default(),
+                        &cfg.input_dir(date),
+                        date,
+                        cfg.window_days,
+                    )?;
+                    let facts = BatchFacts::from_tables(&t["alerts"].0, &t["clusters"].0);
+                    let (report, failures) =
+                        judge(&params, &cfg, &labels, &traps, date, &facts, None)?;
+                    crate::io::write_json(&cfg.output_dir(date).join("validation.json"), &report)?;
+                    println!(
+                        "{date}: total {:.4} (integrity {}, behaviour {:.3}, ground truth {:.3}), tier1 {}, tier2 {:.3}{}",
+                        report["total"].as_f64().unwrap_or(0.0),
+                        report["integrity"]["score"],
+                        report["behaviour"]["score"].as_f64().unwrap_or(0.0),
+                        report["ground_truth"]["score"].as_f64().unwrap_or(0.0),
+                        report["validator"]["tier1"]["score"],
+                        report["validator"]["tier2"]["score"].as_f64().unwrap_or(0.0),
+                        if failures.is_empty() { String::new() } else { format!("  FAILED: {}", failures.join("; ")) }
+                    );
+                    anyhow::Ok(failures.is_empty())
+                })();
+                match result {
+                    Ok(true) => {}
+                    Ok(false) => failed += 1,
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("{date}: {e:#}");
+                    }
+                }
+            }
+            println!("validation summary: {}", summarize(&cfg, &dates)?.display());
+            Ok(if failed == 0 { 0 } else { 1 })
         }
         Command::Features { common, out } => {
             let (cfg, dates) = common.load()?;

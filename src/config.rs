@@ -204,12 +204,20 @@ impl Default for ModelParams {
 pub struct ValidateParams {
     /// Upper bound on mean per-alert latency (ms) for the integrity tier.
     pub max_latency_ms: f64,
+    /// Pattern traps: a JSON file `[{"alert_id": …, "expected_score": …}, …]` (relative to the
+    /// pipeline file), or empty for none.
+    pub traps: String,
+    /// Reference scores for the validators' Spearman part: an output tree with the same layout
+    /// (relative to the pipeline file), or empty for none.
+    pub reference: String,
 }
 
 impl Default for ValidateParams {
     fn default() -> Self {
         Self {
             max_latency_ms: 100.0,
+            traps: String::new(),
+            reference: String::new(),
         }
     }
 }

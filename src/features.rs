@@ -249,23 +249,11 @@ fn mean_std(xs: &[f64]) -> (f64, f64) {
 
 /// Percentile rank with ties averaged (pandas `rank(pct=True)`).
 fn pct_rank(xs: &[f64]) -> Vec<f64> {
-    let n = xs.len();
-    let mut idx: Vec<usize> = (0..n).collect();
-    idx.sort_by(|&a, &b| xs[a].total_cmp(&xs[b]));
-    let mut out = vec![0.0; n];
-    let mut i = 0;
-    while i < n {
-        let mut j = i;
-        while j + 1 < n && xs[idx[j + 1]] == xs[idx[i]] {
-            j += 1;
-        }
-        let avg = (i + j) as f64 / 2.0 + 1.0;
-        for k in i..=j {
-            out[idx[k]] = avg / n as f64;
-        }
-        i = j + 1;
-    }
-    out
+    let n = xs.len() as f64;
+    crate::metrics::average_ranks(xs)
+        .into_iter()
+        .map(|r| r / n)
+        .collect()
 }
 
 #[derive(Default, Clone)]

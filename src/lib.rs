@@ -19,3 +19,4 @@ pub mod metrics;
 pub mod model;
 pub mod stages;
 pub mod train;
+pub mod validation;

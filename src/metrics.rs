@@ -1,6 +1,25 @@
 //! Classification and ranking metrics: AUC-ROC and average precision (ties handled as
 //! scikit-learn does), best F1, and NDCG@k.
 
+/// Ranks with ties averaged, 1-based (pandas `rank()`).
+pub fn average_ranks(x: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..x.len()).collect();
+    idx.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
+    let mut r = vec![0.0; x.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && x[idx[j + 1]] == x[idx[i]] {
+            j += 1;
+        }
+        for k in i..=j {
+            r[idx[k]] = (i + j) as f64 / 2.0 + 1.0;
+        }
+        i = j + 1;
+    }
+    r
+}
+
 /// Area under the ROC curve; ties in score count one half. `None` without both classes.
 pub fn auc_roc(scores: &[f64], labels: &[bool]) -> Option<f64> {
     let pos = labels.iter().filter(|&&l| l).count();
@@ -8,19 +27,8 @@ pub fn auc_roc(scores: &[f64], labels: &[bool]) -> Option<f64> {
     if pos == 0 || neg == 0 {
         return None;
     }
-    let mut idx: Vec<usize> = (0..scores.len()).collect();
-    idx.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
-    let mut rank_sum = 0.0;
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        while j + 1 < idx.len() && scores[idx[j + 1]] == scores[idx[i]] {
-            j += 1;
-        }
-        let avg = (i + j) as f64 / 2.0 + 1.0;
-        rank_sum += (i..=j).filter(|&k| labels[idx[k]]).count() as f64 * avg;
-        i = j + 1;
-    }
+    let r = average_ranks(scores);
+    let rank_sum: f64 = (0..scores.len()).filter(|&i| labels[i]).map(|i| r[i]).sum();
     let (p, n) = (pos as f64, neg as f64);
     Some((rank_sum - p * (p + 1.0) / 2.0) / (p * n))
 }

@@ -201,7 +201,7 @@ fn outputs_are_identical_across_runs_and_worker_counts() {
     ok(run_into(b.path(), "2"));
     ok(run_into(c.path(), "2"));
     let va = deterministic_view(&a.path().join("out"));
-    assert_eq!(va.len(), 6 * 5);
+    assert_eq!(va.len(), 6 * 5 + 1);
     assert!(
         va == deterministic_view(&b.path().join("out")),
         "--workers 1 and 2 differ"

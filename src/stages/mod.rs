@@ -23,6 +23,8 @@ pub struct Context {
     pub config: RunConfig,
     /// Models by the name of the stage that applies them.
     pub models: BTreeMap<String, Arc<Model>>,
+    /// Labels of the network, for the ground-truth tier of validation.
+    pub labels: crate::labels::Labels,
 }
 
 /// One date's inputs to a stage.
@@ -58,7 +60,12 @@ impl Context {
                 models.insert(s.name.clone(), Arc::new(model));
             }
         }
-        Ok(Self { config, models })
+        let labels = crate::labels::Labels::load(&config.input, &config.network)?;
+        Ok(Self {
+            config,
+            models,
+            labels,
+        })
     }
 
     /// The version of the model of the first stage of `kind`, or `unknown`.

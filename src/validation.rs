@@ -1,0 +1,617 @@
+//! How outputs are judged: the miner template's three tiers (integrity, behaviour, ground
+//! truth) and the subnet validators' Tier-1 gate and Tier-2 score, each a pure function of
+//! an output and its batch, with the upstream thresholds.
+
+use crate::metrics::{auc_roc, average_precision, average_ranks, best_f1};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+
+/// One named check and its outcome.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Check {
+    /// Check name, e.g. `row_count`.
+    pub name: &'static str,
+    /// Whether it passed.
+    pub passed: bool,
+    /// What was found.
+    pub detail: String,
+}
+
+/// One alert score as written: id, score (None if null), model version, latency.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredAlert {
+    /// alert_id
+    pub alert_id: String,
+    /// score
+    pub score: Option<f64>,
+    /// model_version
+    pub model_version: String,
+    /// latency_ms
+    pub latency_ms: Option<f64>,
+}
+
+/// An output's alert scores plus which of the required columns it has.
+#[derive(Debug, Clone, Default)]
+pub struct ScoreTable {
+    /// The rows.
+    pub rows: Vec<ScoredAlert>,
+    /// Required columns the file lacks.
+    pub missing_columns: Vec<String>,
+}
+
+/// Result of a tier: passed, score and the checks or penalties behind it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tier {
+    /// Whether the tier passed.
+    pub passed: bool,
+    /// Its score.
+    pub score: f64,
+    /// The checks, in the order they ran.
+    pub checks: Vec<Check>,
+}
+
+/// Integrity tier (0.2 if all pass, else 0), fail-fast in the template's order: row count,
+/// required columns, scores in [0, 1], mean latency ≤ `max_latency_ms`, equal alert_id sets.
+pub fn integrity(out: &ScoreTable, alert_ids: &[String], max_latency_ms: f64) -> Tier {
+    let mut checks = Vec::new();
+    let mut run = |name, passed, detail: String| {
+        checks.push(Check {
+            name,
+            passed,
+            detail,
+        });
+        passed
+    };
+    let rows = &out.rows;
+    let _ = run(
+        "row_count",
+        rows.len() == alert_ids.len(),
+        format!("{} output rows for {} alerts", rows.len(), alert_ids.len()),
+    ) && run(
+        "required_columns",
+        out.missing_columns.is_empty(),
+        format!("missing: {:?}", out.missing_columns),
+    ) && {
+        let bad = rows
+            .iter()
+            .filter(|r| !r.score.is_some_and(|s| (0.0..=1.0).contains(&s)))
+            .count();
+        run(
+            "score_range",
+            bad == 0,
+            format!("{bad} scores outside [0, 1] or null"),
+        )
+    } && {
+        let lat: Vec<f64> = rows.iter().filter_map(|r| r.latency_ms).collect();
+        let mean = if lat.is_empty() {
+            0.0
+        } else {
+            lat.iter().sum::<f64>() / lat.len() as f64
+        };
+        run(
+            "mean_latency",
+            mean <= max_latency_ms,
+            format!("mean latency_ms {mean:.4} (limit {max_latency_ms})"),
+        )
+    } && {
+        let got: HashSet<&str> = rows.iter().map(|r| r.alert_id.as_str()).collect();
+        let want: HashSet<&str> = alert_ids.iter().map(String::as_str).collect();
+        run(
+            "alert_id_sets",
+            got == want,
+            format!(
+                "{} ids missing from output, {} unknown ids",
+                want.difference(&got).count(),
+                got.difference(&want).count()
+            ),
+        )
+    };
+    let passed = checks.iter().all(|c| c.passed) && checks.len() == 5;
+    Tier {
+        passed,
+        score: if passed { 0.2 } else { 0.0 },
+        checks,
+    }
+}
+
+/// Determinism: two outputs for the same date differ by at most 1e-6 on every shared alert
+/// (and cover the same alerts).
+pub fn determinism(a: &[(String, f64)], b: &[(String, f64)]) -> Check {
+    let bm: HashMap<&str, f64> = b.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let mut max = 0.0f64;
+    let mut missing = 0;
+    for (k, v) in a {
+        match bm.get(k.as_str()) {
+            Some(w) => max = max.max((v - w).abs()),
+            None => missing += 1,
+        }
+    }
+    Check {
+        name: "determinism",
+        passed: missing == 0 && a.len() == b.len() && max <= 1e-6,
+        detail: format!("max |Δscore| {max:e}, {missing} alerts missing from the second output"),
+    }
+}
+
+/// A pattern trap: an alert whose score must not be (within 0.01) the given value.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, Serialize)]
+pub struct Trap {
+    /// The alert.
+    pub alert_id: String,
+    /// The score a gamed model would give it.
+    pub expected_score: f64,
+}
+
+/// Sample variance (ddof 1); 0 with fewer than two values.
+pub fn variance(x: &[f64]) -> f64 {
+    if x.len() < 2 {
+        return 0.0;
+    }
+    let m = x.iter().sum::<f64>() / x.len() as f64;
+    x.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (x.len() - 1) as f64
+}
+
+/// Median (mean of the middle two for an even count); NaN when empty.
+pub fn median(x: &[f64]) -> f64 {
+    let mut v = x.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Behaviour tier: from 0, −0.1 if var(score) < 0.001 (`constant_scores`), −0.05 per trap hit
+/// (|actual − expected| < 0.01), −0.05 if the median is < 0.1 or > 0.9; score =
+/// clamp(0.3 + penalties, 0, 0.3). It always passes, as in the template.
+pub fn behaviour(scores: &[(String, f64)], traps: &[Trap]) -> Tier {
+    let values: Vec<f64> = scores.iter().map(|s| s.1).collect();
+    let mut penalty = 0.0;
+    let mut checks = Vec::new();
+    let var = variance(&values);
+    let constant = var < 0.001;
+    if constant {
+        penalty -= 0.1;
+    }
+    checks.push(Check {
+        name: "constant_scores",
+        passed: !constant,
+        detail: format!("variance {var:.6} (minimum 0.001)"),
+    });
+    let by_id: HashMap<&str, f64> = scores.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let hits = traps
+        .iter()
+        .filter(|t| {
+            by_id
+                .get(t.alert_id.as_str())
+                .is_some_and(|s| (s - t.expected_score).abs() < 0.01)
+        })
+        .count();
+    penalty -= 0.05 * hits as f64;
+    checks.push(Check {
+        name: "pattern_traps",
+        passed: hits == 0,
+        detail: format!("{hits} of {} traps hit", traps.len()),
+    });
+    let med = median(&values);
+    let skewed = !(0.1..=0.9).contains(&med);
+    if skewed {
+        penalty -= 0.05;
+    }
+    checks.push(Check {
+        name: "median_range",
+        passed: !skewed,
+        detail: format!("median {med:.4} (expected in [0.1, 0.9])"),
+    });
+    Tier {
+        passed: true,
+        score: (0.3 + penalty).clamp(0.0, 0.3),
+        checks,
+    }
+}
+
+/// Pearson correlation; None when either side is constant or there are fewer than 2 values.
+pub fn pearson(x: &[f64], y: &[f64]) -> Option<f64> {
+    let n = x.len() as f64;
+    if x.len() < 2 || x.len() != y.len() {
+        return None;
+    }
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
+}
+
+/// Plagiarism: Pearson correlation > 0.95 over at least 10 shared alerts.
+pub fn plagiarism(a: &[(String, f64)], b: &[(String, f64)]) -> Check {
+    let bm: HashMap<&str, f64> = b.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let (x, y): (Vec<f64>, Vec<f64>) = a
+        .iter()
+        .filter_map(|(k, v)| bm.get(k.as_str()).map(|w| (*v, *w)))
+        .unzip();
+    let r = pearson(&x, &y);
+    let flagged = x.len() >= 10 && r.is_some_and(|r| r > 0.95);
+    Check {
+        name: "plagiarism",
+        passed: !flagged,
+        detail: format!("pearson {r:?} over {} shared alerts", x.len()),
+    }
+}
+
+/// The ground-truth tier's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroundTruth {
+    /// Whether there were ≥ 10 labelled alerts with both classes.
+    pub passed: bool,
+    /// 0.3·AUC-ROC + 0.2·average precision (0 when not passed).
+    pub score: f64,
+    /// AUC-ROC.
+    pub auc_roc: Option<f64>,
+    /// Average precision.
+    pub average_precision: Option<f64>,
+    /// Best F1 over thresholds.
+    pub best_f1: Option<f64>,
+    /// Its threshold.
+    pub best_threshold: Option<f64>,
+    /// Labelled alerts.
+    pub n_samples: usize,
+    /// Positive labelled alerts.
+    pub n_positive: usize,
+    /// n_positive / n_samples.
+    pub positive_rate: f64,
+}
+
+/// Ground-truth tier over the alerts with a label.
+pub fn ground_truth(scores: &[(String, f64)], labels: &HashMap<String, bool>) -> GroundTruth {
+    let (s, y): (Vec<f64>, Vec<bool>) = scores
+        .iter()
+        .filter_map(|(k, v)| labels.get(k).map(|l| (*v, *l)))
+        .unzip();
+    let n_pos = y.iter().filter(|&&l| l).count();
+    let enough = y.len() >= 10 && n_pos > 0 && n_pos < y.len();
+    let auc = auc_roc(&s, &y);
+    let ap = average_precision(&s, &y);
+    let f1 = best_f1(&s, &y);
+    GroundTruth {
+        passed: enough,
+        score: if enough {
+            0.3 * auc.unwrap_or(0.0) + 0.2 * ap.unwrap_or(0.0)
+        } else {
+            0.0
+        },
+        auc_roc: auc,
+        average_precision: ap,
+        best_f1: f1.map(|f| f.0),
+        best_threshold: f1.map(|f| f.1),
+        n_samples: y.len(),
+        n_positive: n_pos,
+        positive_rate: if y.is_empty() {
+            0.0
+        } else {
+            n_pos as f64 / y.len() as f64
+        },
+    }
+}
+
+/// Validator Tier 1, a gate: coverage of the batch's distinct alert_ids = 1, scores in
+/// [0, 1], no duplicate ids, non-empty model_version. Each part is worth 0.25; all must pass.
+pub fn tier1(out: &ScoreTable, alert_ids: &[String]) -> Tier {
+    let batch: HashSet<&str> = alert_ids.iter().map(String::as_str).collect();
+    let got: HashSet<&str> = out.rows.iter().map(|r| r.alert_id.as_str()).collect();
+    let coverage = if batch.is_empty() {
+        1.0
+    } else {
+        batch.intersection(&got).count() as f64 / batch.len() as f64
+    };
+    let bad = out
+        .rows
+        .iter()
+        .filter(|r| !r.score.is_some_and(|s| (0.0..=1.0).contains(&s)))
+        .count();
+    let dups = out.rows.len() - got.len();
+    let empty_version = out
+        .rows
+        .iter()
+        .filter(|r| r.model_version.trim().is_empty())
+        .count();
+    let checks = vec![
+        Check {
+            name: "coverage",
+            passed: coverage == 1.0,
+            detail: format!("{coverage:.4} of the batch's alerts scored"),
+        },
+        Check {
+            name: "score_range",
+            passed: bad == 0,
+            detail: format!("{bad} scores outside [0, 1] or null"),
+        },
+        Check {
+            name: "no_duplicates",
+            passed: dups == 0,
+            detail: format!("{dups} duplicate alert ids"),
+        },
+        Check {
+            name: "model_version",
+            passed: empty_version == 0,
+            detail: format!("{empty_version} rows without model_version"),
+        },
+    ];
+    let score = 0.25 * checks.iter().filter(|c| c.passed).count() as f64;
+    Tier {
+        passed: score == 1.0,
+        score,
+        checks,
+    }
+}
+
+/// Shannon entropy of a 10-bin histogram of the scores on [0, 1], divided by ln 10.
+pub fn histogram_entropy(scores: &[f64]) -> f64 {
+    if scores.is_empty() {
+        return 0.0;
+    }
+    let mut bins = [0usize; 10];
+    for &s in scores {
+        bins[((s.clamp(0.0, 1.0) * 10.0) as usize).min(9)] += 1;
+    }
+    let n = scores.len() as f64;
+    -bins
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| (c as f64 / n) * (c as f64 / n).ln())
+        .sum::<f64>()
+        / 10f64.ln()
+}
+
+/// Spearman rank correlation (Pearson of tie-averaged ranks).
+pub fn spearman(x: &[f64], y: &[f64]) -> Option<f64> {
+    pearson(&average_ranks(x), &average_ranks(y))
+}
+
+/// Validator Tier 2: four parts × 0.25 — histogram entropy; (Spearman vs the reference + 1)/2;
+/// 1 − mean |Δscore| vs the previous date's scores of the same alerts (0.7 without history);
+/// address consistency, 1 + mean penalty over addresses with ≥ 2 alerts (std < 0.10 → 0,
+/// < 0.15 → −0.05, < 0.25 → −0.10, else −0.15).
+pub fn tier2(
+    scores: &[(String, f64)],
+    reference: Option<&HashMap<String, f64>>,
+    previous: Option<&HashMap<String, f64>>,
+    address_of: &HashMap<String, String>,
+) -> (f64, serde_json::Value) {
+    let values: Vec<f64> = scores.iter().map(|s| s.1).collect();
+    let entropy = histogram_entropy(&values);
+    let spearman_part = reference.map(|r| {
+        let (x, y): (Vec<f64>, Vec<f64>) = scores
+            .iter()
+            .filter_map(|(k, v)| r.get(k).map(|w| (*v, *w)))
+            .unzip();
+        spearman(&x, &y).map_or(0.5, |rho| (rho + 1.0) / 2.0)
+    });
+    let stability = previous
+        .map(|p| {
+            let d: Vec<f64> = scores
+                .iter()
+                .filter_map(|(k, v)| p.get(k).map(|w| (v - w).abs()))
+                .collect();
+            if d.is_empty() {
+                0.7
+            } else {
+                1.0 - d.iter().sum::<f64>() / d.len() as f64
+            }
+        })
+        .unwrap_or(0.7);
+    let mut by_addr: HashMap<&str, Vec<f64>> = HashMap::new();
+    for (k, v) in scores {
+        if let Some(a) = address_of.get(k) {
+            by_addr.entry(a.as_str()).or_default().push(*v);
+        }
+    }
+    let penalties: Vec<f64> = by_addr
+        .values()
+        .filter(|v| v.len() >= 2)
+        .map(|v| match variance(v).sqrt() {
+            s if s < 0.10 => 0.0,
+            s if s < 0.15 => -0.05,
+            s if s < 0.25 => -0.10,
+            _ => -0.15,
+        })
+        .collect();
+    let consistency = 1.0
+        + if penalties.is_empty() {
+            0.0
+        } else {
+            penalties.iter().sum::<f64>() / penalties.len() as f64
+        };
+    let spearman_value = spearman_part.unwrap_or(0.5);
+    let score = 0.25 * (entropy + spearman_value + stability + consistency);
+    let detail = serde_json::json!({
+        "entropy": entropy,
+        "spearman_vs_reference": spearman_part,
+        "stability": stability,
+        "address_consistency": consistency,
+    });
+    (score, detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[(&str, f64)]) -> Vec<(String, f64)> {
+        v.iter().map(|(k, x)| (k.to_string(), *x)).collect()
+    }
+
+    fn table(v: &[(&str, f64)], lat: f64) -> ScoreTable {
+        ScoreTable {
+            rows: v
+                .iter()
+                .map(|(k, x)| ScoredAlert {
+                    alert_id: k.to_string(),
+                    score: Some(*x),
+                    model_version: "v1".into(),
+                    latency_ms: Some(lat),
+                })
+                .collect(),
+            missing_columns: vec![],
+        }
+    }
+
+    fn ids(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn integrity_fails_fast_in_order() {
+        let t = integrity(
+            &table(&[("a", 0.1), ("b", 0.9)], 1.0),
+            &ids(&["a", "b"]),
+            100.0,
+        );
+        assert!(t.passed && t.score == 0.2 && t.checks.len() == 5);
+        let t = integrity(&table(&[("a", 0.1)], 1.0), &ids(&["a", "b"]), 100.0);
+        assert_eq!((t.passed, t.score, t.checks.len()), (false, 0.0, 1));
+        let mut m = table(&[("a", 0.1), ("b", 0.9)], 1.0);
+        m.missing_columns = vec!["latency_ms".into()];
+        assert_eq!(
+            integrity(&m, &ids(&["a", "b"]), 100.0)
+                .checks
+                .last()
+                .unwrap()
+                .name,
+            "required_columns"
+        );
+        let t = integrity(
+            &table(&[("a", 0.1), ("b", 1.5)], 1.0),
+            &ids(&["a", "b"]),
+            100.0,
+        );
+        assert_eq!(t.checks.last().unwrap().name, "score_range");
+        let t = integrity(
+            &table(&[("a", 0.1), ("b", 0.5)], 150.0),
+            &ids(&["a", "b"]),
+            100.0,
+        );
+        assert_eq!(t.checks.last().unwrap().name, "mean_latency");
+        let t = integrity(
+            &table(&[("a", 0.1), ("c", 0.5)], 1.0),
+            &ids(&["a", "b"]),
+            100.0,
+        );
+        assert_eq!(
+            (t.checks.last().unwrap().name, t.passed),
+            ("alert_id_sets", false)
+        );
+    }
+
+    #[test]
+    fn determinism_tolerates_1e6() {
+        assert!(determinism(&s(&[("a", 0.5)]), &s(&[("a", 0.5 + 1e-7)])).passed);
+        assert!(!determinism(&s(&[("a", 0.5)]), &s(&[("a", 0.5 + 1e-5)])).passed);
+        assert!(!determinism(&s(&[("a", 0.5)]), &s(&[("b", 0.5)])).passed);
+    }
+
+    #[test]
+    fn behaviour_penalties() {
+        // Constant scores at 0.5: −0.1 → 0.2.
+        let c: Vec<(String, f64)> = (0..20).map(|i| (format!("a{i}"), 0.5)).collect();
+        assert!((behaviour(&c, &[]).score - 0.2).abs() < 1e-12);
+        // Spread scores, one trap hit (−0.05) and a median of 0.95 (−0.05): 0.2.
+        let v: Vec<(String, f64)> = (0..20)
+            .map(|i| (format!("a{i}"), if i < 3 { 0.2 * i as f64 } else { 0.95 }))
+            .collect();
+        let traps = [
+            Trap {
+                alert_id: "a1".into(),
+                expected_score: 0.205,
+            },
+            Trap {
+                alert_id: "a2".into(),
+                expected_score: 0.1,
+            },
+        ];
+        let b = behaviour(&v, &traps);
+        assert!((b.score - 0.2).abs() < 1e-12, "{b:?}");
+        // Everything wrong at once is clamped at 0.
+        let traps: Vec<Trap> = (0..20)
+            .map(|i| Trap {
+                alert_id: format!("a{i}"),
+                expected_score: 0.95,
+            })
+            .collect();
+        let all: Vec<(String, f64)> = (0..20).map(|i| (format!("a{i}"), 0.95)).collect();
+        assert_eq!(behaviour(&all, &traps).score, 0.0);
+        assert_eq!(median(&[3.0, 1.0, 2.0, 10.0]), 2.5);
+        assert!((variance(&[1.0, 2.0, 3.0, 4.0]) - 5.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn plagiarism_needs_ten_shared_alerts() {
+        let a: Vec<(String, f64)> = (0..10)
+            .map(|i| (format!("a{i}"), i as f64 / 10.0))
+            .collect();
+        let copy: Vec<(String, f64)> = a.iter().map(|(k, v)| (k.clone(), v * 0.9 + 0.01)).collect();
+        assert!(!plagiarism(&a, &copy).passed);
+        assert!(plagiarism(&a[..9], &copy[..9]).passed);
+        let other: Vec<(String, f64)> = a.iter().map(|(k, v)| (k.clone(), 1.0 - v)).collect();
+        assert!(plagiarism(&a, &other).passed);
+    }
+
+    #[test]
+    fn ground_truth_score() {
+        // AUC 0.75 and AP 0.8333… (see metrics tests), replicated to 12 alerts with ties.
+        let sc = s(&[("a", 0.1), ("b", 0.4), ("c", 0.35), ("d", 0.8)]);
+        let mut scores = Vec::new();
+        let mut labels = HashMap::new();
+        for r in 0..3 {
+            for (k, v) in &sc {
+                let id = format!("{k}{r}");
+                scores.push((id.clone(), *v));
+                labels.insert(id, matches!(k.as_str(), "c" | "d"));
+            }
+        }
+        let g = ground_truth(&scores, &labels);
+        assert!(g.passed);
+        assert_eq!((g.n_samples, g.n_positive), (12, 6));
+        assert!((g.auc_roc.unwrap() - 0.75).abs() < 1e-12);
+        let expected = 0.3 * 0.75 + 0.2 * g.average_precision.unwrap();
+        assert!((g.score - expected).abs() < 1e-12);
+        // Fewer than 10 labelled alerts, or one class: not passed, score 0.
+        assert!(!ground_truth(&scores[..8], &labels).passed);
+        let neg: HashMap<String, bool> = labels.keys().map(|k| (k.clone(), false)).collect();
+        assert_eq!(ground_truth(&scores, &neg).score, 0.0);
+    }
+
+    #[test]
+    fn validator_tiers() {
+        let t = tier1(
+            &table(&[("a", 0.1), ("b", 0.9)], 1.0),
+            &ids(&["a", "b", "b"]),
+        );
+        assert!(t.passed && t.score == 1.0);
+        let t = tier1(&table(&[("a", 0.1), ("a", 0.9)], 1.0), &ids(&["a", "b"]));
+        assert_eq!(t.score, 0.5);
+        // Uniform over the 10 bins: entropy 1; all in one bin: 0.
+        let u: Vec<f64> = (0..10).map(|i| i as f64 / 10.0 + 0.05).collect();
+        assert!((histogram_entropy(&u) - 1.0).abs() < 1e-12);
+        assert_eq!(histogram_entropy(&[0.5, 0.51]), 0.0);
+        assert_eq!(spearman(&[1.0, 2.0, 3.0], &[10.0, 20.0, 30.0]), Some(1.0));
+        assert_eq!(spearman(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]), Some(-1.0));
+        let sc = s(&[("a", 0.05), ("b", 0.15), ("c", 0.25), ("d", 0.35)]);
+        let addr: HashMap<String, String> = [("a", "x"), ("b", "x"), ("c", "y"), ("d", "z")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        // entropy of 4 distinct bins = ln4/ln10; no reference → 0.5; no history → 0.7;
+        // address x has std 0.0707 → penalty 0 → consistency 1.
+        let (score, d) = tier2(&sc, None, None, &addr);
+        let expected = 0.25 * (4f64.ln() / 10f64.ln() + 0.5 + 0.7 + 1.0);
+        assert!((score - expected).abs() < 1e-12, "{d}");
+        let prev: HashMap<String, f64> = [("a".to_string(), 0.15)].into();
+        let (_, d) = tier2(&sc, None, Some(&prev), &addr);
+        assert!((d["stability"].as_f64().unwrap() - 0.9).abs() < 1e-12);
+    }
+}

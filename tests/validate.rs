@@ -1,0 +1,164 @@
+//! `pipeline validate` on existing outputs: every tier, penalties for constant scores and
+//! trap hits, a missing alert failing integrity, a copied output flagged as plagiarism.
+
+mod common;
+
+use arrow::array::{AsArray, Float64Array};
+use arrow::datatypes::{Field, Float64Type, Schema};
+use arrow::record_batch::RecordBatch;
+use common::*;
+use std::path::Path;
+use std::sync::Arc;
+
+fn with_scores(b: &RecordBatch, f: impl Fn(usize, f64) -> f64) -> RecordBatch {
+    let s = b
+        .column_by_name("score")
+        .unwrap()
+        .as_primitive::<Float64Type>();
+    let new = Float64Array::from((0..s.len()).map(|i| f(i, s.value(i))).collect::<Vec<_>>());
+    let i = b.schema().index_of("score").unwrap();
+    let mut cols = b.columns().to_vec();
+    cols[i] = Arc::new(new);
+    let fields: Vec<Field> = b
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap()
+}
+
+fn json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+#[test]
+fn validate_reports_every_tier_and_penalises_bad_outputs() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let cfg = write_config(&tmp.path().join("cfg"), &f.input, &out, &f.models);
+    ok(pipeline(&["run", cfg.to_str().unwrap()]));
+    let summary = json(
+        &out.join(NETWORK)
+            .join(format!("validation_summary_{WINDOW}d.json")),
+    );
+    assert_eq!(summary["dates"].as_array().unwrap().len(), 6);
+    assert!(
+        summary["dates"][1]["tier2_stability_vs_previous_date"].is_number(),
+        "{summary}"
+    );
+
+    let day = |d: &str| batch_dir(&out, d);
+    let v = json(&day("2025-10-01").join("validation.json"));
+    assert_eq!(v["integrity"]["score"], 0.2);
+    assert!(v["behaviour"]["score"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["ground_truth"]["passed"], true, "{v}");
+    assert!(v["ground_truth"]["auc_roc"].as_f64().unwrap() > 0.6, "{v}");
+    assert_eq!(v["validator"]["tier1"]["score"], 1.0);
+    assert!(v["validator"]["tier2"]["score"].as_f64().unwrap() > 0.0);
+    let total = v["total"].as_f64().unwrap();
+    let parts = ["integrity", "behaviour", "ground_truth"]
+        .iter()
+        .map(|k| v[k]["score"].as_f64().unwrap())
+        .sum::<f64>();
+    assert!((total - parts).abs() < 1e-12);
+
+    // 02: constant scores; 03: one alert dropped; others untouched.
+    let p2 = day("2025-10-02").join("alert_scores.parquet");
+    write_parquet(&p2, &with_scores(&read_parquet(&p2), |_, _| 0.5));
+    let p3 = day("2025-10-03").join("alert_scores.parquet");
+    let b = read_parquet(&p3);
+    write_parquet(&p3, &b.slice(1, b.num_rows() - 1));
+    let res = pipeline(&["validate", cfg.to_str().unwrap()]);
+    assert_eq!(
+        res.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&res.stdout)
+    );
+    let v2 = json(&day("2025-10-02").join("validation.json"));
+    assert!(
+        (v2["behaviour"]["score"].as_f64().unwrap() - 0.2).abs() < 1e-12,
+        "{v2}"
+    );
+    assert_eq!(v2["behaviour"]["checks"][0]["passed"], false);
+    let v3 = json(&day("2025-10-03").join("validation.json"));
+    assert_eq!(v3["integrity"]["passed"], false);
+    assert_eq!(v3["integrity"]["checks"][0]["name"], "row_count");
+    assert_eq!(v3["validator"]["tier1"]["passed"], false);
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        stdout.contains("2025-10-03") && stdout.contains("FAILED: row_count"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn traps_and_reference_scores_from_the_pipeline_file() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let cfg = write_config(&tmp.path().join("cfg"), &f.input, &out, &f.models);
+    ok(pipeline(&["run", cfg.to_str().unwrap()]));
+    // A trap on the first alert at its actual score (hit), a copy of the output as reference.
+    let scores = read_parquet(&batch_dir(&out, "2025-10-01").join("alert_scores.parquet"));
+    let id = scores
+        .column_by_name("alert_id")
+        .unwrap()
+        .as_string::<i32>()
+        .value(0)
+        .to_string();
+    let s0 = scores
+        .column_by_name("score")
+        .unwrap()
+        .as_primitive::<Float64Type>()
+        .value(0);
+    std::fs::write(
+        tmp.path().join("traps.json"),
+        serde_json::to_vec(&serde_json::json!([{"alert_id": id, "expected_score": s0}])).unwrap(),
+    )
+    .unwrap();
+    let reference = tmp.path().join("reference");
+    copy_tree(&out, &reference);
+    let pipe =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/daily.toml"))
+            .unwrap()
+            .replace(
+                "traps = \"\"",
+                &format!("traps = {:?}", tmp.path().join("traps.json")),
+            )
+            .replace("reference = \"\"", &format!("reference = {reference:?}"));
+    let pipe_path = tmp.path().join("cfg/pipeline.toml");
+    std::fs::write(&pipe_path, pipe).unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("pipeline") {
+                format!("pipeline = {pipe_path:?}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&cfg, text).unwrap();
+    ok(pipeline(&[
+        "validate",
+        cfg.to_str().unwrap(),
+        "--dates",
+        "2025-10-01",
+    ]));
+    let v = json(&batch_dir(&out, "2025-10-01").join("validation.json"));
+    assert_eq!(v["behaviour"]["checks"][1]["passed"], false, "{v}");
+    assert!(v["behaviour"]["score"].as_f64().unwrap() <= 0.25 + 1e-12);
+    assert_eq!(
+        v["plagiarism_vs_reference"]["passed"], false,
+        "identical outputs must be flagged: {v}"
+    );
+    assert_eq!(
+        v["validator"]["tier2"]["parts"]["spearman_vs_reference"],
+        1.0
+    );
+}
