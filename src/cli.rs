@@ -49,6 +49,26 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Compare two output trees (two models) tier by tier and by AUC, with a visual report.
+    Compare {
+        #[command(flatten)]
+        common: Common,
+        /// Output root of model A.
+        #[arg(long)]
+        a: PathBuf,
+        /// Output root of model B.
+        #[arg(long)]
+        b: PathBuf,
+        /// Report directory (default: validation_results/{a}_vs_{b}).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Paired-bootstrap resamples for the AUC difference's confidence interval.
+        #[arg(long, default_value_t = 1000)]
+        bootstrap: usize,
+        /// Seed of the bootstrap.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Export the model matrix (one row per alert, with labels where known) as Parquet.
     Features {
         #[command(flatten)]
@@ -230,6 +250,40 @@ pub fn main() -> Result<i32> {
             }
             println!("validation summary: {}", summarize(&cfg, &dates)?.display());
             Ok(if failed == 0 { 0 } else { 1 })
+        }
+        Command::Compare {
+            common,
+            a,
+            b,
+            report,
+            bootstrap,
+            seed,
+        } => {
+            let (cfg, dates) = common.load()?;
+            let report = report.unwrap_or_else(|| crate::compare::default_report_dir(&a, &b));
+            let opts = crate::compare::CompareOptions {
+                a,
+                b,
+                report: report.clone(),
+                bootstrap,
+                seed,
+            };
+            let v = crate::compare::compare(&cfg, &dates, &opts)?;
+            println!(
+                "winner: {} (AUC A {:?}, B {:?}, difference {:?}, 95% CI {:?}, {})",
+                v.winner,
+                v.auc_a,
+                v.auc_b,
+                v.difference,
+                v.ci95,
+                if v.significant {
+                    "significant"
+                } else {
+                    "not significant"
+                }
+            );
+            println!("report: {}", report.join("report.html").display());
+            Ok(0)
         }
         Command::Features { common, out } => {
             let (cfg, dates) = common.load()?;

@@ -57,6 +57,43 @@ fn pr_points(scores: &[f64], labels: &[bool]) -> Vec<(f64, f64, f64)> {
     out
 }
 
+/// Precision-recall curve, one point per distinct threshold from the highest:
+/// `(recall, precision)`.
+pub fn pr_curve(scores: &[f64], labels: &[bool]) -> Vec<(f64, f64)> {
+    pr_points(scores, labels)
+        .into_iter()
+        .map(|(_, p, r)| (r, p))
+        .collect()
+}
+
+/// ROC curve from (0, 0), one point per distinct threshold from the highest: `(fpr, tpr)`.
+/// Empty without both classes.
+pub fn roc_curve(scores: &[f64], labels: &[bool]) -> Vec<(f64, f64)> {
+    let pos = labels.iter().filter(|&&l| l).count() as f64;
+    let neg = labels.len() as f64 - pos;
+    if pos == 0.0 || neg == 0.0 {
+        return Vec::new();
+    }
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut tp, mut fp) = (0.0, 0.0);
+    let mut out = vec![(0.0, 0.0)];
+    let mut i = 0;
+    while i < idx.len() {
+        let t = scores[idx[i]];
+        while i < idx.len() && scores[idx[i]] == t {
+            if labels[idx[i]] {
+                tp += 1.0
+            } else {
+                fp += 1.0
+            }
+            i += 1;
+        }
+        out.push((fp / neg, tp / pos));
+    }
+    out
+}
+
 /// Average precision (area under the step PR curve, as scikit-learn). `None` without positives.
 pub fn average_precision(scores: &[f64], labels: &[bool]) -> Option<f64> {
     if !labels.iter().any(|&l| l) {

@@ -162,3 +162,66 @@ fn traps_and_reference_scores_from_the_pipeline_file() {
         1.0
     );
 }
+
+#[test]
+fn compare_finds_the_good_model_significantly_better() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tmp.path().join("good");
+    let cfg = write_config(&tmp.path().join("cfg"), &f.input, &good, &f.models);
+    ok(pipeline(&["run", cfg.to_str().unwrap()]));
+    // A deliberately bad model: the same alerts with scores unrelated to the data.
+    let bad = tmp.path().join("bad");
+    copy_tree(&good, &bad);
+    for day in 1..=6 {
+        let p = batch_dir(&bad, &format!("2025-10-{day:02}")).join("alert_scores.parquet");
+        write_parquet(
+            &p,
+            &with_scores(&read_parquet(&p), |i, _| {
+                ((i * 7919) % 1000) as f64 / 1000.0
+            }),
+        );
+    }
+    let report = tmp.path().join("report");
+    let res = ok(pipeline(&[
+        "compare",
+        cfg.to_str().unwrap(),
+        "--a",
+        good.to_str().unwrap(),
+        "--b",
+        bad.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+        "--bootstrap",
+        "300",
+    ]));
+    assert!(String::from_utf8_lossy(&res.stdout).contains("winner: a"));
+    let r = json(&report.join("report.json"));
+    assert_eq!(r["verdict"]["winner"], "a");
+    assert_eq!(r["verdict"]["significant"], true, "{}", r["verdict"]);
+    let (lo, hi) = (
+        r["verdict"]["ci95"][0].as_f64().unwrap(),
+        r["verdict"]["ci95"][1].as_f64().unwrap(),
+    );
+    assert!(lo > 0.0 && hi >= lo);
+    assert_eq!(r["dates"].as_array().unwrap().len(), 6);
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(
+        md.contains("Winner: **A**") && md.contains("| 2025-10-06 |"),
+        "{md}"
+    );
+    let html = std::fs::read_to_string(report.join("report.html")).unwrap();
+    assert_eq!(
+        html.matches("<svg").count(),
+        4,
+        "ROC, PR, histogram and per-date AUC plots"
+    );
+    assert!(
+        html.contains("<polyline") || html.contains("<path"),
+        "the plots draw lines"
+    );
+    assert!(
+        !html.contains("<script") && !html.contains("<link") && !html.contains(" src="),
+        "self-contained"
+    );
+}
