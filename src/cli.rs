@@ -68,6 +68,9 @@ enum Command {
         /// Seed of the bootstrap.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Ground truth (alert_id, is_sar_filed) to judge by, instead of the input's ground_truth.parquet.
+        #[arg(long)]
+        ground_truth: Option<PathBuf>,
     },
     /// Export the model matrix (one row per alert, with labels where known) as Parquet.
     Features {
@@ -258,6 +261,7 @@ pub fn main() -> Result<i32> {
             report,
             bootstrap,
             seed,
+            ground_truth,
         } => {
             let (cfg, dates) = common.load()?;
             let report = report.unwrap_or_else(|| crate::compare::default_report_dir(&a, &b));
@@ -267,6 +271,7 @@ pub fn main() -> Result<i32> {
                 report: report.clone(),
                 bootstrap,
                 seed,
+                ground_truth,
             };
             let v = crate::compare::compare(&cfg, &dates, &opts)?;
             println!(

@@ -31,6 +31,8 @@ pub struct CompareOptions {
     pub bootstrap: usize,
     /// Seed of the bootstrap.
     pub seed: u64,
+    /// Ground truth to judge by, instead of the input's `ground_truth.parquet`.
+    pub ground_truth: Option<PathBuf>,
 }
 
 /// One side's labelled scores over all dates, keyed by alert_id.
@@ -101,7 +103,10 @@ pub fn auc_difference(a: &[f64], b: &[f64], y: &[bool], resamples: usize, seed: 
 
 /// Compares the two trees over `dates` and writes the report; returns the verdict.
 pub fn compare(cfg: &RunConfig, dates: &[NaiveDate], opts: &CompareOptions) -> Result<Verdict> {
-    let labels = Labels::load(&cfg.input, &cfg.network)?;
+    let mut labels = Labels::load(&cfg.input, &cfg.network)?;
+    if let Some(gt) = &opts.ground_truth {
+        labels.alerts = Labels::ground_truth(gt)?;
+    }
     let params = ValidateParams::default();
     let traps: Vec<Trap> = Vec::new();
     let mut per_date = Vec::new();

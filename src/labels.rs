@@ -32,25 +32,7 @@ impl Labels {
         let mut out = Labels::default();
         let gt = input.join(network).join("ground_truth.parquet");
         if gt.exists() {
-            let f = gt.display().to_string();
-            let b = ParquetSource::open(&gt)?.read_all(&["alert_id", "is_sar_filed"])?;
-            if b.num_columns() > 0 {
-                let ids = to_str(required(&b, &f, "alert_id")?, &f, "alert_id")?;
-                let sar = required(&b, &f, "is_sar_filed")?;
-                let sar = match sar.data_type() {
-                    DataType::Boolean => sar
-                        .as_boolean()
-                        .iter()
-                        .map(|v| v.map(|b| b as u8 as f64))
-                        .collect(),
-                    _ => to_f64(sar, &f, "is_sar_filed")?.iter().collect::<Vec<_>>(),
-                };
-                for (id, s) in ids.iter().zip(sar) {
-                    if let (Some(id), Some(s)) = (id, s) {
-                        out.alerts.insert(id.to_owned(), s != 0.0);
-                    }
-                }
-            }
+            out.alerts = Self::ground_truth(&gt)?;
         }
         let al = input.join(network).join("address_labels.parquet");
         if al.exists() {
@@ -85,6 +67,31 @@ impl Labels {
                     }
                     out.addresses
                         .insert(addr.value(i).to_owned(), Label { illicit, weight: w });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads a ground-truth file (`alert_id, is_sar_filed`) into `alert_id → is_sar_filed`.
+    pub fn ground_truth(gt: &Path) -> Result<HashMap<String, bool>> {
+        let mut out = HashMap::new();
+        let f = gt.display().to_string();
+        let b = ParquetSource::open(gt)?.read_all(&["alert_id", "is_sar_filed"])?;
+        if b.num_columns() > 0 {
+            let ids = to_str(required(&b, &f, "alert_id")?, &f, "alert_id")?;
+            let sar = required(&b, &f, "is_sar_filed")?;
+            let sar = match sar.data_type() {
+                DataType::Boolean => sar
+                    .as_boolean()
+                    .iter()
+                    .map(|v| v.map(|b| b as u8 as f64))
+                    .collect(),
+                _ => to_f64(sar, &f, "is_sar_filed")?.iter().collect::<Vec<_>>(),
+            };
+            for (id, s) in ids.iter().zip(sar) {
+                if let (Some(id), Some(s)) = (id, s) {
+                    out.insert(id.to_owned(), s != 0.0);
                 }
             }
         }

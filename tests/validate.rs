@@ -183,6 +183,7 @@ fn compare_finds_the_good_model_significantly_better() {
         );
     }
     let report = tmp.path().join("report");
+    let gt = f.input.join(NETWORK).join("ground_truth.parquet");
     let res = ok(pipeline(&[
         "compare",
         cfg.to_str().unwrap(),
@@ -194,6 +195,8 @@ fn compare_finds_the_good_model_significantly_better() {
         report.to_str().unwrap(),
         "--bootstrap",
         "300",
+        "--ground-truth",
+        gt.to_str().unwrap(),
     ]));
     assert!(String::from_utf8_lossy(&res.stdout).contains("winner: a"));
     let r = json(&report.join("report.json"));
