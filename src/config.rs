@@ -188,12 +188,15 @@ impl Default for DecodeParams {
 pub struct ModelParams {
     /// `latest` (newest installed model of the stage's type) or a path to a model file.
     pub model: String,
+    /// Write SHAP explanations (`explain_json`) with the scores; off is faster.
+    pub explain: bool,
 }
 
 impl Default for ModelParams {
     fn default() -> Self {
         Self {
             model: "latest".into(),
+            explain: true,
         }
     }
 }

@@ -241,6 +241,47 @@ impl Model {
         self.meta.feature_names.len()
     }
 
+    /// LightGBM's TreeSHAP feature contributions for row-major rows: per row, one value per
+    /// feature and then the bias; each row sums to the raw margin.
+    pub fn contributions(&self, rows: &[f64]) -> Result<Vec<f64>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.booster
+            .predict_contrib(rows, self.num_features() as i32, true)
+            .map_err(|e| anyhow!("{}: feature contributions failed: {e}", self.path.display()))
+    }
+
+    /// LightGBM's raw margin (before the sigmoid) for row-major rows.
+    pub fn raw_margin(&self, rows: &[f64]) -> Result<Vec<f64>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.booster
+            .raw_scores(rows, self.num_features() as i32, true)
+            .map_err(|e| anyhow!("{}: prediction failed: {e}", self.path.display()))
+    }
+
+    /// `explain_json` for each row: the score and the 5 features with the largest |SHAP value|.
+    pub fn explain(&self, rows: &[f64], scores: &[f64]) -> Result<Vec<String>> {
+        let width = self.num_features() + 1;
+        let contrib = self.contributions(rows)?;
+        Ok(contrib
+            .chunks(width)
+            .zip(scores)
+            .map(|(c, &score)| {
+                let mut idx: Vec<usize> = (0..width - 1).collect();
+                idx.sort_by(|&a, &b| c[b].abs().total_cmp(&c[a].abs()).then(a.cmp(&b)));
+                let top: Vec<serde_json::Value> = idx
+                    .iter()
+                    .take(5)
+                    .map(|&i| serde_json::json!({ "feature": self.meta.feature_names[i], "impact": c[i] }))
+                    .collect();
+                serde_json::json!({ "score": score, "top_features": top }).to_string()
+            })
+            .collect())
+    }
+
     /// LightGBM's prediction for row-major rows (probabilities for binary models, scores for the ranker).
     pub fn predict(&self, rows: &[f64]) -> Result<Vec<f64>> {
         let nf = self.num_features();

@@ -65,6 +65,11 @@ fn outputs_have_the_contract_schemas_and_counts() {
             ])
         );
         assert_eq!(scores.num_rows(), alerts.num_rows());
+        let explain = strings(&scores, "explain_json");
+        assert!(
+            explain.iter().all(|e| e.starts_with("{\"score\":")),
+            "explain_json filled"
+        );
         let ids: HashSet<String> = strings(&alerts, "alert_id").into_iter().collect();
         assert_eq!(
             strings(&scores, "alert_id")
@@ -384,4 +389,42 @@ fn models_with_another_feature_order_are_refused() {
         "{err}"
     );
     assert!(!tmp.path().join("out").exists());
+}
+
+#[test]
+fn shap_contributions_add_up_to_the_raw_margin() {
+    use aml_pipeline::model::{Model, ModelKind};
+    let f = fixture();
+    let cfg_path = write_config(
+        &f.root.join("shap-cfg"),
+        &f.input,
+        &f.root.join("shap-out"),
+        &f.models,
+    );
+    let cfg = aml_pipeline::config::RunConfig::load(&cfg_path).unwrap();
+    let m = aml_pipeline::train::date_matrix(&cfg, aml_pipeline::dates::parse_date(FIRST).unwrap())
+        .unwrap();
+    for (kind, table) in [
+        (ModelKind::AlertScorer, &m.alerts),
+        (ModelKind::ClusterScorer, &m.clusters),
+    ] {
+        let model = Model::load(&Model::resolve(&f.models, kind, "latest").unwrap(), kind).unwrap();
+        let x = aml_pipeline::features::row_major(table, &model.meta.feature_names).unwrap();
+        let contrib = model.contributions(&x).unwrap();
+        let margin = model.raw_margin(&x).unwrap();
+        let width = model.num_features() + 1;
+        assert_eq!(contrib.len(), margin.len() * width);
+        for (row, want) in contrib.chunks(width).zip(&margin) {
+            let sum: f64 = row.iter().sum();
+            assert!(
+                (sum - want).abs() <= 1e-9 * want.abs().max(1.0),
+                "{sum} vs {want}"
+            );
+        }
+        let scores = model.predict(&x).unwrap();
+        let explained = model.explain(&x, &scores).unwrap();
+        let e: serde_json::Value = serde_json::from_str(&explained[0]).unwrap();
+        assert_eq!(e["score"].as_f64().unwrap(), scores[0]);
+        assert_eq!(e["top_features"].as_array().unwrap().len(), 5);
+    }
 }

@@ -3,19 +3,20 @@
 
 use super::{table, StageInput};
 use crate::batch::{ArrowBatch, Tables};
+use crate::config::ModelParams;
 use crate::features::build_cluster_matrix;
 use crate::model::Model;
 use crate::stages::score::score_table;
 use anyhow::Result;
 
 /// Produces `cluster_scores` (`cluster_id, score, model_version, latency_ms, explain_json`).
-pub fn run(model: &Model, input: &StageInput) -> Result<Tables> {
+pub fn run(model: &Model, p: &ModelParams, input: &StageInput) -> Result<Tables> {
     let cm = build_cluster_matrix(
         table(input.tables, "clusters")?,
         table(input.tables, "matrix")?,
     )?;
     Ok(Tables::from([(
         "cluster_scores".to_string(),
-        ArrowBatch(score_table(model, &cm, "cluster_id")?),
+        ArrowBatch(score_table(model, &cm, "cluster_id", p.explain)?),
     )]))
 }

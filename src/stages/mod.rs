@@ -93,9 +93,11 @@ pub fn run(stage: &StageSpec, ctx: &Context, input: &StageInput) -> Result<Table
             decode::run(p, &cfg.input_dir(input.date), input.date, cfg.window_days)
         }
         (StageKind::FeatureJoin, _) => feature_join::run(input),
-        (StageKind::Score, _) => score::run(ctx.model(stage)?, input),
+        (StageKind::Score, StageParams::Model(p)) => score::run(ctx.model(stage)?, p, input),
         (StageKind::Rank, _) => rank::run(ctx.model(stage)?, input),
-        (StageKind::ClusterScore, _) => cluster_score::run(ctx.model(stage)?, input),
+        (StageKind::ClusterScore, StageParams::Model(p)) => {
+            cluster_score::run(ctx.model(stage)?, p, input)
+        }
         (StageKind::Write, _) => write::run(ctx, input),
         (StageKind::Validate, StageParams::Validate(p)) => validate::run(p, ctx, input),
         (k, _) => Err(anyhow!(
