@@ -72,6 +72,27 @@ enum Command {
         #[arg(long)]
         ground_truth: Option<PathBuf>,
     },
+    /// List the installed models with their training period and held-out metrics.
+    Models {
+        /// Run configuration (TOML), e.g. configs/daily.toml.
+        config: PathBuf,
+        /// Directory of models (default: the config's `models`).
+        #[arg(long)]
+        models: Option<PathBuf>,
+    },
+    /// Install a LightGBM text model trained elsewhere (e.g. in Python) after checking its features.
+    InstallModel {
+        /// Run configuration (TOML), e.g. configs/daily.toml.
+        config: PathBuf,
+        /// The LightGBM model file (text format).
+        file: PathBuf,
+        /// Its role: alert_scorer, alert_ranker or cluster_scorer.
+        #[arg(long = "type")]
+        kind: String,
+        /// Directory of models (default: the config's `models`).
+        #[arg(long)]
+        models: Option<PathBuf>,
+    },
     /// Export the model matrix (one row per alert, with labels where known) as Parquet.
     Features {
         #[command(flatten)]
@@ -288,6 +309,48 @@ pub fn main() -> Result<i32> {
                 }
             );
             println!("report: {}", report.join("report.html").display());
+            Ok(0)
+        }
+        Command::Models { config, models } => {
+            let cfg = RunConfig::load(&config)?;
+            let dir = models.unwrap_or(cfg.models);
+            println!(
+                "{:<15} {:<13} {:<24} {:<23} {:>7} {:>8} {:>8}  file",
+                "model", "version", "created", "trained on", "samples", "auc", "ndcg@10"
+            );
+            for (path, m) in crate::model::installed(&dir)? {
+                let f = |k: &str| {
+                    m.metrics[k]
+                        .as_f64()
+                        .map_or_else(|| "–".to_string(), |v| format!("{v:.4}"))
+                };
+                println!(
+                    "{:<15} {:<13} {:<24} {:<23} {:>7} {:>8} {:>8}  {}",
+                    m.model_type.name(),
+                    m.version,
+                    m.created_at,
+                    format!(
+                        "{}..{}",
+                        m.training_period.start_date, m.training_period.end_date
+                    ),
+                    m.data_stats.samples,
+                    f("auc_roc"),
+                    f("ndcg@10"),
+                    path.display()
+                );
+            }
+            Ok(0)
+        }
+        Command::InstallModel {
+            config,
+            file,
+            kind,
+            models,
+        } => {
+            let cfg = RunConfig::load(&config)?;
+            let dir = models.unwrap_or(cfg.models.clone());
+            let path = crate::model::install(&file, kind.parse()?, &dir, &cfg.network)?;
+            println!("installed {}", path.display());
             Ok(0)
         }
         Command::Features { common, out } => {

@@ -114,3 +114,85 @@ impl Labels {
         self.alerts.is_empty() && self.addresses.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::decode::make_batch;
+    use arrow::array::{BooleanArray, Float32Array, StringArray};
+    use std::sync::Arc;
+
+    #[test]
+    fn ground_truth_wins_then_risk_levels_with_confidence_weights() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = dir.path().join("torus");
+        std::fs::create_dir_all(&net).unwrap();
+        let gt = make_batch(vec![
+            ("alert_id", Arc::new(StringArray::from(vec!["a1", "a2"]))),
+            (
+                "is_sar_filed",
+                Arc::new(BooleanArray::from(vec![true, false])),
+            ),
+        ])
+        .unwrap();
+        crate::io::write_parquet(&net.join("ground_truth.parquet"), &gt).unwrap();
+        let al = make_batch(vec![
+            (
+                "address",
+                Arc::new(StringArray::from(vec!["x", "y", "z", "w"])),
+            ),
+            (
+                "risk_level",
+                Arc::new(StringArray::from(vec![
+                    "critical", "low", "unknown", "HIGH",
+                ])),
+            ),
+            (
+                "confidence_score",
+                Arc::new(Float32Array::from(vec![0.9, 0.6, 0.7, 0.5])),
+            ),
+        ])
+        .unwrap();
+        crate::io::write_parquet(&net.join("address_labels.parquet"), &al).unwrap();
+        let l = Labels::load(dir.path(), "torus").unwrap();
+        // Ground truth beats the address label, with weight 1.
+        assert_eq!(
+            l.of_alert("a2", "x"),
+            Some(Label {
+                illicit: false,
+                weight: 1.0
+            })
+        );
+        assert_eq!(
+            l.of_alert("a1", "y"),
+            Some(Label {
+                illicit: true,
+                weight: 1.0
+            })
+        );
+        // Address labels: high/critical illicit, low/medium not, others unlabelled; weight = confidence.
+        assert_eq!(
+            l.of_alert("b", "x"),
+            Some(Label {
+                illicit: true,
+                weight: 0.9
+            })
+        );
+        assert_eq!(
+            l.of_alert("b", "y"),
+            Some(Label {
+                illicit: false,
+                weight: 0.6
+            })
+        );
+        assert_eq!(l.of_alert("b", "z"), None);
+        assert_eq!(
+            l.of_alert("b", "w"),
+            Some(Label {
+                illicit: true,
+                weight: 0.5
+            })
+        );
+        assert_eq!(l.of_alert("b", "nobody"), None);
+    }
+}

@@ -294,6 +294,96 @@ impl Model {
     }
 }
 
+/// Every installed model in `dir` (files `{kind}_v{version}.txt` with readable metadata), by kind then newest first.
+pub fn installed(dir: &Path) -> Result<Vec<(PathBuf, ModelMeta)>> {
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list models in {}", dir.display()))?;
+    let mut out = Vec::new();
+    for e in entries {
+        let p = e?.path();
+        if p.extension().is_some_and(|x| x == "txt") {
+            if let Some(meta) = std::fs::read(meta_path(&p))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<ModelMeta>(&b).ok())
+            {
+                out.push((p, meta));
+            }
+        }
+    }
+    out.sort_by(|a, b| {
+        (a.1.model_type.name(), &b.1.created_at, &b.1.version).cmp(&(
+            b.1.model_type.name(),
+            &a.1.created_at,
+            &a.1.version,
+        ))
+    });
+    Ok(out)
+}
+
+/// Installs a LightGBM text model trained elsewhere (e.g. Python's `lightgbm`) as a `kind`
+/// model in `dir`: checks that its features are the pipeline's, in order, and writes it as
+/// `{kind}_v{version}.txt` with metadata. Returns the installed path.
+pub fn install(file: &Path, kind: ModelKind, dir: &Path, network: &str) -> Result<PathBuf> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let names: Vec<String> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("feature_names="))
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: not a LightGBM text model (no feature_names line)",
+                file.display()
+            )
+        })?
+        .split(' ')
+        .map(str::to_owned)
+        .collect();
+    let expected = kind.feature_names();
+    if names != expected {
+        let first = names.iter().zip(&expected).position(|(a, b)| a != b);
+        bail!(
+            "{}: feature order mismatch: the model has {} features, a {} needs the pipeline's {}{}; \
+             train on the matrix from `pipeline features`, keeping its column order",
+            file.display(),
+            names.len(),
+            kind.name(),
+            expected.len(),
+            first.map_or(String::new(), |i| format!(" (first difference at position {i}: model `{}`, pipeline `{}`)", names[i], expected[i]))
+        );
+    }
+    let booster = Booster::from_string(&text)
+        .map_err(|e| anyhow!("{}: LightGBM cannot load it: {e}", file.display()))?;
+    let version = crate::io::sha256_bytes(text.as_bytes())[..12].to_string();
+    let meta = ModelMeta {
+        model_type: kind,
+        version: version.clone(),
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        network: network.to_string(),
+        training_period: TrainingPeriod {
+            start_date: "unknown".into(),
+            end_date: "unknown".into(),
+            window_days: 0,
+        },
+        data_stats: DataStats {
+            samples: 0,
+            features: names.len(),
+            positive_rate: 0.0,
+        },
+        metrics: serde_json::json!({ "installed_from": file.display().to_string() }),
+        hyperparameters: serde_json::Value::Null,
+        feature_names: names,
+        num_trees: booster.num_iterations(),
+        best_iteration: booster.num_iterations(),
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(format!("{}_v{version}.txt", kind.name()));
+    crate::io::write_atomic(&path, |w| {
+        Ok(std::io::Write::write_all(w, text.as_bytes())?)
+    })?;
+    crate::io::write_json(&meta_path(&path), &meta)?;
+    Ok(path)
+}
+
 fn last_error() -> String {
     // SAFETY: LightGBM returns a pointer to a thread-local, NUL-terminated message.
     unsafe {

@@ -410,3 +410,14 @@ fn evaluate(
         "recall_at_best_f1": f1.map(|f| f.3),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_query_group_per_date_in_row_order() {
+        assert_eq!(groups(&[0, 0, 0, 1, 1, 3]), vec![3, 2, 1]);
+        assert!(groups(&[]).is_empty());
+    }
+}

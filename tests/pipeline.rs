@@ -31,9 +31,8 @@ fn cols(spec: &[(&str, DataType)]) -> Vec<(String, DataType)> {
 }
 
 fn strings(b: &RecordBatch, name: &str) -> Vec<String> {
-    b.column_by_name(name)
-        .unwrap()
-        .as_string::<i32>()
+    let c = arrow::compute::cast(b.column_by_name(name).unwrap(), &DataType::Utf8).unwrap();
+    c.as_string::<i32>()
         .iter()
         .map(|v| v.unwrap().to_string())
         .collect()
@@ -427,4 +426,97 @@ fn shap_contributions_add_up_to_the_raw_margin() {
         assert_eq!(e["score"].as_f64().unwrap(), scores[0]);
         assert_eq!(e["top_features"].as_array().unwrap().len(), 5);
     }
+}
+
+#[test]
+fn a_model_trained_in_python_scores_as_python_predicts() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let models = tmp.path().join("models");
+    copy_tree(&f.models, &models);
+    let out = tmp.path().join("out");
+    let cfg = write_config(&tmp.path().join("cfg"), &f.input, &out, &models);
+    let matrix = tmp.path().join("matrix.parquet");
+    ok(pipeline(&[
+        "features",
+        cfg.to_str().unwrap(),
+        "--out",
+        matrix.to_str().unwrap(),
+    ]));
+    let model = tmp.path().join("python_model.txt");
+    let preds = tmp.path().join("python_preds.parquet");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python_train.py");
+    let res = std::process::Command::new("python3")
+        .args([&script, &matrix, &model, &preds])
+        .output()
+        .expect("python3");
+    assert!(
+        res.status.success(),
+        "python training failed: {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+
+    // A model with another feature order is refused, naming the position.
+    let text = std::fs::read_to_string(&model).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("feature_names="))
+        .unwrap();
+    let mut names: Vec<&str> = line["feature_names=".len()..].split(' ').collect();
+    names.swap(2, 3);
+    let shuffled = tmp.path().join("shuffled.txt");
+    std::fs::write(
+        &shuffled,
+        text.replace(line, &format!("feature_names={}", names.join(" "))),
+    )
+    .unwrap();
+    let res = pipeline(&[
+        "install-model",
+        cfg.to_str().unwrap(),
+        shuffled.to_str().unwrap(),
+        "--type",
+        "alert_scorer",
+    ]);
+    assert_eq!(res.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&res.stderr).contains("first difference at position 2"));
+
+    ok(pipeline(&[
+        "install-model",
+        cfg.to_str().unwrap(),
+        model.to_str().unwrap(),
+        "--type",
+        "alert_scorer",
+    ]));
+    ok(pipeline(&["run", cfg.to_str().unwrap()]));
+    let p = read_parquet(&preds);
+    let dates = strings(&p, "processing_date");
+    let ids = strings(&p, "alert_id");
+    let pred = p
+        .column_by_name("pred")
+        .unwrap()
+        .as_primitive::<Float64Type>();
+    let mut max_diff = 0.0f64;
+    for day in 1..=6 {
+        let date = format!("2025-10-{day:02}");
+        let s = read_parquet(&batch_dir(&out, &date).join("alert_scores.parquet"));
+        let sid = strings(&s, "alert_id");
+        let sc = s
+            .column_by_name("score")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        let by_id: std::collections::HashMap<&str, f64> = sid
+            .iter()
+            .map(|s| s.as_str())
+            .zip(sc.values().iter().copied())
+            .collect();
+        for r in 0..p.num_rows() {
+            if dates[r] == date {
+                max_diff = max_diff.max((by_id[ids[r].as_str()] - pred.value(r)).abs());
+            }
+        }
+    }
+    assert!(
+        max_diff <= 1e-12,
+        "pipeline vs Python predict: max abs diff {max_diff:e}"
+    );
 }
