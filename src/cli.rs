@@ -117,6 +117,9 @@ enum Command {
         /// Random seed (same data + same seed = identical model file).
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Random-search trials over LightGBM parameters, scored by cross-validation (0 = defaults).
+        #[arg(long, default_value_t = 0)]
+        tune: usize,
     },
     /// Write seeded synthetic batches in the upstream format, with planted laundering typologies.
     Generate {
@@ -373,6 +376,7 @@ pub fn main() -> Result<i32> {
             models,
             iterations,
             seed,
+            tune,
         } => {
             let (cfg, dates) = common.load()?;
             let kinds = if model == "all" {
@@ -394,6 +398,7 @@ pub fn main() -> Result<i32> {
                     iterations,
                     seed,
                     out,
+                    tune,
                 },
             )? {
                 let meta: crate::model::ModelMeta =

@@ -180,17 +180,133 @@ pub struct TrainOptions {
     pub seed: u64,
     /// Where to write the models.
     pub out: PathBuf,
+    /// Random-search trials over the LightGBM parameters, scored by CV (0 = defaults).
+    pub tune: usize,
 }
 
-fn params(kind: ModelKind, seed: u64) -> String {
-    let common = format!(
-        "num_leaves=31 min_data_in_leaf=20 feature_fraction=0.8 bagging_fraction=0.8 bagging_freq=1 \
-         lambda_l1=0.1 lambda_l2=0.1 seed={seed} deterministic=true force_row_wise=true num_threads=2 verbosity=-1"
-    );
-    match kind {
-        ModelKind::AlertRanker => format!("objective=lambdarank learning_rate=0.1 {common}"),
-        _ => format!("objective=binary learning_rate=0.05 {common}"),
+/// The LightGBM parameters searched by `--tune`, with the defaults as the first candidate.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Hyper {
+    /// num_leaves
+    pub num_leaves: u32,
+    /// learning_rate
+    pub learning_rate: f64,
+    /// min_data_in_leaf
+    pub min_data_in_leaf: u32,
+    /// feature_fraction
+    pub feature_fraction: f64,
+    /// bagging_fraction (with bagging_freq 1)
+    pub bagging_fraction: f64,
+    /// lambda_l1
+    pub lambda_l1: f64,
+    /// lambda_l2
+    pub lambda_l2: f64,
+}
+
+impl Hyper {
+    /// The defaults for a kind of model.
+    pub fn default_for(kind: ModelKind) -> Self {
+        Hyper {
+            num_leaves: 31,
+            learning_rate: if kind == ModelKind::AlertRanker {
+                0.1
+            } else {
+                0.05
+            },
+            min_data_in_leaf: 20,
+            feature_fraction: 0.8,
+            bagging_fraction: 0.8,
+            lambda_l1: 0.1,
+            lambda_l2: 0.1,
+        }
     }
+
+    /// A random candidate for the search.
+    fn sample(rng: &mut impl rand::Rng) -> Self {
+        Hyper {
+            num_leaves: [7, 15, 31, 63, 127][rng.gen_range(0..5)],
+            learning_rate: [0.02, 0.05, 0.1, 0.2][rng.gen_range(0..4)],
+            min_data_in_leaf: [5, 10, 20, 50, 100][rng.gen_range(0..5)],
+            feature_fraction: rng.gen_range(0.5..1.0f64).mul_add(100.0, 0.0).round() / 100.0,
+            bagging_fraction: rng.gen_range(0.5..1.0f64).mul_add(100.0, 0.0).round() / 100.0,
+            lambda_l1: [0.0, 0.1, 1.0, 5.0][rng.gen_range(0..4)],
+            lambda_l2: [0.0, 0.1, 1.0, 5.0][rng.gen_range(0..4)],
+        }
+    }
+
+    /// The LightGBM parameter string.
+    fn params(&self, kind: ModelKind, seed: u64) -> String {
+        let objective = match kind {
+            ModelKind::AlertRanker => "objective=lambdarank metric=ndcg eval_at=10",
+            _ => "objective=binary metric=auc",
+        };
+        format!(
+            "{objective} num_leaves={} learning_rate={} min_data_in_leaf={} feature_fraction={} bagging_fraction={} \
+             bagging_freq=1 lambda_l1={} lambda_l2={} seed={seed} deterministic=true force_row_wise=true num_threads=2 verbosity=-1",
+            self.num_leaves, self.learning_rate, self.min_data_in_leaf, self.feature_fraction, self.bagging_fraction,
+            self.lambda_l1, self.lambda_l2
+        )
+    }
+}
+
+/// Rounds without improvement on the validation fold before training stops.
+const EARLY_STOPPING: usize = 50;
+
+/// Cross-validation by date groups: the training dates are cut into at most 5 contiguous
+/// blocks; each block is the validation fold (with early stopping) of a model trained on the
+/// others. Returns the fold metrics and best iterations; empty with fewer than 2 dates.
+fn cross_validate(
+    kind: ModelKind,
+    rows: &Rows,
+    n_dates: usize,
+    names: &[String],
+    params: &str,
+    iterations: usize,
+) -> Result<(Vec<f64>, Vec<usize>)> {
+    let k = n_dates.min(5);
+    let (mut metrics, mut best) = (Vec::new(), Vec::new());
+    if k < 2 {
+        return Ok((metrics, best));
+    }
+    for f in 0..k {
+        let in_fold = |d: usize| d * k / n_dates == f;
+        let tr = subset(rows, names.len(), |d| d < n_dates && !in_fold(d));
+        let va = subset(rows, names.len(), |d| d < n_dates && in_fold(d));
+        if tr.label.is_empty() || va.label.is_empty() {
+            continue;
+        }
+        let (gt, gv) = (groups(&tr.date), groups(&va.date));
+        let ranker = kind == ModelKind::AlertRanker;
+        let set = TrainSet {
+            x: &tr.x,
+            names,
+            label: &tr.label,
+            weight: &tr.weight,
+            groups: ranker.then_some(gt.as_slice()),
+        };
+        let vset = TrainSet {
+            x: &va.x,
+            names,
+            label: &va.label,
+            weight: &va.weight,
+            groups: ranker.then_some(gv.as_slice()),
+        };
+        let t = train_lightgbm(&set, params, iterations, Some((&vset, EARLY_STOPPING)))?;
+        if let Some(m) = t.valid_metric.filter(|m| m.is_finite()) {
+            metrics.push(m);
+            best.push(t.best_iteration);
+        }
+    }
+    Ok((metrics, best))
+}
+
+fn mean_std(v: &[f64]) -> (Option<f64>, Option<f64>) {
+    if v.is_empty() {
+        return (None, None);
+    }
+    let m = v.iter().sum::<f64>() / v.len() as f64;
+    let s = (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len().max(2) - 1) as f64).sqrt();
+    (Some(m), Some(s))
 }
 
 /// Rows of one model's training set, with the date index of each row.
@@ -318,6 +434,41 @@ pub fn train(
                 ms[first_holdout - 1].date
             );
         }
+        // Choose parameters (defaults, or the best of a seeded random search) by CV.
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(opts.seed);
+        let mut trials = Vec::new();
+        let mut chosen: Option<(Hyper, Vec<f64>, Vec<usize>)> = None;
+        for t in 0..=opts.tune {
+            let h = if t == 0 {
+                Hyper::default_for(kind)
+            } else {
+                Hyper::sample(&mut rng)
+            };
+            let (cv, best) = cross_validate(
+                kind,
+                &rows,
+                first_holdout,
+                &names,
+                &h.params(kind, opts.seed),
+                opts.iterations,
+            )?;
+            let score = mean_std(&cv).0;
+            trials.push(json!({ "params": h, "cv_mean": score }));
+            if chosen
+                .as_ref()
+                .is_none_or(|c| score.unwrap_or(f64::MIN) > mean_std(&c.1).0.unwrap_or(f64::MIN))
+            {
+                chosen = Some((h, cv, best));
+            }
+        }
+        let (hyper, cv, cv_best) = chosen.expect("at least the default trial");
+        let iterations = if cv_best.is_empty() {
+            opts.iterations
+        } else {
+            (cv_best.iter().sum::<usize>() as f64 / cv_best.len() as f64)
+                .round()
+                .max(1.0) as usize
+        };
         let g = groups(&train_rows.date);
         let set = TrainSet {
             x: &train_rows.x,
@@ -326,11 +477,20 @@ pub fn train(
             weight: &train_rows.weight,
             groups: (kind == ModelKind::AlertRanker).then_some(g.as_slice()),
         };
-        let p = params(kind, opts.seed);
-        let text = train_lightgbm(&set, &p, opts.iterations)?;
+        let p = hyper.params(kind, opts.seed);
+        let text = train_lightgbm(&set, &p, iterations, None)?.text;
         let version = crate::io::sha256_bytes(text.as_bytes())[..12].to_string();
         let booster = lightgbm3::Booster::from_string(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let metrics = evaluate(kind, &booster, &test_rows, names.len())?;
+        let mut metrics = evaluate(kind, &booster, &test_rows, names.len())?;
+        let (cv_mean, cv_std) = mean_std(&cv);
+        metrics["cv_metric"] = json!(if kind == ModelKind::AlertRanker {
+            "ndcg@10"
+        } else {
+            "auc_roc"
+        });
+        metrics["cv_mean"] = json!(cv_mean);
+        metrics["cv_std"] = json!(cv_std);
+        metrics["cv_folds"] = json!(cv.len());
         let positives = train_rows.label.iter().filter(|&&y| y > 0.0).count();
         let meta = ModelMeta {
             model_type: kind,
@@ -348,10 +508,13 @@ pub fn train(
                 positive_rate: positives as f64 / train_rows.label.len() as f64,
             },
             metrics,
-            hyperparameters: json!({ "params": p, "num_iterations": opts.iterations }),
+            hyperparameters: json!({
+                "params": p, "chosen": hyper, "num_iterations": iterations, "max_iterations": opts.iterations,
+                "early_stopping_rounds": EARLY_STOPPING, "cv_best_iterations": cv_best, "tuning_trials": trials,
+            }),
             feature_names: names,
             num_trees: booster.num_iterations(),
-            best_iteration: booster.num_iterations(),
+            best_iteration: iterations as i32,
         };
         let path = opts.out.join(format!("{}_v{version}.txt", kind.name()));
         crate::io::write_atomic(&path, |w| {

@@ -520,3 +520,90 @@ fn a_model_trained_in_python_scores_as_python_predicts() {
         "pipeline vs Python predict: max abs diff {max_diff:e}"
     );
 }
+
+#[test]
+fn model_metadata_records_version_data_metrics_cv_and_tuning() {
+    use sha2::Digest;
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        &tmp.path().join("cfg"),
+        &f.input,
+        &tmp.path().join("out"),
+        &f.models,
+    );
+    let dir = tmp.path().join("tuned");
+    ok(pipeline(&[
+        "train",
+        cfg.to_str().unwrap(),
+        "--models",
+        dir.to_str().unwrap(),
+        "--iterations",
+        "40",
+        "--model",
+        "alert_scorer",
+        "--tune",
+        "2",
+    ]));
+    let txt = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().unwrap() == "txt")
+        .unwrap();
+    let text = std::fs::read(&txt).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(txt.with_extension("json")).unwrap()).unwrap();
+    let version = &hex::encode(sha2::Sha256::digest(&text))[..12];
+    assert_eq!(m["version"], version);
+    assert!(txt
+        .to_string_lossy()
+        .ends_with(&format!("alert_scorer_v{version}.txt")));
+    for k in [
+        "model_type",
+        "created_at",
+        "network",
+        "training_period",
+        "data_stats",
+        "metrics",
+        "hyperparameters",
+        "feature_names",
+        "num_trees",
+        "best_iteration",
+    ] {
+        assert!(!m[k].is_null(), "metadata lacks {k}: {m}");
+    }
+    assert_eq!(m["training_period"]["start_date"], FIRST);
+    assert_eq!(
+        m["training_period"]["end_date"], "2025-10-04",
+        "the last fifth of the dates is held out"
+    );
+    assert!(m["data_stats"]["samples"].as_u64().unwrap() > 0);
+    for k in [
+        "auc_roc",
+        "pr_auc",
+        "best_f1",
+        "best_f1_threshold",
+        "precision_at_best_f1",
+        "recall_at_best_f1",
+        "cv_mean",
+        "cv_std",
+    ] {
+        assert!(
+            m["metrics"][k].is_number(),
+            "metric {k} missing: {}",
+            m["metrics"]
+        );
+    }
+    assert_eq!(m["metrics"]["cv_folds"], 4);
+    assert_eq!(
+        m["hyperparameters"]["tuning_trials"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        m["feature_names"].as_array().unwrap().len(),
+        aml_pipeline::features::alert_feature_names().len()
+    );
+}
