@@ -120,6 +120,10 @@ enum Command {
         /// Random-search trials over LightGBM parameters, scored by cross-validation (0 = defaults).
         #[arg(long, default_value_t = 0)]
         tune: usize,
+        /// Instead of installing models, write a Markdown table of held-out alert-scorer quality
+        /// per feature set (raw alert and address features versus network, cluster, within-day) to this file.
+        #[arg(long)]
+        quality_report: Option<PathBuf>,
     },
     /// Write seeded synthetic batches in the upstream format, with planted laundering typologies.
     Generate {
@@ -377,6 +381,7 @@ pub fn main() -> Result<i32> {
             iterations,
             seed,
             tune,
+            quality_report,
         } => {
             let (cfg, dates) = common.load()?;
             let kinds = if model == "all" {
@@ -389,6 +394,21 @@ pub fn main() -> Result<i32> {
             pb.finish_and_clear();
             let labels = Labels::load(&cfg.input, &cfg.network)?;
             let out = models.unwrap_or_else(|| cfg.models.clone());
+            if let Some(path) = quality_report {
+                let opts = TrainOptions {
+                    kinds,
+                    iterations,
+                    seed,
+                    out,
+                    tune,
+                };
+                let table = crate::train::quality_report(&ms, &labels, &opts)?;
+                crate::io::write_atomic(&path, |w| {
+                    Ok(std::io::Write::write_all(w, table.as_bytes())?)
+                })?;
+                print!("{table}");
+                return Ok(0);
+            }
             for p in train(
                 &cfg,
                 &ms,

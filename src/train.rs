@@ -574,6 +574,114 @@ fn evaluate(
     }))
 }
 
+/// Feature sets compared by the quality report: name and the features it keeps.
+pub fn feature_sets() -> Vec<(&'static str, Vec<String>)> {
+    let all = crate::features::alert_feature_names();
+    let derived = crate::features::DERIVED_FEATURES;
+    let raw: Vec<String> = all
+        .iter()
+        .filter(|f| f.starts_with("af_") || derived[..7].contains(&f.as_str()))
+        .cloned()
+        .collect();
+    let with = |prefixes: &[&str]| -> Vec<String> {
+        all.iter()
+            .filter(|f| raw.contains(f) || prefixes.iter().any(|p| f.starts_with(p)))
+            .cloned()
+            .collect()
+    };
+    vec![
+        ("raw alert + address features", raw.clone()),
+        ("raw + network (money flows)", with(&["net_"])),
+        ("raw + clusters", with(&["in_cluster", "cluster_"])),
+        (
+            "raw + within-day + calendar",
+            with(&[
+                "volume_zscore",
+                "volume_percentile",
+                "confidence_zscore",
+                "addr_",
+                "day_",
+                "month",
+                "is_weekend",
+                "is_month_end",
+            ]),
+        ),
+        ("all features", all),
+    ]
+}
+
+/// Held-out quality of the alert scorer trained on each feature set (same dates, split and
+/// parameters), as a Markdown table.
+pub fn quality_report(ms: &[DateMatrix], labels: &Labels, opts: &TrainOptions) -> Result<String> {
+    let all_names = ModelKind::AlertScorer.feature_names();
+    let rows = collect_rows(ModelKind::AlertScorer, ms, labels)?;
+    let first_holdout = ms.len()
+        - if ms.len() >= 2 {
+            ms.len().div_ceil(5)
+        } else {
+            0
+        };
+    let mut out =
+        "| feature set | features | held-out AUC-ROC | PR-AUC | best F1 | precision | recall |\n|---|---|---|---|---|---|---|\n"
+            .to_string();
+    for (name, keep) in feature_sets() {
+        let cols: Vec<usize> = keep
+            .iter()
+            .map(|f| {
+                all_names
+                    .iter()
+                    .position(|n| n == f)
+                    .expect("known feature")
+            })
+            .collect();
+        let project = |r: &Rows| -> Rows {
+            let w = all_names.len();
+            let mut x = Vec::with_capacity(r.label.len() * cols.len());
+            for i in 0..r.label.len() {
+                x.extend(cols.iter().map(|&c| r.x[i * w + c]));
+            }
+            Rows {
+                x,
+                label: r.label.clone(),
+                weight: r.weight.clone(),
+                date: r.date.clone(),
+            }
+        };
+        let tr = project(&subset(&rows, all_names.len(), |d| d < first_holdout));
+        let te = project(&subset(&rows, all_names.len(), |d| d >= first_holdout));
+        let set = TrainSet {
+            x: &tr.x,
+            names: &keep,
+            label: &tr.label,
+            weight: &tr.weight,
+            groups: None,
+        };
+        let text = train_lightgbm(
+            &set,
+            &Hyper::default_for(ModelKind::AlertScorer).params(ModelKind::AlertScorer, opts.seed),
+            opts.iterations,
+            None,
+        )?
+        .text;
+        let booster = lightgbm3::Booster::from_string(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let m = evaluate(ModelKind::AlertScorer, &booster, &te, keep.len())?;
+        let f = |k: &str| {
+            m[k].as_f64()
+                .map_or_else(|| "–".to_string(), |v| format!("{v:.4}"))
+        };
+        out.push_str(&format!(
+            "| {name} | {} | {} | {} | {} | {} | {} |\n",
+            keep.len(),
+            f("auc_roc"),
+            f("pr_auc"),
+            f("best_f1"),
+            f("precision_at_best_f1"),
+            f("recall_at_best_f1")
+        ));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -607,3 +607,42 @@ fn model_metadata_records_version_data_metrics_cv_and_tuning() {
         aml_pipeline::features::alert_feature_names().len()
     );
 }
+
+#[test]
+fn quality_report_compares_feature_sets_on_held_out_dates() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        &tmp.path().join("cfg"),
+        &f.input,
+        &tmp.path().join("out"),
+        &f.models,
+    );
+    let report = tmp.path().join("quality.md");
+    ok(pipeline(&[
+        "train",
+        cfg.to_str().unwrap(),
+        "--iterations",
+        "20",
+        "--quality-report",
+        report.to_str().unwrap(),
+    ]));
+    let md = std::fs::read_to_string(&report).unwrap();
+    assert_eq!(
+        md.lines()
+            .filter(|l| l.starts_with("| raw") || l.starts_with("| all"))
+            .count(),
+        5,
+        "{md}"
+    );
+    assert!(
+        md.lines().all(|l| !l.contains("| – |")),
+        "every set has held-out metrics: {md}"
+    );
+    assert!(
+        snapshot(&tmp.path().join("cfg"))
+            .iter()
+            .all(|(p, _)| p.extension().unwrap() == "toml"),
+        "installs no model"
+    );
+}
