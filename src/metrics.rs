@@ -33,10 +33,8 @@ pub fn auc_roc(scores: &[f64], labels: &[bool]) -> Option<f64> {
     Some((rank_sum - p * (p + 1.0) / 2.0) / (p * n))
 }
 
-/// Points of the precision-recall curve at each distinct threshold, highest first:
-/// `(threshold, precision, recall)`.
-fn pr_points(scores: &[f64], labels: &[bool]) -> Vec<(f64, f64, f64)> {
-    let pos = labels.iter().filter(|&&l| l).count() as f64;
+/// Cumulative `(threshold, true positives, false positives)` at each distinct score, highest first.
+fn sweep(scores: &[f64], labels: &[bool]) -> Vec<(f64, f64, f64)> {
     let mut idx: Vec<usize> = (0..scores.len()).collect();
     idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
     let (mut tp, mut fp) = (0.0, 0.0);
@@ -52,9 +50,19 @@ fn pr_points(scores: &[f64], labels: &[bool]) -> Vec<(f64, f64, f64)> {
             }
             i += 1;
         }
-        out.push((t, tp / (tp + fp), if pos > 0.0 { tp / pos } else { 0.0 }));
+        out.push((t, tp, fp));
     }
     out
+}
+
+/// Points of the precision-recall curve at each distinct threshold, highest first:
+/// `(threshold, precision, recall)`.
+fn pr_points(scores: &[f64], labels: &[bool]) -> Vec<(f64, f64, f64)> {
+    let pos = labels.iter().filter(|&&l| l).count() as f64;
+    sweep(scores, labels)
+        .into_iter()
+        .map(|(t, tp, fp)| (t, tp / (tp + fp), if pos > 0.0 { tp / pos } else { 0.0 }))
+        .collect()
 }
 
 /// Precision-recall curve, one point per distinct threshold from the highest:
@@ -74,24 +82,13 @@ pub fn roc_curve(scores: &[f64], labels: &[bool]) -> Vec<(f64, f64)> {
     if pos == 0.0 || neg == 0.0 {
         return Vec::new();
     }
-    let mut idx: Vec<usize> = (0..scores.len()).collect();
-    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    let (mut tp, mut fp) = (0.0, 0.0);
-    let mut out = vec![(0.0, 0.0)];
-    let mut i = 0;
-    while i < idx.len() {
-        let t = scores[idx[i]];
-        while i < idx.len() && scores[idx[i]] == t {
-            if labels[idx[i]] {
-                tp += 1.0
-            } else {
-                fp += 1.0
-            }
-            i += 1;
-        }
-        out.push((fp / neg, tp / pos));
-    }
-    out
+    std::iter::once((0.0, 0.0))
+        .chain(
+            sweep(scores, labels)
+                .into_iter()
+                .map(|(_, tp, fp)| (fp / neg, tp / pos)),
+        )
+        .collect()
 }
 
 /// Average precision (area under the step PR curve, as scikit-learn). `None` without positives.
@@ -183,6 +180,13 @@ mod tests {
     fn best_f1_threshold() {
         let (f1, t, p, r) = best_f1(&[0.9, 0.8, 0.3, 0.1], &[true, true, false, false]).unwrap();
         assert_eq!((f1, t, p, r), (1.0, 0.8, 1.0, 1.0));
+    }
+
+    #[test]
+    fn roc_curve_steps() {
+        let roc = roc_curve(&[0.9, 0.8, 0.8, 0.1], &[true, true, false, false]);
+        assert_eq!(roc, vec![(0.0, 0.0), (0.0, 0.5), (0.5, 1.0), (1.0, 1.0)]);
+        assert!(roc_curve(&[0.5], &[true]).is_empty());
     }
 
     #[test]
