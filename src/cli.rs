@@ -40,6 +40,12 @@ enum Command {
         /// Directory of trained models (default: the config's `models`).
         #[arg(long)]
         models: Option<PathBuf>,
+        /// Sample the whole run and write a flamegraph (SVG) here.
+        #[arg(long)]
+        flamegraph: Option<PathBuf>,
+        /// Write a Chrome/Perfetto trace (JSON) here: one span per stage, date and worker.
+        #[arg(long)]
+        trace: Option<PathBuf>,
     },
     /// Re-validate existing outputs (all tiers) and write validation.json per date plus a summary.
     Validate {
@@ -196,12 +202,19 @@ fn bar(len: usize, what: &str) -> ProgressBar {
 /// Parses arguments and runs the command; the `Ok` value is the process exit code.
 pub fn main() -> Result<i32> {
     let cli = Cli::parse();
+    let trace = match &cli.command {
+        Command::Run { trace, .. } => trace.clone(),
+        _ => None,
+    };
+    let _trace_guard = init_logging(trace.as_deref());
     match cli.command {
         Command::Run {
             common,
             workers,
             output,
             models,
+            flamegraph,
+            trace: _,
         } => {
             let (mut cfg, dates) = common.load()?;
             if let Some(o) = output {
@@ -215,8 +228,30 @@ pub fn main() -> Result<i32> {
             let start = Instant::now();
             let pb = bar(dates.len(), "run");
             let n = dates.len();
+            let profiler = flamegraph
+                .as_ref()
+                .map(|_| {
+                    pprof::ProfilerGuardBuilder::default()
+                        .frequency(499)
+                        .blocklist(&["libc", "libgcc", "pthread", "vdso"])
+                        .build()
+                })
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("cannot start the profiler: {e}"))?;
             let report = engine::run(ctx.clone(), dates, workers, pb.clone())?;
             pb.finish_and_clear();
+            if let (Some(path), Some(guard)) = (&flamegraph, profiler) {
+                let report = guard
+                    .report()
+                    .build()
+                    .map_err(|e| anyhow::anyhow!("profiler: {e}"))?;
+                crate::io::write_atomic(path, |w| {
+                    report
+                        .flamegraph(w)
+                        .map_err(|e| anyhow::anyhow!("flamegraph: {e}"))
+                })?;
+                println!("flamegraph: {}", path.display());
+            }
             print_summary(&report, n, start.elapsed().as_secs_f64());
             if ctx.config.pipeline.stage_of(StageKind::Validate).is_some() {
                 let done: Vec<NaiveDate> = report
@@ -459,21 +494,51 @@ pub fn main() -> Result<i32> {
     }
 }
 
+/// Logs to stderr filtered by `RUST_LOG` (default `warn`); with `trace`, also every stage span
+/// of this crate into a Chrome trace file, written when the returned guard drops.
+fn init_logging(trace: Option<&std::path::Path>) -> Option<tracing_chrome::FlushGuard> {
+    use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")));
+    let (chrome, guard) =
+        match trace {
+            Some(path) => {
+                let (layer, guard) = tracing_chrome::ChromeLayerBuilder::new()
+                    .file(path)
+                    .include_args(true)
+                    .build();
+                (
+                    Some(layer.with_filter(
+                        Targets::new().with_target("aml_pipeline", LevelFilter::DEBUG),
+                    )),
+                    Some(guard),
+                )
+            }
+            None => (None, None),
+        };
+    tracing_subscriber::registry().with(fmt).with(chrome).init();
+    guard
+}
+
 fn print_summary(r: &RunReport, n: usize, secs: f64) {
     let total: f64 = r.stages.iter().map(|s| s.2.ms).sum::<f64>().max(1e-9);
     println!(
-        "{:<16} {:<14} {:>7} {:>12} {:>11} {:>6}",
-        "stage", "kind", "dates", "rows out", "time (s)", "share"
+        "{:<16} {:<14} {:>6} {:>11} {:>11} {:>10} {:>6} {:>12}",
+        "stage", "kind", "dates", "rows in", "rows out", "time (s)", "share", "rows/s"
     );
     for (name, kind, s) in &r.stages {
         println!(
-            "{:<16} {:<14} {:>7} {:>12} {:>11.3} {:>5.1}%",
+            "{:<16} {:<14} {:>6} {:>11} {:>11} {:>10.3} {:>5.1}% {:>12.0}",
             name,
             format!("{kind:?}"),
             s.dates,
+            s.rows_in,
             s.rows,
             s.ms / 1e3,
-            100.0 * s.ms / total
+            100.0 * s.ms / total,
+            s.rows_in.max(s.rows) as f64 / (s.ms / 1e3).max(1e-9)
         );
     }
     let failed = r.failed();

@@ -29,6 +29,8 @@ use timely::dataflow::{InputHandle, ProbeHandle, StreamVec};
 pub struct StageStat {
     /// Dates processed.
     pub dates: usize,
+    /// Rows of the stage's main input table (for decode: the alerts it read).
+    pub rows_in: usize,
     /// Rows of the stage's main output table.
     pub rows: usize,
     /// Milliseconds spent, summed over dates.
@@ -157,6 +159,7 @@ pub fn run(
         for (k, v) in stats {
             let t = totals.entry(k).or_default();
             t.dates += v.dates;
+            t.rows_in += v.rows_in;
             t.rows += v.rows;
             t.ms += v.ms;
         }
@@ -209,7 +212,22 @@ fn run_stage(
             timings,
         };
     }
-    let _span = tracing::debug_span!("stage", stage = %spec.name, %date).entered();
+    // One span per stage and date (on the worker's thread), named by the stage's kind.
+    let name = &spec.name;
+    let span = match spec.kind {
+        StageKind::Decode => tracing::debug_span!("decode", stage = %name, %date),
+        StageKind::FeatureJoin => tracing::debug_span!("feature_join", stage = %name, %date),
+        StageKind::Score => tracing::debug_span!("score", stage = %name, %date),
+        StageKind::Rank => tracing::debug_span!("rank", stage = %name, %date),
+        StageKind::ClusterScore => tracing::debug_span!("cluster_score", stage = %name, %date),
+        StageKind::Write => tracing::debug_span!("write", stage = %name, %date),
+        StageKind::Validate => tracing::debug_span!("validate", stage = %name, %date),
+    };
+    let _span = span.entered();
+    let input_rows: BTreeMap<&str, usize> = tables
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.num_rows()))
+        .collect();
     let start = Instant::now();
     let input = StageInput {
         date,
@@ -242,6 +260,12 @@ fn run_stage(
             .first()
             .and_then(|n| t.get(*n))
             .map_or(0, |b| b.num_rows());
+        let main_in = spec.kind.consumes().first().copied().unwrap_or("alerts");
+        st.rows_in += input_rows
+            .get(main_in)
+            .copied()
+            .or_else(|| t.get(main_in).map(|b| b.num_rows()))
+            .unwrap_or(0);
     }
     tracing::debug!(stage = %spec.name, %date, ms, ok = body.is_ok(), "stage done");
     DateMsg {

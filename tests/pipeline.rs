@@ -646,3 +646,47 @@ fn quality_report_compares_feature_sets_on_held_out_dates() {
         "installs no model"
     );
 }
+
+#[test]
+fn flamegraph_and_trace_flags_write_their_files() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        &tmp.path().join("cfg"),
+        &f.input,
+        &tmp.path().join("out"),
+        &f.models,
+    );
+    let (svg, trace) = (tmp.path().join("run.svg"), tmp.path().join("run.json"));
+    ok(pipeline(&[
+        "run",
+        cfg.to_str().unwrap(),
+        "--workers",
+        "2",
+        "--flamegraph",
+        svg.to_str().unwrap(),
+        "--trace",
+        trace.to_str().unwrap(),
+    ]));
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    let events: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&trace).unwrap()).unwrap();
+    let spans: Vec<&serde_json::Value> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "B" || e["ph"] == "X")
+        .collect();
+    for kind in [
+        "decode",
+        "feature_join",
+        "score",
+        "rank",
+        "cluster_score",
+        "write",
+        "validate",
+    ] {
+        let n = spans.iter().filter(|e| e["name"] == kind).count();
+        assert_eq!(n, 6, "one {kind} span per date");
+    }
+}
