@@ -1,0 +1,128 @@
+//! Per-stage benches on one generated day of realistic size (50,000 alerts, ~500K feature
+//! rows, ~1.9M money flows; `BENCH_ALERTS` changes it). The day is generated once into
+//! `bench-data/criterion-{alerts}/` and reused. Run with `cargo bench --bench stages`.
+
+use aml_pipeline::batch::{ArrowBatch, Tables};
+use aml_pipeline::config::{DecodeParams, ModelParams, RunConfig, StageKind};
+use aml_pipeline::features::build_matrix;
+use aml_pipeline::stages::{cluster_score, decode, rank, score, write, Context, StageInput};
+use chrono::NaiveDate;
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn setup() -> (Context, NaiveDate) {
+    let alerts: usize = std::env::var("BENCH_ALERTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000);
+    let root =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("bench-data/criterion-{alerts}"));
+    let date = NaiveDate::from_ymd_opt(2025, 10, 1).unwrap();
+    if !root.join("input/torus/2025-10-01/195/META.json").exists() {
+        let opts = aml_pipeline::generate::GenerateOptions {
+            out: root.join("input"),
+            network: "torus".into(),
+            dates: vec![date],
+            window_days: 195,
+            alerts_per_day: alerts,
+            seed: 7,
+        };
+        aml_pipeline::generate::generate(&opts, &mut |_| {}).unwrap();
+    }
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let cfg_path = root.join("config.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "pipeline = {:?}\nnetwork = \"torus\"\nwindow_days = 195\ninput = {:?}\noutput = {:?}\nmodels = {:?}\n",
+            manifest.join("pipelines/daily.toml"),
+            root.join("input"),
+            root.join("output"),
+            manifest.join("trained_models")
+        ),
+    )
+    .unwrap();
+    (
+        Context::new(RunConfig::load(&cfg_path).unwrap()).unwrap(),
+        date,
+    )
+}
+
+fn input<'a>(
+    date: NaiveDate,
+    tables: &'a Tables,
+    timings: &'a BTreeMap<String, f64>,
+) -> StageInput<'a> {
+    StageInput {
+        date,
+        tables,
+        timings,
+    }
+}
+
+fn stages(c: &mut Criterion) {
+    let (ctx, date) = setup();
+    let dir = ctx.config.input_dir(date);
+    let model =
+        |kind: StageKind| ctx.models[&ctx.config.pipeline.stage_of(kind).unwrap().name].clone();
+    let timings = BTreeMap::new();
+    let mut g = c.benchmark_group("stages");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(10));
+
+    g.bench_function("decode", |b| {
+        b.iter(|| decode::run(&DecodeParams::default(), &dir, date, 195).unwrap())
+    });
+    let no_checksums = DecodeParams {
+        verify_checksums: false,
+        ..DecodeParams::default()
+    };
+    g.bench_function("decode_without_checksums", |b| {
+        b.iter(|| decode::run(&no_checksums, &dir, date, 195).unwrap())
+    });
+    let mut tables = decode::run(&DecodeParams::default(), &dir, date, 195).unwrap();
+
+    g.bench_function("feature_join", |b| {
+        b.iter(|| build_matrix(date, &tables).unwrap())
+    });
+    let matrix = build_matrix(date, &tables).unwrap();
+    tables.insert("matrix".into(), ArrowBatch(matrix.clone()));
+
+    let scorer = model(StageKind::Score);
+    g.bench_function("score", |b| {
+        b.iter(|| score::score_table(&scorer, &matrix, "alert_id", false).unwrap())
+    });
+    let head = matrix.slice(0, matrix.num_rows().min(5_000));
+    g.bench_function("score_with_explain_5000_alerts", |b| {
+        b.iter(|| score::score_table(&scorer, &head, "alert_id", true).unwrap())
+    });
+    let scores = score::score_table(&scorer, &matrix, "alert_id", false).unwrap();
+    tables.insert("alert_scores".into(), ArrowBatch(scores));
+
+    let ranker = model(StageKind::Rank);
+    g.bench_function("rank", |b| {
+        b.iter(|| rank::run(&ranker, &input(date, &tables, &timings)).unwrap())
+    });
+    tables.extend(rank::run(&ranker, &input(date, &tables, &timings)).unwrap());
+
+    let clusterer = model(StageKind::ClusterScore);
+    let p = ModelParams {
+        explain: false,
+        ..ModelParams::default()
+    };
+    g.bench_function("cluster_score", |b| {
+        b.iter(|| cluster_score::run(&clusterer, &p, &input(date, &tables, &timings)).unwrap())
+    });
+    tables.extend(cluster_score::run(&clusterer, &p, &input(date, &tables, &timings)).unwrap());
+
+    g.bench_function("write", |b| {
+        b.iter(|| write::run(&ctx, &input(date, &tables, &timings)).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, stages);
+criterion_main!(benches);
