@@ -159,6 +159,37 @@ impl DateColumn {
     }
 }
 
+/// Fails unless every non-null value of a date column (any accepted type) equals `expected`.
+/// Date32 and string columns are compared without parsing each row; a mismatch is reported
+/// as [`DateColumn::check_all`] does.
+pub fn check_dates(a: &ArrayRef, expected: NaiveDate, file: &str, name: &str) -> Result<()> {
+    let slow = || DateColumn::new(a, file, name)?.check_all(expected, file, name);
+    match a.data_type() {
+        DataType::Date32 => {
+            let want =
+                (expected - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32;
+            if a.as_primitive::<Date32Type>()
+                .iter()
+                .all(|v| v.is_none_or(|d| d == want))
+            {
+                return Ok(());
+            }
+            slow()
+        }
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..) => {
+            let want = expected.format("%Y-%m-%d").to_string();
+            let s = to_str(a, file, name)?;
+            if s.iter()
+                .all(|v| v.is_none_or(|v| v.get(..10) == Some(want.as_str())))
+            {
+                return Ok(());
+            }
+            slow()
+        }
+        _ => slow(),
+    }
+}
+
 fn date32(days: i32) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(1970, 1, 1)?.checked_add_signed(chrono::Duration::days(days as i64))
 }
@@ -223,6 +254,28 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("batch directory is for 2025-10-01"));
+    }
+
+    #[test]
+    fn fast_date_check_agrees_with_the_parser() {
+        let d = NaiveDate::from_ymd_opt(2025, 10, 1).unwrap();
+        let ok: ArrayRef = Arc::new(arrow::array::Date32Array::from(vec![Some(20362), None]));
+        check_dates(&ok, d, "f", "processing_date").unwrap();
+        let bad: ArrayRef = Arc::new(arrow::array::Date32Array::from(vec![20362, 20363]));
+        let e = check_dates(&bad, d, "f", "processing_date")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("holds 2025-10-02 in row 1"), "{e}");
+        let ok: ArrayRef = Arc::new(StringArray::from(vec!["2025-10-01", "2025-10-01T00:00:00"]));
+        check_dates(&ok, d, "f", "processing_date").unwrap();
+        let bad: ArrayRef = Arc::new(StringArray::from(vec!["2025-10-01", "01/10/2025"]));
+        let e = check_dates(&bad, d, "f", "processing_date")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("row 1") && e.contains("not a YYYY-MM-DD date"),
+            "{e}"
+        );
     }
 
     #[test]

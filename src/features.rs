@@ -11,7 +11,7 @@ use arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray, StringArra
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use chrono::{Datelike, NaiveDate};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 /// Address feature columns read from `features.parquet` (each optional), in matrix order.
@@ -349,7 +349,7 @@ pub fn build_matrix(date: NaiveDate, t: &Tables) -> Result<RecordBatch> {
     cols.push(z(&vol_v));
     cols.push(pct_rank(&vol_v));
     cols.push(z(&conf_v));
-    let mut by_addr: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut by_addr: HashMap<&str, Vec<usize>> = HashMap::default();
     for i in 0..n {
         by_addr.entry(addr.value(i)).or_default().push(i);
     }
@@ -386,7 +386,8 @@ pub fn build_matrix(date: NaiveDate, t: &Tables) -> Result<RecordBatch> {
     cols.extend([a_count, a_typ, a_sum, a_mean, a_std, a_max, a_cmax]);
 
     // Money flows, for alerted addresses.
-    let mut addr_idx: HashMap<&str, u32> = HashMap::with_capacity(by_addr.len());
+    let mut addr_idx: HashMap<&str, u32> =
+        HashMap::with_capacity_and_hasher(by_addr.len(), Default::default());
     let mut addr_names: Vec<&str> = by_addr.keys().copied().collect();
     addr_names.sort_unstable();
     for (k, a) in addr_names.iter().enumerate() {
@@ -399,7 +400,7 @@ pub fn build_matrix(date: NaiveDate, t: &Tables) -> Result<RecordBatch> {
         let to = str_col(flows, "to_address")?;
         let usd = f64_col(flows, "amount_usd_sum")?;
         let tx = f64_col(flows, "tx_count")?;
-        let mut cp_ids: HashMap<&str, u32> = HashMap::new();
+        let mut cp_ids: HashMap<&str, u32> = HashMap::default();
         for r in 0..flows.num_rows() {
             let (f, to_a) = (from.value(r), to.value(r));
             let u = get_f(&usd, r);
@@ -498,7 +499,8 @@ pub fn build_matrix(date: NaiveDate, t: &Tables) -> Result<RecordBatch> {
 
     // Address features, joined on address (first row per address wins).
     let faddr = str_col(feats, "address")?;
-    let mut frow: HashMap<&str, usize> = HashMap::with_capacity(faddr.len());
+    let mut frow: HashMap<&str, usize> =
+        HashMap::with_capacity_and_hasher(faddr.len(), Default::default());
     for r in 0..faddr.len() {
         if let Some(a) = faddr.is_valid(r).then(|| faddr.value(r)) {
             frow.entry(a).or_insert(r);
@@ -616,7 +618,7 @@ pub fn build_cluster_matrix(clusters: &RecordBatch, matrix: &RecordBatch) -> Res
     let addr = str_col(matrix, "address")?;
     let n = matrix.num_rows();
     let row_of: HashMap<&str, usize> = (0..n).map(|i| (ids.value(i), i)).collect();
-    let mut by_addr: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut by_addr: HashMap<&str, Vec<usize>> = HashMap::default();
     for i in 0..n {
         by_addr.entry(addr.value(i)).or_default().push(i);
     }

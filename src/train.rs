@@ -17,8 +17,8 @@ use arrow::array::{Array, ArrayRef, AsArray, Float64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
+use rustc_hash::FxHashMap as HashMap;
 use serde_json::json;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -76,7 +76,7 @@ fn cluster_member_rows(clusters: &RecordBatch, matrix: &RecordBatch) -> Vec<Vec<
         .expect("address")
         .as_string::<i32>();
     let row_of: HashMap<&str, usize> = (0..ids.len()).map(|i| (ids.value(i), i)).collect();
-    let mut by_addr: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut by_addr: HashMap<&str, Vec<usize>> = HashMap::default();
     for i in 0..addr.len() {
         by_addr.entry(addr.value(i)).or_default().push(i);
     }

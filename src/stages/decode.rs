@@ -4,7 +4,7 @@
 
 use crate::batch::{ArrowBatch, Tables};
 use crate::config::DecodeParams;
-use crate::contract::{check_unique, column, required, to_f64, to_str, to_str_list, DateColumn};
+use crate::contract::{check_dates, check_unique, column, required, to_f64, to_str, to_str_list};
 use crate::features::ADDRESS_FEATURES;
 use crate::io::{sha256_file, ParquetSource};
 use anyhow::{anyhow, bail, Context, Result};
@@ -15,7 +15,7 @@ use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -169,7 +169,7 @@ fn check_meta(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) -
 
 fn check_date(b: &RecordBatch, file: &str, date: NaiveDate) -> Result<()> {
     if let Some(c) = column(b, "processing_date") {
-        DateColumn::new(c, file, "processing_date")?.check_all(date, file, "processing_date")?;
+        check_dates(c, date, file, "processing_date")?;
     }
     Ok(())
 }
