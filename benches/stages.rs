@@ -74,50 +74,11 @@ fn stages(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(10));
 
     // The floor: merely reading the columns the pipeline needs, with arrow-rs, and nothing else.
-    let mut feature_cols = vec!["address", "processing_date"];
-    feature_cols.extend(aml_pipeline::features::ADDRESS_FEATURES);
     let needs: [(&str, Vec<&str>); 4] = [
-        (
-            "alerts.parquet",
-            vec![
-                "alert_id",
-                "address",
-                "typology_type",
-                "severity",
-                "suspected_address_type",
-                "alert_confidence_score",
-                "volume_usd",
-                "risk_indicators",
-                "processing_date",
-                "window_days",
-            ],
-        ),
-        ("features.parquet", feature_cols),
-        (
-            "clusters.parquet",
-            vec![
-                "cluster_id",
-                "cluster_type",
-                "primary_alert_id",
-                "related_alert_ids",
-                "addresses_involved",
-                "total_alerts",
-                "total_volume_usd",
-                "severity_max",
-                "confidence_avg",
-                "processing_date",
-            ],
-        ),
-        (
-            "money_flows.parquet",
-            vec![
-                "from_address",
-                "to_address",
-                "amount_usd_sum",
-                "tx_count",
-                "processing_date",
-            ],
-        ),
+        ("alerts.parquet", decode::ALERT_COLUMNS.to_vec()),
+        ("features.parquet", decode::feature_columns()),
+        ("clusters.parquet", decode::CLUSTER_COLUMNS.to_vec()),
+        ("money_flows.parquet", decode::FLOW_COLUMNS.to_vec()),
     ];
     g.bench_function("decode_floor_read_columns", |b| {
         b.iter(|| {

@@ -19,6 +19,50 @@ use rustc_hash::FxHashSet as HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
+/// Columns decode reads from alerts.parquet (those present).
+pub const ALERT_COLUMNS: &[&str] = &[
+    "alert_id",
+    "address",
+    "typology_type",
+    "severity",
+    "suspected_address_type",
+    "alert_confidence_score",
+    "volume_usd",
+    "risk_indicators",
+    "processing_date",
+    "window_days",
+];
+
+/// Columns decode reads from clusters.parquet (those present).
+pub const CLUSTER_COLUMNS: &[&str] = &[
+    "cluster_id",
+    "cluster_type",
+    "primary_alert_id",
+    "related_alert_ids",
+    "addresses_involved",
+    "total_alerts",
+    "total_volume_usd",
+    "severity_max",
+    "confidence_avg",
+    "processing_date",
+];
+
+/// Columns decode reads from money_flows.parquet (those present).
+pub const FLOW_COLUMNS: &[&str] = &[
+    "from_address",
+    "to_address",
+    "amount_usd_sum",
+    "tx_count",
+    "processing_date",
+];
+
+/// Columns decode reads from features.parquet: the key columns and every address feature.
+pub fn feature_columns() -> Vec<&'static str> {
+    let mut cols = vec!["address", "processing_date"];
+    cols.extend(ADDRESS_FEATURES);
+    cols
+}
+
 /// The four tables of a batch.
 pub const FILES: [&str; 4] = [
     "alerts.parquet",
@@ -203,18 +247,7 @@ fn str_req(b: &RecordBatch, file: &str, name: &str) -> Result<StringArray> {
 fn read_alerts(path: &Path, date: NaiveDate, window_days: u32) -> Result<RecordBatch> {
     let file = path.display().to_string();
     let src = ParquetSource::open(path)?;
-    let b = src.read_all(&[
-        "alert_id",
-        "address",
-        "typology_type",
-        "severity",
-        "suspected_address_type",
-        "alert_confidence_score",
-        "volume_usd",
-        "risk_indicators",
-        "processing_date",
-        "window_days",
-    ])?;
+    let b = src.read_all(ALERT_COLUMNS)?;
     let empty_file = b.num_columns() == 0;
     let b = if empty_file { empty_alerts_input() } else { b };
     check_date(&b, &file, date)?;
@@ -283,8 +316,7 @@ fn read_features(
     let file = path.display().to_string();
     let src = ParquetSource::open(path)?;
     let total = src.num_rows();
-    let mut cols: Vec<&str> = vec!["address", "processing_date"];
-    cols.extend(ADDRESS_FEATURES);
+    let cols = feature_columns();
     let present: HashSet<String> = src
         .schema()
         .fields()
@@ -335,18 +367,7 @@ fn read_features(
 
 fn read_clusters(path: &Path, date: NaiveDate) -> Result<RecordBatch> {
     let file = path.display().to_string();
-    let b = ParquetSource::open(path)?.read_all(&[
-        "cluster_id",
-        "cluster_type",
-        "primary_alert_id",
-        "related_alert_ids",
-        "addresses_involved",
-        "total_alerts",
-        "total_volume_usd",
-        "severity_max",
-        "confidence_avg",
-        "processing_date",
-    ])?;
+    let b = ParquetSource::open(path)?.read_all(CLUSTER_COLUMNS)?;
     let n = b.num_rows();
     if b.num_columns() == 0 {
         let empty_list = || -> ArrayRef {
@@ -419,16 +440,7 @@ fn read_flows(
     let empty = src.schema().fields().is_empty();
     let (mut from, mut to, mut usd, mut tx) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     if !empty {
-        for b in src.read(
-            &[
-                "from_address",
-                "to_address",
-                "amount_usd_sum",
-                "tx_count",
-                "processing_date",
-            ],
-            batch_size,
-        )? {
+        for b in src.read(FLOW_COLUMNS, batch_size)? {
             let b = b?;
             check_date(&b, &file, date)?;
             let f = to_str(required(&b, &file, "from_address")?, &file, "from_address")?;
