@@ -323,14 +323,8 @@ fn scores_equal_lightgbm_predictions_on_the_exported_matrix() {
 
 #[test]
 fn training_is_deterministic() {
-    let f = fixture();
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        &tmp.path().join("cfg"),
-        &f.input,
-        &tmp.path().join("out"),
-        &f.models,
-    );
+    let cfg = fixture_config(tmp.path());
     let models = |name: &str| {
         let dir = tmp.path().join(name);
         ok(pipeline(&[
@@ -524,14 +518,8 @@ fn a_model_trained_in_python_scores_as_python_predicts() {
 #[test]
 fn model_metadata_records_version_data_metrics_cv_and_tuning() {
     use sha2::Digest;
-    let f = fixture();
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        &tmp.path().join("cfg"),
-        &f.input,
-        &tmp.path().join("out"),
-        &f.models,
-    );
+    let cfg = fixture_config(tmp.path());
     let dir = tmp.path().join("tuned");
     ok(pipeline(&[
         "train",
@@ -610,14 +598,8 @@ fn model_metadata_records_version_data_metrics_cv_and_tuning() {
 
 #[test]
 fn quality_report_compares_feature_sets_on_held_out_dates() {
-    let f = fixture();
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        &tmp.path().join("cfg"),
-        &f.input,
-        &tmp.path().join("out"),
-        &f.models,
-    );
+    let cfg = fixture_config(tmp.path());
     let report = tmp.path().join("quality.md");
     ok(pipeline(&[
         "train",
@@ -649,14 +631,8 @@ fn quality_report_compares_feature_sets_on_held_out_dates() {
 
 #[test]
 fn flamegraph_and_trace_flags_write_their_files() {
-    let f = fixture();
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        &tmp.path().join("cfg"),
-        &f.input,
-        &tmp.path().join("out"),
-        &f.models,
-    );
+    let cfg = fixture_config(tmp.path());
     let (svg, trace) = (tmp.path().join("run.svg"), tmp.path().join("run.json"));
     ok(pipeline(&[
         "run",

@@ -103,6 +103,12 @@ pub fn write_config(dir: &Path, input: &Path, output: &Path, models: &Path) -> P
     cfg
 }
 
+/// A run config in `tmp/cfg` over the fixture's input and models, writing to `tmp/out`.
+pub fn fixture_config(tmp: &Path) -> PathBuf {
+    let f = fixture();
+    write_config(&tmp.join("cfg"), &f.input, &tmp.join("out"), &f.models)
+}
+
 /// Copies a directory tree.
 pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
