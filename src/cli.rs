@@ -278,7 +278,12 @@ pub fn main() -> Result<i32> {
                 Some(StageParams::Validate(p)) => p.clone(),
                 _ => ValidateParams::default(),
             };
-            let labels = Labels::load(&cfg.input, &cfg.network)?;
+            let gt_path = cfg.input.join(&cfg.network).join("ground_truth.parquet");
+            let ground_truth = if gt_path.exists() {
+                Labels::ground_truth(&gt_path)?
+            } else {
+                Default::default()
+            };
             let traps = load_traps(&params, &cfg)?;
             let mut failed = 0;
             for &date in &dates {
@@ -291,7 +296,7 @@ pub fn main() -> Result<i32> {
                     )?;
                     let facts = BatchFacts::from_tables(&t["alerts"].0, &t["clusters"].0);
                     let (report, failures) =
-                        judge(&params, &cfg, &labels, &traps, date, &facts, None)?;
+                        judge(&params, &cfg, &ground_truth, &traps, date, &facts, None)?;
                     crate::io::write_json(&cfg.output_dir(date).join("validation.json"), &report)?;
                     println!(
                         "{date}: total {:.4} (integrity {}, behaviour {:.3}, ground truth {:.3}), tier1 {}, tier2 {:.3}{}",

@@ -137,7 +137,8 @@ pub fn compare(cfg: &RunConfig, dates: &[NaiveDate], opts: &CompareOptions) -> R
                 );
                 continue;
             }
-            let (report, failures) = judge(&params, &c, &labels, &traps, date, &facts, None)?;
+            let (report, failures) =
+                judge(&params, &c, &labels.alerts, &traps, date, &facts, None)?;
             row.insert(
                 name.into(),
                 json!({

@@ -233,18 +233,9 @@ fn list_values(l: &ListArray, i: usize) -> Vec<String> {
     s.iter().flatten().map(str::to_owned).collect()
 }
 
-/// Mean and sample standard deviation (ddof 1; 0 with fewer than two values).
+/// Mean and sample standard deviation (NaN for no values).
 fn mean_std(xs: &[f64]) -> (f64, f64) {
-    let n = xs.len() as f64;
-    if xs.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    let mean = xs.iter().sum::<f64>() / n;
-    if xs.len() < 2 {
-        return (mean, 0.0);
-    }
-    let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0);
-    (mean, var.sqrt())
+    crate::metrics::mean_std(xs).unwrap_or((f64::NAN, f64::NAN))
 }
 
 /// Percentile rank with ties averaged (pandas `rank(pct=True)`).
@@ -547,7 +538,7 @@ fn nan_max(a: f64, b: f64) -> f64 {
 
 /// Matrix rows of a cluster's member alerts: its `related_alert_ids`, else its
 /// `primary_alert_id`, else the alerts of its `addresses_involved`; ascending, distinct.
-pub fn cluster_members(
+fn cluster_members(
     c: usize,
     rel: &ListArray,
     prim: &StringArray,
@@ -612,8 +603,11 @@ const CLUSTER_OWN: &[&str] = &[
     "cluster_address_count",
 ];
 
-/// Builds the cluster matrix (`cluster_id`, then [`cluster_feature_names`]) from the clusters and the alert matrix.
-pub fn build_cluster_matrix(clusters: &RecordBatch, matrix: &RecordBatch) -> Result<RecordBatch> {
+/// Matrix rows of each cluster's member alerts (see [`cluster_members`]).
+pub fn cluster_memberships(
+    clusters: &RecordBatch,
+    matrix: &RecordBatch,
+) -> Result<Vec<Vec<usize>>> {
     let ids = str_col(matrix, "alert_id")?;
     let addr = str_col(matrix, "address")?;
     let n = matrix.num_rows();
@@ -622,15 +616,28 @@ pub fn build_cluster_matrix(clusters: &RecordBatch, matrix: &RecordBatch) -> Res
     for i in 0..n {
         by_addr.entry(addr.value(i)).or_default().push(i);
     }
+    let rel = list_col(clusters, "related_alert_ids")?;
+    let inv = list_col(clusters, "addresses_involved")?;
+    let prim = str_col(clusters, "primary_alert_id")?;
+    Ok((0..clusters.num_rows())
+        .map(|c| cluster_members(c, &rel, &prim, &inv, &row_of, &by_addr))
+        .collect())
+}
+
+/// Builds the cluster matrix (`cluster_id`, then [`cluster_feature_names`]) from the clusters,
+/// the alert matrix and each cluster's member rows ([`cluster_memberships`]).
+pub fn build_cluster_matrix(
+    clusters: &RecordBatch,
+    matrix: &RecordBatch,
+    members: &[Vec<usize>],
+) -> Result<RecordBatch> {
     let feats: Vec<Float64Array> = alert_feature_names()
         .iter()
         .map(|f| f64_col(matrix, f))
         .collect::<Result<_>>()?;
     let cid = str_col(clusters, "cluster_id")?;
     let ctype = str_col(clusters, "cluster_type")?;
-    let rel = list_col(clusters, "related_alert_ids")?;
     let inv = list_col(clusters, "addresses_involved")?;
-    let prim = str_col(clusters, "primary_alert_id")?;
     let total = f64_col(clusters, "total_alerts")?;
     let cvol = f64_col(clusters, "total_volume_usd")?;
     let cconf = f64_col(clusters, "confidence_avg")?;
@@ -640,7 +647,7 @@ pub fn build_cluster_matrix(clusters: &RecordBatch, matrix: &RecordBatch) -> Res
     let mut cols: Vec<Vec<f64>> = vec![Vec::with_capacity(m); width];
     let get_f = |a: &Float64Array, i: usize| if a.is_null(i) { f64::NAN } else { a.value(i) };
     for c in 0..m {
-        let members = cluster_members(c, &rel, &prim, &inv, &row_of, &by_addr);
+        let members = &members[c];
         let own = [
             members.len() as f64,
             get_f(&total, c),
@@ -703,14 +710,6 @@ mod tests {
             pct_rank(&[10.0, 20.0, 20.0, 5.0]),
             vec![0.5, 0.875, 0.875, 0.25]
         );
-    }
-
-    #[test]
-    fn std_is_sample_std() {
-        let (m, s) = mean_std(&[1.0, 2.0, 3.0]);
-        assert_eq!(m, 2.0);
-        assert_eq!(s, 1.0);
-        assert_eq!(mean_std(&[4.0]).1, 0.0);
     }
 
     #[test]

@@ -20,6 +20,20 @@ pub fn average_ranks(x: &[f64]) -> Vec<f64> {
     r
 }
 
+/// Sample variance (ddof 1); 0 with fewer than two values.
+pub fn variance(x: &[f64]) -> f64 {
+    if x.len() < 2 {
+        return 0.0;
+    }
+    let m = x.iter().sum::<f64>() / x.len() as f64;
+    x.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (x.len() - 1) as f64
+}
+
+/// Mean and sample standard deviation (ddof 1; 0 with one value); `None` when empty.
+pub fn mean_std(x: &[f64]) -> Option<(f64, f64)> {
+    (!x.is_empty()).then(|| (x.iter().sum::<f64>() / x.len() as f64, variance(x).sqrt()))
+}
+
 /// Area under the ROC curve; ties in score count one half. `None` without both classes.
 pub fn auc_roc(scores: &[f64], labels: &[bool]) -> Option<f64> {
     let pos = labels.iter().filter(|&&l| l).count();
@@ -151,6 +165,13 @@ pub fn ndcg_at(scores: &[f64], relevance: &[f64], k: usize) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn std_is_sample_std() {
+        assert_eq!(mean_std(&[1.0, 2.0, 3.0]), Some((2.0, 1.0)));
+        assert_eq!(mean_std(&[4.0]), Some((4.0, 0.0)));
+        assert_eq!(mean_std(&[]), None);
+    }
 
     #[test]
     fn auc_with_ties() {

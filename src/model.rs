@@ -188,40 +188,11 @@ impl Model {
         if spec != "latest" {
             return Ok(PathBuf::from(spec));
         }
-        let mut best: Option<(String, String, PathBuf)> = None;
-        let prefix = format!("{}_v", kind.name());
-        let entries = std::fs::read_dir(dir).with_context(|| {
-            format!(
-                "cannot list models in {}: train models with `pipeline train` or pass --models",
-                dir.display()
-            )
-        })?;
-        for e in entries {
-            let p = e?.path();
-            let name = p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-                .to_owned();
-            if !(name.starts_with(&prefix) && name.ends_with(".txt")) {
-                continue;
-            }
-            let meta: ModelMeta = match std::fs::read(meta_path(&p))
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-            {
-                Some(m) => m,
-                None => continue,
-            };
-            let key = (meta.created_at.clone(), meta.version.clone());
-            if best
-                .as_ref()
-                .is_none_or(|b| (b.0.as_str(), b.1.as_str()) < (key.0.as_str(), key.1.as_str()))
-            {
-                best = Some((key.0, key.1, p));
-            }
-        }
-        best.map(|b| b.2).ok_or_else(|| {
+        let newest = installed(dir)
+            .with_context(|| "train models with `pipeline train` or pass --models")?
+            .into_iter()
+            .find(|(_, meta)| meta.model_type == kind);
+        newest.map(|(path, _)| path).ok_or_else(|| {
             anyhow!(
                 "no {} model in {} (expected {}_v<version>.txt with its .json): train one with `pipeline train`",
                 kind.name(),

@@ -5,7 +5,9 @@
 //! with a fixed seed and thread count, so the same data gives a byte-identical model file.
 
 use crate::config::{DecodeParams, RunConfig};
-use crate::features::{build_cluster_matrix, build_matrix, row_major, severity_code};
+use crate::features::{
+    build_cluster_matrix, build_matrix, cluster_memberships, row_major, severity_code,
+};
 use crate::labels::{Label, Labels};
 use crate::metrics::{auc_roc, average_precision, best_f1, ndcg_at};
 use crate::model::{
@@ -17,7 +19,6 @@ use arrow::array::{Array, ArrayRef, AsArray, Float64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
-use rustc_hash::FxHashMap as HashMap;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,8 +47,8 @@ pub fn date_matrix(cfg: &RunConfig, date: NaiveDate) -> Result<DateMatrix> {
     )?;
     let alerts = build_matrix(date, &tables)?;
     let clusters_in = &tables["clusters"].0;
-    let clusters = build_cluster_matrix(clusters_in, &alerts)?;
-    let members = cluster_member_rows(clusters_in, &alerts);
+    let members = cluster_memberships(clusters_in, &alerts)?;
+    let clusters = build_cluster_matrix(clusters_in, &alerts, &members)?;
     let sev = tables["alerts"]
         .0
         .column_by_name("severity")
@@ -64,37 +65,6 @@ pub fn date_matrix(cfg: &RunConfig, date: NaiveDate) -> Result<DateMatrix> {
         members,
         severity,
     })
-}
-
-fn cluster_member_rows(clusters: &RecordBatch, matrix: &RecordBatch) -> Vec<Vec<usize>> {
-    let ids = matrix
-        .column_by_name("alert_id")
-        .expect("alert_id")
-        .as_string::<i32>();
-    let addr = matrix
-        .column_by_name("address")
-        .expect("address")
-        .as_string::<i32>();
-    let row_of: HashMap<&str, usize> = (0..ids.len()).map(|i| (ids.value(i), i)).collect();
-    let mut by_addr: HashMap<&str, Vec<usize>> = HashMap::default();
-    for i in 0..addr.len() {
-        by_addr.entry(addr.value(i)).or_default().push(i);
-    }
-    let rel = clusters
-        .column_by_name("related_alert_ids")
-        .expect("related")
-        .as_list::<i32>();
-    let inv = clusters
-        .column_by_name("addresses_involved")
-        .expect("involved")
-        .as_list::<i32>();
-    let prim = clusters
-        .column_by_name("primary_alert_id")
-        .expect("primary")
-        .as_string::<i32>();
-    (0..clusters.num_rows())
-        .map(|c| crate::features::cluster_members(c, rel, prim, inv, &row_of, &by_addr))
-        .collect()
 }
 
 fn alert_labels(m: &DateMatrix, labels: &Labels) -> Vec<Option<Label>> {
@@ -277,20 +247,8 @@ fn cross_validate(
         }
         let (gt, gv) = (groups(&tr.date), groups(&va.date));
         let ranker = kind == ModelKind::AlertRanker;
-        let set = TrainSet {
-            x: &tr.x,
-            names,
-            label: &tr.label,
-            weight: &tr.weight,
-            groups: ranker.then_some(gt.as_slice()),
-        };
-        let vset = TrainSet {
-            x: &va.x,
-            names,
-            label: &va.label,
-            weight: &va.weight,
-            groups: ranker.then_some(gv.as_slice()),
-        };
+        let set = tr.train_set(names, ranker.then_some(gt.as_slice()));
+        let vset = va.train_set(names, ranker.then_some(gv.as_slice()));
         let t = train_lightgbm(&set, params, iterations, Some((&vset, EARLY_STOPPING)))?;
         if let Some(m) = t.valid_metric.filter(|m| m.is_finite()) {
             metrics.push(m);
@@ -301,12 +259,7 @@ fn cross_validate(
 }
 
 fn mean_std(v: &[f64]) -> (Option<f64>, Option<f64>) {
-    if v.is_empty() {
-        return (None, None);
-    }
-    let m = v.iter().sum::<f64>() / v.len() as f64;
-    let s = (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len().max(2) - 1) as f64).sqrt();
-    (Some(m), Some(s))
+    crate::metrics::mean_std(v).map_or((None, None), |(m, s)| (Some(m), Some(s)))
 }
 
 /// Rows of one model's training set, with the date index of each row.
@@ -315,6 +268,19 @@ struct Rows {
     label: Vec<f32>,
     weight: Vec<f32>,
     date: Vec<usize>,
+}
+
+impl Rows {
+    /// These rows as LightGBM training data with the given feature names and query groups.
+    fn train_set<'a>(&'a self, names: &'a [String], groups: Option<&'a [i32]>) -> TrainSet<'a> {
+        TrainSet {
+            x: &self.x,
+            names,
+            label: &self.label,
+            weight: &self.weight,
+            groups,
+        }
+    }
 }
 
 fn collect_rows(kind: ModelKind, ms: &[DateMatrix], labels: &Labels) -> Result<Rows> {
@@ -470,13 +436,10 @@ pub fn train(
                 .max(1.0) as usize
         };
         let g = groups(&train_rows.date);
-        let set = TrainSet {
-            x: &train_rows.x,
-            names: &names,
-            label: &train_rows.label,
-            weight: &train_rows.weight,
-            groups: (kind == ModelKind::AlertRanker).then_some(g.as_slice()),
-        };
+        let set = train_rows.train_set(
+            &names,
+            (kind == ModelKind::AlertRanker).then_some(g.as_slice()),
+        );
         let p = hyper.params(kind, opts.seed);
         let text = train_lightgbm(&set, &p, iterations, None)?.text;
         let version = crate::io::sha256_bytes(text.as_bytes())[..12].to_string();
@@ -649,13 +612,7 @@ pub fn quality_report(ms: &[DateMatrix], labels: &Labels, opts: &TrainOptions) -
         };
         let tr = project(&subset(&rows, all_names.len(), |d| d < first_holdout));
         let te = project(&subset(&rows, all_names.len(), |d| d >= first_holdout));
-        let set = TrainSet {
-            x: &tr.x,
-            names: &keep,
-            label: &tr.label,
-            weight: &tr.weight,
-            groups: None,
-        };
+        let set = tr.train_set(&keep, None);
         let text = train_lightgbm(
             &set,
             &Hyper::default_for(ModelKind::AlertScorer).params(ModelKind::AlertScorer, opts.seed),

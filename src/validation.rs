@@ -2,7 +2,7 @@
 //! truth) and the subnet validators' Tier-1 gate and Tier-2 score, each a pure function of
 //! an output and its batch, with the upstream thresholds.
 
-use crate::metrics::{auc_roc, average_precision, average_ranks, best_f1};
+use crate::metrics::{auc_roc, average_precision, average_ranks, best_f1, variance};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 
@@ -140,15 +140,6 @@ pub struct Trap {
     pub alert_id: String,
     /// The score a gamed model would give it.
     pub expected_score: f64,
-}
-
-/// Sample variance (ddof 1); 0 with fewer than two values.
-pub fn variance(x: &[f64]) -> f64 {
-    if x.len() < 2 {
-        return 0.0;
-    }
-    let m = x.iter().sum::<f64>() / x.len() as f64;
-    x.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (x.len() - 1) as f64
 }
 
 /// Median (mean of the middle two for an even count); NaN when empty.

@@ -273,22 +273,11 @@ fn scores_equal_lightgbm_predictions_on_the_exported_matrix() {
     let mut compared = 0;
     for day in 1..=6 {
         let date = format!("2025-10-{day:02}");
-        let s =
-            read_parquet(&batch_dir(&tmp.path().join("out"), &date).join("alert_scores.parquet"));
-        let sid = strings(&s, "alert_id");
-        let sc = s
-            .column_by_name("score")
-            .unwrap()
-            .as_primitive::<Float64Type>();
-        let by_id: std::collections::HashMap<&str, f64> = sid
-            .iter()
-            .map(|s| s.as_str())
-            .zip(sc.values().iter().copied())
-            .collect();
+        let by_id = scores_by_id(&tmp.path().join("out"), &date);
         for r in 0..m.num_rows() {
             if dates[r] == date {
                 assert_eq!(
-                    by_id[ids[r].as_str()].to_bits(),
+                    by_id[&ids[r]].to_bits(),
                     expected[r].to_bits(),
                     "alert {}",
                     ids[r]
@@ -492,20 +481,10 @@ fn a_model_trained_in_python_scores_as_python_predicts() {
     let mut max_diff = 0.0f64;
     for day in 1..=6 {
         let date = format!("2025-10-{day:02}");
-        let s = read_parquet(&batch_dir(&out, &date).join("alert_scores.parquet"));
-        let sid = strings(&s, "alert_id");
-        let sc = s
-            .column_by_name("score")
-            .unwrap()
-            .as_primitive::<Float64Type>();
-        let by_id: std::collections::HashMap<&str, f64> = sid
-            .iter()
-            .map(|s| s.as_str())
-            .zip(sc.values().iter().copied())
-            .collect();
+        let by_id = scores_by_id(&out, &date);
         for r in 0..p.num_rows() {
             if dates[r] == date {
-                max_diff = max_diff.max((by_id[ids[r].as_str()] - pred.value(r)).abs());
+                max_diff = max_diff.max((by_id[&ids[r]] - pred.value(r)).abs());
             }
         }
     }

@@ -4,17 +4,18 @@
 use super::{table, StageInput};
 use crate::batch::{ArrowBatch, Tables};
 use crate::config::ModelParams;
-use crate::features::build_cluster_matrix;
+use crate::features::{build_cluster_matrix, cluster_memberships};
 use crate::model::Model;
 use crate::stages::score::score_table;
 use anyhow::Result;
 
 /// Produces `cluster_scores` (`cluster_id, score, model_version, latency_ms, explain_json`).
 pub fn run(model: &Model, p: &ModelParams, input: &StageInput) -> Result<Tables> {
-    let cm = build_cluster_matrix(
+    let (clusters, matrix) = (
         table(input.tables, "clusters")?,
         table(input.tables, "matrix")?,
-    )?;
+    );
+    let cm = build_cluster_matrix(clusters, matrix, &cluster_memberships(clusters, matrix)?)?;
     Ok(Tables::from([(
         "cluster_scores".to_string(),
         ArrowBatch(score_table(model, &cm, "cluster_id", p.explain)?),

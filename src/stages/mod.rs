@@ -23,8 +23,8 @@ pub struct Context {
     pub config: RunConfig,
     /// Models by the name of the stage that applies them.
     pub models: BTreeMap<String, Arc<Model>>,
-    /// Labels of the network, for the ground-truth tier of validation.
-    pub labels: crate::labels::Labels,
+    /// Ground truth (`alert_id → is_sar_filed`) of the network, for the ground-truth tier of validation.
+    pub ground_truth: std::collections::HashMap<String, bool>,
 }
 
 /// One date's inputs to a stage.
@@ -60,11 +60,19 @@ impl Context {
                 models.insert(s.name.clone(), Arc::new(model));
             }
         }
-        let labels = crate::labels::Labels::load(&config.input, &config.network)?;
+        let gt = config
+            .input
+            .join(&config.network)
+            .join("ground_truth.parquet");
+        let ground_truth = if gt.exists() {
+            crate::labels::Labels::ground_truth(&gt)?
+        } else {
+            Default::default()
+        };
         Ok(Self {
             config,
             models,
-            labels,
+            ground_truth,
         })
     }
 

@@ -12,7 +12,6 @@ use crate::batch::{ArrowBatch, Tables};
 use crate::config::{RunConfig, ValidateParams};
 use crate::contract::column;
 use crate::io::{write_json, ParquetSource};
-use crate::labels::Labels;
 use crate::stages::decode::make_batch;
 use crate::validation::{
     behaviour, ground_truth, integrity, plagiarism, tier1, tier2, Check, ScoreTable, ScoredAlert,
@@ -186,7 +185,7 @@ pub fn load_traps(p: &ValidateParams, cfg: &RunConfig) -> Result<Vec<Trap>> {
 pub fn judge(
     p: &ValidateParams,
     cfg: &RunConfig,
-    labels: &Labels,
+    ground_truth_labels: &HashMap<String, bool>,
     traps: &[Trap],
     date: NaiveDate,
     facts: &BatchFacts,
@@ -202,7 +201,7 @@ pub fn judge(
     let pairs = score_pairs(&scores);
     let integ = integrity(&scores, &facts.alert_ids, p.max_latency_ms);
     let behav = behaviour(&pairs, traps);
-    let gt = ground_truth(&pairs, &labels.alerts);
+    let gt = ground_truth(&pairs, ground_truth_labels);
     let t1 = tier1(&scores, &facts.alert_ids);
     let reference = match rel(&cfg.pipeline.path, &p.reference) {
         Some(root) => score_map(
@@ -262,7 +261,7 @@ pub fn run(p: &ValidateParams, ctx: &Context, input: &StageInput) -> Result<Tabl
     let (report, failures) = judge(
         p,
         &ctx.config,
-        &ctx.labels,
+        &ctx.ground_truth,
         &traps,
         input.date,
         &facts,

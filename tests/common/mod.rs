@@ -109,6 +109,21 @@ pub fn fixture_config(tmp: &Path) -> PathBuf {
     write_config(&tmp.join("cfg"), &f.input, &tmp.join("out"), &f.models)
 }
 
+/// `alert_id → score` of one date's `alert_scores.parquet` under an output root.
+pub fn scores_by_id(out: &Path, date: &str) -> std::collections::HashMap<String, f64> {
+    use arrow::array::AsArray;
+    let s = read_parquet(&batch_dir(out, date).join("alert_scores.parquet"));
+    let ids = s.column_by_name("alert_id").unwrap().as_string::<i32>();
+    let sc = s
+        .column_by_name("score")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::Float64Type>();
+    ids.iter()
+        .map(|v| v.unwrap().to_string())
+        .zip(sc.values().iter().copied())
+        .collect()
+}
+
 /// Copies a directory tree.
 pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
