@@ -91,6 +91,8 @@ pub struct DateMsg {
     pub body: Result<Tables, String>,
     /// Milliseconds spent in each stage so far on this date's path, by stage name.
     pub timings: BTreeMap<String, f64>,
+    /// The stages on this date's path that produced output in this run, with their records.
+    pub done: BTreeMap<String, crate::state::StageRecord>,
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use crate::engine::{self, RunReport};
 use crate::generate::{generate, GenerateOptions};
 use crate::labels::Labels;
 use crate::model::ModelKind;
+use crate::plan::{plan_dates, DatePlan, DateStatus};
 use crate::stages::validate::{judge, load_traps, summarize, BatchFacts};
 use crate::stages::Context;
 use crate::train::{load_dates, train, write_features, TrainOptions};
@@ -13,6 +14,7 @@ use anyhow::{bail, Result};
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -46,6 +48,25 @@ enum Command {
         /// Write a Chrome/Perfetto trace (JSON) here: one span per stage, date and worker.
         #[arg(long)]
         trace: Option<PathBuf>,
+        /// Recompute every selected date and stage, even those whose outputs are up to date.
+        #[arg(long)]
+        force: bool,
+        /// Print what would run (dates, stages and why) and exit without running it.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
+    /// Show each date's state: up to date, stale (and why), missing input, or failed (and its error).
+    Status {
+        #[command(flatten)]
+        common: Common,
+        /// Output root (default: the config's `output`).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Directory of trained models (default: the config's `models`).
+        #[arg(long)]
+        models: Option<PathBuf>,
     },
     /// Re-validate existing outputs (all tiers) and write validation.json per date plus a summary.
     Validate {
@@ -154,6 +175,57 @@ enum Command {
     },
 }
 
+/// Running one pipeline over several processes (timely's cluster mode). Every process is started
+/// with the same arguments and its own `--process`; each takes every N-th selected date.
+#[derive(Args, Debug)]
+struct ClusterArgs {
+    /// Number of processes taking part in the run.
+    #[arg(long, short = 'n', default_value_t = 1)]
+    processes: usize,
+    /// This process's index, from 0 to processes - 1.
+    #[arg(long, short = 'p', default_value_t = 0)]
+    process: usize,
+    /// File with one `host:port` per line, one line per process (default: localhost ports 2101…).
+    #[arg(long, short = 'H')]
+    hostfile: Option<PathBuf>,
+}
+
+impl ClusterArgs {
+    fn cluster(&self, workers: usize) -> Result<engine::Cluster> {
+        if self.processes == 0 || self.process >= self.processes {
+            bail!(
+                "--process {} is not in 0..{} (--processes)",
+                self.process,
+                self.processes
+            );
+        }
+        let mut c = engine::Cluster::local(workers);
+        c.process = self.process;
+        if self.processes > 1 {
+            c.addresses = match &self.hostfile {
+                Some(f) => std::fs::read_to_string(f)
+                    .map_err(|e| anyhow::anyhow!("cannot read hostfile {}: {e}", f.display()))?
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(String::from)
+                    .collect(),
+                None => (0..self.processes)
+                    .map(|i| format!("localhost:{}", 2101 + i))
+                    .collect(),
+            };
+            if c.addresses.len() != self.processes {
+                bail!(
+                    "the hostfile lists {} addresses, but --processes is {}",
+                    c.addresses.len(),
+                    self.processes
+                );
+            }
+        }
+        Ok(c)
+    }
+}
+
 /// Options shared by the commands that read a run configuration.
 #[derive(Args, Debug)]
 struct Common {
@@ -215,6 +287,9 @@ pub fn main() -> Result<i32> {
             models,
             flamegraph,
             trace: _,
+            force,
+            dry_run,
+            cluster,
         } => {
             let (mut cfg, dates) = common.load()?;
             if let Some(o) = output {
@@ -223,11 +298,33 @@ pub fn main() -> Result<i32> {
             if let Some(m) = models {
                 cfg.models = m;
             }
-            let workers = workers.unwrap_or(cfg.workers);
+            let cluster = cluster.cluster(workers.unwrap_or(cfg.workers))?;
+            let (n, p) = (cluster.processes(), cluster.process);
+            let mine: Vec<NaiveDate> = dates
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % n == p)
+                .map(|(_, d)| *d)
+                .collect();
             let ctx = Arc::new(Context::new(cfg)?);
+            let _lock = if dry_run {
+                None
+            } else {
+                Some(crate::state::RunLock::acquire(&ctx.config.output, p)?)
+            };
+            let plans = plan_dates(&ctx.config, &ctx.model_paths(), &mine, force)?;
+            print_plan(&plans);
+            if dry_run {
+                return Ok(0);
+            }
+            let missing: Vec<NaiveDate> = plans
+                .iter()
+                .filter(|p| p.status == DateStatus::MissingInput)
+                .map(|p| p.date)
+                .collect();
+            let stale = plans.iter().filter(|p| !p.run.is_empty()).count();
             let start = Instant::now();
-            let pb = bar(dates.len(), "run");
-            let n = dates.len();
+            let pb = bar(stale, "run");
             let profiler = flamegraph
                 .as_ref()
                 .map(|_| {
@@ -238,7 +335,12 @@ pub fn main() -> Result<i32> {
                 })
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("cannot start the profiler: {e}"))?;
-            let report = engine::run(ctx.clone(), dates, workers, pb.clone())?;
+            let run_id = format!(
+                "{}-{}",
+                chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+                std::process::id()
+            );
+            let mut report = engine::run(ctx.clone(), plans, &cluster, &run_id, pb.clone())?;
             pb.finish_and_clear();
             if let (Some(path), Some(guard)) = (&flamegraph, profiler) {
                 let report = guard
@@ -252,18 +354,64 @@ pub fn main() -> Result<i32> {
                 })?;
                 println!("flamegraph: {}", path.display());
             }
-            print_summary(&report, n, start.elapsed().as_secs_f64());
-            if ctx.config.pipeline.stage_of(StageKind::Validate).is_some() {
-                let done: Vec<NaiveDate> = report
-                    .dates
+            for d in &missing {
+                let dir = ctx.config.input_dir(*d);
+                report.dates.push((
+                    *d,
+                    Err(format!("missing input: {} does not exist", dir.display())),
+                ));
+            }
+            report.dates.sort_by_key(|d| d.0);
+            print_summary(
+                &report,
+                stale + missing.len(),
+                start.elapsed().as_secs_f64(),
+            );
+            if p == 0 && ctx.config.pipeline.stage_of(StageKind::Validate).is_some() {
+                let done: Vec<NaiveDate> = dates
                     .iter()
-                    .filter(|d| d.1.is_ok())
-                    .map(|d| d.0)
+                    .copied()
+                    .filter(|d| ctx.config.output_dir(*d).join("validation.json").exists())
+                    .filter(|d| !report.dates.iter().any(|(x, r)| x == d && r.is_err()))
                     .collect();
-                let path = summarize(&ctx.config, &done)?;
-                println!("validation summary: {}", path.display());
+                if !done.is_empty() {
+                    let path = summarize(&ctx.config, &done)?;
+                    println!("validation summary: {}", path.display());
+                }
             }
             Ok(if report.failed().is_empty() { 0 } else { 1 })
+        }
+        Command::Status {
+            common,
+            output,
+            models,
+        } => {
+            let (mut cfg, dates) = common.load()?;
+            if let Some(o) = output {
+                cfg.output = o;
+            }
+            if let Some(m) = models {
+                cfg.models = m;
+            }
+            let models = crate::stages::model_paths(&cfg)?;
+            let plans = plan_dates(&cfg, &models, &dates, false)?;
+            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+            for p in &plans {
+                let (word, detail) = match &p.status {
+                    DateStatus::UpToDate => ("up to date", String::new()),
+                    DateStatus::MissingInput => (
+                        "missing input",
+                        format!("{} does not exist", cfg.input_dir(p.date).display()),
+                    ),
+                    DateStatus::Failed(e) => ("failed", e.clone()),
+                    DateStatus::Stale => ("stale", p.describe()),
+                };
+                *counts.entry(word).or_default() += 1;
+                println!("{}  {word:<13} {detail}", p.date);
+            }
+            let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+            println!("{} dates: {}", plans.len(), parts.join(", "));
+            Ok(0)
         }
         Command::Validate { common, output } => {
             let (mut cfg, dates) = common.load()?;
@@ -297,7 +445,11 @@ pub fn main() -> Result<i32> {
                     let facts = BatchFacts::from_tables(&t["alerts"].0, &t["clusters"].0);
                     let (report, failures) =
                         judge(&params, &cfg, &ground_truth, &traps, date, &facts, None)?;
-                    crate::io::write_json(&cfg.output_dir(date).join("validation.json"), &report)?;
+                    crate::state::write_output_json(
+                        &cfg.output,
+                        &cfg.output_dir(date).join("validation.json"),
+                        &report,
+                    )?;
                     println!(
                         "{date}: total {:.4} (integrity {}, behaviour {:.3}, ground truth {:.3}), tier1 {}, tier2 {:.3}{}",
                         report["total"].as_f64().unwrap_or(0.0),
@@ -527,7 +679,42 @@ fn init_logging(trace: Option<&std::path::Path>) -> Option<tracing_chrome::Flush
     guard
 }
 
+/// Prints the plan: dates with the same stages to run and the same reason, as ranges.
+fn print_plan(plans: &[DatePlan]) {
+    let up = plans
+        .iter()
+        .filter(|p| p.status == DateStatus::UpToDate)
+        .count();
+    let mut groups: Vec<(NaiveDate, NaiveDate, usize, String)> = Vec::new();
+    for p in plans.iter().filter(|p| p.status != DateStatus::UpToDate) {
+        let what = p.describe();
+        match groups.last_mut() {
+            Some(g) if g.3 == what => {
+                g.1 = p.date;
+                g.2 += 1;
+            }
+            _ => groups.push((p.date, p.date, 1, what)),
+        }
+    }
+    println!(
+        "plan: {} of {} dates to run, {up} up to date",
+        plans.iter().filter(|p| !p.run.is_empty()).count(),
+        plans.len()
+    );
+    for (a, b, n, what) in groups {
+        if a == b {
+            println!("  {a}: {what}");
+        } else {
+            println!("  {a}..{b} ({n} dates): {what}");
+        }
+    }
+}
+
 fn print_summary(r: &RunReport, n: usize, secs: f64) {
+    if n == 0 {
+        println!("nothing to do: every date is up to date ({secs:.2} s)");
+        return;
+    }
     let total: f64 = r.stages.iter().map(|s| s.2.ms).sum::<f64>().max(1e-9);
     println!(
         "{:<16} {:<14} {:>6} {:>11} {:>11} {:>10} {:>6} {:>12}",

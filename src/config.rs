@@ -5,7 +5,7 @@
 
 use crate::dates::DateSelection;
 use anyhow::{anyhow, bail, Context, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -164,7 +164,7 @@ impl StageKind {
 }
 
 /// Parameters of the decode stage.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DecodeParams {
     /// Check every file against the sha256 in META.json.
@@ -183,7 +183,7 @@ impl Default for DecodeParams {
 }
 
 /// Parameters of a stage that applies a model.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelParams {
     /// `latest` (newest installed model of the stage's type) or a path to a model file.
@@ -202,7 +202,7 @@ impl Default for ModelParams {
 }
 
 /// Parameters of the validate stage.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ValidateParams {
     /// Upper bound on mean per-alert latency (ms) for the integrity tier.
@@ -226,7 +226,8 @@ impl Default for ValidateParams {
 }
 
 /// A stage's typed parameters.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
 pub enum StageParams {
     /// decode
     Decode(DecodeParams),

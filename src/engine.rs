@@ -1,14 +1,18 @@
 //! The engine: builds one timely dataflow from the pipeline graph and runs dates through it.
 //!
 //! Each stage becomes a timely operator. A stage with several inputs gathers, per date, one
-//! message from each input before it runs. Dates are spread round-robin over the workers;
-//! each worker feeds its dates one at a time (one timestamp per date) and waits for the
-//! date to leave the graph before the next, so memory stays bounded by one date per worker.
+//! message from each input before it runs. Each worker takes the next date from a shared queue
+//! (dates are split between processes by position), feeds it into the graph and waits for it
+//! to leave before taking another, so the dates in flight never exceed the workers and memory
+//! stays flat however long the backfill. Every stage of a date does what the date's
+//! [`DatePlan`] says: run (and cache its tables), load its tables from the cache, or nothing.
 //! A failed date carries its error downstream and never touches its output directory.
 
 use crate::batch::{DateMsg, Tables};
 use crate::config::StageKind;
+use crate::plan::{cached_tables, invalidate, record, DatePlan};
 use crate::stages::{self, Context, StageInput};
+use crate::state::{StageRecord, StateStore};
 use anyhow::{anyhow, Result};
 use chrono::NaiveDate;
 use indicatif::ProgressBar;
@@ -16,13 +20,14 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::{Concatenate, Input, Inspect, Probe};
-use timely::dataflow::{InputHandle, ProbeHandle, StreamVec};
+use timely::dataflow::operators::{Concatenate, Input, Inspect};
+use timely::dataflow::{InputHandle, StreamVec};
 
 /// Rows and time one stage spent over a run.
 #[derive(Debug, Clone, Default)]
@@ -53,42 +58,112 @@ impl RunReport {
     }
 }
 
+/// How the run's workers are laid out.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// Worker threads per process.
+    pub workers: usize,
+    /// This process's index.
+    pub process: usize,
+    /// `host:port` of every process (empty for a single process).
+    pub addresses: Vec<String>,
+}
+
+impl Cluster {
+    /// One process with `workers` threads.
+    pub fn local(workers: usize) -> Self {
+        Self {
+            workers: workers.max(1),
+            process: 0,
+            addresses: Vec::new(),
+        }
+    }
+
+    /// The number of processes.
+    pub fn processes(&self) -> usize {
+        self.addresses.len().max(1)
+    }
+
+    fn timely(&self) -> timely::Config {
+        if self.addresses.len() <= 1 {
+            return timely::Config::process(self.workers);
+        }
+        timely::Config {
+            communication: timely::CommunicationConfig::Cluster {
+                threads: self.workers,
+                process: self.process,
+                addresses: self.addresses.clone(),
+                report: false,
+                zerocopy: false,
+            },
+            worker: timely::WorkerConfig::default(),
+        }
+    }
+}
+
 type Stats = Rc<RefCell<BTreeMap<String, StageStat>>>;
 
 /// Each date and its outcome.
 type Outcomes = Vec<(NaiveDate, Result<(), String>)>;
 
-/// Runs `dates` through the pipeline with `workers` worker threads.
+/// What the workers share.
+struct Shared {
+    ctx: Arc<Context>,
+    store: StateStore,
+    run_id: String,
+    plans: Vec<DatePlan>,
+    by_date: HashMap<NaiveDate, usize>,
+    next: AtomicUsize,
+    progress: ProgressBar,
+    failed: AtomicUsize,
+}
+
+/// Runs this process's planned dates through the pipeline (in a multi-process run, each process
+/// passes its own share); plans with nothing to run are skipped.
 pub fn run(
     ctx: Arc<Context>,
-    dates: Vec<NaiveDate>,
-    workers: usize,
+    plans: Vec<DatePlan>,
+    cluster: &Cluster,
+    run_id: &str,
     progress: ProgressBar,
 ) -> Result<RunReport> {
-    let dates = Arc::new(dates);
-    let ctx2 = ctx.clone();
-    let guards = timely::execute(timely::Config::process(workers.max(1)), move |worker| {
-        let ctx = ctx2.clone();
-        let (index, peers) = (worker.index(), worker.peers());
-        let mut input = InputHandle::<u64, CapacityContainerBuilder<Vec<NaiveDate>>>::new();
-        let probe = ProbeHandle::new();
+    let plans: Vec<DatePlan> = plans.into_iter().filter(|pl| !pl.run.is_empty()).collect();
+    let shared = Arc::new(Shared {
+        store: StateStore::new(&ctx.config),
+        ctx: ctx.clone(),
+        run_id: run_id.to_string(),
+        by_date: plans.iter().enumerate().map(|(i, p)| (p.date, i)).collect(),
+        plans,
+        next: AtomicUsize::new(0),
+        progress,
+        failed: AtomicUsize::new(0),
+    });
+    let sh = shared.clone();
+    let guards = timely::execute(cluster.timely(), move |worker| {
+        let sh = sh.clone();
+        let ctx = sh.ctx.clone();
+        let mut input = InputHandle::<u64, CapacityContainerBuilder<Vec<usize>>>::new();
         let outcomes: Rc<RefCell<Outcomes>> = Rc::default();
+        let finished: Rc<RefCell<HashMap<NaiveDate, usize>>> = Rc::default();
         let stats: Stats = Rc::default();
+        let sinks = ctx.config.pipeline.sinks();
         worker.dataflow::<u64, _, _>(|scope| {
             let tokens = scope.input_from(&mut input);
             let mut streams: HashMap<String, StreamVec<u64, DateMsg>> = HashMap::new();
             for (pos, spec) in ctx.config.pipeline.stages.iter().enumerate() {
                 let source: StreamVec<u64, DateMsg> = if spec.inputs.is_empty() {
+                    let sh = sh.clone();
                     tokens.clone().unary(Pipeline, "Dates", |_, _| {
                         move |input, output| {
                             input.for_each(|cap, data| {
                                 let mut s = output.session(&cap);
-                                for date in data.drain(..) {
+                                for i in data.drain(..) {
                                     s.give(DateMsg {
-                                        date,
+                                        date: sh.plans[i].date,
                                         from: String::new(),
                                         body: Ok(Tables::new()),
                                         timings: BTreeMap::new(),
+                                        done: BTreeMap::new(),
                                     });
                                 }
                             })
@@ -98,7 +173,7 @@ pub fn run(
                     scope.concatenate(spec.inputs.iter().map(|i| streams[i].clone()))
                 };
                 let n_inputs = spec.inputs.len().max(1);
-                let (ctx, stats) = (ctx.clone(), stats.clone());
+                let (sh, stats) = (sh.clone(), stats.clone());
                 let out = source.unary(Pipeline, &spec.name, move |_, _| {
                     let mut pending: HashMap<NaiveDate, Vec<DateMsg>> = HashMap::new();
                     move |input, output| {
@@ -110,7 +185,7 @@ pub fn run(
                                 got.push(msg);
                                 if got.len() == n_inputs {
                                     let msgs = pending.remove(&date).unwrap_or_default();
-                                    session.give(run_stage(&ctx, pos, date, msgs, &stats));
+                                    session.give(step(&sh, pos, date, msgs, &stats));
                                 }
                             }
                         })
@@ -118,28 +193,51 @@ pub fn run(
                 });
                 streams.insert(spec.name.clone(), out);
             }
-            for (k, sink) in ctx.config.pipeline.sinks().into_iter().enumerate() {
-                let (outcomes, progress) = (outcomes.clone(), progress.clone());
-                streams[&sink.name]
-                    .clone()
-                    .inspect(move |m: &DateMsg| {
-                        if let Err(e) = &m.body {
-                            progress.println(format!("✗ {}: {e}", m.date));
+            for sink in &sinks {
+                let (outcomes, finished, sh) = (outcomes.clone(), finished.clone(), sh.clone());
+                let n_sinks = sinks.len();
+                streams[&sink.name].clone().inspect(move |m: &DateMsg| {
+                    let error = m.body.as_ref().err().cloned();
+                    let saved = record(&sh.store, m.date, &m.done, error.clone());
+                    let result = match (error, saved) {
+                        (Some(e), _) => Err(e),
+                        (None, Err(e)) => Err(format!("cannot record the run state: {e:#}")),
+                        (None, Ok(())) => Ok(()),
+                    };
+                    let mut fin = finished.borrow_mut();
+                    let seen = fin.entry(m.date).or_default();
+                    *seen += 1;
+                    if let Err(e) = &result {
+                        sh.progress.println(format!("✗ {}: {e}", m.date));
+                    }
+                    if *seen == n_sinks {
+                        let failed_before = outcomes
+                            .borrow()
+                            .iter()
+                            .any(|(d, r)| *d == m.date && r.is_err());
+                        if result.is_err() || failed_before {
+                            let f = sh.failed.fetch_add(1, Ordering::Relaxed) + 1;
+                            sh.progress.set_message(format!("{f} failed"));
                         }
-                        if k == 0 {
-                            progress.inc(1);
-                        }
-                        outcomes
-                            .borrow_mut()
-                            .push((m.date, m.body.as_ref().map(|_| ()).map_err(Clone::clone)));
-                    })
-                    .probe_with(&probe);
+                        sh.progress.inc(1);
+                    }
+                    outcomes.borrow_mut().push((m.date, result));
+                });
             }
         });
-        for (round, date) in dates.iter().enumerate().filter(|(i, _)| i % peers == index) {
-            input.send(*date);
-            input.advance_to(round as u64 + 1);
-            while probe.less_than(input.time()) {
+        let n_sinks = sinks.len();
+        loop {
+            let i = sh.next.fetch_add(1, Ordering::Relaxed);
+            let Some(plan) = sh.plans.get(i) else { break };
+            if let Err(e) = invalidate(&sh.store, plan) {
+                outcomes
+                    .borrow_mut()
+                    .push((plan.date, Err(format!("{e:#}"))));
+                continue;
+            }
+            input.send(i);
+            input.flush();
+            while finished.borrow().get(&plan.date).copied().unwrap_or(0) < n_sinks {
                 worker.step();
             }
         }
@@ -149,7 +247,7 @@ pub fn run(
         let outcomes = outcomes.borrow().clone();
         (outcomes, stats)
     })
-    .map_err(|e| anyhow!("cannot start {workers} workers: {e}"))?;
+    .map_err(|e| anyhow!("cannot start the workers: {e}"))?;
 
     let mut report = RunReport::default();
     let mut totals: BTreeMap<String, StageStat> = BTreeMap::new();
@@ -183,20 +281,18 @@ pub fn run(
     Ok(report)
 }
 
-/// Runs stage `pos` on one date, given one message from each of its inputs.
-fn run_stage(
-    ctx: &Context,
-    pos: usize,
-    date: NaiveDate,
-    msgs: Vec<DateMsg>,
-    stats: &Stats,
-) -> DateMsg {
-    let spec = &ctx.config.pipeline.stages[pos];
+/// Does what the date's plan says for stage `pos`: runs it (and caches its tables), loads its
+/// cached tables, or passes an empty message on.
+fn step(sh: &Shared, pos: usize, date: NaiveDate, msgs: Vec<DateMsg>, stats: &Stats) -> DateMsg {
+    let spec = &sh.ctx.config.pipeline.stages[pos];
+    let plan = &sh.plans[sh.by_date[&date]];
     let mut timings = BTreeMap::new();
+    let mut done = BTreeMap::new();
     let mut tables = Tables::new();
     let mut failed = None;
     for m in msgs {
         timings.extend(m.timings);
+        done.extend(m.done);
         match m.body {
             Ok(t) => tables.extend(t),
             Err(e) => {
@@ -204,14 +300,67 @@ fn run_stage(
             }
         }
     }
+    let msg = |body, timings, done| DateMsg {
+        date,
+        from: spec.name.clone(),
+        body,
+        timings,
+        done,
+    };
     if let Some(e) = failed {
-        return DateMsg {
-            date,
-            from: spec.name.clone(),
-            body: Err(e),
-            timings,
-        };
+        return msg(Err(e), timings, done);
     }
+    let rec = &plan.records[&spec.name];
+    if !plan.run.contains(&spec.name) {
+        let body = if plan.load.contains(&spec.name) {
+            sh.store
+                .read_cache(
+                    date,
+                    &spec.name,
+                    &rec.fingerprint,
+                    &cached_tables(spec.kind),
+                )
+                .map_err(|e| format!("{e:#}; delete it and rerun"))
+        } else {
+            Ok(Tables::new())
+        };
+        return msg(body, timings, done);
+    }
+    let (body, ms) = run_stage(&sh.ctx, pos, date, tables, &timings, stats);
+    timings.insert(spec.name.clone(), ms);
+    let body = body.and_then(|t| {
+        let keep: Tables = cached_tables(spec.kind)
+            .into_iter()
+            .filter_map(|n| t.get(n).map(|b| (n.to_string(), b.clone())))
+            .collect();
+        sh.store
+            .write_cache(date, &spec.name, &rec.fingerprint, &keep)
+            .map_err(|e| format!("{e:#}"))?;
+        Ok(t)
+    });
+    if body.is_ok() {
+        done.insert(
+            spec.name.clone(),
+            StageRecord {
+                run_id: sh.run_id.clone(),
+                ..rec.clone()
+            },
+        );
+    }
+    msg(body, timings, done)
+}
+
+/// Runs stage `pos` on one date's input tables, retrying transient I/O errors with backoff;
+/// returns its tables (or error) and the milliseconds it took.
+fn run_stage(
+    ctx: &Context,
+    pos: usize,
+    date: NaiveDate,
+    tables: Tables,
+    timings: &BTreeMap<String, f64>,
+    stats: &Stats,
+) -> (Result<Tables, String>, f64) {
+    let spec = &ctx.config.pipeline.stages[pos];
     // One span per stage and date (on the worker's thread), named by the stage's kind.
     let name = &spec.name;
     let span = match spec.kind {
@@ -232,22 +381,23 @@ fn run_stage(
     let input = StageInput {
         date,
         tables: &tables,
-        timings: &timings,
+        timings,
     };
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| stages::run(spec, ctx, &input)))
-        .unwrap_or_else(|p| {
-            let what = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
-            Err(anyhow!(
-                "stage `{}` panicked: {}",
-                spec.name,
-                what.unwrap_or_default()
-            ))
-        });
+    let result = retry_transient(&spec.name, date, || {
+        std::panic::catch_unwind(AssertUnwindSafe(|| stages::run(spec, ctx, &input)))
+            .unwrap_or_else(|p| {
+                let what = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+                Err(anyhow!(
+                    "stage `{}` panicked: {}",
+                    spec.name,
+                    what.unwrap_or_default()
+                ))
+            })
+    });
     let ms = start.elapsed().as_secs_f64() * 1e3;
-    timings.insert(spec.name.clone(), ms);
     let body = result.map_err(|e| format!("{e:#}"));
     if let Ok(t) = &body {
         let mut s = stats.borrow_mut();
@@ -268,10 +418,79 @@ fn run_stage(
             .unwrap_or(0);
     }
     tracing::debug!(stage = %spec.name, %date, ms, ok = body.is_ok(), "stage done");
-    DateMsg {
-        date,
-        from: spec.name.clone(),
-        body,
-        timings,
+    (body, ms)
+}
+
+/// Attempts of a stage that fails with a transient I/O error.
+const ATTEMPTS: u32 = 4;
+
+/// Runs `f`, again after 100 ms, 400 ms, 1.6 s while it fails with a transient I/O error
+/// (interrupted, timed out, would block, connection reset).
+pub fn retry_transient<T>(
+    stage: &str,
+    date: NaiveDate,
+    mut f: impl FnMut() -> Result<T>,
+) -> Result<T> {
+    let mut delay = Duration::from_millis(100);
+    for attempt in 1.. {
+        match f() {
+            Err(e) if attempt < ATTEMPTS && is_transient(&e) => {
+                tracing::warn!(%stage, %date, attempt, "transient error, retrying: {e:#}");
+                std::thread::sleep(delay);
+                delay *= 4;
+            }
+            r => return r,
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// Whether an error comes from an I/O failure that may pass if tried again.
+pub fn is_transient(e: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::*;
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                Interrupted | TimedOut | WouldBlock | ConnectionReset | ConnectionAborted
+            )
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_errors_are_retried_then_succeed() {
+        let date = NaiveDate::from_ymd_opt(2025, 10, 1).unwrap();
+        let mut calls = 0;
+        let r = retry_transient("decode", date, || {
+            calls += 1;
+            if calls < 3 {
+                Err(
+                    anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::TimedOut))
+                        .context("reading alerts.parquet"),
+                )
+            } else {
+                Ok(calls)
+            }
+        });
+        assert_eq!(r.unwrap(), 3);
+    }
+
+    #[test]
+    fn other_errors_fail_at_once() {
+        let date = NaiveDate::from_ymd_opt(2025, 10, 1).unwrap();
+        let mut calls = 0;
+        let r: Result<()> = retry_transient("decode", date, || {
+            calls += 1;
+            Err(anyhow::Error::new(std::io::Error::from(
+                std::io::ErrorKind::NotFound,
+            )))
+        });
+        assert!(r.is_err());
+        assert_eq!(calls, 1);
     }
 }

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A Parquet file opened for streaming, with the columns it holds.
 pub struct ParquetSource {
@@ -107,17 +108,25 @@ impl Iterator for BatchIter {
     }
 }
 
-/// The temporary name a file is written under before it is renamed into place.
-fn temp_name(path: &Path) -> PathBuf {
+/// The temporary name `path` is written under, in `dir`: hidden, and unique to this process.
+fn temp_name(dir: &Path, path: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()))
 }
 
-/// A file written under a temporary name in its final directory; [`TempFile::commit`] renames
-/// it into place, and dropping it uncommitted removes it.
+/// The process id a temporary file name (see [`TempFile`]) was made by.
+pub fn temp_owner(file_name: &str) -> Option<u32> {
+    let rest = file_name.rsplit_once(".tmp-")?.1;
+    rest.split('-').next()?.parse().ok()
+}
+
+/// A file written under a temporary name; [`TempFile::commit`] renames it into place, and
+/// dropping it uncommitted removes it.
 pub struct TempFile {
     tmp: PathBuf,
     path: PathBuf,
@@ -125,12 +134,22 @@ pub struct TempFile {
 }
 
 impl TempFile {
-    /// Writes the temporary file with `write` and syncs it to disk.
+    /// Writes the temporary file (hidden, beside `path`) with `write` and syncs it to disk.
     pub fn write(
         path: &Path,
         write: impl FnOnce(&mut BufWriter<File>) -> Result<()>,
     ) -> Result<Self> {
-        let tmp = temp_name(path);
+        Self::write_in(path.parent().unwrap_or(Path::new(".")), path, write)
+    }
+
+    /// Like [`TempFile::write`], but the temporary file lives in `dir` (on the same file system
+    /// as `path`), so nothing partial ever shows in `path`'s directory.
+    pub fn write_in(
+        dir: &Path,
+        path: &Path,
+        write: impl FnOnce(&mut BufWriter<File>) -> Result<()>,
+    ) -> Result<Self> {
+        let tmp = temp_name(dir, path);
         let t = Self {
             tmp,
             path: path.to_path_buf(),
@@ -171,9 +190,9 @@ pub fn write_atomic(
     TempFile::write(path, write)?.commit()
 }
 
-/// Writes a record batch as snappy-compressed Parquet to a temporary file (see [`TempFile`]).
-pub fn parquet_temp(path: &Path, batch: &RecordBatch) -> Result<TempFile> {
-    TempFile::write(path, |w| {
+/// Writes a record batch as snappy-compressed Parquet to a temporary file in `dir` (see [`TempFile`]).
+pub fn parquet_temp(dir: &Path, path: &Path, batch: &RecordBatch) -> Result<TempFile> {
+    TempFile::write_in(dir, path, |w| {
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_created_by(format!("aml-pipeline {}", env!("CARGO_PKG_VERSION")))
@@ -185,9 +204,9 @@ pub fn parquet_temp(path: &Path, batch: &RecordBatch) -> Result<TempFile> {
     })
 }
 
-/// Pretty-printed JSON to a temporary file (see [`TempFile`]).
-pub fn json_temp(path: &Path, value: &impl serde::Serialize) -> Result<TempFile> {
-    TempFile::write(path, |w| {
+/// Pretty-printed JSON to a temporary file in `dir` (see [`TempFile`]).
+pub fn json_temp(dir: &Path, path: &Path, value: &impl serde::Serialize) -> Result<TempFile> {
+    TempFile::write_in(dir, path, |w| {
         serde_json::to_writer_pretty(&mut *w, value)?;
         w.write_all(b"\n")?;
         Ok(())
@@ -196,12 +215,16 @@ pub fn json_temp(path: &Path, value: &impl serde::Serialize) -> Result<TempFile>
 
 /// Writes a record batch as a snappy-compressed Parquet file, atomically.
 pub fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {
-    parquet_temp(path, batch)?.commit()
+    parquet_temp(parent(path), path, batch)?.commit()
 }
 
 /// Writes pretty-printed JSON, atomically.
 pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
-    json_temp(path, value)?.commit()
+    json_temp(parent(path), path, value)?.commit()
+}
+
+fn parent(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new("."))
 }
 
 /// Hex sha256 of a file's bytes, streamed.

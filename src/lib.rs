@@ -18,6 +18,8 @@ pub mod io;
 pub mod labels;
 pub mod metrics;
 pub mod model;
+pub mod plan;
 pub mod stages;
+pub mod state;
 pub mod train;
 pub mod validation;

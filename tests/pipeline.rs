@@ -161,41 +161,6 @@ fn outputs_have_the_contract_schemas_and_counts() {
     }
 }
 
-/// Everything but the wall-clock columns (`latency_ms`) and fields (`processed_at`, latencies).
-fn deterministic_view(root: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for (path, bytes) in snapshot(root) {
-        let name = path.to_string_lossy().to_string();
-        if name.ends_with(".parquet") {
-            let b = read_parquet(&root.join(&path));
-            let keep: Vec<usize> = (0..b.num_columns())
-                .filter(|&i| b.schema().field(i).name() != "latency_ms")
-                .collect();
-            let b = b.project(&keep).unwrap();
-            let mut buf = Vec::new();
-            let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut buf, &b.schema()).unwrap();
-            w.write(&b).unwrap();
-            w.finish().unwrap();
-            drop(w);
-            out.push((name, buf));
-        } else if name.ends_with("processing_metadata.json") || name.ends_with("validation.json") {
-            let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-            v.as_object_mut().unwrap().remove("processed_at");
-            v.as_object_mut().unwrap().remove("latencies_ms");
-            if let Some(checks) = v
-                .pointer_mut("/integrity/checks")
-                .and_then(|c| c.as_array_mut())
-            {
-                checks.retain(|c| c["name"] != "mean_latency");
-            }
-            out.push((name, serde_json::to_vec(&v).unwrap()));
-        } else {
-            out.push((name, bytes));
-        }
-    }
-    out
-}
-
 #[test]
 fn outputs_are_identical_across_runs_and_worker_counts() {
     let a = tempfile::tempdir().unwrap();

@@ -76,6 +76,14 @@ impl Context {
         })
     }
 
+    /// The model file each model stage applies, by stage name.
+    pub fn model_paths(&self) -> BTreeMap<String, std::path::PathBuf> {
+        self.models
+            .iter()
+            .map(|(k, m)| (k.clone(), m.path.clone()))
+            .collect()
+    }
+
     /// The version of the model of the first stage of `kind`, or `unknown`.
     pub fn model_version(&self, kind: StageKind) -> String {
         self.config
@@ -91,6 +99,17 @@ impl Context {
             .map(|m| m.as_ref())
             .ok_or_else(|| anyhow!("stage `{}`: no model loaded", stage.name))
     }
+}
+
+/// The model file each model stage of `cfg` would apply, without loading the models.
+pub fn model_paths(cfg: &RunConfig) -> Result<BTreeMap<String, std::path::PathBuf>> {
+    let mut out = BTreeMap::new();
+    for s in &cfg.pipeline.stages {
+        if let (Some(kind), StageParams::Model(p)) = (model_kind(s.kind), &s.params) {
+            out.insert(s.name.clone(), Model::resolve(&cfg.models, kind, &p.model)?);
+        }
+    }
+    Ok(out)
 }
 
 /// Runs one stage on one date.

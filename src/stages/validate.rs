@@ -11,8 +11,9 @@ use super::{table, Context, StageInput};
 use crate::batch::{ArrowBatch, Tables};
 use crate::config::{RunConfig, ValidateParams};
 use crate::contract::column;
-use crate::io::{write_json, ParquetSource};
+use crate::io::ParquetSource;
 use crate::stages::decode::make_batch;
+use crate::state::write_output_json;
 use crate::validation::{
     behaviour, ground_truth, integrity, plagiarism, tier1, tier2, Check, ScoreTable, ScoredAlert,
     Trap,
@@ -268,7 +269,7 @@ pub fn run(p: &ValidateParams, ctx: &Context, input: &StageInput) -> Result<Tabl
         None,
     )?;
     let dir = ctx.config.output_dir(input.date);
-    write_json(&dir.join("validation.json"), &report)?;
+    write_output_json(&ctx.config.output, &dir.join("validation.json"), &report)?;
     if !failures.is_empty() {
         bail!(
             "validation failed for {}: {}",
@@ -347,6 +348,6 @@ pub fn summarize(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<PathBuf> {
         .join(&cfg.network)
         .join(format!("validation_summary_{}d.json", cfg.window_days));
     std::fs::create_dir_all(path.parent().expect("has parent"))?;
-    write_json(&path, &summary)?;
+    write_output_json(&cfg.output, &path, &summary)?;
     Ok(path)
 }

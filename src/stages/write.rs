@@ -1,5 +1,6 @@
 //! write: the date's outputs under `{output}/{network}/{date}/{window_days}/`. Every file is
-//! first written under a temporary name; only when all are written are they renamed into
+//! first written under a temporary name in the staging directory (outside every date
+//! directory); only when all are written are they renamed into
 //! place, `processing_metadata.json` last, so a date's outputs appear whole or not at all.
 
 use super::{table, Context, StageInput};
@@ -7,6 +8,7 @@ use crate::batch::{ArrowBatch, Tables};
 use crate::config::StageKind;
 use crate::io::{json_temp, parquet_temp};
 use crate::stages::decode::make_batch;
+use crate::state::staging_dir;
 use anyhow::{Context as _, Result};
 use arrow::array::{AsArray, Int64Array, StringArray};
 use arrow::datatypes::Int64Type;
@@ -61,11 +63,14 @@ pub fn run(ctx: &Context, input: &StageInput) -> Result<Tables> {
         "status": "COMPLETED",
         "error_message": null,
     });
+    let staging = staging_dir(&ctx.config.output);
+    std::fs::create_dir_all(&staging)
+        .with_context(|| format!("cannot create {}", staging.display()))?;
     let files = [
-        parquet_temp(&dir.join(OUTPUTS[0]), scores)?,
-        parquet_temp(&dir.join(OUTPUTS[1]), rankings)?,
-        parquet_temp(&dir.join(OUTPUTS[2]), clusters)?,
-        json_temp(&dir.join(OUTPUTS[3]), &meta)?,
+        parquet_temp(&staging, &dir.join(OUTPUTS[0]), scores)?,
+        parquet_temp(&staging, &dir.join(OUTPUTS[1]), rankings)?,
+        parquet_temp(&staging, &dir.join(OUTPUTS[2]), clusters)?,
+        json_temp(&staging, &dir.join(OUTPUTS[3]), &meta)?,
     ];
     for f in files {
         f.commit()?;

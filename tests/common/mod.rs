@@ -186,7 +186,7 @@ pub fn refresh_meta(dir: &Path) {
     std::fs::write(&p, serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
 }
 
-/// Every file under `dir` with its bytes, sorted by path.
+/// Every file under `dir` with its bytes, sorted by path; the run state (`.state/`) is left out.
 pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     if !dir.exists() {
@@ -196,6 +196,9 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();
+            if p.file_name().is_some_and(|n| n == ".state") {
+                continue;
+            }
             if p.is_dir() {
                 stack.push(p);
             } else {
@@ -207,5 +210,40 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         }
     }
     out.sort();
+    out
+}
+
+/// Everything but the wall-clock columns (`latency_ms`) and fields (`processed_at`, latencies).
+pub fn deterministic_view(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (path, bytes) in snapshot(root) {
+        let name = path.to_string_lossy().to_string();
+        if name.ends_with(".parquet") {
+            let b = read_parquet(&root.join(&path));
+            let keep: Vec<usize> = (0..b.num_columns())
+                .filter(|&i| b.schema().field(i).name() != "latency_ms")
+                .collect();
+            let b = b.project(&keep).unwrap();
+            let mut buf = Vec::new();
+            let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut buf, &b.schema()).unwrap();
+            w.write(&b).unwrap();
+            w.finish().unwrap();
+            drop(w);
+            out.push((name, buf));
+        } else if name.ends_with("processing_metadata.json") || name.ends_with("validation.json") {
+            let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            v.as_object_mut().unwrap().remove("processed_at");
+            v.as_object_mut().unwrap().remove("latencies_ms");
+            if let Some(checks) = v
+                .pointer_mut("/integrity/checks")
+                .and_then(|c| c.as_array_mut())
+            {
+                checks.retain(|c| c["name"] != "mean_latency");
+            }
+            out.push((name, serde_json::to_vec(&v).unwrap()));
+        } else {
+            out.push((name, bytes));
+        }
+    }
     out
 }

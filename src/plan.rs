@@ -1,0 +1,432 @@
+//! The incremental planner: what each date's outputs were made from, and what a run must redo.
+//!
+//! Every stage of every date has a fingerprint: a hash of its *parts* — the content of the input
+//! files it reads (sha256 from META.json, else computed once and cached by size and mtime), the
+//! model file it applies, its own parameters, the code version and the fingerprints of its
+//! upstream stages. [`crate::state`] records the fingerprint of each stage's last good output. A
+//! stage reruns when its fingerprint changed (the differing parts say why), when its outputs are
+//! gone, or when a rerunning stage needs its tables and no cache of them exists.
+
+use crate::config::{RunConfig, StageKind, StageParams, StageSpec};
+use crate::stages::decode::FILES;
+use crate::stages::write::OUTPUTS;
+use crate::state::{DateState, StageRecord, StateStore};
+use anyhow::{Context as _, Result};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// The version of the code, as recorded in fingerprints: the package version and a hash of the
+/// source it was built from.
+pub const CODE_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "+",
+    env!("AML_PIPELINE_SOURCE_HASH")
+);
+
+/// The tables of a stage's output that are cached for later runs (all but decode's large
+/// address features and money flows, which only feature join reads).
+pub fn cached_tables(kind: StageKind) -> Vec<&'static str> {
+    kind.produces()
+        .iter()
+        .copied()
+        .filter(|t| !(kind == StageKind::Decode && matches!(*t, "features" | "flows")))
+        .collect()
+}
+
+/// Where a date stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DateStatus {
+    /// Every stage's output is current.
+    UpToDate,
+    /// Some stages must run.
+    Stale,
+    /// The date has no input batch.
+    MissingInput,
+    /// The last run of the date failed with this error (and it is stale).
+    Failed(String),
+}
+
+/// What a run does with one date.
+#[derive(Debug, Clone)]
+pub struct DatePlan {
+    /// The processing date.
+    pub date: NaiveDate,
+    /// Where the date stands.
+    pub status: DateStatus,
+    /// Each stage's current fingerprint and parts.
+    pub records: BTreeMap<String, StageRecord>,
+    /// The stages that run, in pipeline order.
+    pub run: Vec<String>,
+    /// Fresh stages whose cached tables feed a running stage.
+    pub load: BTreeSet<String>,
+    /// Why each running stage runs.
+    pub reasons: BTreeMap<String, Vec<String>>,
+}
+
+impl DatePlan {
+    /// One line: the stages that run and why (the reasons of the first stale stage).
+    pub fn describe(&self) -> String {
+        match &self.status {
+            DateStatus::UpToDate => "up to date".into(),
+            DateStatus::MissingInput => "missing input".into(),
+            _ => {
+                let why = self
+                    .run
+                    .iter()
+                    .find_map(|s| self.reasons.get(s).filter(|r| !r.is_empty()))
+                    .map(|r| r.join(", "))
+                    .unwrap_or_default();
+                let failed = match &self.status {
+                    DateStatus::Failed(e) => format!(" [last run failed: {e}]"),
+                    _ => String::new(),
+                };
+                format!("run {} ({why}){failed}", self.run.join(", "))
+            }
+        }
+    }
+}
+
+/// Content hashes of files computed by the pipeline, cached by path, size and mtime.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct HashCache {
+    entries: BTreeMap<PathBuf, (u64, i128, String)>,
+    #[serde(skip)]
+    dirty: bool,
+}
+
+impl HashCache {
+    fn path(output: &Path) -> PathBuf {
+        output.join(".state").join("file_hashes.json")
+    }
+
+    /// Loads the cache of an output root (empty if absent or unreadable).
+    pub fn load(output: &Path) -> Self {
+        std::fs::read(Self::path(output))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Saves the cache if it changed.
+    pub fn save(&self, output: &Path) -> Result<()> {
+        if self.dirty {
+            std::fs::create_dir_all(output.join(".state"))?;
+            crate::io::write_json(&Self::path(output), self)?;
+        }
+        Ok(())
+    }
+
+    /// The sha256 of `path`, from the cache when its size and mtime are unchanged.
+    pub fn sha256(&mut self, path: &Path) -> Result<String> {
+        self.hash(path, None)
+    }
+
+    /// The content hash of a file whose sha256 META.json lists as `listed`: on first sight the
+    /// listed value is trusted (decode verifies it), but once the file's size or mtime change
+    /// it is hashed, so a file edited or corrupted behind META.json's back shows as changed.
+    /// A missing file hashes as `missing`.
+    pub fn listed(&mut self, path: &Path, listed: &str) -> Result<String> {
+        if !path.exists() {
+            return Ok("missing".to_string());
+        }
+        self.hash(path, Some(listed))
+    }
+
+    fn hash(&mut self, path: &Path, trust: Option<&str>) -> Result<String> {
+        let md =
+            std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let mtime = md
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as i128);
+        let h = match (self.entries.get(path), trust) {
+            (Some((size, m, h)), _) if *size == md.len() && *m == mtime => return Ok(h.clone()),
+            (None, Some(listed)) => listed.to_string(),
+            _ => crate::io::sha256_file(path)?,
+        };
+        self.entries
+            .insert(path.to_path_buf(), (md.len(), mtime, h.clone()));
+        self.dirty = true;
+        Ok(h)
+    }
+}
+
+/// Plans runs of one configuration.
+pub struct Planner<'a> {
+    cfg: &'a RunConfig,
+    store: StateStore,
+    hashes: HashCache,
+    /// Fingerprint parts shared by every date, per stage (code, parameters, models, ground truth).
+    common: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl<'a> Planner<'a> {
+    /// A planner for `cfg`; `models` gives the model file each model stage applies.
+    pub fn new(cfg: &'a RunConfig, models: &BTreeMap<String, PathBuf>) -> Result<Self> {
+        let mut hashes = HashCache::load(&cfg.output);
+        let mut common = BTreeMap::new();
+        for s in &cfg.pipeline.stages {
+            let mut parts = BTreeMap::new();
+            parts.insert("code".to_string(), CODE_VERSION.to_string());
+            parts.insert("stage".to_string(), stage_json(s));
+            if let Some(m) = models.get(&s.name) {
+                parts.insert("model".to_string(), hashes.sha256(m)?);
+            }
+            if let (StageKind::Validate, StageParams::Validate(p)) = (s.kind, &s.params) {
+                let gt = cfg.input.join(&cfg.network).join("ground_truth.parquet");
+                if gt.exists() {
+                    parts.insert("ground_truth".to_string(), hashes.sha256(&gt)?);
+                }
+                if !p.traps.is_empty() {
+                    let base = cfg.pipeline.path.parent().unwrap_or(Path::new("."));
+                    parts.insert("traps".to_string(), hashes.sha256(&base.join(&p.traps))?);
+                }
+            }
+            common.insert(s.name.clone(), parts);
+        }
+        Ok(Self {
+            cfg,
+            store: StateStore::new(cfg),
+            hashes,
+            common,
+        })
+    }
+
+    /// The state store the plans refer to.
+    pub fn store(&self) -> &StateStore {
+        &self.store
+    }
+
+    /// Saves the file-hash cache (call after planning).
+    pub fn finish(&self) -> Result<()> {
+        self.hashes.save(&self.cfg.output)
+    }
+
+    /// The content hashes of a date's input files, or `None` if the date has no batch.
+    fn input_parts(&mut self, date: NaiveDate) -> Result<Option<BTreeMap<String, String>>> {
+        let dir = self.cfg.input_dir(date);
+        if !dir.is_dir() {
+            return Ok(None);
+        }
+        let meta: Option<serde_json::Value> = std::fs::read(dir.join("META.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let sums = meta
+            .as_ref()
+            .and_then(|m| m.get("sha256"))
+            .and_then(|v| v.as_object());
+        let mut parts = BTreeMap::new();
+        for f in FILES {
+            let listed = sums.and_then(|s| s.get(f)).and_then(|v| v.as_str());
+            let h = match listed {
+                Some(h) => self.hashes.listed(&dir.join(f), &h.to_ascii_lowercase())?,
+                None if dir.join(f).exists() => self.hashes.sha256(&dir.join(f))?,
+                None => "absent".to_string(),
+            };
+            parts.insert(format!("input:{f}"), h);
+        }
+        Ok(Some(parts))
+    }
+
+    /// Plans one date; `force` reruns every stage.
+    pub fn plan(&mut self, date: NaiveDate, force: bool) -> Result<DatePlan> {
+        let state = self.store.load(date)?;
+        let mut plan = DatePlan {
+            date,
+            status: DateStatus::UpToDate,
+            records: BTreeMap::new(),
+            run: Vec::new(),
+            load: BTreeSet::new(),
+            reasons: BTreeMap::new(),
+        };
+        let Some(inputs) = self.input_parts(date)? else {
+            plan.status = DateStatus::MissingInput;
+            return Ok(plan);
+        };
+        let stages = &self.cfg.pipeline.stages;
+        let mut must: BTreeSet<String> = BTreeSet::new();
+        for s in stages {
+            let mut parts = self.common[&s.name].clone();
+            if s.kind == StageKind::Decode {
+                parts.extend(inputs.clone());
+            }
+            for i in &s.inputs {
+                parts.insert(format!("upstream:{i}"), plan.records[i].fingerprint.clone());
+            }
+            let rec = StageRecord {
+                fingerprint: fingerprint(&parts),
+                parts,
+                run_id: String::new(),
+            };
+            let mut why = Vec::new();
+            match state.stages.get(&s.name) {
+                _ if force => why.push("forced".to_string()),
+                None => why.push(if state.stages.is_empty() {
+                    "never run".to_string()
+                } else {
+                    format!("no output of `{}` recorded", s.name)
+                }),
+                Some(old) if old.fingerprint != rec.fingerprint => {
+                    why.extend(changed_parts(&s.name, &old.parts, &rec.parts))
+                }
+                Some(_) if !self.outputs_exist(s, date) => {
+                    why.push(format!("outputs of `{}` missing", s.name))
+                }
+                Some(_) => {}
+            }
+            if !why.is_empty() {
+                must.insert(s.name.clone());
+                plan.reasons.insert(s.name.clone(), why);
+            }
+            plan.records.insert(s.name.clone(), rec);
+        }
+        // A running stage needs the tables of each input: from the input running too, or from
+        // its cache; without a cache, the input runs as well.
+        loop {
+            let mut added = false;
+            for s in stages.iter().rev() {
+                if !must.contains(&s.name) {
+                    continue;
+                }
+                for i in &s.inputs {
+                    if must.contains(i) {
+                        continue;
+                    }
+                    let spec = stages.iter().find(|x| &x.name == i).expect("checked graph");
+                    let fp = &plan.records[i].fingerprint;
+                    if !self.store.has_cache(date, i, fp, &cached_tables(spec.kind))
+                        || needs_uncached(s.kind, spec.kind)
+                    {
+                        must.insert(i.clone());
+                        plan.reasons
+                            .entry(i.clone())
+                            .or_default()
+                            .push(format!("`{}` needs its tables", s.name));
+                        added = true;
+                    }
+                }
+            }
+            if !added {
+                break;
+            }
+        }
+        plan.run = stages
+            .iter()
+            .filter(|s| must.contains(&s.name))
+            .map(|s| s.name.clone())
+            .collect();
+        plan.load = stages
+            .iter()
+            .filter(|s| must.contains(&s.name))
+            .flat_map(|s| s.inputs.iter())
+            .filter(|i| !must.contains(*i))
+            .cloned()
+            .collect();
+        plan.status = match (&state.error, plan.run.is_empty()) {
+            (_, true) => DateStatus::UpToDate,
+            (Some(e), false) => DateStatus::Failed(e.clone()),
+            (None, false) => DateStatus::Stale,
+        };
+        Ok(plan)
+    }
+
+    fn outputs_exist(&self, s: &StageSpec, date: NaiveDate) -> bool {
+        let dir = self.cfg.output_dir(date);
+        match s.kind {
+            StageKind::Write => OUTPUTS.iter().all(|f| dir.join(f).exists()),
+            StageKind::Validate => dir.join("validation.json").exists(),
+            _ => true,
+        }
+    }
+}
+
+/// Whether a consumer of kind `consumer` reads tables of `producer` that are never cached.
+fn needs_uncached(consumer: StageKind, producer: StageKind) -> bool {
+    let cached = cached_tables(producer);
+    consumer
+        .consumes()
+        .iter()
+        .any(|t| producer.produces().contains(t) && !cached.contains(t))
+}
+
+/// A stage's kind, inputs and parameters as canonical JSON.
+fn stage_json(s: &StageSpec) -> String {
+    serde_json::json!({"kind": format!("{:?}", s.kind), "inputs": s.inputs, "params": s.params})
+        .to_string()
+}
+
+/// The fingerprint of a set of parts.
+pub fn fingerprint(parts: &BTreeMap<String, String>) -> String {
+    let json = serde_json::to_vec(parts).expect("strings serialise");
+    crate::io::sha256_bytes(&json)[..16].to_string()
+}
+
+/// Human reasons for the parts that differ between two records of stage `name`.
+fn changed_parts(
+    name: &str,
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let keys: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    let mut why = Vec::new();
+    for k in keys {
+        if old.get(k) == new.get(k) || k.starts_with("upstream:") {
+            continue;
+        }
+        why.push(match k.split_once(':') {
+            Some(("input", f)) => format!("input {f} changed"),
+            _ if k == "code" => "code version changed".to_string(),
+            _ if k == "stage" => format!("parameters of `{name}` changed"),
+            _ if k == "model" => format!("model of `{name}` changed"),
+            _ => format!("{k} changed"),
+        });
+    }
+    if why.is_empty() {
+        why.push("upstream changed".into());
+    }
+    why
+}
+
+/// Plans every date in `dates` (the planner's hash cache is saved afterwards).
+pub fn plan_dates(
+    cfg: &RunConfig,
+    models: &BTreeMap<String, PathBuf>,
+    dates: &[NaiveDate],
+    force: bool,
+) -> Result<Vec<DatePlan>> {
+    let mut planner = Planner::new(cfg, models)?;
+    let plans = dates
+        .iter()
+        .map(|&d| planner.plan(d, force))
+        .collect::<Result<Vec<_>>>()?;
+    planner.finish()?;
+    Ok(plans)
+}
+
+/// Records a date's outcome: the stages that produced output in this run, and its error.
+pub fn record(
+    store: &StateStore,
+    date: NaiveDate,
+    done: &BTreeMap<String, StageRecord>,
+    error: Option<String>,
+) -> Result<()> {
+    let mut state = store.load(date)?;
+    state.stages.extend(done.clone());
+    state.error = error;
+    store.save(date, &state)?;
+    store.prune_cache(date, &state)
+}
+
+/// Forgets the records of the stages about to rerun, so no record outlives its outputs.
+pub fn invalidate(store: &StateStore, plan: &DatePlan) -> Result<()> {
+    let mut state: DateState = store.load(plan.date)?;
+    let before = state.stages.len();
+    state.stages.retain(|k, _| !plan.run.contains(k));
+    if state.stages.len() != before {
+        store.save(plan.date, &state)?;
+    }
+    Ok(())
+}

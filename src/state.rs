@@ -1,0 +1,243 @@
+//! The run state kept under `{output}/.state/`: per date, the fingerprint of every stage's
+//! last good output (see [`crate::plan`]), the cached intermediate tables those fingerprints
+//! vouch for, and the lock that keeps two runs off one output directory.
+//!
+//! Consistency rule: a stage's record is removed before the stage reruns and written only after
+//! its outputs (cache files named by fingerprint, or the date's output files) are in place, so
+//! after a crash every record still describes outputs that exist.
+
+use crate::batch::{ArrowBatch, Tables};
+use crate::config::RunConfig;
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// What one stage's last good output was made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageRecord {
+    /// The fingerprint: a hash of `parts`.
+    pub fingerprint: String,
+    /// The named ingredients of the fingerprint (input files, model, parameters, code, upstream
+    /// fingerprints), kept to explain why a stage is stale.
+    pub parts: BTreeMap<String, String>,
+    /// The run that produced the output.
+    pub run_id: String,
+}
+
+/// The recorded state of one date.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DateState {
+    /// Stage name → its last good output.
+    pub stages: BTreeMap<String, StageRecord>,
+    /// The error of the last run of this date, if it failed.
+    pub error: Option<String>,
+}
+
+/// The state store of one network and window under an output root.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    root: PathBuf,
+    staging: PathBuf,
+}
+
+impl StateStore {
+    /// The store for `cfg`'s output root, network and window.
+    pub fn new(cfg: &RunConfig) -> Self {
+        let base = cfg.output.join(".state");
+        Self {
+            root: base.join(&cfg.network).join(cfg.window_days.to_string()),
+            staging: staging_dir(&cfg.output),
+        }
+    }
+
+    fn date_file(&self, date: NaiveDate) -> PathBuf {
+        self.root.join("dates").join(format!("{date}.json"))
+    }
+
+    /// The cache directory of one date.
+    pub fn cache_dir(&self, date: NaiveDate) -> PathBuf {
+        self.root.join("cache").join(date.to_string())
+    }
+
+    fn cache_file(&self, date: NaiveDate, stage: &str, fp: &str, table: &str) -> PathBuf {
+        self.cache_dir(date)
+            .join(format!("{stage}.{table}.{fp}.arrow"))
+    }
+
+    /// The recorded state of `date` (empty if never run).
+    pub fn load(&self, date: NaiveDate) -> Result<DateState> {
+        let path = self.date_file(date);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+                format!(
+                    "{}: unreadable run state; delete it to recompute {date}",
+                    path.display()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DateState::default()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// Replaces the recorded state of `date`, atomically.
+    pub fn save(&self, date: NaiveDate, state: &DateState) -> Result<()> {
+        let path = self.date_file(date);
+        create_dir(path.parent().expect("date file has a parent"))?;
+        crate::io::TempFile::write_in(&self.staging, &path, |w| {
+            serde_json::to_writer(&mut *w, state)?;
+            Ok(())
+        })?
+        .commit()
+    }
+
+    /// Whether the cached tables of a stage's output exist.
+    pub fn has_cache(&self, date: NaiveDate, stage: &str, fp: &str, tables: &[&str]) -> bool {
+        tables
+            .iter()
+            .all(|t| self.cache_file(date, stage, fp, t).exists())
+    }
+
+    /// Writes the cached tables of a stage's output (each atomically).
+    pub fn write_cache(
+        &self,
+        date: NaiveDate,
+        stage: &str,
+        fp: &str,
+        tables: &Tables,
+    ) -> Result<()> {
+        let dir = self.cache_dir(date);
+        create_dir(&dir)?;
+        for (name, batch) in tables {
+            let path = self.cache_file(date, stage, fp, name);
+            crate::io::TempFile::write_in(&self.staging, &path, |w| {
+                let mut writer = arrow::ipc::writer::FileWriter::try_new(w, &batch.0.schema())?;
+                writer.write(&batch.0)?;
+                writer.finish()?;
+                Ok(())
+            })?
+            .commit()?;
+        }
+        Ok(())
+    }
+
+    /// Reads the cached tables of a stage's output.
+    pub fn read_cache(
+        &self,
+        date: NaiveDate,
+        stage: &str,
+        fp: &str,
+        tables: &[&str],
+    ) -> Result<Tables> {
+        let mut out = Tables::new();
+        for t in tables {
+            let path = self.cache_file(date, stage, fp, t);
+            let file =
+                File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+            let mut reader = arrow::ipc::reader::FileReader::try_new(file, None)
+                .with_context(|| format!("{}: corrupt cache file", path.display()))?;
+            let batch = reader
+                .next()
+                .ok_or_else(|| anyhow!("{}: empty cache file", path.display()))?
+                .with_context(|| format!("{}: corrupt cache file", path.display()))?;
+            out.insert(t.to_string(), ArrowBatch(batch));
+        }
+        Ok(out)
+    }
+
+    /// Removes a date's cache files that no record of `state` vouches for.
+    pub fn prune_cache(&self, date: NaiveDate, state: &DateState) -> Result<()> {
+        let dir = self.cache_dir(date);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let keep = name.split('.').collect::<Vec<_>>();
+            let vouched = matches!(keep.as_slice(), [stage, _, fp, "arrow"]
+                if state.stages.get(*stage).is_some_and(|r| r.fingerprint == *fp));
+            if !vouched {
+                std::fs::remove_file(e.path())
+                    .with_context(|| format!("cannot remove {}", e.path().display()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where temporary files are written before they are renamed into place: outside every date
+/// directory, on the same file system.
+pub fn staging_dir(output: &Path) -> PathBuf {
+    output.join(".state").join("staging")
+}
+
+/// Writes JSON to `path` under the output root `output` through a temporary file in the
+/// staging directory, so no partial file ever shows beside the outputs.
+pub fn write_output_json(output: &Path, path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let staging = staging_dir(output);
+    create_dir(&staging)?;
+    crate::io::json_temp(&staging, path, value)?.commit()
+}
+
+fn create_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// An exclusive lock on an output directory, held for the life of a run and released by the
+/// operating system when the process ends, however it ends.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+}
+
+impl RunLock {
+    /// Takes the lock of `output` (one per process index in a multi-process run), or explains
+    /// who holds it. Removes temporary files left in the staging directory by dead processes.
+    pub fn acquire(output: &Path, process: usize) -> Result<Self> {
+        let dir = output.join(".state");
+        create_dir(&dir)?;
+        let path = dir.join(if process == 0 {
+            "lock".to_string()
+        } else {
+            format!("lock.{process}")
+        });
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open lock file {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                bail!(
+                    "another `pipeline run` ({}) is writing to {}; wait for it to finish (the lock is released when it exits)",
+                    holder.trim(),
+                    output.display()
+                );
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+        file.set_len(0)?;
+        writeln!(file, "pid {}", std::process::id())?;
+        let staging = staging_dir(output);
+        // Temporary files of processes that no longer run (e.g. killed) are garbage.
+        let proc_fs = Path::new("/proc/self").exists();
+        for e in std::fs::read_dir(&staging).into_iter().flatten().flatten() {
+            let owner = crate::io::temp_owner(&e.file_name().to_string_lossy());
+            let alive = proc_fs && owner.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+            if !alive {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        create_dir(&staging)?;
+        Ok(Self { _file: file })
+    }
+}

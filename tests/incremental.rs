@@ -1,0 +1,418 @@
+//! Incremental reruns, crash safety, the run lock and multi-process runs, through the CLI on
+//! generated data.
+
+mod common;
+
+use arrow::array::{ArrayRef, AsArray, Float64Array};
+use arrow::datatypes::Float64Type;
+use arrow::record_batch::RecordBatch;
+use common::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+const DATES: [&str; 6] = [
+    "2025-10-01",
+    "2025-10-02",
+    "2025-10-03",
+    "2025-10-04",
+    "2025-10-05",
+    "2025-10-06",
+];
+
+/// A private copy of the fixture's input and models with a run config over them.
+struct Setup {
+    _tmp: tempfile::TempDir,
+    input: PathBuf,
+    models: PathBuf,
+    out: PathBuf,
+    cfg: PathBuf,
+}
+
+fn setup() -> Setup {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("input");
+    let models = tmp.path().join("models");
+    copy_tree(&f.input, &input);
+    copy_tree(&f.models, &models);
+    let out = tmp.path().join("out");
+    let cfg = write_config(&tmp.path().join("cfg"), &input, &out, &models);
+    Setup {
+        _tmp: tmp,
+        input,
+        models,
+        out,
+        cfg,
+    }
+}
+
+fn run(s: &Setup, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["run", s.cfg.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    pipeline(&args)
+}
+
+/// Stage → run id of the output each stage of `date` last produced.
+fn run_ids(out: &Path, date: &str) -> BTreeMap<String, String> {
+    let p = out.join(format!(".state/{NETWORK}/{WINDOW}/dates/{date}.json"));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+    v["stages"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, r)| (k.clone(), r["run_id"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+fn all_run_ids(out: &Path) -> BTreeMap<String, BTreeMap<String, String>> {
+    DATES
+        .iter()
+        .map(|d| (d.to_string(), run_ids(out, d)))
+        .collect()
+}
+
+/// (date, stage) pairs whose output was made by a different run in `after` than in `before`.
+fn recomputed(
+    before: &BTreeMap<String, BTreeMap<String, String>>,
+    after: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (d, stages) in after {
+        for (s, id) in stages {
+            if before.get(d).and_then(|b| b.get(s)) != Some(id) {
+                out.push((d.clone(), s.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// The (date, stage) pairs a `--dry-run` plan says will run.
+fn planned(stdout: &[u8]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for line in String::from_utf8_lossy(stdout).lines() {
+        let Some((dates, rest)) = line.trim().split_once(": run ") else {
+            continue;
+        };
+        let stages = rest.split(" (").next().unwrap();
+        let range = dates.split(' ').next().unwrap();
+        let (a, b) = range.split_once("..").unwrap_or((range, range));
+        for d in DATES.iter().filter(|d| **d >= a && **d <= b) {
+            for s in stages.split(", ") {
+                out.push((d.to_string(), s.to_string()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn pairs(dates: &[&str], stages: &[&str]) -> Vec<(String, String)> {
+    let mut v: Vec<_> = dates
+        .iter()
+        .flat_map(|d| stages.iter().map(move |s| (d.to_string(), s.to_string())))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Checks that `--dry-run` announces exactly `expect`, then runs and checks that exactly
+/// `expect` was recomputed.
+fn expect_rerun(s: &Setup, expect: Vec<(String, String)>) {
+    let before = all_run_ids(&s.out);
+    let dry = ok(run(s, &["--dry-run"]));
+    assert_eq!(
+        planned(&dry.stdout),
+        expect,
+        "dry run:\n{}",
+        String::from_utf8_lossy(&dry.stdout)
+    );
+    assert_eq!(
+        all_run_ids(&s.out),
+        before,
+        "a dry run must not change anything"
+    );
+    ok(run(s, &[]));
+    let mut got = recomputed(&before, &all_run_ids(&s.out));
+    got.sort();
+    assert_eq!(got, expect, "what ran differs from the plan");
+}
+
+const ALL: [&str; 7] = [
+    "decode",
+    "features",
+    "score",
+    "rank",
+    "cluster_score",
+    "write",
+    "validate",
+];
+
+#[test]
+fn unchanged_inputs_rerun_nothing_and_force_reruns_everything() {
+    let s = setup();
+    ok(run(&s, &[]));
+    expect_rerun(&s, vec![]);
+    let out = ok(run(&s, &[]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 of 6 dates to run, 6 up to date"));
+    let before = all_run_ids(&s.out);
+    ok(run(&s, &["--force", "--dates", "2025-10-02"]));
+    assert_eq!(
+        recomputed(&before, &all_run_ids(&s.out)),
+        pairs(&["2025-10-02"], &ALL)
+    );
+}
+
+#[test]
+fn a_changed_input_file_reruns_only_its_date() {
+    let s = setup();
+    ok(run(&s, &[]));
+    let clean = deterministic_view(&s.out);
+    let dir = batch_dir(&s.input, "2025-10-03");
+    let alerts = read_parquet(&dir.join("alerts.parquet"));
+    let i = alerts.schema().index_of("alert_confidence_score").unwrap();
+    let col = arrow::compute::cast(alerts.column(i), &arrow::datatypes::DataType::Float64).unwrap();
+    let halved: Float64Array = col
+        .as_primitive::<Float64Type>()
+        .iter()
+        .map(|v| v.map(|x| x * 0.5))
+        .collect();
+    let mut cols: Vec<ArrayRef> = alerts.columns().to_vec();
+    cols[i] = Arc::new(halved);
+    let schema = Arc::new(arrow::datatypes::Schema::new(
+        alerts
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(j, f)| {
+                if j == i {
+                    arrow::datatypes::Field::new(
+                        f.name(),
+                        arrow::datatypes::DataType::Float64,
+                        true,
+                    )
+                } else {
+                    f.as_ref().clone()
+                }
+            })
+            .collect::<Vec<_>>(),
+    ));
+    write_parquet(
+        &dir.join("alerts.parquet"),
+        &RecordBatch::try_new(schema, cols).unwrap(),
+    );
+    refresh_meta(&dir);
+    let status = ok(pipeline(&["status", s.cfg.to_str().unwrap()]));
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("2025-10-03  stale") && text.contains("input alerts.parquet changed"),
+        "{text}"
+    );
+    assert!(text.contains("5 up to date"), "{text}");
+    expect_rerun(&s, pairs(&["2025-10-03"], &ALL));
+    let after = deterministic_view(&s.out);
+    let other = |v: &[(String, Vec<u8>)]| -> Vec<(String, Vec<u8>)> {
+        v.iter()
+            .filter(|(n, _)| !n.contains("2025-10-03") && !n.contains("summary"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(other(&clean), other(&after), "other dates' outputs changed");
+    assert_ne!(clean, after, "the changed date's outputs did not change");
+}
+
+#[test]
+fn a_new_model_reruns_its_stage_and_downstream_only_and_matches_a_clean_run() {
+    let s = setup();
+    ok(run(&s, &[]));
+    // A different alert scorer, installed as the newest: `latest` now resolves to it.
+    ok(pipeline(&[
+        "train",
+        s.cfg.to_str().unwrap(),
+        "--model",
+        "alert_scorer",
+        "--iterations",
+        "25",
+        "--seed",
+        "5",
+    ]));
+    expect_rerun(&s, pairs(&DATES, &["score", "rank", "write", "validate"]));
+    // Stages fed from the cache give what a clean run with the new model gives.
+    let clean = tempfile::tempdir().unwrap();
+    let cfg = write_config(clean.path(), &s.input, &clean.path().join("out"), &s.models);
+    ok(pipeline(&["run", cfg.to_str().unwrap()]));
+    assert!(deterministic_view(&s.out) == deterministic_view(&clean.path().join("out")));
+}
+
+#[test]
+fn a_changed_parameter_reruns_only_its_stage() {
+    let s = setup();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(repo.join("pipelines/daily.toml")).unwrap();
+    let pipe = s.cfg.parent().unwrap().join("pipeline.toml");
+    std::fs::write(&pipe, &text).unwrap();
+    let cfg_text = std::fs::read_to_string(&s.cfg).unwrap();
+    let cfg_text = cfg_text
+        .lines()
+        .map(|l| {
+            if l.starts_with("pipeline =") {
+                format!("pipeline = {:?}", pipe)
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&s.cfg, cfg_text).unwrap();
+    ok(run(&s, &[]));
+    assert!(text.contains("max_latency_ms = 100.0"));
+    std::fs::write(
+        &pipe,
+        text.replace("max_latency_ms = 100.0", "max_latency_ms = 90.0"),
+    )
+    .unwrap();
+    expect_rerun(&s, pairs(&DATES, &["validate"]));
+    let explain_off = text
+        .replace("max_latency_ms = 100.0", "max_latency_ms = 90.0")
+        .replacen("explain = true ", "explain = false", 1);
+    assert_ne!(explain_off, text);
+    std::fs::write(&pipe, explain_off).unwrap();
+    expect_rerun(&s, pairs(&DATES, &["score", "rank", "write", "validate"]));
+}
+
+#[test]
+fn a_second_run_on_the_same_output_is_refused() {
+    let s = setup();
+    let _held = aml_pipeline::state::RunLock::acquire(&s.out, 0).unwrap();
+    let out = run(&s, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another `pipeline run`"), "{err}");
+    assert!(!batch_dir(&s.out, DATES[0]).exists());
+}
+
+/// Files under the output date directories that are not complete outputs.
+fn partial_files(out: &Path) -> Vec<PathBuf> {
+    let allowed = [
+        "alert_scores.parquet",
+        "alert_rankings.parquet",
+        "cluster_scores.parquet",
+        "processing_metadata.json",
+        "validation.json",
+        "validation_summary_195d.json",
+    ];
+    snapshot(out)
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| !allowed.contains(&p.file_name().unwrap().to_str().unwrap()))
+        .collect()
+}
+
+#[test]
+fn sigkill_at_any_point_then_rerun_gives_a_clean_runs_outputs() {
+    let clean = setup();
+    ok(run(&clean, &["--workers", "1"]));
+    let want = deterministic_view(&clean.out);
+    // Kill when the k-th date's metadata appears (k = 0: as soon as the run starts).
+    for k in [0usize, 1, 3, 5] {
+        let s = setup();
+        let mut child = Command::new(bin())
+            .args(["run", s.cfg.to_str().unwrap(), "--workers", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        loop {
+            let done = DATES
+                .iter()
+                .filter(|d| {
+                    batch_dir(&s.out, d)
+                        .join("processing_metadata.json")
+                        .exists()
+                })
+                .count();
+            if done >= k || child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _ = child.kill(); // SIGKILL
+        child.wait().unwrap();
+        assert_eq!(partial_files(&s.out), Vec::<PathBuf>::new(), "k = {k}");
+        let complete: Vec<&str> = DATES
+            .iter()
+            .copied()
+            .filter(|d| {
+                let p = s
+                    .out
+                    .join(format!(".state/{NETWORK}/{WINDOW}/dates/{d}.json"));
+                p.exists() && run_ids(&s.out, d).len() == ALL.len()
+            })
+            .collect();
+        let before: BTreeMap<&str, _> = complete.iter().map(|d| (*d, run_ids(&s.out, d))).collect();
+        ok(run(&s, &["--workers", "1"]));
+        for d in &complete {
+            assert_eq!(run_ids(&s.out, d), before[d], "k = {k}: {d} was recomputed");
+        }
+        assert!(
+            deterministic_view(&s.out) == want,
+            "k = {k}: outputs differ"
+        );
+        assert_eq!(partial_files(&s.out), Vec::<PathBuf>::new());
+        let staging = s.out.join(".state/staging");
+        assert_eq!(std::fs::read_dir(staging).unwrap().count(), 0);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn two_processes_give_the_same_outputs_as_one() {
+    let one = setup();
+    ok(run(&one, &[]));
+    let two = setup();
+    let hosts = two.cfg.parent().unwrap().join("hosts.txt");
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|p| {
+            Command::new(bin())
+                .args([
+                    "run",
+                    two.cfg.to_str().unwrap(),
+                    "--processes",
+                    "2",
+                    "--process",
+                    &p.to_string(),
+                    "--hostfile",
+                    hosts.to_str().unwrap(),
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        ok(c.wait_with_output().unwrap());
+    }
+    let (a, b) = (deterministic_view(&one.out), deterministic_view(&two.out));
+    let names = |v: &[(String, Vec<u8>)]| v.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&a), names(&b));
+    for (x, y) in a.iter().zip(&b) {
+        assert!(x == y, "{} differs", x.0);
+    }
+}
