@@ -15,18 +15,21 @@ use anyhow::{anyhow, bail, Context, Result};
 
 /// LightGBM's `kZeroThreshold` (`1e-35f`, a float widened to double).
 const K_ZERO: f64 = 1e-35f32 as f64;
-/// Node flag: a leaf; `value` is its output.
+/// Node flag: a leaf; `value` is a NaN whose low 32 bits index its output in `leaf_values`
+/// (no value compares `<=` NaN, so a walk that reached a leaf never goes left).
 const LEAF: u32 = 1 << 31;
 /// Node flag: a categorical split; `value` holds the bitset's offset and length.
 const CAT: u32 = 1 << 30;
 /// Node flag: NaN goes left.
 const NAN_LEFT: u32 = 1 << 29;
-/// Node flag: zero (|x| <= kZeroThreshold) goes left.
+/// Node flag: zero (|x| <= kZeroThreshold) goes left (trees with missing type Zero only).
 const ZERO_LEFT: u32 = 1 << 28;
 /// The feature index bits.
 const FEATURE: u32 = (1 << 28) - 1;
 /// Rows per block: a block is predicted tree by tree.
-const BLOCK: usize = 128;
+const BLOCK: usize = 64;
+/// Rows that walk a tree together.
+const LANES: usize = 8;
 /// Fewest rows worth a thread of their own.
 const MIN_ROWS_PER_THREAD: usize = 4096;
 
@@ -34,7 +37,7 @@ const MIN_ROWS_PER_THREAD: usize = 4096;
 #[derive(Debug, Clone, Copy)]
 #[repr(C)]
 struct Node {
-    /// Threshold, leaf output, or (categorical) bitset offset << 32 | length as bits.
+    /// Threshold, leaf reference, or (categorical) bitset offset << 32 | length as bits.
     value: f64,
     /// Feature index and flags.
     meta: u32,
@@ -64,6 +67,12 @@ enum Convert {
 pub struct Forest {
     nodes: Vec<Node>,
     roots: Vec<u32>,
+    /// Per tree: numerical splits only, none of missing type Zero, no NaN threshold. Its nodes
+    /// read a row's keys (see `predict_chunk`): `meta` is the key's index, `2 * feature + 1`
+    /// when NaN goes left, and a row goes left when `key <= threshold`; its leaves have `meta`
+    /// 0. Other trees keep LightGBM's rules as they are, with the flags in `meta`.
+    simple: Vec<bool>,
+    leaf_values: Vec<f64>,
     cat_bits: Vec<u32>,
     num_features: usize,
     average: bool,
@@ -126,6 +135,8 @@ impl Forest {
         let mut forest = Forest {
             nodes: Vec::new(),
             roots: Vec::new(),
+            simple: Vec::new(),
+            leaf_values: Vec::new(),
             cat_bits: Vec::new(),
             num_features: max_feature_idx as usize + 1,
             average: header.contains_key("average_output"),
@@ -181,7 +192,7 @@ impl Forest {
 
     fn run(&self, rows: &[f64], threads: usize, convert: bool) -> Result<Vec<f64>> {
         let nf = self.num_features;
-        if rows.len() % nf != 0 {
+        if !rows.len().is_multiple_of(nf) {
             bail!(
                 "{} values are not whole rows of the model's {nf} features",
                 rows.len()
@@ -206,10 +217,35 @@ impl Forest {
     /// Predicts `rows` into `out` (zeroed), a block of rows at a time, tree by tree.
     fn predict_chunk(&self, rows: &[f64], out: &mut [f64], convert: bool) {
         let nf = self.num_features;
+        let mut keys = vec![0.0; BLOCK * 2 * nf];
         for (x, o) in rows.chunks(BLOCK * nf).zip(out.chunks_mut(BLOCK)) {
-            for &root in &self.roots {
-                for (sum, row) in o.iter_mut().zip(x.chunks_exact(nf)) {
-                    *sum += self.leaf_value(root as usize, row);
+            // Each value twice, as simple trees read it: rounded like LightGBM's input, NaN
+            // kept (it goes right: nothing is `<=` NaN), and with NaN as -inf (it goes left).
+            for (k, &v) in keys.chunks_exact_mut(2).zip(x) {
+                let r = if v.abs() <= K_ZERO { 0.0 } else { v };
+                k[0] = r;
+                k[1] = if v.is_nan() { f64::NEG_INFINITY } else { r };
+            }
+            let keys = &keys[..x.len() * 2];
+            let lanes = o.len() / LANES * LANES;
+            for (&root, &simple) in self.roots.iter().zip(&self.simple) {
+                if !simple {
+                    for (sum, row) in o.iter_mut().zip(x.chunks_exact(nf)) {
+                        *sum += self.leaf_value(root as usize, row);
+                    }
+                    continue;
+                }
+                for (sums, group) in o[..lanes]
+                    .chunks_exact_mut(LANES)
+                    .zip(keys.chunks_exact(LANES * 2 * nf))
+                {
+                    self.add_lanes(root, group, sums);
+                }
+                for (sum, row) in o[lanes..]
+                    .iter_mut()
+                    .zip(keys[lanes * 2 * nf..].chunks_exact(2 * nf))
+                {
+                    *sum += self.simple_leaf_value(root as usize, row);
                 }
             }
             // As LightGBM's GBDT::Predict: raw scores are neither averaged nor converted.
@@ -224,26 +260,79 @@ impl Forest {
         }
     }
 
-    /// The output of the leaf that `row` reaches in the tree rooted at `root`.
+    /// Adds the outputs of the simple tree at `root` for `LANES` rows of keys to their sums.
+    /// The rows walk the tree in lockstep, without branches, so their walks overlap; a row
+    /// that reached its leaf stays there (a leaf's right child is itself, and no key is `<=`
+    /// its NaN value).
     #[inline(always)]
+    fn add_lanes(&self, root: u32, keys: &[f64], sums: &mut [f64]) {
+        let width = 2 * self.num_features;
+        assert!(keys.len() == LANES * width && sums.len() == LANES);
+        let mut at = [root; LANES];
+        loop {
+            let mut moved = 0;
+            for (k, i) in at.iter_mut().enumerate() {
+                // SAFETY: `push` made every `right` index and every internal node's `i + 1` a
+                // node of this tree and every key index of a simple tree's node less than
+                // `width`; a leaf's `i + 1` is computed but never followed. Row `k`'s keys are
+                // `keys[k * width..(k + 1) * width]`.
+                let (n, x) = unsafe {
+                    let n = *self.nodes.get_unchecked(*i as usize);
+                    (n, *keys.get_unchecked(k * width + n.meta as usize))
+                };
+                let next = std::hint::select_unpredictable(x <= n.value, *i + 1, n.right);
+                moved |= next ^ *i;
+                *i = next;
+            }
+            if moved == 0 {
+                break;
+            }
+        }
+        for (sum, &i) in sums.iter_mut().zip(&at) {
+            *sum += self.leaf(self.nodes[i as usize]);
+        }
+    }
+
+    /// The output of leaf node `n`.
+    #[inline(always)]
+    fn leaf(&self, n: Node) -> f64 {
+        self.leaf_values[n.value.to_bits() as u32 as usize]
+    }
+
+    /// The output of the leaf that a row's keys reach in the simple tree rooted at `root`.
+    fn simple_leaf_value(&self, root: usize, keys: &[f64]) -> f64 {
+        let mut i = root;
+        loop {
+            let n = self.nodes[i];
+            if n.right as usize == i {
+                return self.leaf(n);
+            }
+            i = if keys[n.meta as usize] <= n.value {
+                i + 1
+            } else {
+                n.right as usize
+            };
+        }
+    }
+
+    /// The output of the leaf that `row` reaches in the tree rooted at `root`, by LightGBM's
+    /// rules as they are.
     fn leaf_value(&self, root: usize, row: &[f64]) -> f64 {
         let mut i = root;
         loop {
             let n = self.nodes[i];
             if n.meta & LEAF != 0 {
-                return n.value;
+                return self.leaf(n);
             }
             let x = row[(n.meta & FEATURE) as usize];
-            let left = if n.meta & CAT == 0 {
-                if x.abs() > K_ZERO {
-                    x <= n.value
-                } else if x.is_nan() {
-                    n.meta & NAN_LEFT != 0
-                } else {
-                    n.meta & ZERO_LEFT != 0
-                }
-            } else {
+            let left = if n.meta & CAT != 0 {
                 self.category_left(n.value.to_bits(), x)
+            } else if x.abs() > K_ZERO {
+                x <= n.value
+            } else if x.is_nan() {
+                n.meta & NAN_LEFT != 0
+            } else {
+                n.meta & ZERO_LEFT != 0
             };
             i = if left { i + 1 } else { n.right as usize };
         }
@@ -280,20 +369,36 @@ impl Forest {
         }
     }
 
+    /// Appends a leaf: its own right child, so that a walk that reached it stays.
+    fn push_leaf(&mut self, value: f64, simple: bool) {
+        let at = self.nodes.len() as u32;
+        self.nodes.push(Node {
+            value: f64::from_bits(f64::NAN.to_bits() | self.leaf_values.len() as u64),
+            meta: if simple { 0 } else { LEAF },
+            right: at,
+        });
+        self.leaf_values.push(value);
+    }
+
     /// Appends one tree in pre-order.
     fn push(&mut self, t: &TextTree) -> Result<()> {
         self.roots.push(self.nodes.len() as u32);
-        if t.num_leaves <= 1 {
-            self.nodes.push(leaf(t.leaf_value[0]));
-            return Ok(());
-        }
         // LightGBM only tests the categorical bit in trees that have categorical splits.
         let has_cat = t.num_cat > 0;
+        let internal = t.num_leaves - 1;
+        let simple = (0..internal).all(|i| {
+            let dt = t.decision_type[i];
+            !(has_cat && dt & 1 != 0) && (dt >> 2) & 3 != 1 && !t.threshold[i].is_nan()
+        });
+        self.simple.push(simple);
+        if t.num_leaves <= 1 {
+            self.push_leaf(t.leaf_value[0], true);
+            return Ok(());
+        }
         let cat_base = self.cat_bits.len();
         if has_cat {
             self.cat_bits.extend_from_slice(&t.cat_threshold);
         }
-        let internal = t.num_leaves - 1;
         let mut seen = 0usize;
         // (child reference, index of the parent whose `right` to fill)
         let mut stack: Vec<(i64, Option<usize>)> = vec![(0, None)];
@@ -312,7 +417,7 @@ impl Forest {
                     .leaf_value
                     .get(l)
                     .ok_or_else(|| anyhow!("leaf {l} out of range"))?;
-                self.nodes.push(leaf(v));
+                self.push_leaf(v, simple);
                 continue;
             }
             let i = child as usize;
@@ -346,14 +451,19 @@ impl Forest {
             } else {
                 let thr = t.threshold[i];
                 let (zero_left, nan_left) = match (dt >> 2) & 3 {
-                    // None: NaN becomes 0, compared like any value.
-                    0 => (0.0 <= thr, 0.0 <= thr),
                     // Zero: zeros (and NaN, which becomes 0) go the default way.
                     1 => (default_left, default_left),
                     // NaN: NaN goes the default way, zeros are compared.
-                    _ => (0.0 <= thr, default_left),
+                    2 => (0.0 <= thr, default_left),
+                    // None: NaN becomes 0, compared like any value.
+                    _ => (0.0 <= thr, 0.0 <= thr),
                 };
-                meta |= if zero_left { ZERO_LEFT } else { 0 } | if nan_left { NAN_LEFT } else { 0 };
+                if simple {
+                    meta = 2 * meta + nan_left as u32;
+                } else {
+                    meta |=
+                        if zero_left { ZERO_LEFT } else { 0 } | if nan_left { NAN_LEFT } else { 0 };
+                }
                 value = thr;
             }
             self.nodes.push(Node {
@@ -369,14 +479,6 @@ impl Forest {
             bail!("its nodes do not form a tree");
         }
         Ok(())
-    }
-}
-
-fn leaf(value: f64) -> Node {
-    Node {
-        value,
-        meta: LEAF,
-        right: 0,
     }
 }
 
