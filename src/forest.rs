@@ -1,15 +1,21 @@
 //! A flattened evaluator for LightGBM text models whose predictions are bit-identical to
 //! LightGBM's own (`LGBM_BoosterPredictForMat` on `f64` rows), and several times faster.
 //!
-//! The model's trees are parsed into one array of 16-byte nodes in pre-order (a node's left
-//! child is the next node), leaves inline. Every node carries LightGBM's decision rule
-//! precomputed: the threshold compared with `<=`, and where a missing value goes — LightGBM
-//! turns inputs with `|x| <= kZeroThreshold` into 0 and, for a node whose missing type is not
-//! NaN, NaN into 0; a node of missing type Zero sends zeros (and so NaN) the default way, one
-//! of type NaN sends NaN the default way. Categorical nodes test the category's bit in the
-//! node's bitset. Rows are predicted in blocks, tree by tree, so a tree's nodes stay in cache;
-//! each row's outputs are summed in tree order in `f64` starting from 0, exactly as LightGBM
-//! does, then averaged (random forests) and converted by the objective (e.g. the sigmoid).
+//! LightGBM's rules, reproduced: the C API turns inputs with `|x| <= kZeroThreshold` into 0; a
+//! numerical node sends NaN the default way if its missing type is NaN, and otherwise treats
+//! NaN as 0; one of missing type Zero sends 0 (and so NaN) the default way; else a row goes left
+//! when `x <= threshold`. A categorical node sends NaN, negative values and categories whose bit
+//! is not set in its bitset right. Each row's tree outputs are summed in tree order in `f64`
+//! from 0, then averaged (random forests) and converted by the objective (e.g. the sigmoid).
+//!
+//! How it is fast: the trees are one array of 16-byte nodes in pre-order (a node's left child
+//! is the next node). Rows are predicted in blocks of 64, tree by tree, so a tree's nodes stay
+//! in cache. For a block, every value is written twice as a *key*: rounded as LightGBM rounds
+//! it, once with NaN kept and once with NaN as -inf. A node of a tree without categorical or
+//! Zero-type splits reads the key that sends NaN its way, so its whole decision is one
+//! `key <= threshold`; 8 rows walk such a tree in lockstep with branch-free steps (a reached
+//! leaf is its own right child and nothing is `<=` its NaN value), so their walks overlap
+//! instead of stalling on mispredicted branches. Other trees are walked row by row.
 
 use anyhow::{anyhow, bail, Context, Result};
 
