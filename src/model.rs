@@ -179,7 +179,7 @@ impl Model {
             );
         }
         let forest = Forest::parse(&text)
-            .with_context(|| format!("{}: cannot flatten the model", path.display()))?;
+            .with_context(|| format!("{}: the pipeline cannot score with it", path.display()))?;
         Ok(Self {
             booster,
             forest,
@@ -338,6 +338,8 @@ pub fn install(file: &Path, kind: ModelKind, dir: &Path, network: &str) -> Resul
     }
     let booster = Booster::from_string(&text)
         .map_err(|e| anyhow!("{}: LightGBM cannot load it: {e}", file.display()))?;
+    Forest::parse(&text)
+        .with_context(|| format!("{}: the pipeline cannot score with it", file.display()))?;
     let version = crate::io::sha256_bytes(text.as_bytes())[..12].to_string();
     let meta = ModelMeta {
         model_type: kind,
