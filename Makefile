@@ -19,9 +19,10 @@ test: setup
 	$(ENV) cargo clippy --release --all-targets -- -D warnings
 	$(ENV) cargo test --release
 
-# Per-stage criterion benches, then the end-to-end bench (both on realistic generated days).
+# Per-stage and forest-evaluator criterion benches, then the end-to-end bench (both on realistic generated days).
 bench: build
 	$(ENV) cargo bench --bench stages
+	$(ENV) cargo bench --bench forest
 	$(ENV) bash benches/e2e.sh
 
 # Regenerate the shipped sample (input/) and retrain the shipped models (trained_models/).

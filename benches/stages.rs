@@ -117,6 +117,14 @@ fn stages(c: &mut Criterion) {
     g.bench_function("score", |b| {
         b.iter(|| score::score_table(&scorer, &matrix, "alert_id", false).unwrap())
     });
+    // The prediction alone, by the flattened evaluator (`Model::predict`) and by LightGBM.
+    let x = aml_pipeline::features::row_major(&matrix, &scorer.meta.feature_names).unwrap();
+    g.bench_function("score_predict_forest", |b| {
+        b.iter(|| scorer.predict(&x).unwrap())
+    });
+    g.bench_function("score_predict_lightgbm", |b| {
+        b.iter(|| scorer.predict_lightgbm(&x).unwrap())
+    });
     let head = matrix.slice(0, matrix.num_rows().min(5_000));
     g.bench_function("score_with_explain_5000_alerts", |b| {
         b.iter(|| score::score_table(&scorer, &head, "alert_id", true).unwrap())

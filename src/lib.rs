@@ -13,6 +13,7 @@ pub mod contract;
 pub mod dates;
 pub mod engine;
 pub mod features;
+pub mod forest;
 pub mod generate;
 pub mod io;
 pub mod labels;
