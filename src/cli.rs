@@ -225,6 +225,7 @@ pub fn main() -> Result<i32> {
             }
             let workers = workers.unwrap_or(cfg.workers);
             let ctx = Arc::new(Context::new(cfg)?);
+            crate::history::prepare(&ctx.config, &dates)?;
             let start = Instant::now();
             let pb = bar(dates.len(), "run");
             let n = dates.len();

@@ -14,6 +14,7 @@ pub mod dates;
 pub mod engine;
 pub mod features;
 pub mod generate;
+pub mod history;
 pub mod io;
 pub mod labels;
 pub mod metrics;

@@ -205,7 +205,8 @@ fn outputs_are_identical_across_runs_and_worker_counts() {
     ok(run_into(b.path(), "2"));
     ok(run_into(c.path(), "2"));
     let va = deterministic_view(&a.path().join("out"));
-    assert_eq!(va.len(), 6 * 5 + 1);
+    // Five files per date, the validation summary, and one history cache per date.
+    assert_eq!(va.len(), 6 * 5 + 1 + 6);
     assert!(
         va == deterministic_view(&b.path().join("out")),
         "--workers 1 and 2 differ"
