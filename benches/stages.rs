@@ -107,10 +107,14 @@ fn stages(c: &mut Criterion) {
     });
     let mut tables = decode::run(&DecodeParams::default(), &dir, date, 195).unwrap();
 
-    g.bench_function("feature_join", |b| {
-        b.iter(|| build_matrix(date, &tables).unwrap())
+    g.bench_function("history_features", |b| {
+        b.iter(|| aml_pipeline::history::in_memory(&ctx.config, &[date]).unwrap())
     });
-    let matrix = build_matrix(date, &tables).unwrap();
+    let history = aml_pipeline::history::in_memory(&ctx.config, &[date]).unwrap()[&date].clone();
+    g.bench_function("feature_join", |b| {
+        b.iter(|| build_matrix(date, &tables, &history).unwrap())
+    });
+    let matrix = build_matrix(date, &tables, &history).unwrap();
     tables.insert("matrix".into(), ArrowBatch(matrix.clone()));
 
     let scorer = model(StageKind::Score);

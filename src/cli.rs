@@ -323,6 +323,7 @@ pub fn main() -> Result<i32> {
                 .map(|p| p.date)
                 .collect();
             let stale = plans.iter().filter(|p| !p.run.is_empty()).count();
+            crate::history::prepare(&ctx.config, &history_dates(&ctx.config, &plans))?;
             let start = Instant::now();
             let pb = bar(stale, "run");
             let profiler = flamegraph
@@ -677,6 +678,22 @@ fn init_logging(trace: Option<&std::path::Path>) -> Option<tracing_chrome::Flush
         };
     tracing_subscriber::registry().with(fmt).with(chrome).init();
     guard
+}
+
+/// The dates whose plan runs a feature-join stage, and so need their address history.
+fn history_dates(cfg: &RunConfig, plans: &[DatePlan]) -> Vec<NaiveDate> {
+    let joins: Vec<&str> = cfg
+        .pipeline
+        .stages
+        .iter()
+        .filter(|s| s.kind == StageKind::FeatureJoin)
+        .map(|s| s.name.as_str())
+        .collect();
+    plans
+        .iter()
+        .filter(|p| p.run.iter().any(|r| joins.contains(&r.as_str())))
+        .map(|p| p.date)
+        .collect()
 }
 
 /// Prints the plan: dates with the same stages to run and the same reason, as ranges.

@@ -148,6 +148,17 @@ pub const DERIVED_FEATURES: &[&str] = &[
     "cluster_max_addresses",
 ];
 
+/// Address-history features (see [`crate::history`]), in matrix order, between the derived
+/// features and the `af_*` address features: alerts and summed alert volume over the previous
+/// 7 and 30 dates, and the distinct dates alerted in the previous 30 (all 0 without history).
+pub const HISTORY_FEATURES: &[&str] = &[
+    "hist_alerts_7d",
+    "hist_volume_usd_7d",
+    "hist_alerts_30d",
+    "hist_volume_usd_30d",
+    "hist_alert_days_30d",
+];
+
 /// Known typologies; `typology_code` is the index in this list (unknown = NaN).
 pub const TYPOLOGIES: &[&str] = &[
     "PEEL_CHAIN",
@@ -172,6 +183,7 @@ pub const TYPOLOGIES: &[&str] = &[
 pub fn alert_feature_names() -> Vec<String> {
     DERIVED_FEATURES
         .iter()
+        .chain(HISTORY_FEATURES)
         .map(|s| s.to_string())
         .chain(ADDRESS_FEATURES.iter().map(|s| format!("af_{s}")))
         .collect()
@@ -259,8 +271,9 @@ struct Flow {
     out_tx: f64,
 }
 
-/// Builds the matrix (`alert_id`, `address`, then [`alert_feature_names`]) from decoded tables.
-pub fn build_matrix(date: NaiveDate, t: &Tables) -> Result<RecordBatch> {
+/// Builds the matrix (`alert_id`, `address`, then [`alert_feature_names`]) from decoded tables
+/// and the date's address-history table ([`crate::history::load`]).
+pub fn build_matrix(date: NaiveDate, t: &Tables, history: &RecordBatch) -> Result<RecordBatch> {
     let get = |n: &str| {
         t.get(n)
             .map(|b| &b.0)
@@ -281,8 +294,9 @@ pub fn build_matrix(date: NaiveDate, t: &Tables) -> Result<RecordBatch> {
     let vol = f64_col(alerts, "volume_usd")?;
     let nri = f64_col(alerts, "risk_indicator_count")?;
 
-    let mut cols: Vec<Vec<f64>> =
-        Vec::with_capacity(DERIVED_FEATURES.len() + ADDRESS_FEATURES.len());
+    let mut cols: Vec<Vec<f64>> = Vec::with_capacity(
+        DERIVED_FEATURES.len() + HISTORY_FEATURES.len() + ADDRESS_FEATURES.len(),
+    );
     let get_f = |a: &Float64Array, i: usize| if a.is_null(i) { f64::NAN } else { a.value(i) };
 
     // Alert.
@@ -487,6 +501,17 @@ pub fn build_matrix(date: NaiveDate, t: &Tables) -> Result<RecordBatch> {
     }
     cols.push(c_count.iter().map(|&c| (c > 0.0) as u8 as f64).collect());
     cols.extend([c_count, c_alerts, c_vol, c_addrs]);
+
+    // Address history, joined on address (absent = no history = 0).
+    {
+        let haddr = str_col(history, "address")?;
+        let hrow: HashMap<&str, usize> = (0..haddr.len()).map(|r| (haddr.value(r), r)).collect();
+        let rows: Vec<Option<usize>> = (0..n).map(|i| hrow.get(addr.value(i)).copied()).collect();
+        for name in HISTORY_FEATURES {
+            let c = f64_col(history, name)?;
+            cols.push(rows.iter().map(|r| r.map_or(0.0, |r| c.value(r))).collect());
+        }
+    }
 
     // Address features, joined on address (first row per address wins).
     let faddr = str_col(feats, "address")?;

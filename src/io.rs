@@ -190,18 +190,30 @@ pub fn write_atomic(
     TempFile::write(path, write)?.commit()
 }
 
+fn writer_props() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_created_by(format!("aml-pipeline {}", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
 /// Writes a record batch as snappy-compressed Parquet to a temporary file in `dir` (see [`TempFile`]).
 pub fn parquet_temp(dir: &Path, path: &Path, batch: &RecordBatch) -> Result<TempFile> {
     TempFile::write_in(dir, path, |w| {
-        let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_created_by(format!("aml-pipeline {}", env!("CARGO_PKG_VERSION")))
-            .build();
-        let mut writer = ArrowWriter::try_new(w, batch.schema(), Some(props))?;
+        let mut writer = ArrowWriter::try_new(w, batch.schema(), Some(writer_props()))?;
         writer.write(batch)?;
         writer.close()?;
         Ok(())
     })
+}
+
+/// A record batch as the bytes of a snappy-compressed Parquet file (as [`parquet_temp`] writes it).
+pub fn parquet_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(writer_props()))?;
+    writer.write(batch)?;
+    writer.close()?;
+    Ok(buf)
 }
 
 /// Pretty-printed JSON to a temporary file in `dir` (see [`TempFile`]).

@@ -15,6 +15,7 @@ pub mod engine;
 pub mod features;
 pub mod forest;
 pub mod generate;
+pub mod history;
 pub mod io;
 pub mod labels;
 pub mod metrics;

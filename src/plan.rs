@@ -65,17 +65,26 @@ pub struct DatePlan {
     pub reasons: BTreeMap<String, Vec<String>>,
 }
 
+/// The end of the reason given to a stage that runs only to feed another.
+const FEEDS: &str = " needs its tables";
+
 impl DatePlan {
-    /// One line: the stages that run and why (the reasons of the first stale stage).
+    /// One line: the stages that run and why (the reasons of the first stale stage, not of
+    /// one that only runs to feed it).
     pub fn describe(&self) -> String {
         match &self.status {
             DateStatus::UpToDate => "up to date".into(),
             DateStatus::MissingInput => "missing input".into(),
             _ => {
-                let why = self
-                    .run
-                    .iter()
-                    .find_map(|s| self.reasons.get(s).filter(|r| !r.is_empty()))
+                let reasons = |feeding: bool| {
+                    self.run.iter().find_map(|s| {
+                        self.reasons.get(s).filter(|r| {
+                            !r.is_empty() && (feeding || !r.iter().all(|x| x.ends_with(FEEDS)))
+                        })
+                    })
+                };
+                let why = reasons(false)
+                    .or_else(|| reasons(true))
                     .map(|r| r.join(", "))
                     .unwrap_or_default();
                 let failed = match &self.status {
@@ -159,6 +168,8 @@ pub struct Planner<'a> {
     cfg: &'a RunConfig,
     store: StateStore,
     hashes: HashCache,
+    /// Content hashes of the alerts of dates seen so far (for history windows).
+    alerts: BTreeMap<NaiveDate, String>,
     /// Fingerprint parts shared by every date, per stage (code, parameters, models, ground truth).
     common: BTreeMap<String, BTreeMap<String, String>>,
 }
@@ -191,6 +202,7 @@ impl<'a> Planner<'a> {
             cfg,
             store: StateStore::new(cfg),
             hashes,
+            alerts: BTreeMap::new(),
             common,
         })
     }
@@ -231,6 +243,31 @@ impl<'a> Planner<'a> {
         Ok(Some(parts))
     }
 
+    /// The content hash of a date's alerts (`absent` without a batch), memoized.
+    fn alerts_hash(&mut self, date: NaiveDate) -> Result<String> {
+        if let Some(h) = self.alerts.get(&date) {
+            return Ok(h.clone());
+        }
+        let h = match self.input_parts(date)? {
+            Some(mut parts) => parts
+                .remove("input:alerts.parquet")
+                .expect("every input file has a part"),
+            None => "absent".to_string(),
+        };
+        self.alerts.insert(date, h.clone());
+        Ok(h)
+    }
+
+    /// What a date's address history is made from: the alerts of the dates in its window
+    /// ([`crate::history::window_dates`]; the date's own alerts reach it through decode).
+    fn history_part(&mut self, date: NaiveDate) -> Result<String> {
+        let mut window = String::new();
+        for d in crate::history::window_dates(date) {
+            window.push_str(&format!("{d}={};", self.alerts_hash(d)?));
+        }
+        Ok(crate::io::sha256_bytes(window.as_bytes()))
+    }
+
     /// Plans one date; `force` reruns every stage.
     pub fn plan(&mut self, date: NaiveDate, force: bool) -> Result<DatePlan> {
         let state = self.store.load(date)?;
@@ -252,6 +289,9 @@ impl<'a> Planner<'a> {
             let mut parts = self.common[&s.name].clone();
             if s.kind == StageKind::Decode {
                 parts.extend(inputs.clone());
+            }
+            if s.kind == StageKind::FeatureJoin {
+                parts.insert("history".to_string(), self.history_part(date)?);
             }
             for i in &s.inputs {
                 parts.insert(format!("upstream:{i}"), plan.records[i].fingerprint.clone());
@@ -304,7 +344,7 @@ impl<'a> Planner<'a> {
                         plan.reasons
                             .entry(i.clone())
                             .or_default()
-                            .push(format!("`{}` needs its tables", s.name));
+                            .push(format!("`{}`{FEEDS}", s.name));
                         added = true;
                     }
                 }
@@ -381,6 +421,7 @@ fn changed_parts(
             _ if k == "code" => "code version changed".to_string(),
             _ if k == "stage" => format!("parameters of `{name}` changed"),
             _ if k == "model" => format!("model of `{name}` changed"),
+            _ if k == "history" => "alerts in the 30-date history window changed".to_string(),
             _ => format!("{k} changed"),
         });
     }

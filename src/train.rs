@@ -37,15 +37,22 @@ pub struct DateMatrix {
     pub severity: Vec<f64>,
 }
 
-/// Decodes one date and builds its matrices (what the run's decode and feature_join stages do).
+/// Decodes one date and builds its matrices (what the run's decode and feature_join stages do),
+/// computing its address history in memory.
 pub fn date_matrix(cfg: &RunConfig, date: NaiveDate) -> Result<DateMatrix> {
+    let history = crate::history::in_memory(cfg, &[date])?;
+    date_matrix_with(cfg, date, &history[&date])
+}
+
+/// As [`date_matrix`], with the date's history table already computed.
+fn date_matrix_with(cfg: &RunConfig, date: NaiveDate, history: &RecordBatch) -> Result<DateMatrix> {
     let tables = decode::run(
         &DecodeParams::default(),
         &cfg.input_dir(date),
         date,
         cfg.window_days,
     )?;
-    let alerts = build_matrix(date, &tables)?;
+    let alerts = build_matrix(date, &tables, history)?;
     let clusters_in = &tables["clusters"].0;
     let members = cluster_memberships(clusters_in, &alerts)?;
     let clusters = build_cluster_matrix(clusters_in, &alerts, &members)?;
@@ -83,16 +90,18 @@ fn alert_labels(m: &DateMatrix, labels: &Labels) -> Vec<Option<Label>> {
         .collect()
 }
 
-/// Decodes `dates` in order, reporting each to `progress`; a date that fails to decode is an error.
+/// Decodes `dates` in order, with their address history (computed in memory over the dates and
+/// the 30 before each, as a run does), reporting each to `progress`; a date that fails is an error.
 pub fn load_dates(
     cfg: &RunConfig,
     dates: &[NaiveDate],
     progress: &dyn Fn(NaiveDate),
 ) -> Result<Vec<DateMatrix>> {
+    let history = crate::history::in_memory(cfg, dates)?;
     dates
         .iter()
         .map(|&d| {
-            let m = date_matrix(cfg, d).with_context(|| format!("date {d}"))?;
+            let m = date_matrix_with(cfg, d, &history[&d]).with_context(|| format!("date {d}"))?;
             progress(d);
             Ok(m)
         })
@@ -556,6 +565,7 @@ pub fn feature_sets() -> Vec<(&'static str, Vec<String>)> {
         ("raw alert + address features", raw.clone()),
         ("raw + network (money flows)", with(&["net_"])),
         ("raw + clusters", with(&["in_cluster", "cluster_"])),
+        ("raw + address history", with(&["hist_"])),
         (
             "raw + within-day + calendar",
             with(&[

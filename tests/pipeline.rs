@@ -558,7 +558,7 @@ fn quality_report_compares_feature_sets_on_held_out_dates() {
         md.lines()
             .filter(|l| l.starts_with("| raw") || l.starts_with("| all"))
             .count(),
-        5,
+        aml_pipeline::train::feature_sets().len(),
         "{md}"
     );
     assert!(

@@ -1,13 +1,15 @@
 //! feature_join: alerts ⟕ address features, plus network, cluster, within-day and calendar
-//! features, into the model matrix (see [`crate::features`]).
+//! features, and the address history prepared before the run ([`crate::history`]), into the
+//! model matrix (see [`crate::features`]).
 
-use super::StageInput;
+use super::{Context, StageInput};
 use crate::batch::{ArrowBatch, Tables};
 use crate::features::build_matrix;
 use anyhow::Result;
 
 /// Builds the `matrix` table.
-pub fn run(input: &StageInput) -> Result<Tables> {
-    let m = build_matrix(input.date, input.tables)?;
+pub fn run(ctx: &Context, input: &StageInput) -> Result<Tables> {
+    let history = crate::history::load(&ctx.config, input.date)?;
+    let m = build_matrix(input.date, input.tables, &history)?;
     Ok(Tables::from([("matrix".to_string(), ArrowBatch(m))]))
 }

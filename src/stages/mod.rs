@@ -119,7 +119,7 @@ pub fn run(stage: &StageSpec, ctx: &Context, input: &StageInput) -> Result<Table
         (StageKind::Decode, StageParams::Decode(p)) => {
             decode::run(p, &cfg.input_dir(input.date), input.date, cfg.window_days)
         }
-        (StageKind::FeatureJoin, _) => feature_join::run(input),
+        (StageKind::FeatureJoin, _) => feature_join::run(ctx, input),
         (StageKind::Score, StageParams::Model(p)) => score::run(ctx.model(stage)?, p, input),
         (StageKind::Rank, _) => rank::run(ctx.model(stage)?, input),
         (StageKind::ClusterScore, StageParams::Model(p)) => {

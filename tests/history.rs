@@ -1,0 +1,205 @@
+//! Address-history features on generated data: the run's caches, their agreement with the
+//! exported (training) matrix, and which caches a change to one date's alerts rewrites.
+
+mod common;
+
+use aml_pipeline::config::RunConfig;
+use aml_pipeline::dates::parse_date;
+use aml_pipeline::features::HISTORY_FEATURES;
+use aml_pipeline::history;
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Float64Type};
+use common::*;
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+fn dates() -> Vec<chrono::NaiveDate> {
+    aml_pipeline::dates::days(parse_date(FIRST).unwrap(), parse_date(LAST).unwrap())
+}
+
+/// `address → feature values` of a history table.
+fn by_address(b: &arrow::record_batch::RecordBatch) -> HashMap<String, Vec<f64>> {
+    let addr = b.column_by_name("address").unwrap().as_string::<i32>();
+    (0..b.num_rows())
+        .map(|i| {
+            let v = HISTORY_FEATURES
+                .iter()
+                .map(|f| {
+                    b.column_by_name(f)
+                        .unwrap()
+                        .as_primitive::<Float64Type>()
+                        .value(i)
+                })
+                .collect();
+            (addr.value(i).to_string(), v)
+        })
+        .collect()
+}
+
+#[test]
+fn run_caches_history_that_the_exported_matrix_matches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg_path = fixture_config(tmp.path());
+    ok(pipeline(&[
+        "run",
+        cfg_path.to_str().unwrap(),
+        "--workers",
+        "2",
+    ]));
+    let cfg = RunConfig::load(&cfg_path).unwrap();
+    let matrix = tmp.path().join("matrix.parquet");
+    ok(pipeline(&[
+        "features",
+        cfg_path.to_str().unwrap(),
+        "--out",
+        matrix.to_str().unwrap(),
+    ]));
+    let m = read_parquet(&matrix);
+    let m_date = m
+        .column_by_name("processing_date")
+        .unwrap()
+        .as_string::<i32>();
+    let m_addr = m.column_by_name("address").unwrap().as_string::<i32>();
+    let mut with_history = 0;
+    for date in dates() {
+        let path = history::cache_path(&cfg, date);
+        let h = read_parquet(&path);
+        let names: Vec<String> = h
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names[0], "address");
+        assert_eq!(&names[1..], HISTORY_FEATURES);
+        assert!(h
+            .schema()
+            .fields()
+            .iter()
+            .skip(1)
+            .all(|f| f.data_type() == &DataType::Float64));
+        assert_eq!(
+            by_address(&h),
+            by_address(&history::load(&cfg, date).unwrap())
+        );
+        let cached = by_address(&h);
+        // One row per alerted address of the date.
+        let alerts = read_parquet(&batch_dir(&cfg.input, &date.to_string()).join("alerts.parquet"));
+        let alerted: std::collections::HashSet<&str> = alerts
+            .column_by_name("address")
+            .unwrap()
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(cached.len(), alerted.len());
+        // The first date has no earlier input: no history.
+        if date == dates()[0] {
+            assert!(cached.values().all(|v| v.iter().all(|&x| x == 0.0)));
+        }
+        // The matrix (as training builds it) holds the same values.
+        for i in 0..m.num_rows() {
+            if m_date.value(i) != date.to_string() {
+                continue;
+            }
+            let want = &cached[m_addr.value(i)];
+            for (k, f) in HISTORY_FEATURES.iter().enumerate() {
+                let got = m.column_by_name(f).unwrap().as_primitive::<Float64Type>();
+                assert!(!got.is_null(i));
+                assert_eq!(got.value(i).to_bits(), want[k].to_bits(), "{date} {f}");
+            }
+            with_history += (want[2] > 0.0) as usize;
+        }
+    }
+    assert!(
+        with_history > 100,
+        "only {with_history} alerts with history"
+    );
+}
+
+#[test]
+fn changing_one_dates_alerts_rewrites_only_the_caches_whose_window_holds_it() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("input");
+    copy_tree(&f.input, &input);
+    let cfg_path = write_config(
+        &tmp.path().join("cfg"),
+        &input,
+        &tmp.path().join("out"),
+        &f.models,
+    );
+    let cfg = RunConfig::load(&cfg_path).unwrap();
+    let all = dates();
+    history::prepare(&cfg, &all).unwrap();
+    let state = || -> Vec<(Vec<u8>, SystemTime)> {
+        all.iter()
+            .map(|&d| {
+                let p = history::cache_path(&cfg, d);
+                (
+                    std::fs::read(&p).unwrap(),
+                    std::fs::metadata(&p).unwrap().modified().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let before = state();
+    // Rerunning with nothing changed rewrites nothing.
+    history::prepare(&cfg, &all).unwrap();
+    assert!(before == state());
+
+    // Halve the volume of one alert of the second date, for an address alerted again later.
+    let changed = all[1];
+    let dir = batch_dir(&input, &changed.to_string());
+    let alerts = read_parquet(&dir.join("alerts.parquet"));
+    let addr = alerts.column_by_name("address").unwrap().as_string::<i32>();
+    let later: Vec<HashMap<String, Vec<f64>>> = all
+        .iter()
+        .map(|&d| by_address(&history::load(&cfg, d).unwrap()))
+        .collect();
+    let row = (0..alerts.num_rows())
+        .find(|&i| later[2..].iter().any(|h| h.contains_key(addr.value(i))))
+        .expect("an address alerted again after the second date");
+    let target = addr.value(row).to_string();
+    let vol_idx = alerts.schema().index_of("volume_usd").unwrap();
+    let vol = alerts.column(vol_idx);
+    let as_f64 = arrow::compute::cast(vol, &DataType::Float64).unwrap();
+    let mut values: Vec<f64> = as_f64.as_primitive::<Float64Type>().values().to_vec();
+    let delta = -values[row] / 2.0;
+    values[row] += delta;
+    let new_vol = arrow::compute::cast(
+        &(std::sync::Arc::new(arrow::array::Float64Array::from(values)) as arrow::array::ArrayRef),
+        vol.data_type(),
+    )
+    .unwrap();
+    let mut cols = alerts.columns().to_vec();
+    cols[vol_idx] = new_vol;
+    let edited = arrow::record_batch::RecordBatch::try_new(alerts.schema(), cols).unwrap();
+    write_parquet(&dir.join("alerts.parquet"), &edited);
+    refresh_meta(&dir);
+
+    history::prepare(&cfg, &all).unwrap();
+    let after = state();
+    let dependent: Vec<_> = history::dependent_dates(changed).collect();
+    for (k, &d) in all.iter().enumerate() {
+        let rewritten = before[k] != after[k];
+        let expected = d != changed && dependent.contains(&d) && later[k].contains_key(&target);
+        assert_eq!(rewritten, expected, "{d}");
+        if expected {
+            let now = by_address(&history::load(&cfg, d).unwrap());
+            for (a, v) in &later[k] {
+                if a == &target {
+                    let want = v[3] + delta;
+                    assert!(
+                        (now[a][3] - want).abs() <= 1e-9 * want.abs().max(1.0),
+                        "{a} on {d}"
+                    );
+                    assert_eq!((now[a][0], now[a][2], now[a][4]), (v[0], v[2], v[4]));
+                } else {
+                    assert_eq!(&now[a], v, "{a} on {d}");
+                }
+            }
+        }
+    }
+    assert!(after.iter().zip(&before).any(|(a, b)| a != b));
+}
