@@ -29,7 +29,7 @@ du -sh "$data/input/torus/$first/195" | awk '{print "one day on disk: " $1}'
 
 # The shipped graph, and the same without SHAP explanations (explain_json, upstream's default
 # '') — the explanations alone cost more than everything else, so both are reported.
-sed 's/^explain = true /explain = false/' pipelines/daily.toml > bench-data/daily-no-explain.toml
+sed 's/^explain = true/explain = false/' pipelines/daily.toml > bench-data/daily-no-explain.toml
 config() { # data dir, pipeline file → config path
   cat > "$1/config.toml" <<TOML
 pipeline = "$PWD/$2"

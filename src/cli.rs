@@ -323,7 +323,6 @@ pub fn main() -> Result<i32> {
                 .map(|p| p.date)
                 .collect();
             let stale = plans.iter().filter(|p| !p.run.is_empty()).count();
-            crate::history::prepare(&ctx.config, &history_dates(&ctx.config, &plans))?;
             let start = Instant::now();
             let pb = bar(stale, "run");
             let profiler = flamegraph
@@ -336,6 +335,10 @@ pub fn main() -> Result<i32> {
                 })
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("cannot start the profiler: {e}"))?;
+            pb.set_message("preparing the address history");
+            pb.enable_steady_tick(std::time::Duration::from_millis(200));
+            crate::history::prepare(&ctx.config, &history_dates(&ctx.config, &plans))?;
+            pb.set_message("");
             let run_id = format!(
                 "{}-{}",
                 chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),

@@ -9,7 +9,7 @@
 //! The windows are differential-dataflow collections over calendar days (one epoch per day):
 //! an alert of date d enters both window collections at d+1 and is retracted at d+8 and d+31,
 //! so the live state is about 31 dates whatever the range, and a date's alerts update only
-//! the keys (addresses) they touch. A keyed reduce maintains the per-address aggregates; a
+//! the keys (addresses, as 128-bit hashes) they touch. A keyed reduce maintains the per-address aggregates; a
 //! join with the date's alerted `(address, date)` pairs (plus an antijoin for addresses without
 //! history) yields one row per alerted address and date. [`prepare`] writes each date's rows as
 //! a small Parquet cache under `{output}/.state/history/`, which the feature-join stage reads with
@@ -119,13 +119,25 @@ impl Stats {
 /// A window record: (window length, day number, volume bits).
 type WindowVal = (u64, u32, u64);
 
-/// The differential time of a date: its day number.
 /// Output rows gathered on worker 0: day → (address, stats) → multiplicity.
 type Gathered = BTreeMap<u64, BTreeMap<(String, Stats), isize>>;
 
+/// The key of an address in the collections: the first 128 bits of its sha256, so that the
+/// window state holds small fixed-size keys, the same in every process (the strings travel
+/// only with the date's alerted addresses).
+fn key(address: &str) -> u128 {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(address.as_bytes());
+    u128::from_le_bytes(h[..16].try_into().expect("16 bytes"))
+}
+
+/// The differential time of a date: its day number.
 fn day(d: NaiveDate) -> u64 {
     d.num_days_from_ce() as u64
 }
+
+/// An output update: (key, ((day, address), stats)).
+type Row = ((u128, ((u32, String), Stats)), u64, isize);
 
 /// One finished date: its rows, or why it has none.
 type Finished = (NaiveDate, Result<RecordBatch, String>);
@@ -162,8 +174,8 @@ pub fn compute(
         // Worker 0 gathers every output row: day → (address, stats) → multiplicity.
         let rows: Rc<RefCell<Gathered>> = Rc::default();
         let (mut records, mut alerted, probe) = worker.dataflow::<u64, _, _>(|scope| {
-            let (records_in, records) = scope.new_collection::<(String, WindowVal), isize>();
-            let (alerted_in, alerted) = scope.new_collection::<(String, u32), isize>();
+            let (records_in, records) = scope.new_collection::<(u128, WindowVal), isize>();
+            let (alerted_in, alerted) = scope.new_collection::<(u128, (u32, String)), isize>();
             let stats = records.reduce(|_addr, vals, out| {
                 let mut s = Stats::default();
                 let (mut v7, mut v30, mut last_day) = (0.0f64, 0.0f64, None);
@@ -196,7 +208,7 @@ pub fn compute(
                 .inner
                 .exchange(|_| 0)
                 .inspect(
-                    move |((addr, (d, s)), t, r): &((String, (u32, Stats)), u64, isize)| {
+                    move |((_, ((d, addr), s)), t, r): &Row| {
                         // A date's rows are the updates at its own day; later ones retract them.
                         if *t == *d as u64 {
                             *rows
@@ -258,17 +270,20 @@ pub fn compute(
                 Ok(Some(alerts)) => {
                     let mut addrs = BTreeSet::new();
                     for (a, v) in alerts {
+                        let k = key(&a);
                         // In the window of length w for the dates d+1..=d+w.
                         for window in [SHORT_DAYS, HISTORY_DAYS] {
-                            let rec = (a.clone(), (window, t as u32, v.to_bits()));
-                            records.update_at(rec.clone(), t + 1, 1);
+                            let rec = (k, (window, t as u32, v.to_bits()));
+                            records.update_at(rec, t + 1, 1);
                             records.update_at(rec, t + 1 + window, -1);
                         }
-                        addrs.insert(a);
+                        if wanted.contains(&d) {
+                            addrs.insert((k, a));
+                        }
                     }
-                    for a in addrs {
-                        alerted.update_at((a.clone(), t as u32), t, 1);
-                        alerted.update_at((a, t as u32), t + 1, -1);
+                    for (k, a) in addrs {
+                        alerted.update_at((k, (t as u32, a.clone())), t, 1);
+                        alerted.update_at((k, (t as u32, a)), t + 1, -1);
                     }
                 }
                 Ok(None) => {
