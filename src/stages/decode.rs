@@ -88,7 +88,22 @@ pub fn run(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) -> R
     if !dir.is_dir() {
         bail!("{}: no batch for {date} (directory missing)", dir.display());
     }
-    check_meta(p, dir, date, window_days)?;
+    // Checksums are verified on another thread while the tables are read; a checksum error
+    // wins over a read error, since a corrupt file explains both.
+    let (meta, tables) = std::thread::scope(|s| {
+        let meta = s.spawn(|| check_meta(p, dir, date, window_days));
+        let tables = read_tables(p, dir, date, window_days);
+        (meta.join(), tables)
+    });
+    match meta {
+        Ok(m) => m?,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+    tables
+}
+
+/// Reads the four tables of a batch (what [`run`] returns, without the META.json checks).
+fn read_tables(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) -> Result<Tables> {
     let alerts = read_alerts(&dir.join("alerts.parquet"), date, window_days)?;
     let ids = alerts
         .column(0)
