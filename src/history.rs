@@ -254,6 +254,7 @@ pub fn compute(
                 .retain(|&t, _| !all && probe.less_equal(&t));
         };
 
+        let horizon = wanted.iter().next_back().map_or(0, |&d| day(d));
         let mut previous: Option<u64> = None;
         for (_, &d) in feed.iter().enumerate().filter(|(i, _)| i % peers == index) {
             // At most one of this worker's dates in flight.
@@ -272,18 +273,26 @@ pub fn compute(
                     for (a, v) in alerts {
                         let k = key(&a);
                         // In the window of length w for the dates d+1..=d+w.
+                        // Updates after the last requested date are never read: skipped, so
+                        // that closing the input leaves no month of retractions to process.
                         for window in [SHORT_DAYS, HISTORY_DAYS] {
                             let rec = (k, (window, t as u32, v.to_bits()));
-                            records.update_at(rec, t + 1, 1);
-                            records.update_at(rec, t + 1 + window, -1);
+                            if t < horizon {
+                                records.update_at(rec, t + 1, 1);
+                            }
+                            if t + 1 + window <= horizon {
+                                records.update_at(rec, t + 1 + window, -1);
+                            }
                         }
                         if wanted.contains(&d) {
                             addrs.insert((k, a));
                         }
                     }
                     for (k, a) in addrs {
-                        alerted.update_at((k, (t as u32, a.clone())), t, 1);
-                        alerted.update_at((k, (t as u32, a)), t + 1, -1);
+                        if t < horizon {
+                            alerted.update_at((k, (t as u32, a.clone())), t + 1, -1);
+                        }
+                        alerted.update_at((k, (t as u32, a)), t, 1);
                     }
                 }
                 Ok(None) => {
