@@ -1,5 +1,6 @@
 //! Records a hash of the source the binary is built from, so the incremental planner can tell
-//! outputs made by other code apart (see `src/plan.rs`).
+//! outputs made by other code apart (see `src/plan.rs`), and the git commit for `GET /version`.
+//! Puts the prebuilt DuckDB library's directory (`DUCKDB_LIB_DIR`) on the binaries' rpath.
 
 use std::hash::{DefaultHasher, Hasher};
 use std::path::{Path, PathBuf};
@@ -31,6 +32,31 @@ fn main() {
         "cargo:rustc-env=AML_PIPELINE_SOURCE_HASH={:016x}",
         h.finish()
     );
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=AML_PIPELINE_COMMIT={commit}");
+    if let Ok(dir) = std::env::var("DUCKDB_LIB_DIR") {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+    }
+    println!("cargo:rerun-if-env-changed=DUCKDB_LIB_DIR");
+    // A commit moves the branch ref; watch it (and HEAD) when they are plain files.
+    let head = std::fs::read_to_string(".git/HEAD").unwrap_or_default();
+    let branch = head
+        .strip_prefix("ref: ")
+        .map(|r| format!(".git/{}", r.trim()));
+    for p in [Some(".git/HEAD".to_string()), branch]
+        .into_iter()
+        .flatten()
+    {
+        if Path::new(&p).is_file() {
+            println!("cargo:rerun-if-changed={p}");
+        }
+    }
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=Cargo.toml");
     println!("cargo:rerun-if-changed=Cargo.lock");

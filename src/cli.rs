@@ -3,6 +3,7 @@
 use crate::config::{DecodeParams, RunConfig, StageKind, StageParams, ValidateParams};
 use crate::dates::{available, DateSelection};
 use crate::engine::{self, RunReport};
+use crate::fetch::{DateOutcome, Fetcher, LabelsOutcome};
 use crate::generate::{generate, GenerateOptions};
 use crate::labels::Labels;
 use crate::model::ModelKind;
@@ -14,7 +15,7 @@ use anyhow::{bail, Result};
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,6 +34,8 @@ enum Command {
     Run {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        remote: Remote,
         /// Worker threads (default: the config's `workers`).
         #[arg(long)]
         workers: Option<usize>,
@@ -152,6 +155,43 @@ enum Command {
         #[arg(long)]
         quality_report: Option<PathBuf>,
     },
+    /// Mirror batches from object storage (the config's `source`) into the input tree, verified by checksum.
+    Fetch {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Query the outputs with SQL (DuckDB). Views: alert_scores, alert_rankings, cluster_scores,
+    /// processing_metadata, validation, each over every completed date and with network,
+    /// processing_date and window_days columns.
+    Query {
+        /// Run configuration (TOML), e.g. configs/daily.toml.
+        config: PathBuf,
+        /// The SQL statement, e.g. "SELECT processing_date, count(*) FROM alert_scores GROUP BY 1".
+        sql: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = crate::query::Format::Table)]
+        format: crate::query::Format,
+        /// Write the result to this file instead of stdout (needed for parquet on a terminal).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Output root (default: the config's `output`).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Serve the outputs over HTTP (scores, rankings, cluster scores, metadata, validation,
+    /// metrics, OpenAPI); dates written meanwhile by `pipeline run` appear without a restart.
+    Serve {
+        /// Run configuration (TOML), e.g. configs/daily.toml.
+        config: PathBuf,
+        /// Address to listen on (port 0: any free port, printed at start).
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        bind: String,
+        /// Output root (default: the config's `output`).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// Write seeded synthetic batches in the upstream format, with planted laundering typologies.
     Generate {
         /// Input root to write into.
@@ -239,8 +279,52 @@ struct Common {
     input: Option<PathBuf>,
 }
 
+/// Where to fetch batches from; each flag overrides the config key of the same name.
+#[derive(Args, Debug)]
+struct Remote {
+    /// Source of the batches: s3://bucket/prefix, gs://…, az://…, http(s)://…, file://… or a directory.
+    #[arg(long)]
+    source: Option<String>,
+    /// Endpoint of an S3-compatible store (default: AWS_ENDPOINT_URL).
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Region of the store (default: AWS_REGION).
+    #[arg(long)]
+    region: Option<String>,
+    /// Downloads in flight at once.
+    #[arg(long)]
+    fetch_concurrency: Option<usize>,
+}
+
+impl Remote {
+    fn apply(&self, cfg: &mut RunConfig) -> Result<()> {
+        if let Some(s) = &self.source {
+            cfg.source = Some(s.clone()).filter(|s| !s.is_empty());
+        }
+        if let Some(e) = &self.endpoint {
+            cfg.endpoint = Some(e.clone());
+        }
+        if let Some(r) = &self.region {
+            cfg.region = Some(r.clone());
+        }
+        if let Some(n) = self.fetch_concurrency {
+            if n == 0 {
+                bail!("--fetch-concurrency must be at least 1");
+            }
+            cfg.fetch_concurrency = n;
+        }
+        Ok(())
+    }
+}
+
 impl Common {
     fn load(&self) -> Result<(RunConfig, Vec<NaiveDate>)> {
+        self.load_from(None)
+    }
+
+    /// Like `load`; with `remote`, its flags apply, and if the run has a source, `all` and
+    /// `latest` also see the dates at the source.
+    fn load_from(&self, remote: Option<&Remote>) -> Result<(RunConfig, Vec<NaiveDate>)> {
         let mut cfg = RunConfig::load(&self.config)?;
         if let Some(i) = &self.input {
             cfg.input = i.clone();
@@ -248,12 +332,21 @@ impl Common {
         if let Some(d) = &self.dates {
             cfg.dates = d.parse()?;
         }
-        let avail = available(&cfg.input, &cfg.network, cfg.window_days)?;
+        let mut avail = available(&cfg.input, &cfg.network, cfg.window_days)?;
+        if let Some(r) = remote {
+            r.apply(&mut cfg)?;
+            if cfg.source.is_some() && !matches!(cfg.dates, DateSelection::Range(..)) {
+                avail.extend(Fetcher::new(&cfg)?.available()?);
+                avail.sort();
+                avail.dedup();
+            }
+        }
         let dates = cfg.dates.resolve(&avail);
         if dates.is_empty() {
             bail!(
-                "no dates to process: {} has no batches for network {} with window {} (generate some with `pipeline generate`)",
+                "no dates to process: {}{} has no batches for network {} with window {} (generate some with `pipeline generate`)",
                 cfg.input.display(),
+                cfg.source.as_ref().map(|s| format!(" (nor {s})")).unwrap_or_default(),
                 cfg.network,
                 cfg.window_days
             );
@@ -282,6 +375,7 @@ pub fn main() -> Result<i32> {
     match cli.command {
         Command::Run {
             common,
+            remote,
             workers,
             output,
             models,
@@ -291,7 +385,7 @@ pub fn main() -> Result<i32> {
             dry_run,
             cluster,
         } => {
-            let (mut cfg, dates) = common.load()?;
+            let (mut cfg, dates) = common.load_from(Some(&remote))?;
             if let Some(o) = output {
                 cfg.output = o;
             }
@@ -312,6 +406,10 @@ pub fn main() -> Result<i32> {
             } else {
                 Some(crate::state::RunLock::acquire(&ctx.config.output, p)?)
             };
+            let fetched = match &ctx.config.source {
+                Some(_) if !dry_run => fetch_for_run(&ctx.config, &mine)?,
+                _ => FetchReport::default(),
+            };
             let plans = plan_dates(&ctx.config, &ctx.model_paths(), &mine, force)?;
             print_plan(&plans);
             if dry_run {
@@ -320,6 +418,8 @@ pub fn main() -> Result<i32> {
             let missing: Vec<NaiveDate> = plans
                 .iter()
                 .filter(|p| p.status == DateStatus::MissingInput)
+                .filter(|p| !fetched.failed.contains_key(&p.date))
+                .filter(|p| !fetched.missing.contains(&p.date))
                 .map(|p| p.date)
                 .collect();
             let stale = plans.iter().filter(|p| !p.run.is_empty()).count();
@@ -365,12 +465,23 @@ pub fn main() -> Result<i32> {
                     Err(format!("missing input: {} does not exist", dir.display())),
                 ));
             }
+            for (d, e) in &fetched.failed {
+                report.dates.push((*d, Err(e.clone())));
+            }
             report.dates.sort_by_key(|d| d.0);
             print_summary(
                 &report,
-                stale + missing.len(),
+                stale + missing.len() + fetched.failed.len(),
                 start.elapsed().as_secs_f64(),
             );
+            if !fetched.missing.is_empty() {
+                let list: Vec<String> = fetched.missing.iter().map(|d| d.to_string()).collect();
+                println!(
+                    "{} dates missing at the source (not run): {}",
+                    list.len(),
+                    list.join(", ")
+                );
+            }
             if p == 0 && ctx.config.pipeline.stage_of(StageKind::Validate).is_some() {
                 let done: Vec<NaiveDate> = dates
                     .iter()
@@ -623,6 +734,38 @@ pub fn main() -> Result<i32> {
             }
             Ok(0)
         }
+        Command::Fetch { common, remote } => {
+            let (cfg, dates) = common.load_from(Some(&remote))?;
+            let fetcher = Fetcher::new(&cfg)?.with_progress(bytes_bar());
+            fetch_command(&fetcher, &dates)
+        }
+        Command::Query {
+            config,
+            sql,
+            format,
+            out,
+            output,
+        } => {
+            let cfg = RunConfig::load(&config)?;
+            let root = output.unwrap_or(cfg.output);
+            query_command(&root, &sql, format, out.as_deref())
+        }
+        Command::Serve {
+            config,
+            bind,
+            output,
+        } => {
+            let cfg = RunConfig::load(&config)?;
+            crate::serve::serve(
+                crate::serve::ServeConfig {
+                    output: output.unwrap_or(cfg.output),
+                    network: cfg.network,
+                    window_days: cfg.window_days,
+                },
+                &bind,
+            )?;
+            Ok(0)
+        }
         Command::Generate {
             out,
             network,
@@ -653,6 +796,190 @@ pub fn main() -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// `pipeline query`: one SQL statement over the output views, printed or written in `format`.
+fn query_command(
+    root: &std::path::Path,
+    sql: &str,
+    format: crate::query::Format,
+    out: Option<&std::path::Path>,
+) -> Result<i32> {
+    use std::io::IsTerminal;
+    if !root.is_dir() {
+        bail!(
+            "output root {} does not exist; run `pipeline run` first",
+            root.display()
+        );
+    }
+    let catalog = crate::query::Catalog::open(root)?;
+    let (schema, batches) = catalog.query(sql)?;
+    match out {
+        Some(path) => crate::io::write_atomic(path, |w| {
+            crate::query::write_result(&schema, &batches, format, w)
+        })?,
+        None => {
+            if format == crate::query::Format::Parquet && std::io::stdout().is_terminal() {
+                bail!("--format parquet writes binary data: give --out FILE or redirect stdout");
+            }
+            let mut stdout = std::io::BufWriter::new(std::io::stdout());
+            crate::query::write_result(&schema, &batches, format, &mut stdout)?;
+            std::io::Write::flush(&mut stdout)?;
+        }
+    }
+    Ok(0)
+}
+
+fn bytes_bar() -> ProgressBar {
+    let pb = ProgressBar::new(0);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{spinner} fetch [{bar:30}] {bytes}/{total_bytes} ({binary_bytes_per_sec}), {msg}, {elapsed}",
+        )
+        .expect("static template"),
+    );
+    pb
+}
+
+/// What fetching before a run came to, for the dates the run was asked for.
+#[derive(Default)]
+struct FetchReport {
+    /// Dates the source has no batch for (reported, not failed).
+    missing: BTreeSet<NaiveDate>,
+    /// Dates that could not be fetched, with the error.
+    failed: BTreeMap<NaiveDate, String>,
+}
+
+/// Whether the input tree holds a date's batch whole: META.json and every file it lists.
+fn complete_locally(cfg: &RunConfig, date: NaiveDate) -> bool {
+    let dir = cfg.input_dir(date);
+    let path = dir.join("META.json");
+    std::fs::read(&path)
+        .ok()
+        .and_then(|b| crate::stages::decode::Meta::parse(&b, &path.display().to_string()).ok())
+        .is_some_and(|m| !m.sha256.is_empty() && m.sha256.keys().all(|f| dir.join(f).exists()))
+}
+
+/// Before a run with a `source`: fetches every date the run needs that the input tree does not
+/// hold whole — the run's dates and the 30 before each, whose alerts feed the address history —
+/// so that planning and the history see the fetched files. Dates already complete cost a
+/// directory listing, no request (batches are immutable upstream; `pipeline fetch` re-checks).
+fn fetch_for_run(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<FetchReport> {
+    let wanted: BTreeSet<NaiveDate> = dates.iter().copied().collect();
+    let need: Vec<NaiveDate> = dates
+        .iter()
+        .flat_map(|&d| crate::history::window_dates(d).chain([d]))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .filter(|&d| !complete_locally(cfg, d))
+        .collect();
+    let mut report = FetchReport::default();
+    if need.is_empty() {
+        return Ok(report);
+    }
+    let fetcher = Fetcher::new(cfg)?.with_progress(bytes_bar());
+    let outcomes = fetcher.fetch_dates(&need, |_, _| {});
+    fetcher.progress().finish_and_clear();
+    let mut fetched = 0;
+    for (d, o) in outcomes {
+        match o {
+            DateOutcome::Complete(_) => fetched += 1,
+            DateOutcome::Missing if wanted.contains(&d) => {
+                report.missing.insert(d);
+            }
+            DateOutcome::Failed(e) if wanted.contains(&d) => {
+                report.failed.insert(d, e);
+            }
+            DateOutcome::Failed(e) => {
+                tracing::warn!(date = %d, "history window date not fetched: {e}")
+            }
+            DateOutcome::Missing => {}
+        }
+    }
+    println!(
+        "fetch: {fetched} dates in place from {} ({} missing there, {} failed)",
+        fetcher.source(),
+        report.missing.len(),
+        report.failed.len()
+    );
+    if let Err(e) = report_labels(&fetcher) {
+        eprintln!("warning: address labels not fetched: {e:#}");
+    }
+    Ok(report)
+}
+
+/// Fetches the labels and prints what happened; a labels file missing at the source is fine.
+fn report_labels(f: &Fetcher) -> Result<()> {
+    match f.fetch_labels()? {
+        LabelsOutcome::Downloaded(n) => println!("address labels: downloaded ({n} bytes)"),
+        LabelsOutcome::Unchanged => println!("address labels: up to date"),
+        LabelsOutcome::Missing => println!("address labels: none at the source"),
+    }
+    Ok(())
+}
+
+/// `pipeline fetch`: every date, then the labels; exit code 1 if a date or the labels failed.
+fn fetch_command(f: &Fetcher, dates: &[NaiveDate]) -> Result<i32> {
+    let start = Instant::now();
+    let pb = f.progress().clone();
+    // Above the bar on a terminal; plain lines otherwise (a hidden bar's `println` prints nothing).
+    let say = |line: String| pb.suspend(|| println!("{line}"));
+    let outcomes = f.fetch_dates(dates, |d, o| match o {
+        DateOutcome::Complete(files) => {
+            let new: Vec<_> = files.iter().filter(|f| f.downloaded).collect();
+            say(format!(
+                "{d}: {} files, {} downloaded ({} bytes), {} already present",
+                files.len(),
+                new.len(),
+                new.iter().map(|f| f.bytes).sum::<u64>(),
+                files.len() - new.len()
+            ))
+        }
+        DateOutcome::Missing => say(format!("{d}: missing at the source (no META.json)")),
+        DateOutcome::Failed(e) => say(format!("✗ {e}")),
+    });
+    pb.finish_and_clear();
+    let count = |p: fn(&DateOutcome) -> bool| outcomes.iter().filter(|(_, o)| p(o)).count();
+    let complete = count(|o| matches!(o, DateOutcome::Complete(_)));
+    let missing = count(|o| matches!(o, DateOutcome::Missing));
+    let failed: Vec<&str> = outcomes
+        .iter()
+        .filter_map(|(_, o)| match o {
+            DateOutcome::Failed(e) => Some(e.as_str()),
+            _ => None,
+        })
+        .collect();
+    let bytes: u64 = outcomes
+        .iter()
+        .filter_map(|(_, o)| match o {
+            DateOutcome::Complete(files) => Some(files),
+            _ => None,
+        })
+        .flatten()
+        .filter(|f| f.downloaded)
+        .map(|f| f.bytes)
+        .sum();
+    let labels_ok = match report_labels(f) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("✗ address labels: {e:#}");
+            false
+        }
+    };
+    println!(
+        "{complete} of {} dates complete ({bytes} bytes downloaded from {} in {:.2} s), {missing} missing at the source, {} failed",
+        dates.len(),
+        f.source(),
+        start.elapsed().as_secs_f64(),
+        failed.len()
+    );
+    if !failed.is_empty() {
+        eprintln!("{} dates failed:", failed.len());
+        for e in &failed {
+            eprintln!("  {e}");
+        }
+    }
+    Ok(if failed.is_empty() && labels_ok { 0 } else { 1 })
 }
 
 /// Logs to stderr filtered by `RUST_LOG` (default `warn`); with `trace`, also every stage span

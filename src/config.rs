@@ -30,6 +30,15 @@ pub struct RunConfig {
     pub dates: DateSelection,
     /// Worker threads.
     pub workers: usize,
+    /// Where batches are fetched from (`s3://`, `gs://`, `az://`, `http(s)://`, `file://` or a
+    /// directory), or `None` to use the input tree as it is.
+    pub source: Option<String>,
+    /// Endpoint of an S3-compatible store (default: `AWS_ENDPOINT_URL`, else AWS).
+    pub endpoint: Option<String>,
+    /// Region of the store (default: `AWS_REGION`).
+    pub region: Option<String>,
+    /// Downloads in flight at once.
+    pub fetch_concurrency: usize,
 }
 
 #[derive(Deserialize)]
@@ -45,6 +54,18 @@ struct RawRunConfig {
     dates: String,
     #[serde(default = "default_workers")]
     workers: usize,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default = "default_fetch_concurrency")]
+    fetch_concurrency: usize,
+}
+
+fn default_fetch_concurrency() -> usize {
+    8
 }
 
 fn default_dates() -> String {
@@ -77,6 +98,20 @@ impl RunConfig {
         if raw.workers == 0 {
             bail!("{}: key `workers` must be at least 1", path.display());
         }
+        if raw.fetch_concurrency == 0 {
+            bail!(
+                "{}: key `fetch_concurrency` must be at least 1",
+                path.display()
+            );
+        }
+        // A plain directory as source is relative to the config file, like the other paths.
+        let source = raw.source.filter(|s| !s.is_empty()).map(|s| {
+            if s.contains("://") {
+                s
+            } else {
+                rel(Path::new(&s)).display().to_string()
+            }
+        });
         let pipeline = PipelineSpec::load(&rel(&raw.pipeline))
             .with_context(|| format!("{}: key `pipeline`", path.display()))?;
         Ok(Self {
@@ -89,6 +124,10 @@ impl RunConfig {
             models: rel(&raw.models),
             dates,
             workers: raw.workers,
+            source,
+            endpoint: raw.endpoint.filter(|s| !s.is_empty()),
+            region: raw.region.filter(|s| !s.is_empty()),
+            fetch_concurrency: raw.fetch_concurrency,
         })
     }
 

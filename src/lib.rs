@@ -4,6 +4,8 @@
 //! alerts and clusters with LightGBM models, ranks the alerts, writes Parquet outputs and
 //! validates them. The stages are timely-dataflow operators wired from a TOML graph
 //! ([`config::PipelineSpec`]); [`engine::run`] executes them over many dates in parallel.
+//! [`fetch`] mirrors batches from object storage; [`query`] and [`serve`] read the outputs
+//! with DuckDB, from the command line and over HTTP.
 
 pub mod batch;
 pub mod cli;
@@ -13,6 +15,7 @@ pub mod contract;
 pub mod dates;
 pub mod engine;
 pub mod features;
+pub mod fetch;
 pub mod forest;
 pub mod generate;
 pub mod history;
@@ -21,6 +24,8 @@ pub mod labels;
 pub mod metrics;
 pub mod model;
 pub mod plan;
+pub mod query;
+pub mod serve;
 pub mod stages;
 pub mod state;
 pub mod train;

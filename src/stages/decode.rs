@@ -157,6 +157,62 @@ fn read_tables(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) 
     ]))
 }
 
+/// What decode and fetch read from a batch's META.json: the batch's date and window and the
+/// producer's `"sha256": {"<file>.parquet": hex, …}` checksums (the consumers' `files` variants
+/// are not read; see the upstream notes).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Meta {
+    /// `processing_date`, if present.
+    pub processing_date: Option<String>,
+    /// `window_days`, if present.
+    pub window_days: Option<u64>,
+    /// File name → lower-case hex sha256, in name order.
+    pub sha256: std::collections::BTreeMap<String, String>,
+}
+
+impl Meta {
+    /// Parses META.json's bytes; `path` names the file in errors.
+    pub fn parse(bytes: &[u8], path: &str) -> Result<Self> {
+        let meta: serde_json::Value =
+            serde_json::from_slice(bytes).with_context(|| format!("{path}: not valid JSON"))?;
+        let mut sha256 = std::collections::BTreeMap::new();
+        for (f, want) in meta
+            .get("sha256")
+            .and_then(|v| v.as_object())
+            .into_iter()
+            .flatten()
+        {
+            let want = want
+                .as_str()
+                .ok_or_else(|| anyhow!("{path}: sha256 of {f} is not a string"))?;
+            sha256.insert(f.clone(), want.to_ascii_lowercase());
+        }
+        Ok(Self {
+            processing_date: meta
+                .get("processing_date")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+            window_days: meta.get("window_days").and_then(|v| v.as_u64()),
+            sha256,
+        })
+    }
+
+    /// Fails unless the batch is for `date` and `window_days` (where META.json says).
+    pub fn check(&self, path: &str, date: NaiveDate, window_days: u32) -> Result<()> {
+        if let Some(d) = &self.processing_date {
+            if *d != date.format("%Y-%m-%d").to_string() {
+                bail!("{path}: processing_date is {d}, but the batch directory is for {date}");
+            }
+        }
+        if let Some(w) = self.window_days {
+            if w != window_days as u64 {
+                bail!("{path}: window_days is {w}, but the batch directory is for {window_days}");
+            }
+        }
+        Ok(())
+    }
+}
+
 fn check_meta(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) -> Result<()> {
     let path = dir.join("META.json");
     let text = match std::fs::read(&path) {
@@ -172,32 +228,16 @@ fn check_meta(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) -
         }
         Err(e) => return Err(e).with_context(|| format!("{}: cannot read", path.display())),
     };
-    let meta: serde_json::Value = serde_json::from_slice(&text)
-        .with_context(|| format!("{}: not valid JSON", path.display()))?;
-    if let Some(d) = meta.get("processing_date").and_then(|v| v.as_str()) {
-        if d != date.format("%Y-%m-%d").to_string() {
-            bail!(
-                "{}: processing_date is {d}, but the batch directory is for {date}",
-                path.display()
-            );
-        }
-    }
-    if let Some(w) = meta.get("window_days").and_then(|v| v.as_u64()) {
-        if w != window_days as u64 {
-            bail!(
-                "{}: window_days is {w}, but the batch directory is for {window_days}",
-                path.display()
-            );
-        }
-    }
-    let sums = meta.get("sha256").and_then(|v| v.as_object());
+    let shown = path.display().to_string();
+    let meta = Meta::parse(&text, &shown)?;
+    meta.check(&shown, date, window_days)?;
     for f in FILES {
         let fp = dir.join(f);
         if !fp.exists() {
             bail!(
                 "{}: missing file{}",
                 fp.display(),
-                if sums.is_some_and(|s| s.contains_key(f)) {
+                if meta.sha256.contains_key(f) {
                     " (listed in META.json)"
                 } else {
                     ""
@@ -206,16 +246,13 @@ fn check_meta(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) -
         }
     }
     if p.verify_checksums {
-        for (f, want) in sums.into_iter().flatten() {
-            let want = want
-                .as_str()
-                .ok_or_else(|| anyhow!("{}: sha256 of {f} is not a string", path.display()))?;
+        for (f, want) in &meta.sha256 {
             let fp = dir.join(f);
             if !fp.exists() {
                 bail!("{}: missing file (listed in META.json)", fp.display());
             }
             let got = sha256_file(&fp)?;
-            if !got.eq_ignore_ascii_case(want) {
+            if got != *want {
                 bail!(
                     "{}: sha256 is {got}, but META.json says {want} (corrupt or partial file?)",
                     fp.display()

@@ -1,0 +1,516 @@
+//! `pipeline query` and `pipeline serve` on generated outputs: every endpoint and shape,
+//! pagination, Parquet pages, bad requests (400/404, never 500), path traversal and SQL
+//! injection attempts, and a date written while the server runs.
+
+mod common;
+
+use arrow::array::AsArray;
+use arrow::datatypes::Float64Type;
+use common::*;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const D1: &str = "2025-10-01";
+const D2: &str = "2025-10-02";
+const D3: &str = "2025-10-03";
+
+/// Outputs of the first two dates, made once and never modified.
+struct Outputs {
+    _dir: tempfile::TempDir,
+    cfg: PathBuf,
+    out: PathBuf,
+}
+
+fn outputs() -> &'static Outputs {
+    static O: OnceLock<Outputs> = OnceLock::new();
+    O.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = fixture_config(dir.path());
+        ok(pipeline(&[
+            "run",
+            cfg.to_str().unwrap(),
+            "--dates",
+            &format!("{D1}..{D2}"),
+        ]));
+        Outputs {
+            out: dir.path().join("out"),
+            cfg,
+            _dir: dir,
+        }
+    })
+}
+
+/// A `pipeline serve` process on a free loopback port, killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(cfg: &Path, output: &Path) -> Self {
+        let mut child = Command::new(bin())
+            .args(["serve", cfg.to_str().unwrap(), "--bind", "127.0.0.1:0"])
+            .args(["--output", output.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no address in the serve banner: {line:?}"));
+        Self { child, port }
+    }
+
+    /// Sends `method target` verbatim (no client-side normalisation); returns status and body.
+    fn request(&self, method: &str, target: &str) -> (u16, Vec<u8>) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(
+            s,
+            "{method} {target} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a complete HTTP response");
+        let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+        let status = head[9..12].parse().unwrap();
+        let mut body = raw[split + 4..].to_vec();
+        if head.contains("transfer-encoding: chunked") {
+            body = dechunk(&body);
+        }
+        (status, body)
+    }
+
+    fn get(&self, target: &str) -> (u16, Vec<u8>) {
+        self.request("GET", target)
+    }
+
+    /// A 200 JSON response to `GET target`.
+    fn json(&self, target: &str) -> Value {
+        let (status, body) = self.get(target);
+        assert_eq!(status, 200, "{target}: {}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = &b[eol + 4 + size..];
+    }
+}
+
+/// A server over the shared outputs (one per test: a process in a static would outlive the tests).
+fn server() -> Server {
+    Server::start(&outputs().cfg, &outputs().out)
+}
+
+fn ids_and_scores(rows: &Value, id: &str) -> Vec<(String, f64)> {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r[id].as_str().unwrap().to_string(),
+                r["score"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_endpoint_answers_in_the_upstream_shape() {
+    let s = server();
+    let h = s.json("/health");
+    assert_eq!(h["status"], "healthy");
+    assert_eq!(h["database_connected"], true);
+    assert!(h["timestamp"].is_string() && h["version"].is_string());
+
+    let v = s.json("/version");
+    assert_eq!(v["network"], NETWORK);
+    assert!(v["commit_hash"].is_string());
+    let meta = s.json(&format!("/metadata/{D2}"));
+    for k in ["alert_scorer", "alert_ranker", "cluster_scorer"] {
+        assert_eq!(v["models"][k], meta["model_versions"][k], "{k}");
+    }
+
+    let a = s.json("/dates/available");
+    assert_eq!(a["dates"], serde_json::json!([D2, D1]));
+    assert_eq!(a["total_count"], 2);
+    let l = s.json("/dates/latest");
+    assert_eq!(l["latest_date"], D2);
+    assert_eq!(l["processed_at"], meta["processed_at"]);
+
+    let sc = s.json(&format!("/scores/alerts/{D1}?limit=100000"));
+    let expected = scores_by_id(&outputs().out, D1);
+    assert_eq!(sc["processing_date"], D1);
+    assert_eq!(
+        sc["total_alerts"].as_u64().unwrap() as usize,
+        expected.len()
+    );
+    assert!(sc["model_version"].is_string());
+    for k in ["processed_at", "total_latency_ms", "avg_latency_ms"] {
+        assert!(!sc["metadata"][k].is_null(), "metadata.{k}");
+    }
+    let got = ids_and_scores(&sc["scores"], "alert_id");
+    assert_eq!(got.len(), expected.len());
+    for (id, score) in &got {
+        assert_eq!(expected[id].to_bits(), score.to_bits(), "{id}");
+    }
+    assert!(
+        got.windows(2).all(|w| w[0].0 < w[1].0),
+        "ordered by alert_id"
+    );
+
+    let r = s.json(&format!("/rankings/alerts/{D1}?limit=100000"));
+    let ranks: Vec<i64> = r["rankings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["rank"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ranks, (1..=expected.len() as i64).collect::<Vec<_>>());
+    for x in r["rankings"].as_array().unwrap() {
+        let id = x["alert_id"].as_str().unwrap();
+        assert_eq!(
+            x["score"].as_f64().unwrap().to_bits(),
+            expected[id].to_bits()
+        );
+    }
+
+    let c = s.json(&format!("/scores/clusters/{D1}"));
+    let clusters = read_parquet(&batch_dir(&outputs().out, D1).join("cluster_scores.parquet"));
+    assert_eq!(
+        c["total_clusters"].as_u64().unwrap() as usize,
+        clusters.num_rows()
+    );
+    assert_eq!(
+        c["scores"].as_array().unwrap().len(),
+        clusters.num_rows().min(1000)
+    );
+
+    let val = s.json(&format!("/validation/{D1}"));
+    let on_disk: Value = serde_json::from_slice(
+        &std::fs::read(batch_dir(&outputs().out, D1).join("validation.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(val, on_disk);
+
+    let (status, body) = s.request("POST", "/refresh");
+    assert_eq!(status, 200);
+    let rf: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(rf["total_count"], 2);
+
+    let (status, body) = s.get("/metrics");
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.contains("aml_http_requests_total{route=\"/health\",status=\"200\"}"));
+    assert!(text.contains("aml_http_request_duration_seconds_bucket"));
+    assert!(text.contains("aml_dates_served 2"));
+
+    let api = s.json("/openapi.json");
+    for p in [
+        "/health",
+        "/version",
+        "/dates/available",
+        "/dates/latest",
+        "/scores/alerts/{date}",
+        "/rankings/alerts/{date}",
+        "/scores/clusters/{date}",
+        "/metadata/{date}",
+        "/validation/{date}",
+        "/refresh",
+        "/metrics",
+    ] {
+        assert!(api["paths"][p].is_object(), "openapi lacks {p}");
+    }
+}
+
+#[test]
+fn pages_cover_every_row_once_and_latest_is_the_newest_date() {
+    let s = server();
+    let all = ids_and_scores(
+        &s.json(&format!("/scores/alerts/{D2}?limit=100000"))["scores"],
+        "alert_id",
+    );
+    let mut paged = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = s.json(&format!("/scores/alerts/latest?limit=97&offset={offset}"));
+        assert_eq!(page["processing_date"], D2);
+        let rows = ids_and_scores(&page["scores"], "alert_id");
+        if rows.is_empty() {
+            break;
+        }
+        assert!(rows.len() <= 97);
+        offset += rows.len();
+        paged.extend(rows);
+    }
+    assert_eq!(paged, all);
+    let one = s.json("/dates/available?limit=1&offset=1");
+    assert_eq!(one["dates"], serde_json::json!([D1]));
+}
+
+#[test]
+fn parquet_pages_round_trip() {
+    let s = server();
+    let json = s.json(&format!("/rankings/alerts/{D1}?limit=50&offset=10"));
+    let (status, bytes) = s.get(&format!(
+        "/rankings/alerts/{D1}?limit=50&offset=10&format=parquet"
+    ));
+    assert_eq!(status, 200);
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        bytes::Bytes::from(bytes),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let mut rows = Vec::new();
+    for b in reader {
+        let b = b.unwrap();
+        let ids = b.column_by_name("alert_id").unwrap().as_string::<i32>();
+        let scores = b
+            .column_by_name("score")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        for i in 0..b.num_rows() {
+            rows.push((ids.value(i).to_string(), scores.value(i)));
+        }
+    }
+    assert_eq!(rows.len(), 50);
+    assert_eq!(rows, ids_and_scores(&json["rankings"], "alert_id"));
+}
+
+#[test]
+fn bad_requests_are_400_or_404_with_a_json_body_and_leak_nothing() {
+    let s = server();
+    let cases = [
+        ("/scores/alerts/2024-01-01".to_string(), 404),
+        ("/metadata/2024-01-01".to_string(), 404),
+        (format!("/scores/alerts/{D1}?network=elsewhere"), 404),
+        (format!("/scores/alerts/{D1}?window_days=7"), 404),
+        ("/no/such/endpoint".to_string(), 404),
+        ("/scores/alerts/2025-13-01".to_string(), 400),
+        ("/scores/alerts/yesterday".to_string(), 400),
+        (format!("/scores/alerts/{D1}?limit=0"), 400),
+        (format!("/scores/alerts/{D1}?limit=abc"), 400),
+        (format!("/scores/alerts/{D1}?limit=100001"), 400),
+        (format!("/scores/alerts/{D1}?offset=-1"), 400),
+        (format!("/scores/alerts/{D1}?format=xml"), 400),
+        (format!("/scores/alerts/{D1}?colour=red"), 400),
+        (format!("/scores/alerts/{D1}?window_days=99999999999"), 400),
+        // path traversal
+        ("/scores/alerts/..%2F..%2F..%2Fetc%2Fpasswd".to_string(), 400),
+        ("/metadata/..%2F..%2F.state".to_string(), 400),
+        (format!("/metadata/{D1}?network=..%2F..%2F..%2Fetc"), 400),
+        (format!("/metadata/{D1}?network=.state"), 400),
+        (format!("/validation/{D1}?network=%2Fetc"), 400),
+        ("/scores/alerts/%2e%2e".to_string(), 400),
+        // SQL injection
+        (format!("/scores/alerts/{D1}'%20OR%20'1'='1"), 400),
+        (format!("/scores/alerts/{D1}?network=torus'%3B%20DROP%20TABLE%20x%3B--"), 400),
+        (format!("/scores/alerts/{D1}?limit=1%3B%20SELECT%201"), 400),
+        (format!("/scores/alerts/{D1}?offset=0)%20UNION%20SELECT%20*%20FROM%20read_csv('%2Fetc%2Fpasswd')--"), 400),
+    ];
+    for (target, want) in &cases {
+        let (status, body) = s.get(target);
+        assert_eq!(
+            status,
+            *want,
+            "{target}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        let v: Value = serde_json::from_slice(&body).unwrap_or_else(|_| {
+            panic!(
+                "{target}: body is not JSON: {}",
+                String::from_utf8_lossy(&body)
+            )
+        });
+        assert!(
+            v["error"].is_string() && v["detail"].is_string(),
+            "{target}: {v}"
+        );
+        let text = String::from_utf8_lossy(&body);
+        assert!(!text.contains("root:"), "{target} leaked a file: {text}");
+    }
+    // Raw targets a client would normalise: the router never maps them to files either.
+    for target in [
+        "/../../etc/passwd",
+        "/scores/alerts/../../../etc/passwd",
+        "//etc/passwd",
+    ] {
+        let (status, body) = s.get(target);
+        assert!(status == 400 || status == 404, "{target}: {status}");
+        assert!(
+            !String::from_utf8_lossy(&body).contains("root:"),
+            "{target}"
+        );
+    }
+    assert_eq!(
+        s.json("/health")["status"],
+        "healthy",
+        "the server survived"
+    );
+}
+
+#[test]
+fn a_date_written_while_serving_appears_whole_and_never_partially() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    copy_tree(&outputs().out, &out);
+    let cfg = write_config(
+        &tmp.path().join("cfg"),
+        &fixture().input,
+        &out,
+        &fixture().models,
+    );
+    let s = Server::start(&cfg, &out);
+    let mut run = Command::new(bin())
+        .args(["run", cfg.to_str().unwrap(), "--dates", D3])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut missing_seen = 0;
+    loop {
+        let finished = run.try_wait().unwrap().is_some();
+        let (status, body) = s.get(&format!("/scores/alerts/{D3}?limit=100000"));
+        match status {
+            404 => {
+                missing_seen += 1;
+                assert!(!finished, "the run finished but {D3} is not served");
+                let avail = s.json("/dates/available");
+                assert!(!avail["dates"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&Value::from(D3)));
+            }
+            200 => {
+                let v: Value = serde_json::from_slice(&body).unwrap();
+                let n = v["scores"].as_array().unwrap().len();
+                assert_eq!(v["total_alerts"].as_u64().unwrap() as usize, n);
+                assert!(n > 0);
+                break;
+            }
+            other => panic!("status {other} while the date was being written"),
+        }
+        assert!(Instant::now() < deadline, "{D3} never appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(run.wait().unwrap().success());
+    assert!(
+        missing_seen > 0,
+        "the date was served before the run wrote it?"
+    );
+    assert_eq!(s.json("/dates/latest")["latest_date"], D3);
+    let expected = scores_by_id(&out, D3);
+    let got = ids_and_scores(
+        &s.json(&format!("/scores/alerts/{D3}?limit=100000"))["scores"],
+        "alert_id",
+    );
+    assert_eq!(got.len(), expected.len());
+}
+
+fn query(args: &[&str]) -> std::process::Output {
+    let o = outputs();
+    let mut all = vec!["query", o.cfg.to_str().unwrap()];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--output", o.out.to_str().unwrap()]);
+    pipeline(&all)
+}
+
+#[test]
+fn query_counts_match_the_files_in_every_format() {
+    let sql = "SELECT processing_date, network, window_days, count(*) AS n FROM alert_scores GROUP BY ALL ORDER BY 1";
+    let counts: Vec<usize> = [D1, D2]
+        .iter()
+        .map(|d| scores_by_id(&outputs().out, d).len())
+        .collect();
+
+    let table = String::from_utf8(ok(query(&[sql])).stdout).unwrap();
+    assert!(table.contains(&format!("| {D1}")), "{table}");
+    assert!(table.contains("(2 rows)"), "{table}");
+
+    let csv = String::from_utf8(ok(query(&[sql, "--format", "csv"])).stdout).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "processing_date,network,window_days,n");
+    assert_eq!(lines[1], format!("{D1},{NETWORK},{WINDOW},{}", counts[0]));
+    assert_eq!(lines[2], format!("{D2},{NETWORK},{WINDOW},{}", counts[1]));
+
+    let json: Value =
+        serde_json::from_slice(&ok(query(&[sql, "--format", "json"])).stdout).unwrap();
+    assert_eq!(json[1]["n"].as_u64().unwrap() as usize, counts[1]);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("r.parquet");
+    ok(query(&[
+        sql,
+        "--format",
+        "parquet",
+        "--out",
+        file.to_str().unwrap(),
+    ]));
+    assert_eq!(read_parquet(&file).num_rows(), 2);
+}
+
+#[test]
+fn query_views_cover_metadata_and_validation() {
+    let out = ok(query(&[
+        "SELECT m.processing_date, m.output_counts.alert_scores AS n, v.processing_date IS NOT NULL AS validated \
+         FROM processing_metadata m LEFT JOIN validation v USING (processing_date) ORDER BY 1",
+        "--format",
+        "json",
+    ]));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(
+        v[0]["n"].as_u64().unwrap() as usize,
+        scores_by_id(&outputs().out, D1).len()
+    );
+    assert_eq!(v[0]["validated"], true);
+}
+
+#[test]
+fn a_bad_query_says_what_is_wrong() {
+    let o = query(&["SELEC 1"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("query failed") && err.contains("syntax error"),
+        "{err}"
+    );
+    let o = query(&["SELECT * FROM no_such_view"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("no_such_view"), "{err}");
+}
