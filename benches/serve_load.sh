@@ -56,7 +56,8 @@ request = function()
   return wrk.format("GET", "/scores/alerts/$first?limit=1000&offset=" .. (i * 1000))
 end
 LUA
-curl -sf "$url/scores/alerts/$first?limit=1000" | head -c 200; echo
+curl -sf "$url/scores/alerts/$first?limit=1000" > "$data/first-page.json"
+echo "first page: $(head -c 160 "$data/first-page.json") ..." 
 
 echo "backfilling $rest..$last while wrk runs $duration s at $conns connections ..."
 "$bin" run "$data/config.toml" --dates "$rest..$last" > "$data/backfill.log" 2>&1 &

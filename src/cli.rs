@@ -406,25 +406,26 @@ pub fn main() -> Result<i32> {
             } else {
                 Some(crate::state::RunLock::acquire(&ctx.config.output, p)?)
             };
-            let fetched = match &ctx.config.source {
-                Some(_) if !dry_run => fetch_for_run(&ctx.config, &mine)?,
-                _ => FetchReport::default(),
+            // With a source, dates are fetched in chunks on a second thread while earlier
+            // chunks run; without one (or on a dry run), the run is one chunk.
+            let fetching = ctx.config.source.is_some() && !dry_run;
+            let chunk_len = if fetching && n == 1 {
+                (2 * cluster.workers).max(FETCH_CHUNK_MIN)
+            } else {
+                mine.len().max(1)
             };
-            let plans = plan_dates(&ctx.config, &ctx.model_paths(), &mine, force)?;
-            print_plan(&plans);
-            if dry_run {
-                return Ok(0);
-            }
-            let missing: Vec<NaiveDate> = plans
-                .iter()
-                .filter(|p| p.status == DateStatus::MissingInput)
-                .filter(|p| !fetched.failed.contains_key(&p.date))
-                .filter(|p| !fetched.missing.contains(&p.date))
-                .map(|p| p.date)
-                .collect();
-            let stale = plans.iter().filter(|p| !p.run.is_empty()).count();
+            let multi = indicatif::MultiProgress::new();
+            let pb = multi.add(bar(0, "run"));
+            let fetcher = if fetching {
+                let f = Fetcher::new(&ctx.config)?.with_progress(multi.add(bytes_bar()));
+                if let Err(e) = report_labels(&f) {
+                    eprintln!("warning: address labels not fetched: {e:#}");
+                }
+                Some(f)
+            } else {
+                None
+            };
             let start = Instant::now();
-            let pb = bar(stale, "run");
             let profiler = flamegraph
                 .as_ref()
                 .map(|_| {
@@ -435,16 +436,73 @@ pub fn main() -> Result<i32> {
                 })
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("cannot start the profiler: {e}"))?;
-            pb.set_message("preparing the address history");
-            pb.enable_steady_tick(std::time::Duration::from_millis(200));
-            crate::history::prepare(&ctx.config, &history_dates(&ctx.config, &plans))?;
-            pb.set_message("");
             let run_id = format!(
                 "{}-{}",
                 chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
                 std::process::id()
             );
-            let mut report = engine::run(ctx.clone(), plans, &cluster, &run_id, pb.clone())?;
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<NaiveDate>, FetchReport)>(1);
+            let mut report = engine::RunReport::default();
+            let mut fetched = FetchReport::default();
+            let mut attempted = 0;
+            std::thread::scope(|scope| -> Result<()> {
+                let cfg = &ctx.config;
+                let chunks: Vec<Vec<NaiveDate>> =
+                    mine.chunks(chunk_len).map(|c| c.to_vec()).collect();
+                scope.spawn(move || {
+                    let mut tried = BTreeSet::new();
+                    for chunk in chunks {
+                        let got = match &fetcher {
+                            Some(f) => fetch_chunk(f, cfg, &chunk, &mut tried),
+                            None => FetchReport::default(),
+                        };
+                        if tx.send((chunk, got)).is_err() {
+                            break;
+                        }
+                    }
+                    if let Some(f) = &fetcher {
+                        f.progress().finish_and_clear();
+                    }
+                });
+                for (chunk, got) in rx {
+                    let plans = plan_dates(cfg, &ctx.model_paths(), &chunk, force)?;
+                    pb.suspend(|| print_plan(&plans));
+                    if dry_run {
+                        return Ok(());
+                    }
+                    attempted += got.fetched;
+                    let missing: Vec<NaiveDate> = plans
+                        .iter()
+                        .filter(|p| p.status == DateStatus::MissingInput)
+                        .filter(|p| !got.failed.contains_key(&p.date))
+                        .filter(|p| !got.missing.contains(&p.date))
+                        .map(|p| p.date)
+                        .collect();
+                    pb.inc_length(plans.iter().filter(|p| !p.run.is_empty()).count() as u64);
+                    pb.set_message("preparing the address history");
+                    pb.enable_steady_tick(std::time::Duration::from_millis(200));
+                    crate::history::prepare(cfg, &history_dates(cfg, &plans))?;
+                    pb.set_message("");
+                    let part = engine::run(ctx.clone(), plans, &cluster, &run_id, pb.clone())?;
+                    report.merge(part);
+                    for d in missing {
+                        let dir = cfg.input_dir(d);
+                        report.dates.push((
+                            d,
+                            Err(format!("missing input: {} does not exist", dir.display())),
+                        ));
+                    }
+                    for (d, e) in &got.failed {
+                        report.dates.push((*d, Err(e.clone())));
+                    }
+                    fetched.missing.extend(got.missing);
+                    fetched.failed.extend(got.failed);
+                }
+                Ok(())
+            })?;
+            if dry_run {
+                return Ok(0);
+            }
             pb.finish_and_clear();
             if let (Some(path), Some(guard)) = (&flamegraph, profiler) {
                 let report = guard
@@ -458,22 +516,17 @@ pub fn main() -> Result<i32> {
                 })?;
                 println!("flamegraph: {}", path.display());
             }
-            for d in &missing {
-                let dir = ctx.config.input_dir(*d);
-                report.dates.push((
-                    *d,
-                    Err(format!("missing input: {} does not exist", dir.display())),
-                ));
-            }
-            for (d, e) in &fetched.failed {
-                report.dates.push((*d, Err(e.clone())));
+            if fetching {
+                println!(
+                    "fetch: {attempted} dates brought in place from {} ({} missing there, {} failed)",
+                    ctx.config.source.as_deref().unwrap_or_default(),
+                    fetched.missing.len(),
+                    fetched.failed.len()
+                );
             }
             report.dates.sort_by_key(|d| d.0);
-            print_summary(
-                &report,
-                stale + missing.len() + fetched.failed.len(),
-                start.elapsed().as_secs_f64(),
-            );
+            let ran = report.dates.len();
+            print_summary(&report, ran, start.elapsed().as_secs_f64());
             if !fetched.missing.is_empty() {
                 let list: Vec<String> = fetched.missing.iter().map(|d| d.to_string()).collect();
                 println!(
@@ -841,9 +894,11 @@ fn bytes_bar() -> ProgressBar {
     pb
 }
 
-/// What fetching before a run came to, for the dates the run was asked for.
+/// What fetching for a run came to, for the dates the run was asked for.
 #[derive(Default)]
 struct FetchReport {
+    /// Dates brought in place (window dates included).
+    fetched: usize,
     /// Dates the source has no batch for (reported, not failed).
     missing: BTreeSet<NaiveDate>,
     /// Dates that could not be fetched, with the error.
@@ -860,30 +915,32 @@ fn complete_locally(cfg: &RunConfig, date: NaiveDate) -> bool {
         .is_some_and(|m| !m.sha256.is_empty() && m.sha256.keys().all(|f| dir.join(f).exists()))
 }
 
-/// Before a run with a `source`: fetches every date the run needs that the input tree does not
-/// hold whole — the run's dates and the 30 before each, whose alerts feed the address history —
-/// so that planning and the history see the fetched files. Dates already complete cost a
-/// directory listing, no request (batches are immutable upstream; `pipeline fetch` re-checks).
-fn fetch_for_run(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<FetchReport> {
-    let wanted: BTreeSet<NaiveDate> = dates.iter().copied().collect();
-    let need: Vec<NaiveDate> = dates
+/// Dates a run with a `source` fetches at once before running them, at least; while a chunk
+/// runs, the next one downloads.
+const FETCH_CHUNK_MIN: usize = 4;
+
+/// Fetches what one chunk of a run needs and the input tree lacks — its dates and the 30
+/// before each, whose alerts feed the address history — skipping dates already tried in this
+/// run. Dates already complete cost a directory listing, no request (batches are immutable
+/// upstream; `pipeline fetch` re-checks them).
+fn fetch_chunk(
+    f: &Fetcher,
+    cfg: &RunConfig,
+    chunk: &[NaiveDate],
+    tried: &mut BTreeSet<NaiveDate>,
+) -> FetchReport {
+    let wanted: BTreeSet<NaiveDate> = chunk.iter().copied().collect();
+    let need: Vec<NaiveDate> = chunk
         .iter()
         .flat_map(|&d| crate::history::window_dates(d).chain([d]))
         .collect::<BTreeSet<_>>()
         .into_iter()
-        .filter(|&d| !complete_locally(cfg, d))
+        .filter(|&d| tried.insert(d) && !complete_locally(cfg, d))
         .collect();
     let mut report = FetchReport::default();
-    if need.is_empty() {
-        return Ok(report);
-    }
-    let fetcher = Fetcher::new(cfg)?.with_progress(bytes_bar());
-    let outcomes = fetcher.fetch_dates(&need, |_, _| {});
-    fetcher.progress().finish_and_clear();
-    let mut fetched = 0;
-    for (d, o) in outcomes {
+    for (d, o) in f.fetch_dates(&need, |_, _| {}) {
         match o {
-            DateOutcome::Complete(_) => fetched += 1,
+            DateOutcome::Complete(_) => report.fetched += 1,
             DateOutcome::Missing if wanted.contains(&d) => {
                 report.missing.insert(d);
             }
@@ -896,16 +953,7 @@ fn fetch_for_run(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<FetchReport> {
             DateOutcome::Missing => {}
         }
     }
-    println!(
-        "fetch: {fetched} dates in place from {} ({} missing there, {} failed)",
-        fetcher.source(),
-        report.missing.len(),
-        report.failed.len()
-    );
-    if let Err(e) = report_labels(&fetcher) {
-        eprintln!("warning: address labels not fetched: {e:#}");
-    }
-    Ok(report)
+    report
 }
 
 /// Fetches the labels and prints what happened; a labels file missing at the source is fine.

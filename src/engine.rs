@@ -56,6 +56,21 @@ impl RunReport {
     pub fn failed(&self) -> Vec<&(NaiveDate, Result<(), String>)> {
         self.dates.iter().filter(|d| d.1.is_err()).collect()
     }
+
+    /// Adds the dates and stage totals of another run of the same pipeline.
+    pub fn merge(&mut self, other: RunReport) {
+        self.dates.extend(other.dates);
+        if self.stages.is_empty() {
+            self.stages = other.stages;
+            return;
+        }
+        for ((_, _, a), (_, _, b)) in self.stages.iter_mut().zip(other.stages) {
+            a.dates += b.dates;
+            a.rows_in += b.rows_in;
+            a.rows += b.rows;
+            a.ms += b.ms;
+        }
+    }
 }
 
 /// How the run's workers are laid out.

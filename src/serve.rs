@@ -21,9 +21,10 @@ use axum::{Json, Router};
 use duckdb::Connection;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 use serde_json::{json, Value};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 /// Version of the HTTP API.
 pub const API_VERSION: &str = "1.0";
@@ -143,6 +144,7 @@ impl Metrics {
 struct AppState {
     cfg: ServeConfig,
     pool: Pool,
+    cache: TableCache,
     metrics: Metrics,
 }
 
@@ -345,15 +347,9 @@ impl Table {
     }
     fn sql(self) -> &'static str {
         match self {
-            Self::AlertScores => {
-                "SELECT alert_id, score FROM read_parquet(?) ORDER BY alert_id LIMIT ? OFFSET ?"
-            }
-            Self::AlertRankings => {
-                "SELECT alert_id, rank, score FROM read_parquet(?) ORDER BY rank LIMIT ? OFFSET ?"
-            }
-            Self::ClusterScores => {
-                "SELECT cluster_id, score FROM read_parquet(?) ORDER BY cluster_id LIMIT ? OFFSET ?"
-            }
+            Self::AlertScores => "SELECT alert_id, score FROM read_parquet(?)",
+            Self::AlertRankings => "SELECT alert_id, rank, score FROM read_parquet(?)",
+            Self::ClusterScores => "SELECT cluster_id, score FROM read_parquet(?)",
         }
     }
     fn rows_key(self) -> (&'static str, &'static str, &'static str) {
@@ -372,14 +368,61 @@ impl Table {
     }
 }
 
-/// Reads one page of `table` for the date; the path and the bounds are bound parameters.
-fn page(st: &AppState, d: &OutputDate, table: Table, p: &Params) -> ApiResult<Vec<RecordBatch>> {
-    let path = d.dir.join(table.file()).display().to_string();
-    st.pool.with(|c| {
-        let mut stmt = c.prepare_cached(table.sql())?;
-        let arrow = stmt.query_arrow(duckdb::params![path, p.limit as i64, p.offset as i64])?;
-        Ok(arrow.collect())
-    })
+/// Tables read whole by DuckDB, kept while their file is unchanged (same size and modification
+/// time), so that a page is a slice. First in, first out beyond [`CACHED_TABLES`].
+#[derive(Default)]
+struct TableCache(Mutex<VecDeque<Cached>>);
+
+/// A cached table: its file, the file's (size, modification time), and its rows.
+type Cached = (PathBuf, (u64, SystemTime), Arc<RecordBatch>);
+
+/// Tables the page cache holds (a realistic day's alert scores take a few MB).
+const CACHED_TABLES: usize = 32;
+
+impl TableCache {
+    fn get(&self, path: &Path, stamp: (u64, SystemTime)) -> Option<Arc<RecordBatch>> {
+        let q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        q.iter()
+            .find(|(p, s, _)| p == path && *s == stamp)
+            .map(|e| e.2.clone())
+    }
+
+    fn put(&self, path: PathBuf, stamp: (u64, SystemTime), batch: Arc<RecordBatch>) {
+        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        q.retain(|(p, _, _)| *p != path);
+        if q.len() >= CACHED_TABLES {
+            q.pop_front();
+        }
+        q.push_back((path, stamp, batch));
+    }
+}
+
+/// One page of `table` for the date, in file order (DuckDB preserves insertion order: the
+/// rankings by rank, the scores in the batch's alert and cluster order). The file path is a
+/// bound parameter.
+fn page(st: &AppState, d: &OutputDate, table: Table, p: &Params) -> ApiResult<RecordBatch> {
+    let path = d.dir.join(table.file());
+    let stamp = std::fs::metadata(&path)
+        .and_then(|m| Ok((m.len(), m.modified()?)))
+        .map_err(|_| ApiError::not_found(format!("{} does not exist", table.file())))?;
+    let whole = match st.cache.get(&path, stamp) {
+        Some(b) => b,
+        None => {
+            let name = path.display().to_string();
+            let b = st.pool.with(|c| {
+                let mut stmt = c.prepare_cached(table.sql())?;
+                let arrow = stmt.query_arrow(duckdb::params![name])?;
+                let schema = arrow.get_schema();
+                let batches: Vec<RecordBatch> = arrow.collect();
+                Ok(arrow::compute::concat_batches(&schema, &batches))
+            })?;
+            let b = Arc::new(b.map_err(ApiError::unavailable)?);
+            st.cache.put(path, stamp, b.clone());
+            b
+        }
+    };
+    let start = p.offset.min(whole.num_rows());
+    Ok(whole.slice(start, p.limit.min(whole.num_rows() - start)))
 }
 
 fn strings(b: &RecordBatch, i: usize) -> Vec<String> {
@@ -457,15 +500,9 @@ async fn table_page(
     tokio::task::spawn_blocking(move || {
         let d = st.resolve(&date, &p)?;
         let meta = read_json(&d.dir.join(COMPLETE_MARKER))?;
-        let batches = page(&st, &d, table, &p)?;
+        let rows = page(&st, &d, table, &p)?;
         if p.parquet {
-            let schema = batches
-                .first()
-                .map(|b| b.schema())
-                .unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty()));
-            let all =
-                arrow::compute::concat_batches(&schema, &batches).map_err(ApiError::unavailable)?;
-            let bytes = crate::io::parquet_bytes(&all).map_err(ApiError::unavailable)?;
+            let bytes = crate::io::parquet_bytes(&rows).map_err(ApiError::unavailable)?;
             return Ok((
                 [(header::CONTENT_TYPE, "application/vnd.apache.parquet")],
                 Body::from(bytes),
@@ -475,7 +512,7 @@ async fn table_page(
         let (count_key, total_key, rows_key) = table.rows_key();
         let total = meta["output_counts"][count_key].as_u64().unwrap_or(0);
         let latency = meta["latencies_ms"]["total"].as_f64().unwrap_or(0.0);
-        let rows = rows_json(table, &batches);
+        let rows = rows_json(table, std::slice::from_ref(&rows));
         let returned = rows.len();
         Ok(Json(json!({
             "processing_date": d.date.to_string(),
@@ -598,12 +635,16 @@ async fn track(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Res
 /// The API's router over `cfg`'s output tree.
 pub fn router(cfg: ServeConfig) -> Result<Router> {
     let base = Connection::open_in_memory().context("cannot open an in-memory DuckDB")?;
+    // Pages are small: one thread per query, and concurrency from the requests themselves.
+    base.execute_batch("SET threads = 1; SET preserve_insertion_order = true;")
+        .context("cannot configure DuckDB")?;
     let st = Arc::new(AppState {
         cfg,
         pool: Pool {
             base: Mutex::new(base),
             idle: Mutex::new(Vec::new()),
         },
+        cache: TableCache::default(),
         metrics: Metrics::new()?,
     });
     Ok(Router::new()
@@ -690,9 +731,9 @@ pub fn openapi_doc() -> Value {
             "/version": op("Versions of the API, models and code", Value::Array(common.clone()), "{api_version, models{alert_scorer, alert_ranker, cluster_scorer}, network, commit_hash}"),
             "/dates/available": op("Completed dates, newest first", Value::Array(paged), "{dates[], total_count}"),
             "/dates/latest": op("The newest completed date", Value::Array(common.clone()), "{latest_date, processed_at}"),
-            "/scores/alerts/{date}": op("Alert scores, by alert_id", with_date(table.clone()), "{processing_date, model_version, total_alerts, scores[{alert_id, score}], metadata{processed_at, total_latency_ms, avg_latency_ms}}, or Parquet"),
+            "/scores/alerts/{date}": op("Alert scores, in the batch's alert order", with_date(table.clone()), "{processing_date, model_version, total_alerts, scores[{alert_id, score}], metadata{processed_at, total_latency_ms, avg_latency_ms}}, or Parquet"),
             "/rankings/alerts/{date}": op("Alert ranking, by rank", with_date(table.clone()), "{processing_date, model_version, total_alerts, rankings[{alert_id, rank, score}], metadata}, or Parquet"),
-            "/scores/clusters/{date}": op("Cluster scores, by cluster_id", with_date(table), "{processing_date, model_version, total_clusters, scores[{cluster_id, score}], metadata}, or Parquet"),
+            "/scores/clusters/{date}": op("Cluster scores, in the batch's cluster order", with_date(table), "{processing_date, model_version, total_clusters, scores[{cluster_id, score}], metadata}, or Parquet"),
             "/metadata/{date}": op("The date's processing_metadata.json", with_date(common.clone()), "processing metadata"),
             "/validation/{date}": op("The date's validation.json", with_date(common.clone()), "validation report"),
             "/refresh": {"post": {"summary": "List the output tree again", "responses": {"200": {"description": "{status, total_count, latest_date}"}}}},

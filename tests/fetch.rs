@@ -487,27 +487,49 @@ fn outputs(root: &Path, date: &str) -> Vec<(String, arrow::record_batch::RecordB
 
 #[test]
 fn run_with_an_s3_source_matches_the_local_run() {
+    // Six dates with one worker run as two chunks (4 + 2): the second downloads while the first
+    // runs. The seventh date of the range does not exist at the source.
     let moto = Moto::start();
-    let dates = [day(0), day(1)];
+    let dates: Vec<String> = (0..6).map(day).collect();
     upload(&moto, &dates.iter().map(String::as_str).collect::<Vec<_>>());
-    let range = format!("{}..{}", dates[0], dates[1]);
+    let range = format!("{}..{}", dates[0], day(6));
 
     let local = tempfile::tempdir().unwrap();
     let local_cfg = fixture_config(local.path());
+    let local_range = format!("{}..{}", dates[0], dates[5]);
     ok(pipeline(&[
         "run",
         local_cfg.to_str().unwrap(),
         "--dates",
-        &range,
+        &local_range,
+        "--workers",
+        "1",
     ]));
 
     let remote = tempfile::tempdir().unwrap();
     let (cfg, input) = config(remote.path(), &format!("s3://{BUCKET}/snapshots"));
     let out = pipeline_s3(
         &moto.endpoint(),
-        &["run", cfg.to_str().unwrap(), "--dates", &range],
+        &[
+            "run",
+            cfg.to_str().unwrap(),
+            "--dates",
+            &range,
+            "--workers",
+            "1",
+        ],
     );
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let s = stdout(&out);
+    assert!(s.contains("fetch: 6 dates brought in place"), "{s}");
+    assert!(
+        s.contains(&format!(
+            "1 dates missing at the source (not run): {}",
+            day(6)
+        )),
+        "{s}"
+    );
+    assert_eq!(s.matches("plan: ").count(), 2, "two chunks: {s}");
     let f = fixture();
     for d in &dates {
         assert_eq!(
@@ -520,4 +542,24 @@ fn run_with_an_s3_source_matches_the_local_run() {
             "{d}: outputs differ"
         );
     }
+
+    // Everything in place: a rerun fetches nothing and runs nothing.
+    let out = pipeline_s3(
+        &moto.endpoint(),
+        &[
+            "run",
+            cfg.to_str().unwrap(),
+            "--dates",
+            &range,
+            "--workers",
+            "1",
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("fetch: 0 dates brought in place"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("nothing to do"), "{}", stdout(&out));
 }
