@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing aml-pipeline needs, idempotently:
 #   - libclang (bindgen) and a CMake >= 3.28 (LightGBM 4.7, built by lightgbm3-sys)
-#   - a prebuilt libduckdb.so from the npm registry (for the DuckDB query layer)
+#   - a prebuilt libduckdb.so from the npm registry (linked by the build: pipeline query/serve)
 #   - Python packages used by tests (lightgbm, pyarrow, pandas; moto[server] as a local S3)
 # Then `source scripts/env.sh` sets the paths the build needs.
 set -euo pipefail
@@ -45,7 +45,10 @@ if [ ! -f "$DUCKDB_DIR/libduckdb.so" ]; then
     mkdir -p "$DUCKDB_DIR"
     cp "$(find "$tmp" -name 'libduckdb.so' | head -n1)" "$DUCKDB_DIR/"
   else
-    echo "setup: warning: could not fetch libduckdb.so (only the DuckDB query layer needs it)" >&2
+    echo "setup: error: could not fetch libduckdb.so with npm; the build links it (pipeline query/serve)." >&2
+    echo "       Check the npm registry is reachable, or build with --features bundled (compiles DuckDB, ~35 min)." >&2
+    rm -rf "$tmp"
+    exit 1
   fi
   rm -rf "$tmp"
 fi

@@ -16,7 +16,7 @@ use axum::extract::{MatchedPath, Path as UrlPath, RawQuery, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use duckdb::Connection;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
@@ -255,7 +255,7 @@ fn read_json(path: &Path) -> ApiResult<Value> {
 }
 
 /// A date segment from the path, with extractor failures answered as 400.
-fn segment(p: std::result::Result<UrlPath<String>, PathRejection>) -> ApiResult<String> {
+fn segment(p: DateSegment) -> ApiResult<String> {
     p.map(|UrlPath(s)| s)
         .map_err(|e| ApiError::bad(format!("bad path: {e}")))
 }
@@ -534,55 +534,28 @@ async fn table_page(
     .map_err(ApiError::unavailable)?
 }
 
-async fn alert_scores(
-    State(st): State<Arc<AppState>>,
-    date: std::result::Result<UrlPath<String>, PathRejection>,
-    RawQuery(q): RawQuery,
-) -> ApiResult<Response> {
-    table_page(st, Table::AlertScores, segment(date)?, q).await
+/// A `{date}` path segment, or why it could not be extracted.
+type DateSegment = std::result::Result<UrlPath<String>, PathRejection>;
+
+/// `GET` of a page of an output table of a date.
+fn table_route(table: Table) -> MethodRouter<Arc<AppState>> {
+    get(
+        move |State(st): State<Arc<AppState>>, date: DateSegment, RawQuery(q): RawQuery| async move {
+            table_page(st, table, segment(date)?, q).await
+        },
+    )
 }
 
-async fn alert_rankings(
-    State(st): State<Arc<AppState>>,
-    date: std::result::Result<UrlPath<String>, PathRejection>,
-    RawQuery(q): RawQuery,
-) -> ApiResult<Response> {
-    table_page(st, Table::AlertRankings, segment(date)?, q).await
-}
-
-async fn cluster_scores(
-    State(st): State<Arc<AppState>>,
-    date: std::result::Result<UrlPath<String>, PathRejection>,
-    RawQuery(q): RawQuery,
-) -> ApiResult<Response> {
-    table_page(st, Table::ClusterScores, segment(date)?, q).await
-}
-
-async fn json_file(
-    st: Arc<AppState>,
-    file: &'static str,
-    date: String,
-    q: Option<String>,
-) -> ApiResult<Json<Value>> {
-    let p = Params::parse(&st.cfg, q.as_deref())?;
-    let d = st.resolve(&date, &p)?;
-    read_json(&d.dir.join(file)).map(Json)
-}
-
-async fn metadata(
-    State(st): State<Arc<AppState>>,
-    date: std::result::Result<UrlPath<String>, PathRejection>,
-    RawQuery(q): RawQuery,
-) -> ApiResult<Json<Value>> {
-    json_file(st, COMPLETE_MARKER, segment(date)?, q).await
-}
-
-async fn validation(
-    State(st): State<Arc<AppState>>,
-    date: std::result::Result<UrlPath<String>, PathRejection>,
-    RawQuery(q): RawQuery,
-) -> ApiResult<Json<Value>> {
-    json_file(st, "validation.json", segment(date)?, q).await
+/// `GET` of a JSON file of a date, as it is on disk.
+fn file_route(file: &'static str) -> MethodRouter<Arc<AppState>> {
+    get(
+        move |State(st): State<Arc<AppState>>, date: DateSegment, RawQuery(q): RawQuery| async move {
+            let date = segment(date)?;
+            let p = Params::parse(&st.cfg, q.as_deref())?;
+            let d = st.resolve(&date, &p)?;
+            read_json(&d.dir.join(file)).map(Json)
+        },
+    )
 }
 
 /// Lists the output tree again; every request already reads it fresh, so this only reports.
@@ -652,11 +625,11 @@ pub fn router(cfg: ServeConfig) -> Result<Router> {
         .route("/version", get(version))
         .route("/dates/available", get(dates_available))
         .route("/dates/latest", get(dates_latest))
-        .route("/scores/alerts/{date}", get(alert_scores))
-        .route("/rankings/alerts/{date}", get(alert_rankings))
-        .route("/scores/clusters/{date}", get(cluster_scores))
-        .route("/metadata/{date}", get(metadata))
-        .route("/validation/{date}", get(validation))
+        .route("/scores/alerts/{date}", table_route(Table::AlertScores))
+        .route("/rankings/alerts/{date}", table_route(Table::AlertRankings))
+        .route("/scores/clusters/{date}", table_route(Table::ClusterScores))
+        .route("/metadata/{date}", file_route(COMPLETE_MARKER))
+        .route("/validation/{date}", file_route("validation.json"))
         .route("/refresh", post(refresh))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))

@@ -508,18 +508,20 @@ fn run_with_an_s3_source_matches_the_local_run() {
 
     let remote = tempfile::tempdir().unwrap();
     let (cfg, input) = config(remote.path(), &format!("s3://{BUCKET}/snapshots"));
-    let out = pipeline_s3(
-        &moto.endpoint(),
-        &[
+    let run_remote = || {
+        let args = [
             "run",
             cfg.to_str().unwrap(),
             "--dates",
             &range,
             "--workers",
             "1",
-        ],
-    );
-    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+        ];
+        let out = pipeline_s3(&moto.endpoint(), &args);
+        assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+        out
+    };
+    let out = run_remote();
     let s = stdout(&out);
     assert!(s.contains("fetch: 6 dates brought in place"), "{s}");
     assert!(
@@ -544,18 +546,7 @@ fn run_with_an_s3_source_matches_the_local_run() {
     }
 
     // Everything in place: a rerun fetches nothing and runs nothing.
-    let out = pipeline_s3(
-        &moto.endpoint(),
-        &[
-            "run",
-            cfg.to_str().unwrap(),
-            "--dates",
-            &range,
-            "--workers",
-            "1",
-        ],
-    );
-    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let out = run_remote();
     assert!(
         stdout(&out).contains("fetch: 0 dates brought in place"),
         "{}",
