@@ -5,7 +5,8 @@
 //! beside the snapshots prefix, `address-labels/{network}_address_labels.parquet`. Each file is
 //! streamed to a temporary file in its destination directory while it is hashed; only when
 //! every file of the date matches are they renamed into place, META.json last, so a date
-//! directory with META.json is complete and a failed date leaves the input tree as it was. Files whose local copy already matches are not downloaded again.
+//! directory with META.json is complete and a failed date leaves the input tree as it was.
+//! Files whose local copy already matches are not downloaded again.
 //! Transient errors (5xx, timeouts, dropped connections, also mid-body) are retried by
 //! object_store with exponential backoff; a checksum mismatch is re-downloaded once.
 
