@@ -447,8 +447,12 @@ pub fn main() -> Result<i32> {
             let mut attempted = 0;
             std::thread::scope(|scope| -> Result<()> {
                 let cfg = &ctx.config;
-                let chunks: Vec<Vec<NaiveDate>> =
+                // At least one chunk: a process without dates still joins the cluster.
+                let mut chunks: Vec<Vec<NaiveDate>> =
                     mine.chunks(chunk_len).map(|c| c.to_vec()).collect();
+                if chunks.is_empty() {
+                    chunks.push(Vec::new());
+                }
                 scope.spawn(move || {
                     let mut tried = BTreeSet::new();
                     for chunk in chunks {

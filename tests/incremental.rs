@@ -392,43 +392,72 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[test]
-fn two_processes_give_the_same_outputs_as_one() {
-    let one = setup();
-    ok(run(&one, &[]));
-    let two = setup();
-    let hosts = two.cfg.parent().unwrap().join("hosts.txt");
+/// Runs `cfg` as two processes on localhost with `extra` arguments; both must succeed within
+/// two minutes (a process that never joins the cluster would leave the other waiting).
+fn run_two_processes(cfg: &Path, extra: &[&str]) {
+    let hosts = cfg.parent().unwrap().join("hosts.txt");
     std::fs::write(
         &hosts,
         format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
     )
     .unwrap();
-    let children: Vec<_> = (0..2)
+    let mut children: Vec<_> = (0..2)
         .map(|p| {
             Command::new(bin())
-                .args([
-                    "run",
-                    two.cfg.to_str().unwrap(),
-                    "--processes",
-                    "2",
-                    "--process",
-                    &p.to_string(),
-                    "--hostfile",
-                    hosts.to_str().unwrap(),
-                ])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
+                .args(["run", cfg.to_str().unwrap(), "--processes", "2"])
+                .args(["--process", &p.to_string(), "--hostfile"])
+                .arg(&hosts)
+                .args(extra)
+                .stdout(std::fs::File::create(cfg.with_extension(format!("p{p}.log"))).unwrap())
+                .stderr(Stdio::null())
                 .spawn()
                 .unwrap()
         })
         .collect();
-    for c in children {
-        ok(c.wait_with_output().unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    for c in &mut children {
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                assert!(status.success(), "a process failed: {status}");
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                for c in &mut children {
+                    let _ = c.kill();
+                }
+                let log = |p: usize| {
+                    std::fs::read_to_string(cfg.with_extension(format!("p{p}.log"))).unwrap()
+                };
+                panic!(
+                    "the two processes did not finish within two minutes\n0: {}\n1: {}",
+                    log(0),
+                    log(1)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
+}
+
+#[test]
+fn two_processes_give_the_same_outputs_as_one() {
+    let one = setup();
+    ok(run(&one, &[]));
+    let two = setup();
+    run_two_processes(&two.cfg, &[]);
     let (a, b) = (deterministic_view(&one.out), deterministic_view(&two.out));
     let names = |v: &[(String, Vec<u8>)]| v.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
     assert_eq!(names(&a), names(&b));
     for (x, y) in a.iter().zip(&b) {
         assert!(x == y, "{} differs", x.0);
     }
+}
+
+#[test]
+fn a_process_without_dates_still_joins_the_cluster() {
+    let s = setup();
+    run_two_processes(&s.cfg, &["--dates", FIRST]);
+    assert!(batch_dir(&s.out, FIRST)
+        .join("processing_metadata.json")
+        .exists());
 }
