@@ -444,7 +444,6 @@ pub fn main() -> Result<i32> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<NaiveDate>, FetchReport)>(1);
             let mut report = engine::RunReport::default();
             let mut fetched = FetchReport::default();
-            let mut attempted = 0;
             std::thread::scope(|scope| -> Result<()> {
                 let cfg = &ctx.config;
                 // At least one chunk: a process without dates still joins the cluster.
@@ -474,7 +473,7 @@ pub fn main() -> Result<i32> {
                     if dry_run {
                         return Ok(());
                     }
-                    attempted += got.fetched;
+                    fetched.fetched += got.fetched;
                     let missing: Vec<NaiveDate> = plans
                         .iter()
                         .filter(|p| p.status == DateStatus::MissingInput)
@@ -522,7 +521,8 @@ pub fn main() -> Result<i32> {
             }
             if fetching {
                 println!(
-                    "fetch: {attempted} dates brought in place from {} ({} missing there, {} failed)",
+                    "fetch: {} dates brought in place from {} ({} missing there, {} failed)",
+                    fetched.fetched,
                     ctx.config.source.as_deref().unwrap_or_default(),
                     fetched.missing.len(),
                     fetched.failed.len()

@@ -131,11 +131,6 @@ impl Catalog {
         Ok(dates.len())
     }
 
-    /// The DuckDB connection (its views are those of the last refresh).
-    pub fn connection(&self) -> &Connection {
-        &self.conn
-    }
-
     /// Runs one SQL statement; returns the schema and the batches of its result.
     pub fn query(&self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let names: Vec<&str> = VIEWS.iter().map(|v| v.0).collect();

@@ -6,10 +6,10 @@
 //! names, and every value that reaches DuckDB is a bound parameter, so no request can name a
 //! file outside the output tree or change a query. Errors are JSON bodies with 400 or 404.
 
+use crate::contract::{to_f64, to_str};
 use crate::query::{completed_dates, is_network_name, parse_date, OutputDate, COMPLETE_MARKER};
 use anyhow::{Context, Result};
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
+use arrow::array::{Array, RecordBatch};
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{MatchedPath, Path as UrlPath, RawQuery, Request, State};
@@ -345,6 +345,12 @@ impl Table {
             Self::ClusterScores => "cluster_scores.parquet",
         }
     }
+    fn id_column(self) -> &'static str {
+        match self {
+            Self::ClusterScores => "cluster_id",
+            _ => "alert_id",
+        }
+    }
     fn sql(self) -> &'static str {
         match self {
             Self::AlertScores => "SELECT alert_id, score FROM read_parquet(?)",
@@ -425,69 +431,22 @@ fn page(st: &AppState, d: &OutputDate, table: Table, p: &Params) -> ApiResult<Re
     Ok(whole.slice(start, p.limit.min(whole.num_rows() - start)))
 }
 
-fn strings(b: &RecordBatch, i: usize) -> Vec<String> {
-    let c = b.column(i);
-    match c.data_type() {
-        DataType::Utf8View => c
-            .as_string_view()
-            .iter()
-            .map(|s| s.unwrap_or("").to_string())
-            .collect(),
-        DataType::LargeUtf8 => c
-            .as_string::<i64>()
-            .iter()
-            .map(|s| s.unwrap_or("").to_string())
-            .collect(),
-        _ => c
-            .as_string::<i32>()
-            .iter()
-            .map(|s| s.unwrap_or("").to_string())
-            .collect(),
+/// A page's rows as JSON objects: the id, the rank for rankings, and the score.
+fn rows_json(table: Table, b: &RecordBatch) -> ApiResult<Vec<Value>> {
+    let bad = |e: anyhow::Error| ApiError::unavailable(format!("{e:#}"));
+    let (file, id) = (table.file(), table.id_column());
+    let ids = to_str(b.column(0), file, id).map_err(bad)?;
+    let scores = to_f64(b.column(b.num_columns() - 1), file, "score").map_err(bad)?;
+    let score = |i: usize| (!scores.is_null(i)).then(|| scores.value(i));
+    if let Table::AlertRankings = table {
+        let ranks = to_f64(b.column(1), file, "rank").map_err(bad)?;
+        return Ok((0..b.num_rows())
+            .map(|i| json!({id: ids.value(i), "rank": ranks.value(i) as i64, "score": score(i)}))
+            .collect());
     }
-}
-
-fn floats(b: &RecordBatch, i: usize) -> Vec<Option<f64>> {
-    b.column(i).as_primitive::<Float64Type>().iter().collect()
-}
-
-fn ints(b: &RecordBatch, i: usize) -> Vec<i64> {
-    let c = b.column(i);
-    match c.data_type() {
-        DataType::Int32 => c
-            .as_primitive::<Int32Type>()
-            .values()
-            .iter()
-            .map(|&v| v as i64)
-            .collect(),
-        _ => c.as_primitive::<Int64Type>().values().to_vec(),
-    }
-}
-
-fn rows_json(table: Table, batches: &[RecordBatch]) -> Vec<Value> {
-    let mut out = Vec::new();
-    for b in batches {
-        let ids = strings(b, 0);
-        match table {
-            Table::AlertRankings => {
-                let (ranks, scores) = (ints(b, 1), floats(b, 2));
-                for i in 0..b.num_rows() {
-                    out.push(json!({"alert_id": ids[i], "rank": ranks[i], "score": scores[i]}));
-                }
-            }
-            Table::AlertScores | Table::ClusterScores => {
-                let key = if matches!(table, Table::AlertScores) {
-                    "alert_id"
-                } else {
-                    "cluster_id"
-                };
-                let scores = floats(b, 1);
-                for i in 0..b.num_rows() {
-                    out.push(json!({key: ids[i], "score": scores[i]}));
-                }
-            }
-        }
-    }
-    out
+    Ok((0..b.num_rows())
+        .map(|i| json!({id: ids.value(i), "score": score(i)}))
+        .collect())
 }
 
 async fn table_page(
@@ -512,7 +471,7 @@ async fn table_page(
         let (count_key, total_key, rows_key) = table.rows_key();
         let total = meta["output_counts"][count_key].as_u64().unwrap_or(0);
         let latency = meta["latencies_ms"]["total"].as_f64().unwrap_or(0.0);
-        let rows = rows_json(table, std::slice::from_ref(&rows));
+        let rows = rows_json(table, &rows)?;
         let returned = rows.len();
         Ok(Json(json!({
             "processing_date": d.date.to_string(),
