@@ -3,7 +3,8 @@
 #   W1/W30: 30 realistic days (50K alerts, ~500K feature rows, ~2M money flows each);
 #   S365:   365 small days, for the no-op rerun.
 # Reports: seconds per day (W1, 1 and 2 workers), W30 with 1 and 2 workers and the speed-up,
-# the decode floor (merely reading the needed columns with arrow-rs), peak RSS of W1 and W30,
+# the decode floor (merely reading the needed columns with arrow-rs), the address-history pass
+# alone (benches/history.rs: time, peak RSS and heap), peak RSS of W1 and W30,
 # and the no-op rerun over 365 dates. Every figure is wall clock of the whole command
 # (process start, model loading and the address-history pass included).
 # usage: benches/e2e.sh            (DAYS=30 ALERTS=50000 SMALL_DAYS=365 to change the sizes)
@@ -15,7 +16,7 @@ alerts=${ALERTS:-50000}
 small_days=${SMALL_DAYS:-365}
 bin="$CARGO_TARGET_DIR/release/pipeline"
 cargo build --release -q
-cargo bench --no-run -q --bench floor 2>/dev/null
+cargo bench --no-run -q --bench floor --bench history 2>/dev/null
 
 first=2025-10-01
 last=$(date -d "$first + $((days - 1)) days" +%F)
@@ -67,7 +68,7 @@ echo "-- without SHAP explanations from here on"
 run "W1, 1 worker" 1 "$first"
 w1=$secs w1rss=$rss
 run "W1, 2 workers" 2 "$first"
-w1b=$secs
+w1b=$secs w1rss2=$rss
 cp "$data/last-run.txt" "$data/w1-run.txt"
 run "W$days, 1 worker" 1 "$first..$last"
 w30a=$secs w30rss1=$rss
@@ -75,12 +76,13 @@ run "W$days, 2 workers" 2 "$first..$last"
 w30b=$secs w30rss=$rss
 floor=$(cargo bench -q --bench floor -- "$data/input/torus/$first/195" | awk '{print $3}')
 echo "decode floor (one day):    $floor s"
+for w in 1 2; do cargo bench -q --bench history -- "$cfg" "$w"; done
 awk -v w1="$w1" -v w1b="$w1b" -v a="$w30a" -v b="$w30b" -v n="$days" -v f="$floor" \
-    -v r1="$w1rss" -v r30="$w30rss" -v r30a="$w30rss1" 'BEGIN {
+    -v r1="$w1rss" -v r1b="$w1rss2" -v r30="$w30rss" -v r30a="$w30rss1" 'BEGIN {
   printf "seconds per day:           %.2f (W1, 1 worker), %.2f (W%d / %d days, 2 workers)\n", w1, b / n, n, n
   printf "per day / decode floor:    %.2f (W%d, 2 workers, per day) vs target 1.5\n", (b / n) / f, n
   printf "W%d speed-up, 2 vs 1:      %.2fx (target 1.7x)\n", n, a / b
-  printf "peak RSS W%d / W1:         %.2f (2 workers vs 1 worker W1), %.2f (1 worker both) (target 1.2)\n", n, r30 / r1, r30a / r1
+  printf "peak RSS W%d / W1:         %.2f (1 worker both), %.2f (2 workers both), %.2f (2 workers vs 1 worker W1) (target 1.2)\n", n, r30a / r1, r30 / r1b, r30 / r1
 }'
 echo "== per-stage summary of W1 with SHAP, 2 workers"
 cat "$data/w1-shap-run.txt"

@@ -6,8 +6,10 @@
 //! normalise each to one type, or fail with the file, the column and what was expected.
 
 use anyhow::{anyhow, bail, Result};
-use arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray, StringArray};
-use arrow::compute::cast;
+use arrow::array::{
+    Array, ArrayRef, AsArray, Decimal128Array, Float64Array, ListArray, StringArray,
+};
+use arrow::compute::{cast, cast_with_options, CastOptions};
 use arrow::datatypes::{DataType, Date32Type, Date64Type, Field};
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
@@ -52,6 +54,13 @@ fn is_numeric(t: &DataType) -> bool {
 
 /// A numeric column (any int width, float, decimal, bool) as f64; nulls stay null.
 pub fn to_f64(a: &ArrayRef, file: &str, name: &str) -> Result<Float64Array> {
+    check_numeric(a, file, name)?;
+    let c = cast(a, &DataType::Float64).map_err(|e| anyhow!("{file}: column `{name}`: {e}"))?;
+    Ok(c.as_primitive().clone())
+}
+
+/// Fails unless `a` is numeric (possibly dictionary-encoded).
+fn check_numeric(a: &ArrayRef, file: &str, name: &str) -> Result<()> {
     let t = a.data_type();
     let t = match t {
         DataType::Dictionary(_, v) => v.as_ref(),
@@ -63,7 +72,23 @@ pub fn to_f64(a: &ArrayRef, file: &str, name: &str) -> Result<Float64Array> {
             a.data_type()
         );
     }
-    let c = cast(a, &DataType::Float64).map_err(|e| anyhow!("{file}: column `{name}`: {e}"))?;
+    Ok(())
+}
+
+/// The scale of [`to_usd_units`]: upstream's USD amounts are `decimal128(p, 18)`.
+pub const USD_SCALE: i8 = 18;
+
+/// A numeric column as exact `decimal128(38, 18)`, i.e. integers in units of 10⁻¹⁸, so that sums
+/// are exact and independent of their order. Decimals are rescaled exactly, integers multiplied,
+/// floats rounded to the nearest unit; a value that does not fit (or NaN, ±inf) becomes null.
+pub fn to_usd_units(a: &ArrayRef, file: &str, name: &str) -> Result<Decimal128Array> {
+    check_numeric(a, file, name)?;
+    let options = CastOptions {
+        safe: true,
+        ..Default::default()
+    };
+    let c = cast_with_options(a, &DataType::Decimal128(38, USD_SCALE), &options)
+        .map_err(|e| anyhow!("{file}: column `{name}`: {e}"))?;
     Ok(c.as_primitive().clone())
 }
 
@@ -212,6 +237,34 @@ pub fn check_unique(a: &StringArray, file: &str, name: &str) -> Result<()> {
 mod tests {
     use super::*;
     use arrow::array::{Decimal128Array, Int16Array, UInt32Array};
+
+    #[test]
+    fn usd_units_are_exact_for_decimals_and_rounded_for_floats() {
+        let units = |a: ArrayRef| -> Vec<Option<i128>> {
+            to_usd_units(&a, "f", "v").unwrap().iter().collect()
+        };
+        // decimal(25, 18) and decimal(10, 2) rescale exactly, beyond f64's 53 bits.
+        let exact = 123_456_789_012_345_678_901i128;
+        let a: ArrayRef = Arc::new(
+            Decimal128Array::from(vec![Some(exact), None])
+                .with_precision_and_scale(25, 18)
+                .unwrap(),
+        );
+        assert_eq!(units(a), [Some(exact), None]);
+        let a: ArrayRef = Arc::new(
+            Decimal128Array::from(vec![12_345i128])
+                .with_precision_and_scale(10, 2)
+                .unwrap(),
+        );
+        assert_eq!(units(a), [Some(123_450_000_000_000_000_000)]);
+        let a: ArrayRef = Arc::new(Int16Array::from(vec![-3]));
+        assert_eq!(units(a), [Some(-3_000_000_000_000_000_000)]);
+        let a: ArrayRef = Arc::new(Float64Array::from(vec![0.1, f64::NAN, f64::INFINITY]));
+        assert_eq!(units(a), [Some(100_000_000_000_000_000), None, None]);
+        let a: ArrayRef = Arc::new(StringArray::from(vec!["1"]));
+        let e = to_usd_units(&a, "alerts.parquet", "volume_usd").unwrap_err();
+        assert!(e.to_string().contains("expected a number"), "{e}");
+    }
 
     #[test]
     fn numbers_of_any_width_and_decimals() {

@@ -6,17 +6,20 @@
 //! [`crate::features::HISTORY_FEATURES`]). Windows end strictly before D, so the day itself
 //! never leaks into its history; an address without history gets 0.
 //!
-//! The windows are differential-dataflow collections over calendar days (one epoch per day):
-//! an alert of date d enters both window collections at d+1 and is retracted at d+8 and d+31,
-//! so the live state is about 31 dates whatever the range, and a date's alerts update only
-//! the keys (addresses, as 128-bit hashes) they touch. A keyed reduce maintains the per-address aggregates; a
-//! join with the date's alerted `(address, date)` pairs (plus an antijoin for addresses without
-//! history) yields one row per alerted address and date. [`prepare`] writes each date's rows as
-//! a small Parquet cache under `{output}/.state/history/`, which the feature-join stage reads with
-//! [`load`]; training computes the same rows in memory with [`in_memory`].
+//! The windows are one differential-dataflow collection over calendar days (one epoch per
+//! day), keyed by address (a 128-bit hash) and [`Slot`], whose differences are the aggregates
+//! themselves ([`Agg`]: alerts, distinct dates, volume in exact 10⁻¹⁸ USD units): a date's
+//! alerts enter both windows at d+1 and leave at d+8 and d+31, so the arrangement holds one
+//! record per address and window whatever the range, and a date updates only the keys it
+//! touches. The addresses alerted on a requested date join the same collection as markers for
+//! that day alone; a reduce turns each marked key into its row. Retractions wait in a small
+//! per-worker queue until the worker's input reaches their day, so neither the arrangement nor
+//! its input buffers hold a month of future updates. [`prepare`] writes each date's rows as a
+//! small Parquet cache under `{output}/.state/history/`, which the feature-join stage reads
+//! with [`load`]; training computes the same rows in memory with [`in_memory`].
 
 use crate::config::RunConfig;
-use crate::contract::{check_dates, column, required, to_f64, to_str};
+use crate::contract::{check_dates, column, required, to_str, to_usd_units, USD_SCALE};
 use crate::features::HISTORY_FEATURES;
 use crate::io::ParquetSource;
 use anyhow::{anyhow, bail, Result};
@@ -24,10 +27,11 @@ use arrow::array::{Array, ArrayRef, Float64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use chrono::{Datelike, Days, NaiveDate};
+use differential_dataflow::difference::{Abelian, IsZero, Monoid, Semigroup};
 use differential_dataflow::input::Input;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
@@ -52,14 +56,16 @@ pub fn dependent_dates(date: NaiveDate) -> impl Iterator<Item = NaiveDate> {
     (0..=HISTORY_DAYS).map(move |k| date + Days::new(k))
 }
 
-/// One date's alerts as `(address, volume_usd)` pairs, or `None` when the date has no batch.
-pub type DayAlerts = Option<Vec<(String, f64)>>;
+/// One date's alerts as `(address, volume_usd)` pairs, the volume in units of 10⁻¹⁸ USD
+/// ([`to_usd_units`]), or `None` when the date has no batch.
+pub type DayAlerts = Option<Vec<(String, i128)>>;
 
 /// Reads a date's alerts for the history: a function so tests can feed hand-made dates.
 pub type AlertSource = Arc<dyn Fn(NaiveDate) -> Result<DayAlerts> + Send + Sync>;
 
-/// Reads `address` and `volume_usd` (a null volume counts as 0) of one date's `alerts.parquet`
-/// with the contract's tolerant readers; `None` when the date's batch directory does not exist.
+/// Reads `address` and `volume_usd` (exactly, as 10⁻¹⁸ USD units; a null or unrepresentable
+/// volume counts as 0) of one date's `alerts.parquet` with the contract's tolerant readers;
+/// `None` when the date's batch directory does not exist.
 pub fn read_alerts(cfg: &RunConfig, date: NaiveDate) -> Result<DayAlerts> {
     let dir = cfg.input_dir(date);
     if !dir.is_dir() {
@@ -75,23 +81,81 @@ pub fn read_alerts(cfg: &RunConfig, date: NaiveDate) -> Result<DayAlerts> {
         check_dates(c, date, &file, "processing_date")?;
     }
     let addr = to_str(required(&b, &file, "address")?, &file, "address")?;
-    let vol = to_f64(required(&b, &file, "volume_usd")?, &file, "volume_usd")?;
+    let vol = to_usd_units(required(&b, &file, "volume_usd")?, &file, "volume_usd")?;
     (0..b.num_rows())
         .map(|i| {
             if addr.is_null(i) {
                 bail!("{file}: column `address` is null in row {i}");
             }
-            let v = if vol.is_null(i) { 0.0 } else { vol.value(i) };
-            Ok((
-                addr.value(i).to_string(),
-                if v.is_finite() { v } else { 0.0 },
-            ))
+            let v = if vol.is_null(i) { 0 } else { vol.value(i) };
+            Ok((addr.value(i).to_string(), v))
         })
         .collect::<Result<Vec<_>>>()
         .map(Some)
 }
 
-/// The per-address aggregates of one key; volumes as `f64` bits so the type is `Ord`.
+/// The aggregates of some alerts of one address, used as the differences of the window
+/// collection, so that consolidating a key's updates sums them (exactly: integers only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct Agg {
+    /// Alerts.
+    alerts: i64,
+    /// Distinct dates with alerts.
+    days: i64,
+    /// Summed `volume_usd`, in 10⁻¹⁸ USD.
+    volume: i128,
+}
+
+impl IsZero for Agg {
+    fn is_zero(&self) -> bool {
+        *self == Agg::default()
+    }
+}
+
+impl Semigroup for Agg {
+    fn plus_equals(&mut self, rhs: &Self) {
+        self.alerts += rhs.alerts;
+        self.days += rhs.days;
+        self.volume += rhs.volume;
+    }
+}
+
+impl Monoid for Agg {
+    fn zero() -> Self {
+        Agg::default()
+    }
+}
+
+impl Abelian for Agg {
+    fn negate(&mut self) {
+        *self = Agg {
+            alerts: -self.alerts,
+            days: -self.days,
+            volume: -self.volume,
+        };
+    }
+}
+
+impl std::ops::Neg for Agg {
+    type Output = Agg;
+    fn neg(mut self) -> Agg {
+        self.negate();
+        self
+    }
+}
+
+/// What a record of an address stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+enum Slot {
+    /// Its alerts of the last [`SHORT_DAYS`] dates.
+    Short,
+    /// Its alerts of the last [`HISTORY_DAYS`] dates.
+    Long,
+    /// It is alerted on this (requested) day, so it needs a row for it.
+    Alerted(u32),
+}
+
+/// The per-address features of one day; volumes as `f64` bits so the type is `Ord`.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
@@ -104,6 +168,18 @@ struct Stats {
 }
 
 impl Stats {
+    /// The features of the windows' aggregates (absent windows are zero).
+    fn of(short: Agg, long: Agg) -> Self {
+        let usd = |units: i128| (units as f64 / 10f64.powi(USD_SCALE.into())).to_bits();
+        Stats {
+            alerts_7d: short.alerts.max(0) as u64,
+            volume_7d: usd(short.volume),
+            alerts_30d: long.alerts.max(0) as u64,
+            volume_30d: usd(long.volume),
+            days_30d: long.days.max(0) as u64,
+        }
+    }
+
     /// The feature values, in [`HISTORY_FEATURES`] order.
     fn values(&self) -> [f64; 5] {
         [
@@ -116,15 +192,9 @@ impl Stats {
     }
 }
 
-/// A window record: (window length, day number, volume bits).
-type WindowVal = (u64, u32, u64);
-
-/// Output rows gathered on worker 0: day → (address, stats) → multiplicity.
-type Gathered = BTreeMap<u64, BTreeMap<(String, Stats), isize>>;
-
 /// The key of an address in the collections: the first 128 bits of its sha256, so that the
-/// window state holds small fixed-size keys, the same in every process (the strings travel
-/// only with the date's alerted addresses).
+/// window state holds small fixed-size keys, the same in every process (the strings stay
+/// outside the dataflow, with the dates that need them).
 fn key(address: &str) -> u128 {
     use sha2::{Digest, Sha256};
     let h = Sha256::digest(address.as_bytes());
@@ -136,8 +206,44 @@ fn day(d: NaiveDate) -> u64 {
     d.num_days_from_ce() as u64
 }
 
-/// An output update: (key, ((day, address), stats)).
-type Row = ((u128, ((u32, String), Stats)), u64, isize);
+/// A date's distinct alerted addresses, ascending, with their keys.
+type Names = Vec<(String, u128)>;
+
+/// A date's alerts aggregated per address: key → one date's [`Agg`], ascending by key.
+type DayAggs = Rc<Vec<(u128, Agg)>>;
+
+/// Aggregates a date's alerts per address; also returns its distinct `(address, key)` pairs,
+/// ascending by address.
+fn aggregate(alerts: Vec<(String, i128)>) -> (DayAggs, Names) {
+    let mut per: BTreeMap<u128, Agg> = BTreeMap::new();
+    let mut names: BTreeMap<String, u128> = BTreeMap::new();
+    for (a, v) in alerts {
+        let k = match names.get(&a) {
+            Some(&k) => k,
+            None => {
+                let k = key(&a);
+                names.insert(a, k);
+                k
+            }
+        };
+        let agg = per.entry(k).or_insert(Agg {
+            days: 1,
+            ..Agg::default()
+        });
+        agg.alerts += 1;
+        agg.volume += v;
+    }
+    (
+        Rc::new(per.into_iter().collect()),
+        names.into_iter().collect(),
+    )
+}
+
+/// An output update: (key, ((day, stats)), time, multiplicity).
+type Row = ((u128, (u32, Stats)), u64, isize);
+
+/// Output rows gathered on worker 0: day → (key, stats) → multiplicity.
+type Gathered = BTreeMap<u64, BTreeMap<(u128, Stats), isize>>;
 
 /// One finished date: its rows, or why it has none.
 type Finished = (NaiveDate, Result<RecordBatch, String>);
@@ -146,8 +252,8 @@ type Finished = (NaiveDate, Result<RecordBatch, String>);
 /// requested dates and the 30 before each) in date order, one epoch per date, on `workers`
 /// timely workers. `sink` receives each requested date once, in ascending order, as soon as
 /// its epoch is complete: its rows (address ascending), or the error that prevents them (the
-/// date's batch is missing, or an alerts file of its window cannot be read). Memory holds the
-/// live windows and the dates in flight, never the whole range.
+/// date's batch is missing, or an alerts file of its window cannot be read). Memory holds one
+/// record per address and window of the live windows and the dates in flight, never the range.
 pub fn compute(
     source: AlertSource,
     dates: &[NaiveDate],
@@ -166,62 +272,43 @@ pub fn compute(
     // Dates that fail, with the error: unreadable input dates (true: they also count as no
     // alerts in the windows that hold them, with a warning) and requested dates without a batch.
     let failures: Arc<Mutex<BTreeMap<NaiveDate, (bool, String)>>> = Arc::default();
+    // The alerted addresses of each requested date in flight.
+    let names: Arc<Mutex<HashMap<NaiveDate, Names>>> = Arc::default();
     let (tx, rx) = std::sync::mpsc::sync_channel::<Finished>(16);
     let tx = Mutex::new(tx);
     let guards = timely::execute(timely::Config::process(workers.max(1)), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let tx = tx.lock().expect("sender").clone();
-        // Worker 0 gathers every output row: day → (address, stats) → multiplicity.
         let rows: Rc<RefCell<Gathered>> = Rc::default();
-        let (mut records, mut alerted, probe) = worker.dataflow::<u64, _, _>(|scope| {
-            let (records_in, records) = scope.new_collection::<(u128, WindowVal), isize>();
-            let (alerted_in, alerted) = scope.new_collection::<(u128, (u32, String)), isize>();
-            let stats = records.reduce(|_addr, vals, out| {
-                let mut s = Stats::default();
-                let (mut v7, mut v30, mut last_day) = (0.0f64, 0.0f64, None);
-                for (&(window, d, bits), n) in vals {
-                    let n = (*n).max(0) as u64;
-                    let v = f64::from_bits(bits) * n as f64;
-                    if window == SHORT_DAYS {
-                        s.alerts_7d += n;
-                        v7 += v;
-                    } else {
-                        s.alerts_30d += n;
-                        v30 += v;
-                        if last_day != Some(d) {
-                            s.days_30d += 1;
-                            last_day = Some(d);
+        let (mut records, probe) = worker.dataflow::<u64, _, _>(|scope| {
+            let (input, records) = scope.new_collection::<(u128, Slot), Agg>();
+            let rows = rows.clone();
+            let (probe, _) = records
+                .reduce(|_key, vals: &[(&Slot, Agg)], out: &mut Vec<((u32, Stats), isize)>| {
+                    let (mut short, mut long) = (Agg::default(), Agg::default());
+                    for (slot, agg) in vals {
+                        match slot {
+                            Slot::Short => short = *agg,
+                            Slot::Long => long = *agg,
+                            Slot::Alerted(d) => out.push(((*d, Stats::of(short, long)), 1)),
                         }
                     }
-                }
-                s.volume_7d = v7.to_bits();
-                s.volume_30d = v30.to_bits();
-                out.push((s, 1));
-            });
-            let with_history = alerted.clone().join(stats.clone());
-            let without = alerted
-                .antijoin(stats.map(|(a, _)| a))
-                .map(|(a, d)| (a, (d, Stats::default())));
-            let rows = rows.clone();
-            let (probe, _) = with_history
-                .concat(without)
+                })
                 .inner
                 .exchange(|_| 0)
-                .inspect(
-                    move |((_, ((d, addr), s)), t, r): &Row| {
-                        // A date's rows are the updates at its own day; later ones retract them.
-                        if *t == *d as u64 {
-                            *rows
-                                .borrow_mut()
-                                .entry(*t)
-                                .or_default()
-                                .entry((addr.clone(), *s))
-                                .or_default() += r;
-                        }
-                    },
-                )
+                .inspect(move |((k, (d, s)), t, r): &Row| {
+                    // A date's rows are the updates at its own day; the next day retracts them.
+                    if *t == *d as u64 {
+                        *rows
+                            .borrow_mut()
+                            .entry(*t)
+                            .or_default()
+                            .entry((*k, *s))
+                            .or_default() += r;
+                    }
+                })
                 .probe();
-            (records_in, alerted_in, probe)
+            (input, probe)
         });
 
         // Hands every requested date whose epoch is complete to the sink, in date order (worker 0).
@@ -236,63 +323,60 @@ pub fn compute(
                     break;
                 }
                 let got = rows.borrow_mut().remove(&day(d)).unwrap_or_default();
+                let addrs = names.lock().expect("names").remove(&d).unwrap_or_default();
                 let failed = failures.lock().expect("failures").clone();
-                let err = failed.get(&d).map(|e| e.1.clone());
                 for w in window_dates(d).filter(|w| failed.get(w).is_some_and(|e| e.0)) {
                     tracing::warn!(date = %d, "history window: {w} unreadable, counted as no alerts");
                 }
-                let result = match err {
-                    Some(e) => Err(e),
-                    None => batch(got.into_iter().filter(|(_, n)| *n > 0).map(|(k, _)| k))
-                        .map_err(|e| format!("{e:#}")),
+                let result = match failed.get(&d) {
+                    Some(e) => Err(e.1.clone()),
+                    None => rows_of(addrs, got),
                 };
                 last_sent = Some(d);
                 let _ = tx.send((d, result));
             }
-            // Drop the rows of complete dates that were not requested.
-            rows.borrow_mut()
-                .retain(|&t, _| !all && probe.less_equal(&t));
         };
 
+        // This worker's dates; each feeds its alerts into the windows and queues their exits.
+        let mine: Vec<NaiveDate> = feed.iter().skip(index).step_by(peers).copied().collect();
         let horizon = wanted.iter().next_back().map_or(0, |&d| day(d));
-        let mut previous: Option<u64> = None;
-        for (_, &d) in feed.iter().enumerate().filter(|(i, _)| i % peers == index) {
+        // Retractions not yet due, by day: (window, the aggregates of the date that leaves it).
+        let mut exits: BTreeMap<u64, Vec<(Slot, DayAggs)>> = BTreeMap::new();
+        for (i, &d) in mine.iter().enumerate() {
             // At most one of this worker's dates in flight.
-            if let Some(p) = previous {
-                while probe.less_equal(&p) {
+            if i > 0 {
+                while probe.less_equal(&day(mine[i - 1])) {
                     worker.step();
                     flush(&probe, false);
                 }
             }
             let t = day(d);
             records.advance_to(t);
-            alerted.advance_to(t);
             match source(d) {
                 Ok(Some(alerts)) => {
-                    let mut addrs = BTreeSet::new();
-                    for (a, v) in alerts {
-                        let k = key(&a);
-                        // In the window of length w for the dates d+1..=d+w.
-                        // Updates after the last requested date are never read: skipped, so
-                        // that closing the input leaves no month of retractions to process.
-                        for window in [SHORT_DAYS, HISTORY_DAYS] {
-                            let rec = (k, (window, t as u32, v.to_bits()));
-                            if t < horizon {
-                                records.update_at(rec, t + 1, 1);
-                            }
-                            if t + 1 + window <= horizon {
-                                records.update_at(rec, t + 1 + window, -1);
-                            }
-                        }
-                        if wanted.contains(&d) {
-                            addrs.insert((k, a));
+                    let (aggs, addrs) = aggregate(alerts);
+                    // Updates after the last requested date are never read: skipped, so that
+                    // closing the input leaves no month of retractions to process.
+                    if t < horizon {
+                        for &(k, agg) in aggs.iter() {
+                            records.update_at((k, Slot::Short), t + 1, agg);
+                            records.update_at((k, Slot::Long), t + 1, agg);
                         }
                     }
-                    for (k, a) in addrs {
-                        if t < horizon {
-                            alerted.update_at((k, (t as u32, a.clone())), t + 1, -1);
+                    for (slot, len) in [(Slot::Short, SHORT_DAYS), (Slot::Long, HISTORY_DAYS)] {
+                        if t + 1 + len <= horizon {
+                            exits.entry(t + 1 + len).or_default().push((slot, aggs.clone()));
                         }
-                        alerted.update_at((k, (t as u32, a)), t, 1);
+                    }
+                    if wanted.contains(&d) {
+                        let mark = (Slot::Alerted(t as u32), Agg { alerts: 1, ..Agg::default() });
+                        for &(_, k) in &addrs {
+                            records.update_at((k, mark.0), t, mark.1);
+                            if t < horizon {
+                                records.update_at((k, mark.0), t + 1, -mark.1);
+                            }
+                        }
+                        names.lock().expect("names").insert(d, addrs);
                     }
                 }
                 Ok(None) => {
@@ -310,14 +394,20 @@ pub fn compute(
                         .insert(d, (true, format!("{e:#}")));
                 }
             }
+            // The exits due before this worker's next date: the input is still at `t` ≤ them.
+            let next = mine.get(i + 1).map_or(u64::MAX, |&n| day(n));
+            while let Some(entry) = exits.first_entry().filter(|e| *e.key() < next) {
+                let at = *entry.key();
+                for (slot, aggs) in entry.remove() {
+                    for &(k, agg) in aggs.iter() {
+                        records.update_at((k, slot), at, -agg);
+                    }
+                }
+            }
             records.advance_to(t + 1);
-            alerted.advance_to(t + 1);
             records.flush();
-            alerted.flush();
-            previous = Some(t);
         }
         records.close();
-        alerted.close();
         while worker.step() {
             flush(&probe, false);
         }
@@ -338,7 +428,23 @@ pub fn compute(
     first_err.map_or(Ok(()), Err)
 }
 
-/// The schema of a date's history table: `address`, then [`HISTORY_FEATURES`].
+/// A date's rows: each alerted address (ascending) with the stats the dataflow gave its key.
+fn rows_of(addrs: Names, got: BTreeMap<(u128, Stats), isize>) -> Result<RecordBatch, String> {
+    let stats: HashMap<u128, Stats> = got
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|((k, s), _)| (k, s))
+        .collect();
+    let rows = addrs
+        .into_iter()
+        .map(|(a, k)| match stats.get(&k) {
+            Some(s) => Ok((a, *s)),
+            None => Err(format!("history features: no row for address {a}")),
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    batch(rows.into_iter()).map_err(|e| format!("{e:#}"))
+}
+
 pub fn schema() -> Schema {
     let mut fields = vec![Field::new("address", DataType::Utf8, false)];
     fields.extend(
@@ -484,14 +590,19 @@ mod tests {
         crate::dates::parse_date(s).unwrap()
     }
 
+    /// A volume in USD as 10⁻¹⁸ USD units.
+    fn units(usd: f64) -> i128 {
+        (usd * 1e18).round() as i128
+    }
+
     /// A source over hand-made dates: `(days before base, address, volume)`; other dates have no batch.
     fn source(base: NaiveDate, alerts: &[(u64, &str, f64)]) -> AlertSource {
-        let mut by_date: BTreeMap<NaiveDate, Vec<(String, f64)>> = BTreeMap::new();
+        let mut by_date: BTreeMap<NaiveDate, Vec<(String, i128)>> = BTreeMap::new();
         for &(k, a, v) in alerts {
             by_date
                 .entry(base - Days::new(k))
                 .or_default()
-                .push((a.to_string(), v));
+                .push((a.to_string(), units(v)));
         }
         Arc::new(move |date| Ok(by_date.get(&date).cloned()))
     }
@@ -556,6 +667,30 @@ mod tests {
     }
 
     #[test]
+    fn volumes_add_up_exactly_whatever_the_order() {
+        let base = d("2025-06-30");
+        // In f64, 0.1 + 0.2 is 0.30000000000000004 and (1e16 + 1) - 1e16 is 0; the window
+        // sums hold exact units, so neither order nor magnitudes change the result.
+        let alerts = [
+            (0, "a", 0.0),
+            (1, "a", 0.1),
+            (2, "a", 0.2),
+            (3, "a", 1e16),
+            (4, "a", 1.0),
+            (5, "a", -1e16),
+        ];
+        let rows = run(source(base, &alerts), &[base], 2);
+        assert_eq!(rows[&base]["a"][1], 1.3);
+        // The same volumes on the window's days in the opposite order.
+        let mut reversed = alerts;
+        for k in 1..=5 {
+            reversed[k].2 = alerts[6 - k].2;
+        }
+        let rows = run(source(base, &reversed), &[base], 1);
+        assert_eq!(rows[&base]["a"][1], 1.3);
+    }
+
+    #[test]
     fn a_date_without_batch_is_an_error_for_that_date_only() {
         let base = d("2025-06-30");
         let src = source(base, &[(2, "a", 1.0), (0, "a", 1.0)]);
@@ -580,7 +715,7 @@ mod tests {
             if date == bad {
                 bail!("alerts.parquet: corrupt")
             }
-            Ok(Some(vec![("a".to_string(), 1.0)]))
+            Ok(Some(vec![("a".to_string(), units(1.0))]))
         });
         let dates = [
             bad - Days::new(1),

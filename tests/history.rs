@@ -8,7 +8,7 @@ use aml_pipeline::dates::parse_date;
 use aml_pipeline::features::HISTORY_FEATURES;
 use aml_pipeline::history;
 use arrow::array::{Array, AsArray};
-use arrow::datatypes::{DataType, Float64Type};
+use arrow::datatypes::{DataType, Decimal128Type, Float64Type};
 use common::*;
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -162,16 +162,20 @@ fn changing_one_dates_alerts_rewrites_only_the_caches_whose_window_holds_it() {
         .expect("an address alerted again after the second date");
     let target = addr.value(row).to_string();
     let vol_idx = alerts.schema().index_of("volume_usd").unwrap();
-    let vol = alerts.column(vol_idx);
-    let as_f64 = arrow::compute::cast(vol, &DataType::Float64).unwrap();
-    let mut values: Vec<f64> = as_f64.as_primitive::<Float64Type>().values().to_vec();
-    let delta = -values[row] / 2.0;
-    values[row] += delta;
-    let new_vol = arrow::compute::cast(
-        &(std::sync::Arc::new(arrow::array::Float64Array::from(values)) as arrow::array::ArrayRef),
-        vol.data_type(),
-    )
-    .unwrap();
+    // Edit the decimal in place: a round trip through f64 would move every row's value.
+    let vol = alerts.column(vol_idx).as_primitive::<Decimal128Type>();
+    let DataType::Decimal128(precision, scale) = *vol.data_type() else {
+        panic!("volume_usd is {}, expected a decimal", vol.data_type());
+    };
+    let mut raw: Vec<i128> = vol.values().to_vec();
+    let half = raw[row] / 2;
+    raw[row] -= half;
+    let delta = -(half as f64) / 10f64.powi(scale.into());
+    let new_vol: arrow::array::ArrayRef = std::sync::Arc::new(
+        arrow::array::Decimal128Array::from(raw)
+            .with_precision_and_scale(precision, scale)
+            .unwrap(),
+    );
     let mut cols = alerts.columns().to_vec();
     cols[vol_idx] = new_vol;
     let edited = arrow::record_batch::RecordBatch::try_new(alerts.schema(), cols).unwrap();
