@@ -188,13 +188,19 @@ pub fn run(
                     scope.concatenate(spec.inputs.iter().map(|i| streams[i].clone()))
                 };
                 let n_inputs = spec.inputs.len().max(1);
+                let consumes = spec.kind.consumes();
                 let (sh, stats) = (sh.clone(), stats.clone());
                 let out = source.unary(Pipeline, &spec.name, move |_, _| {
                     let mut pending: HashMap<NaiveDate, Vec<DateMsg>> = HashMap::new();
                     move |input, output| {
                         input.for_each(|cap, data| {
                             let mut session = output.session(&cap);
-                            for msg in data.drain(..) {
+                            for mut msg in data.drain(..) {
+                                // Keep only what this stage reads while it waits for its other
+                                // inputs: a date's large tables go as soon as their readers ran.
+                                if let Ok(tables) = &mut msg.body {
+                                    tables.retain(|name, _| consumes.contains(&name.as_str()));
+                                }
                                 let date = msg.date;
                                 let got = pending.entry(date).or_default();
                                 got.push(msg);

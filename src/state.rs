@@ -8,13 +8,16 @@
 
 use crate::batch::{ArrowBatch, Tables};
 use crate::config::RunConfig;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+/// Rows per IPC batch in a cache file, which bounds the writer's in-memory encoding.
+const CACHE_CHUNK_ROWS: usize = 8192;
 
 /// What one stage's last good output was made from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,7 +118,11 @@ impl StateStore {
             let path = self.cache_file(date, stage, fp, name);
             crate::io::TempFile::write_in(&self.staging, &path, |w| {
                 let mut writer = arrow::ipc::writer::FileWriter::try_new(w, &batch.0.schema())?;
-                writer.write(&batch.0)?;
+                // In slices: the writer encodes each batch in memory before writing it.
+                let rows = batch.0.num_rows();
+                for start in (0..rows.max(1)).step_by(CACHE_CHUNK_ROWS) {
+                    writer.write(&batch.0.slice(start, CACHE_CHUNK_ROWS.min(rows - start)))?;
+                }
                 writer.finish()?;
                 Ok(())
             })?
@@ -137,12 +144,17 @@ impl StateStore {
             let path = self.cache_file(date, stage, fp, t);
             let file =
                 File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-            let mut reader = arrow::ipc::reader::FileReader::try_new(file, None)
-                .with_context(|| format!("{}: corrupt cache file", path.display()))?;
-            let batch = reader
-                .next()
-                .ok_or_else(|| anyhow!("{}: empty cache file", path.display()))?
-                .with_context(|| format!("{}: corrupt cache file", path.display()))?;
+            let corrupt = || format!("{}: corrupt cache file", path.display());
+            let reader =
+                arrow::ipc::reader::FileReader::try_new(file, None).with_context(corrupt)?;
+            let schema = reader.schema();
+            let slices = reader
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(corrupt)?;
+            if slices.is_empty() {
+                bail!("{}: empty cache file", path.display());
+            }
+            let batch = arrow::compute::concat_batches(&schema, &slices).with_context(corrupt)?;
             out.insert(t.to_string(), ArrowBatch(batch));
         }
         Ok(out)
@@ -239,5 +251,42 @@ impl RunLock {
         }
         create_dir(&staging)?;
         Ok(Self { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, Float64Array, StringArray};
+    use arrow::record_batch::RecordBatch;
+    use std::sync::Arc;
+
+    #[test]
+    fn cached_tables_of_several_slices_read_back_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = StateStore {
+            root: tmp.path().join("state"),
+            staging: tmp.path().join("staging"),
+        };
+        std::fs::create_dir_all(&store.staging).unwrap();
+        let n = 2 * CACHE_CHUNK_ROWS + 17;
+        let table = |n: usize| {
+            let ids: ArrayRef = Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| format!("a{i}")),
+            ));
+            let x: ArrayRef = Arc::new(Float64Array::from_iter_values((0..n).map(|i| i as f64)));
+            ArrowBatch(RecordBatch::try_from_iter([("id", ids), ("x", x)]).unwrap())
+        };
+        let tables: Tables = [
+            ("big".to_string(), table(n)),
+            ("empty".to_string(), table(0)),
+        ]
+        .into();
+        let date = NaiveDate::from_ymd_opt(2025, 10, 1).unwrap();
+        store.write_cache(date, "stage", "fp", &tables).unwrap();
+        let back = store
+            .read_cache(date, "stage", "fp", &["big", "empty"])
+            .unwrap();
+        assert_eq!(back, tables);
     }
 }

@@ -9,7 +9,7 @@ use crate::features::ADDRESS_FEATURES;
 use crate::io::{sha256_file, ParquetSource};
 use anyhow::{anyhow, bail, Context, Result};
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, ListArray, StringArray,
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, ListArray, StringArray, StringBuilder,
 };
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Schema};
@@ -375,7 +375,7 @@ fn read_features(
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    let mut addr_out: Vec<String> = Vec::new();
+    let mut addr_out = StringBuilder::new();
     let mut feat_out: Vec<Vec<f64>> = vec![Vec::new(); ADDRESS_FEATURES.len()];
     if !present.is_empty() {
         if !present.contains("address") {
@@ -394,7 +394,9 @@ fn read_features(
             }
             let b = filter_record_batch(&b, &keep)?;
             let a = to_str(required(&b, &file, "address")?, &file, "address")?;
-            addr_out.extend(a.iter().map(|v| v.unwrap_or_default().to_owned()));
+            for v in a.iter() {
+                addr_out.append_value(v.unwrap_or_default());
+            }
             for (k, name) in ADDRESS_FEATURES.iter().enumerate() {
                 match column(&b, name) {
                     Some(c) => feat_out[k].extend(
@@ -407,7 +409,7 @@ fn read_features(
             }
         }
     }
-    let mut out: Vec<(&str, ArrayRef)> = vec![("address", Arc::new(StringArray::from(addr_out)))];
+    let mut out: Vec<(&str, ArrayRef)> = vec![("address", Arc::new(addr_out.finish()))];
     for (k, name) in ADDRESS_FEATURES.iter().enumerate() {
         out.push((
             name,
@@ -490,7 +492,8 @@ fn read_flows(
     let src = ParquetSource::open(path)?;
     let total = src.num_rows();
     let empty = src.schema().fields().is_empty();
-    let (mut from, mut to, mut usd, mut tx) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut from, mut to) = (StringBuilder::new(), StringBuilder::new());
+    let (mut usd, mut tx) = (Vec::new(), Vec::new());
     if !empty {
         for b in src.read(FLOW_COLUMNS, batch_size)? {
             let b = b?;
@@ -515,8 +518,8 @@ fn read_flows(
                     continue;
                 };
                 if alerted.contains(fv) || alerted.contains(tv) {
-                    from.push(fv.to_owned());
-                    to.push(tv.to_owned());
+                    from.append_value(fv);
+                    to.append_value(tv);
                     usd.push(if u.is_valid(i) { u.value(i) } else { f64::NAN });
                     tx.push(if x.is_valid(i) { x.value(i) } else { f64::NAN });
                 }
@@ -524,8 +527,8 @@ fn read_flows(
         }
     }
     let b = make_batch(vec![
-        ("from_address", Arc::new(StringArray::from(from))),
-        ("to_address", Arc::new(StringArray::from(to))),
+        ("from_address", Arc::new(from.finish())),
+        ("to_address", Arc::new(to.finish())),
         ("amount_usd_sum", Arc::new(Float64Array::from(usd))),
         ("tx_count", Arc::new(Float64Array::from(tx))),
     ])?;
