@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Concatenate, Input, Inspect};
 use timely::dataflow::{InputHandle, StreamVec};
 
@@ -165,7 +166,9 @@ pub fn run(
         worker.dataflow::<u64, _, _>(|scope| {
             let tokens = scope.input_from(&mut input);
             let mut streams: HashMap<String, StreamVec<u64, DateMsg>> = HashMap::new();
-            for (pos, spec) in ctx.config.pipeline.stages.iter().enumerate() {
+            let mut edges: HashMap<(String, String), StreamVec<u64, DateMsg>> = HashMap::new();
+            let stages = &ctx.config.pipeline.stages;
+            for (pos, spec) in stages.iter().enumerate() {
                 let source: StreamVec<u64, DateMsg> = if spec.inputs.is_empty() {
                     let sh = sh.clone();
                     tokens.clone().unary(Pipeline, "Dates", |_, _| {
@@ -185,22 +188,21 @@ pub fn run(
                         }
                     })
                 } else {
-                    scope.concatenate(spec.inputs.iter().map(|i| streams[i].clone()))
+                    let name = &spec.name;
+                    scope.concatenate(spec.inputs.iter().map(|i| {
+                        edges
+                            .remove(&(i.clone(), name.clone()))
+                            .expect("stages are sorted so that their inputs come first")
+                    }))
                 };
                 let n_inputs = spec.inputs.len().max(1);
-                let consumes = spec.kind.consumes();
                 let (sh, stats) = (sh.clone(), stats.clone());
                 let out = source.unary(Pipeline, &spec.name, move |_, _| {
                     let mut pending: HashMap<NaiveDate, Vec<DateMsg>> = HashMap::new();
                     move |input, output| {
                         input.for_each(|cap, data| {
                             let mut session = output.session(&cap);
-                            for mut msg in data.drain(..) {
-                                // Keep only what this stage reads while it waits for its other
-                                // inputs: a date's large tables go as soon as their readers ran.
-                                if let Ok(tables) = &mut msg.body {
-                                    tables.retain(|name, _| consumes.contains(&name.as_str()));
-                                }
+                            for msg in data.drain(..) {
                                 let date = msg.date;
                                 let got = pending.entry(date).or_default();
                                 got.push(msg);
@@ -212,6 +214,19 @@ pub fn run(
                         })
                     }
                 });
+                // One edge per reader, holding only the tables it reads. Created right after
+                // the stage, so it is scheduled next: a date's large tables are dropped once
+                // their last reader ran, not kept in the channels of readers not yet scheduled.
+                for reader in stages.iter().filter(|r| r.inputs.contains(&spec.name)) {
+                    let reads = reader.kind.consumes();
+                    let edge = out.clone().map(move |mut msg: DateMsg| {
+                        if let Ok(tables) = &mut msg.body {
+                            tables.retain(|name, _| reads.contains(&name.as_str()));
+                        }
+                        msg
+                    });
+                    edges.insert((spec.name.clone(), reader.name.clone()), edge);
+                }
                 streams.insert(spec.name.clone(), out);
             }
             for sink in &sinks {
