@@ -94,16 +94,37 @@ pub fn read_alerts(cfg: &RunConfig, date: NaiveDate) -> Result<DayAlerts> {
         .map(Some)
 }
 
+/// A 128-bit integer kept as two 64-bit halves: it aligns to 8 bytes, where an `i128` aligns
+/// to 16 and would pad every difference of the arrangement. Ordered like the `i128`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct Wide {
+    hi: i64,
+    lo: u64,
+}
+
+impl Wide {
+    fn new(v: i128) -> Self {
+        Wide {
+            hi: (v >> 64) as i64,
+            lo: v as u64,
+        }
+    }
+
+    fn get(self) -> i128 {
+        ((self.hi as i128) << 64) | self.lo as i128
+    }
+}
+
 /// The aggregates of some alerts of one address, used as the differences of the window
 /// collection, so that consolidating a key's updates sums them (exactly: integers only).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 struct Agg {
     /// Alerts.
-    alerts: i64,
+    alerts: i32,
     /// Distinct dates with alerts.
-    days: i64,
+    days: i32,
     /// Summed `volume_usd`, in 10⁻¹⁸ USD.
-    volume: i128,
+    volume: Wide,
 }
 
 impl IsZero for Agg {
@@ -116,7 +137,7 @@ impl Semigroup for Agg {
     fn plus_equals(&mut self, rhs: &Self) {
         self.alerts += rhs.alerts;
         self.days += rhs.days;
-        self.volume += rhs.volume;
+        self.volume = Wide::new(self.volume.get().wrapping_add(rhs.volume.get()));
     }
 }
 
@@ -131,7 +152,7 @@ impl Abelian for Agg {
         *self = Agg {
             alerts: -self.alerts,
             days: -self.days,
-            volume: -self.volume,
+            volume: Wide::new(self.volume.get().wrapping_neg()),
         };
     }
 }
@@ -173,9 +194,9 @@ impl Stats {
         let usd = |units: i128| (units as f64 / 10f64.powi(USD_SCALE.into())).to_bits();
         Stats {
             alerts_7d: short.alerts.max(0) as u64,
-            volume_7d: usd(short.volume),
+            volume_7d: usd(short.volume.get()),
             alerts_30d: long.alerts.max(0) as u64,
-            volume_30d: usd(long.volume),
+            volume_30d: usd(long.volume.get()),
             days_30d: long.days.max(0) as u64,
         }
     }
@@ -201,9 +222,9 @@ fn key(address: &str) -> u128 {
     u128::from_le_bytes(h[..16].try_into().expect("16 bytes"))
 }
 
-/// The differential time of a date: its day number.
-fn day(d: NaiveDate) -> u64 {
-    d.num_days_from_ce() as u64
+/// The differential time of a date: its day number (32 bits keep the arrangement small).
+fn day(d: NaiveDate) -> u32 {
+    u32::try_from(d.num_days_from_ce()).expect("a date after year 1")
 }
 
 /// A date's distinct alerted addresses, ascending, with their keys.
@@ -230,8 +251,11 @@ fn aggregate(alerts: Vec<(String, i128)>) -> (DayAggs, Names) {
             days: 1,
             ..Agg::default()
         });
-        agg.alerts += 1;
-        agg.volume += v;
+        agg.plus_equals(&Agg {
+            alerts: 1,
+            days: 0,
+            volume: Wide::new(v),
+        });
     }
     (
         Rc::new(per.into_iter().collect()),
@@ -240,10 +264,10 @@ fn aggregate(alerts: Vec<(String, i128)>) -> (DayAggs, Names) {
 }
 
 /// An output update: (key, ((day, stats)), time, multiplicity).
-type Row = ((u128, (u32, Stats)), u64, isize);
+type Row = ((u128, (u32, Stats)), u32, isize);
 
 /// Output rows gathered on worker 0: day → (key, stats) → multiplicity.
-type Gathered = BTreeMap<u64, BTreeMap<(u128, Stats), isize>>;
+type Gathered = BTreeMap<u32, BTreeMap<(u128, Stats), isize>>;
 
 /// One finished date: its rows, or why it has none.
 type Finished = (NaiveDate, Result<RecordBatch, String>);
@@ -280,7 +304,7 @@ pub fn compute(
         let (index, peers) = (worker.index(), worker.peers());
         let tx = tx.lock().expect("sender").clone();
         let rows: Rc<RefCell<Gathered>> = Rc::default();
-        let (mut records, probe) = worker.dataflow::<u64, _, _>(|scope| {
+        let (mut records, probe) = worker.dataflow::<u32, _, _>(|scope| {
             let (input, records) = scope.new_collection::<(u128, Slot), Agg>();
             let rows = rows.clone();
             let (probe, _) = records
@@ -298,7 +322,7 @@ pub fn compute(
                 .exchange(|_| 0)
                 .inspect(move |((k, (d, s)), t, r): &Row| {
                     // A date's rows are the updates at its own day; the next day retracts them.
-                    if *t == *d as u64 {
+                    if t == d {
                         *rows
                             .borrow_mut()
                             .entry(*t)
@@ -313,7 +337,7 @@ pub fn compute(
 
         // Hands every requested date whose epoch is complete to the sink, in date order (worker 0).
         let mut last_sent: Option<NaiveDate> = None;
-        let mut flush = |probe: &timely::dataflow::ProbeHandle<u64>, all: bool| {
+        let mut flush = |probe: &timely::dataflow::ProbeHandle<u32>, all: bool| {
             if index != 0 {
                 return;
             }
@@ -341,7 +365,7 @@ pub fn compute(
         let mine: Vec<NaiveDate> = feed.iter().skip(index).step_by(peers).copied().collect();
         let horizon = wanted.iter().next_back().map_or(0, |&d| day(d));
         // Retractions not yet due, by day: (window, the aggregates of the date that leaves it).
-        let mut exits: BTreeMap<u64, Vec<(Slot, DayAggs)>> = BTreeMap::new();
+        let mut exits: BTreeMap<u32, Vec<(Slot, DayAggs)>> = BTreeMap::new();
         for (i, &d) in mine.iter().enumerate() {
             // At most one of this worker's dates in flight.
             if i > 0 {
@@ -364,12 +388,13 @@ pub fn compute(
                         }
                     }
                     for (slot, len) in [(Slot::Short, SHORT_DAYS), (Slot::Long, HISTORY_DAYS)] {
+                        let len = len as u32;
                         if t + 1 + len <= horizon {
                             exits.entry(t + 1 + len).or_default().push((slot, aggs.clone()));
                         }
                     }
                     if wanted.contains(&d) {
-                        let mark = (Slot::Alerted(t as u32), Agg { alerts: 1, ..Agg::default() });
+                        let mark = (Slot::Alerted(t), Agg { alerts: 1, ..Agg::default() });
                         for &(_, k) in &addrs {
                             records.update_at((k, mark.0), t, mark.1);
                             if t < horizon {
@@ -395,7 +420,7 @@ pub fn compute(
                 }
             }
             // The exits due before this worker's next date: the input is still at `t` ≤ them.
-            let next = mine.get(i + 1).map_or(u64::MAX, |&n| day(n));
+            let next = mine.get(i + 1).map_or(u32::MAX, |&n| day(n));
             while let Some(entry) = exits.first_entry().filter(|e| *e.key() < next) {
                 let at = *entry.key();
                 for (slot, aggs) in entry.remove() {
@@ -817,6 +842,24 @@ mod tests {
                 .collect();
             assert_eq!(moved, [&m2[i].1]);
         }
+    }
+
+    #[test]
+    fn wide_integers_round_trip_and_order_like_i128() {
+        let vs = [
+            i128::MIN,
+            -(1 << 70) - 3,
+            -1,
+            0,
+            1,
+            u64::MAX as i128 + 1,
+            i128::MAX,
+        ];
+        for w in vs.windows(2) {
+            assert_eq!((Wide::new(w[0]).get(), Wide::new(w[1]).get()), (w[0], w[1]));
+            assert!(Wide::new(w[0]) < Wide::new(w[1]));
+        }
+        assert_eq!(std::mem::align_of::<Agg>(), 8);
     }
 
     #[test]
