@@ -418,7 +418,10 @@ impl PipelineSpec {
 fn toposort(mut pending: Vec<StageSpec>, p: &str) -> Result<Vec<StageSpec>> {
     let names: BTreeSet<String> = pending.iter().map(|s| s.name.clone()).collect();
     for s in &pending {
-        for i in &s.inputs {
+        for (k, i) in s.inputs.iter().enumerate() {
+            if s.inputs[..k].contains(i) {
+                bail!("{p}: stage `{}` lists input `{i}` twice", s.name);
+            }
             if !names.contains(i) {
                 bail!(
                     "{p}: stage `{}` has input `{i}`, which is not a stage of this pipeline",
@@ -489,5 +492,11 @@ mod tests {
         let missing =
             "[[stage]]\nname='d'\nkind='decode'\n[[stage]]\nname='s'\nkind='score'\ninputs=['d']";
         assert!(err(missing).contains("needs table `matrix`"));
+        let twice = "[[stage]]\nname='d'\nkind='decode'\n[[stage]]\nname='f'\nkind='feature_join'\ninputs=['d', 'd']";
+        assert!(
+            err(twice).contains("lists input `d` twice"),
+            "{}",
+            err(twice)
+        );
     }
 }
