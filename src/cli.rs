@@ -191,6 +191,12 @@ enum Command {
         /// Output root (default: the config's `output`).
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Connections open at once; one more is answered 503 and closed.
+        #[arg(long, default_value_t = 256)]
+        max_connections: usize,
+        /// Seconds a client has to send a request's headers before its connection is closed.
+        #[arg(long, default_value_t = 10.0)]
+        header_timeout: f64,
     },
     /// Write seeded synthetic batches in the upstream format, with planted laundering typologies.
     Generate {
@@ -243,7 +249,7 @@ impl ClusterArgs {
         c.process = self.process;
         if self.processes > 1 {
             c.addresses = match &self.hostfile {
-                Some(f) => std::fs::read_to_string(f)
+                Some(f) => crate::io::read_text(f)
                     .map_err(|e| anyhow::anyhow!("cannot read hostfile {}: {e}", f.display()))?
                     .lines()
                     .map(str::trim)
@@ -486,8 +492,16 @@ pub fn main() -> Result<i32> {
                     pb.enable_steady_tick(std::time::Duration::from_millis(200));
                     crate::history::prepare(cfg, &history_dates(cfg, &plans))?;
                     pb.set_message("");
+                    let unreadable: Vec<(NaiveDate, Result<(), String>)> = plans
+                        .iter()
+                        .filter_map(|p| match &p.status {
+                            DateStatus::Unreadable(e) => Some((p.date, Err(e.clone()))),
+                            _ => None,
+                        })
+                        .collect();
                     let part = engine::run(ctx.clone(), plans, &cluster, &run_id, pb.clone())?;
                     report.merge(part);
+                    report.dates.extend(unreadable);
                     for d in missing {
                         let dir = cfg.input_dir(d);
                         report.dates.push((
@@ -575,7 +589,7 @@ pub fn main() -> Result<i32> {
                         "missing input",
                         format!("{} does not exist", cfg.input_dir(p.date).display()),
                     ),
-                    DateStatus::Failed(e) => ("failed", e.clone()),
+                    DateStatus::Failed(e) | DateStatus::Unreadable(e) => ("failed", e.clone()),
                     DateStatus::Stale => ("stale", p.describe()),
                 };
                 *counts.entry(word).or_default() += 1;
@@ -639,7 +653,7 @@ pub fn main() -> Result<i32> {
                     Ok(false) => failed += 1,
                     Err(e) => {
                         failed += 1;
-                        eprintln!("{date}: {e:#}");
+                        eprintln!("{date}: {}", crate::error::error_text(&e));
                     }
                 }
             }
@@ -785,8 +799,9 @@ pub fn main() -> Result<i32> {
                     tune,
                 },
             )? {
-                let meta: crate::model::ModelMeta =
-                    serde_json::from_slice(&std::fs::read(crate::model::meta_path(&p))?)?;
+                let meta: crate::model::ModelMeta = serde_json::from_slice(
+                    &crate::io::read_regular(&crate::model::meta_path(&p))?,
+                )?;
                 println!("{}  {}", p.display(), meta.metrics);
             }
             Ok(0)
@@ -811,13 +826,22 @@ pub fn main() -> Result<i32> {
             config,
             bind,
             output,
+            max_connections,
+            header_timeout,
         } => {
             let cfg = RunConfig::load(&config)?;
+            if !(header_timeout > 0.0 && header_timeout.is_finite()) {
+                anyhow::bail!("--header-timeout must be a positive number of seconds");
+            }
             crate::serve::serve(
                 crate::serve::ServeConfig {
                     output: output.unwrap_or(cfg.output),
                     network: cfg.network,
                     window_days: cfg.window_days,
+                    limits: crate::serve::Limits {
+                        max_connections,
+                        header_timeout: std::time::Duration::from_secs_f64(header_timeout),
+                    },
                 },
                 &bind,
             )?;
@@ -913,7 +937,7 @@ struct FetchReport {
 fn complete_locally(cfg: &RunConfig, date: NaiveDate) -> bool {
     let dir = cfg.input_dir(date);
     let path = dir.join("META.json");
-    std::fs::read(&path)
+    crate::io::read_regular(&path)
         .ok()
         .and_then(|b| crate::stages::decode::Meta::parse(&b, &path.display().to_string()).ok())
         .is_some_and(|m| !m.sha256.is_empty() && m.sha256.keys().all(|f| dir.join(f).exists()))

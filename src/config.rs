@@ -79,7 +79,7 @@ fn default_workers() -> usize {
 impl RunConfig {
     /// Reads a run configuration; relative paths in it are relative to the file's directory.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::io::read_text(path)
             .with_context(|| format!("cannot read run config {}", path.display()))?;
         let raw: RawRunConfig =
             toml::from_str(&text).map_err(|e| anyhow!("{}: {}", path.display(), e.message()))?;
@@ -329,7 +329,7 @@ fn parse_params<T: for<'de> Deserialize<'de> + Default>(
 impl PipelineSpec {
     /// Reads and checks a pipeline file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::io::read_text(path)
             .with_context(|| format!("cannot read pipeline file {}", path.display()))?;
         Self::parse(&text, path)
     }

@@ -237,7 +237,10 @@ pub fn run(
                     let saved = record(&sh.store, m.date, &m.done, error.clone());
                     let result = match (error, saved) {
                         (Some(e), _) => Err(e),
-                        (None, Err(e)) => Err(format!("cannot record the run state: {e:#}")),
+                        (None, Err(e)) => Err(format!(
+                            "cannot record the run state: {}",
+                            crate::error::error_text(&e)
+                        )),
                         (None, Ok(())) => Ok(()),
                     };
                     let mut fin = finished.borrow_mut();
@@ -268,7 +271,7 @@ pub fn run(
             if let Err(e) = invalidate(&sh.store, plan) {
                 outcomes
                     .borrow_mut()
-                    .push((plan.date, Err(format!("{e:#}"))));
+                    .push((plan.date, Err(crate::error::error_text(&e))));
                 continue;
             }
             input.send(i);
@@ -356,7 +359,7 @@ fn step(sh: &Shared, pos: usize, date: NaiveDate, msgs: Vec<DateMsg>, stats: &St
                     &rec.fingerprint,
                     &cached_tables(spec.kind),
                 )
-                .map_err(|e| format!("{e:#}; delete it and rerun"))
+                .map_err(|e| format!("{}; delete it and rerun", crate::error::error_text(&e)))
         } else {
             Ok(Tables::new())
         };
@@ -371,7 +374,7 @@ fn step(sh: &Shared, pos: usize, date: NaiveDate, msgs: Vec<DateMsg>, stats: &St
             .collect();
         sh.store
             .write_cache(date, &spec.name, &rec.fingerprint, &keep)
-            .map_err(|e| format!("{e:#}"))?;
+            .map_err(|e| crate::error::error_text(&e))?;
         Ok(t)
     });
     if body.is_ok() {
@@ -434,7 +437,7 @@ fn run_stage(
             })
     });
     let ms = start.elapsed().as_secs_f64() * 1e3;
-    let body = result.map_err(|e| format!("{e:#}"));
+    let body = result.map_err(|e| crate::error::error_text(&e));
     if let Ok(t) = &body {
         let mut s = stats.borrow_mut();
         let st = s.entry(spec.name.clone()).or_default();

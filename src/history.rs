@@ -63,8 +63,8 @@ pub type DayAlerts = Option<Vec<(String, i128)>>;
 /// Reads a date's alerts for the history: a function so tests can feed hand-made dates.
 pub type AlertSource = Arc<dyn Fn(NaiveDate) -> Result<DayAlerts> + Send + Sync>;
 
-/// Reads `address` and `volume_usd` (exactly, as 10⁻¹⁸ USD units; a null or unrepresentable
-/// volume counts as 0) of one date's `alerts.parquet` with the contract's tolerant readers;
+/// Reads `address` and `volume_usd` (exactly, as 10⁻¹⁸ USD units; a null, unrepresentable or
+/// negative volume counts as 0, as decode makes it missing) of one date's `alerts.parquet` with the contract's tolerant readers;
 /// `None` when the date's batch directory does not exist.
 pub fn read_alerts(cfg: &RunConfig, date: NaiveDate) -> Result<DayAlerts> {
     let dir = cfg.input_dir(date);
@@ -87,7 +87,11 @@ pub fn read_alerts(cfg: &RunConfig, date: NaiveDate) -> Result<DayAlerts> {
             if addr.is_null(i) {
                 bail!("{file}: column `address` is null in row {i}");
             }
-            let v = if vol.is_null(i) { 0 } else { vol.value(i) };
+            let v = if vol.is_null(i) {
+                0
+            } else {
+                vol.value(i).max(0)
+            };
             Ok((addr.value(i).to_string(), v))
         })
         .collect::<Result<Vec<_>>>()
@@ -537,7 +541,7 @@ pub fn prepare(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<()> {
         match result {
             Ok(b) => {
                 let bytes = crate::io::parquet_bytes(&b)?;
-                if std::fs::read(&path).ok().as_deref() == Some(bytes.as_slice()) {
+                if crate::io::read_regular(&path).ok().as_deref() == Some(bytes.as_slice()) {
                     unchanged += 1;
                 } else {
                     crate::io::write_atomic(&path, |w| Ok(std::io::Write::write_all(w, &bytes)?))?;
@@ -569,7 +573,7 @@ fn remove_if_present(path: &std::path::Path) -> Result<()> {
 /// The history table of `date` written by [`prepare`]: `address`, then [`HISTORY_FEATURES`].
 pub fn load(cfg: &RunConfig, date: NaiveDate) -> Result<RecordBatch> {
     let path = cache_path(cfg, date);
-    if let Ok(e) = std::fs::read_to_string(error_path(cfg, date)) {
+    if let Ok(e) = crate::io::read_text(&error_path(cfg, date)) {
         bail!("no history features for {date}: {e}");
     }
     if !path.exists() {

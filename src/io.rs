@@ -15,6 +15,83 @@ use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Opens `path` for reading if it is a regular file (following symlinks). Anything else is an
+/// error of kind `InvalidInput` saying what it is: a named pipe would block the reader forever
+/// (it is opened without blocking, then refused), and a directory or device is no input.
+pub fn open_regular(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    if kind.is_file() {
+        return Ok(file);
+    }
+    use std::os::unix::fs::FileTypeExt;
+    let what = if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a named pipe"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else {
+        "not a file"
+    };
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("not a regular file ({what})"),
+    ))
+}
+
+/// The whole content of a regular file (see [`open_regular`]).
+pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut f = open_regular(path)?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// The content of a regular file as UTF-8 text (see [`open_regular`]).
+pub fn read_text(path: &Path) -> std::io::Result<String> {
+    String::from_utf8(read_regular(path)?)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// The content of a regular file, `None` if nothing is at `path`; other failures are errors
+/// naming the file (see [`read_error`]).
+pub fn read_if_present(path: &Path) -> Result<Option<Vec<u8>>> {
+    match read_regular(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(read_error(path, e)),
+    }
+}
+
+/// An error reading `path`, worded for the user: `missing file`, `symlink loop`,
+/// `not a regular file (a named pipe)`, or the system's reason.
+pub fn read_error(path: &Path, e: std::io::Error) -> anyhow::Error {
+    let why = match e.kind() {
+        std::io::ErrorKind::NotFound => "missing file".to_string(),
+        _ if e.raw_os_error() == Some(libc::ELOOP) => "symlink loop".to_string(),
+        std::io::ErrorKind::InvalidInput => e.to_string(),
+        _ => format!("cannot read: {e}"),
+    };
+    anyhow::anyhow!("{}: {why}", path.display())
+}
+
+/// Whether something is at `path` (`Ok(false)` only when nothing is; a symlink loop or an
+/// unreadable directory is an error naming the path, not "missing").
+pub fn present(path: &Path) -> Result<bool> {
+    match std::fs::metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(read_error(path, e)),
+    }
+}
+
 /// A Parquet file opened for streaming, with the columns it holds.
 pub struct ParquetSource {
     builder: ParquetRecordBatchReaderBuilder<File>,
@@ -22,10 +99,10 @@ pub struct ParquetSource {
 }
 
 impl ParquetSource {
-    /// Opens `path`; a missing, truncated or corrupt file is an error naming it.
+    /// Opens `path`; a missing, truncated or corrupt file, or one that is not a regular file,
+    /// is an error naming it.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path)
-            .with_context(|| format!("{}: cannot open (missing file?)", path.display()))?;
+        let file = open_regular(path).map_err(|e| read_error(path, e))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file).with_context(|| {
             format!(
                 "{}: not a readable Parquet file (corrupt or truncated?)",
@@ -239,9 +316,9 @@ fn parent(path: &Path) -> &Path {
     path.parent().unwrap_or(Path::new("."))
 }
 
-/// Hex sha256 of a file's bytes, streamed.
+/// Hex sha256 of a file's bytes, streamed (a regular file only, see [`open_regular`]).
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut f = open_regular(path).map_err(|e| read_error(path, e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

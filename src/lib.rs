@@ -14,6 +14,7 @@ pub mod config;
 pub mod contract;
 pub mod dates;
 pub mod engine;
+pub mod error;
 pub mod features;
 pub mod fetch;
 pub mod forest;

@@ -4,7 +4,7 @@ fn main() {
     match aml_pipeline::cli::main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", aml_pipeline::error::error_text(&e));
             std::process::exit(2);
         }
     }

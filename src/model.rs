@@ -130,7 +130,7 @@ pub fn meta_path(model: &Path) -> PathBuf {
 impl Model {
     /// Loads a model file and its metadata, checking that its features are those `kind` expects.
     pub fn load(path: &Path, kind: ModelKind) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| {
+        let text = crate::io::read_text(path).with_context(|| {
             format!(
                 "cannot read model {}: train one with `pipeline train`",
                 path.display()
@@ -138,7 +138,7 @@ impl Model {
         })?;
         let mp = meta_path(path);
         let meta: ModelMeta = serde_json::from_slice(
-            &std::fs::read(&mp)
+            &crate::io::read_regular(&mp)
                 .with_context(|| format!("cannot read model metadata {}", mp.display()))?,
         )
         .with_context(|| format!("{}: not valid model metadata", mp.display()))?;
@@ -287,7 +287,7 @@ pub fn installed(dir: &Path) -> Result<Vec<(PathBuf, ModelMeta)>> {
     for e in entries {
         let p = e?.path();
         if p.extension().is_some_and(|x| x == "txt") {
-            if let Some(meta) = std::fs::read(meta_path(&p))
+            if let Some(meta) = crate::io::read_regular(&meta_path(&p))
                 .ok()
                 .and_then(|b| serde_json::from_slice::<ModelMeta>(&b).ok())
             {
@@ -310,7 +310,7 @@ pub fn installed(dir: &Path) -> Result<Vec<(PathBuf, ModelMeta)>> {
 /// `{kind}_v{version}.txt` with metadata. Returns the installed path.
 pub fn install(file: &Path, kind: ModelKind, dir: &Path, network: &str) -> Result<PathBuf> {
     let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+        crate::io::read_text(file).with_context(|| format!("cannot read {}", file.display()))?;
     let names: Vec<String> = text
         .lines()
         .find_map(|l| l.strip_prefix("feature_names="))

@@ -11,7 +11,7 @@ use crate::config::{RunConfig, StageKind, StageParams, StageSpec};
 use crate::stages::decode::FILES;
 use crate::stages::write::OUTPUTS;
 use crate::state::{DateState, StageRecord, StateStore};
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,6 +46,8 @@ pub enum DateStatus {
     MissingInput,
     /// The last run of the date failed with this error (and it is stale).
     Failed(String),
+    /// The date's input cannot be read, so it cannot be planned (and fails in a run).
+    Unreadable(String),
 }
 
 /// What a run does with one date.
@@ -75,6 +77,7 @@ impl DatePlan {
         match &self.status {
             DateStatus::UpToDate => "up to date".into(),
             DateStatus::MissingInput => "missing input".into(),
+            DateStatus::Unreadable(e) => format!("unreadable input: {e}"),
             _ => {
                 let reasons = |feeding: bool| {
                     self.run.iter().find_map(|s| {
@@ -137,15 +140,18 @@ impl HashCache {
     /// it is hashed, so a file edited or corrupted behind META.json's back shows as changed.
     /// A missing file hashes as `missing`.
     pub fn listed(&mut self, path: &Path, listed: &str) -> Result<String> {
-        if !path.exists() {
+        if !crate::io::present(path)? {
             return Ok("missing".to_string());
         }
         self.hash(path, Some(listed))
     }
 
     fn hash(&mut self, path: &Path, trust: Option<&str>) -> Result<String> {
-        let md =
-            std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let md = std::fs::metadata(path).map_err(|e| crate::io::read_error(path, e))?;
+        if !md.is_file() {
+            // Says what it is (a directory, a named pipe) without reading it.
+            crate::io::open_regular(path).map_err(|e| crate::io::read_error(path, e))?;
+        }
         let mtime = md
             .modified()
             .ok()
@@ -223,8 +229,7 @@ impl<'a> Planner<'a> {
         if !dir.is_dir() {
             return Ok(None);
         }
-        let meta: Option<serde_json::Value> = std::fs::read(dir.join("META.json"))
-            .ok()
+        let meta: Option<serde_json::Value> = crate::io::read_if_present(&dir.join("META.json"))?
             .and_then(|b| serde_json::from_slice(&b).ok());
         let sums = meta
             .as_ref()
@@ -235,7 +240,7 @@ impl<'a> Planner<'a> {
             let listed = sums.and_then(|s| s.get(f)).and_then(|v| v.as_str());
             let h = match listed {
                 Some(h) => self.hashes.listed(&dir.join(f), &h.to_ascii_lowercase())?,
-                None if dir.join(f).exists() => self.hashes.sha256(&dir.join(f))?,
+                None if crate::io::present(&dir.join(f))? => self.hashes.sha256(&dir.join(f))?,
                 None => "absent".to_string(),
             };
             parts.insert(format!("input:{f}"), h);
@@ -248,11 +253,14 @@ impl<'a> Planner<'a> {
         if let Some(h) = self.alerts.get(&date) {
             return Ok(h.clone());
         }
-        let h = match self.input_parts(date)? {
-            Some(mut parts) => parts
+        // An unreadable date in the window counts as such in the others' history (and fails
+        // on its own plan), so the dates around it still plan.
+        let h = match self.input_parts(date) {
+            Ok(Some(mut parts)) => parts
                 .remove("input:alerts.parquet")
                 .expect("every input file has a part"),
-            None => "absent".to_string(),
+            Ok(None) => "absent".to_string(),
+            Err(e) => format!("unreadable: {}", crate::error::error_text(&e)),
         };
         self.alerts.insert(date, h.clone());
         Ok(h)
@@ -431,7 +439,8 @@ fn changed_parts(
     why
 }
 
-/// Plans every date in `dates` (the planner's hash cache is saved afterwards).
+/// Plans every date in `dates` (the planner's hash cache is saved afterwards). A date whose
+/// input or state cannot be read is planned as [`DateStatus::Unreadable`]: it fails alone.
 pub fn plan_dates(
     cfg: &RunConfig,
     models: &BTreeMap<String, PathBuf>,
@@ -441,8 +450,17 @@ pub fn plan_dates(
     let mut planner = Planner::new(cfg, models)?;
     let plans = dates
         .iter()
-        .map(|&d| planner.plan(d, force))
-        .collect::<Result<Vec<_>>>()?;
+        .map(|&d| {
+            planner.plan(d, force).unwrap_or_else(|e| DatePlan {
+                date: d,
+                status: DateStatus::Unreadable(crate::error::error_text(&e)),
+                records: BTreeMap::new(),
+                run: Vec::new(),
+                load: BTreeSet::new(),
+                reasons: BTreeMap::new(),
+            })
+        })
+        .collect::<Vec<_>>();
     planner.finish()?;
     Ok(plans)
 }

@@ -74,7 +74,7 @@ impl StateStore {
     /// The recorded state of `date` (empty if never run).
     pub fn load(&self, date: NaiveDate) -> Result<DateState> {
         let path = self.date_file(date);
-        match std::fs::read(&path) {
+        match crate::io::read_regular(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
                 format!(
                     "{}: unreadable run state; delete it to recompute {date}",
@@ -142,8 +142,8 @@ impl StateStore {
         let mut out = Tables::new();
         for t in tables {
             let path = self.cache_file(date, stage, fp, t);
-            let file =
-                File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+            let file = crate::io::open_regular(&path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
             let corrupt = || format!("{}: corrupt cache file", path.display());
             let reader =
                 arrow::ipc::reader::FileReader::try_new(file, None).with_context(corrupt)?;
@@ -226,10 +226,9 @@ impl RunLock {
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                let holder = std::fs::read_to_string(&path).unwrap_or_default();
                 bail!(
                     "another `pipeline run` ({}) is writing to {}; wait for it to finish (the lock is released when it exits)",
-                    holder.trim(),
+                    lock_holder(&path),
                     output.display()
                 );
             }
@@ -252,6 +251,19 @@ impl RunLock {
         create_dir(&staging)?;
         Ok(Self { _file: file })
     }
+}
+
+/// Who holds the lock at `path`, as its holder wrote it (`pid N`). The holder writes it just
+/// after taking the lock, so a run that started at the same instant waits a moment for it.
+fn lock_holder(path: &Path) -> String {
+    for _ in 0..40 {
+        let text = crate::io::read_text(path).unwrap_or_default();
+        if !text.trim().is_empty() {
+            return text.trim().to_string();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    "pid unknown".to_string()
 }
 
 #[cfg(test)]
@@ -288,5 +300,25 @@ mod tests {
             .read_cache(date, "stage", "fp", &["big", "empty"])
             .unwrap();
         assert_eq!(back, tables);
+    }
+
+    #[test]
+    fn a_lock_refusal_names_the_holder_even_when_both_start_together() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(".state").join("lock");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        // The holder has taken the lock but not yet written its pid.
+        let holder = File::create(&path).unwrap();
+        holder.try_lock().unwrap();
+        let writer = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(150));
+                std::fs::write(path, "pid 4242\n").unwrap();
+            })
+        };
+        let e = RunLock::acquire(tmp.path(), 0).unwrap_err();
+        writer.join().unwrap();
+        assert!(format!("{e:#}").contains("(pid 4242)"), "{e:#}");
     }
 }

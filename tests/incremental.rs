@@ -267,23 +267,8 @@ fn a_new_model_reruns_its_stage_and_downstream_only_and_matches_a_clean_run() {
 #[test]
 fn a_changed_parameter_reruns_only_its_stage() {
     let s = setup();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(repo.join("pipelines/daily.toml")).unwrap();
-    let pipe = s.cfg.parent().unwrap().join("pipeline.toml");
-    std::fs::write(&pipe, &text).unwrap();
-    let cfg_text = std::fs::read_to_string(&s.cfg).unwrap();
-    let cfg_text = cfg_text
-        .lines()
-        .map(|l| {
-            if l.starts_with("pipeline =") {
-                format!("pipeline = {:?}", pipe)
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(&s.cfg, cfg_text).unwrap();
+    let pipe = with_pipeline(&s.cfg, |t| t);
+    let text = std::fs::read_to_string(&pipe).unwrap();
     ok(run(&s, &[]));
     assert!(text.contains("max_latency_ms = 100.0"));
     std::fs::write(

@@ -53,9 +53,15 @@ struct Server {
 
 impl Server {
     fn start(cfg: &Path, output: &Path) -> Self {
+        Self::start_with(cfg, output, &[])
+    }
+
+    /// A server with `extra` flags.
+    fn start_with(cfg: &Path, output: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(bin())
             .args(["serve", cfg.to_str().unwrap(), "--bind", "127.0.0.1:0"])
             .args(["--output", output.to_str().unwrap()])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -75,13 +81,20 @@ impl Server {
 
     /// Sends `method target` verbatim (no client-side normalisation); returns status and body.
     fn request(&self, method: &str, target: &str) -> (u16, Vec<u8>) {
+        self.raw(
+            format!(
+                "{method} {target} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+    }
+
+    /// Sends `bytes` as they are; returns the answer's status and body.
+    fn raw(&self, bytes: &[u8]) -> (u16, Vec<u8>) {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        write!(
-            s,
-            "{method} {target} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
+        // The server may answer and close before it has read everything (a 431, say).
+        let _ = s.write_all(bytes);
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).unwrap();
         let split = raw
@@ -520,4 +533,180 @@ fn a_bad_query_says_what_is_wrong() {
     let o = query(&["SELECT * FROM no_such_view"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("no_such_view"), "{err}");
+}
+
+/// `{error, detail}` of a JSON error answer with the given status.
+fn json_error(status: u16, body: &[u8], want: u16, what: &str) -> Value {
+    assert_eq!(status, want, "{what}: {}", String::from_utf8_lossy(body));
+    let v: Value = serde_json::from_slice(body).unwrap_or_else(|_| {
+        panic!(
+            "{what}: body is not JSON: {:?}",
+            String::from_utf8_lossy(body)
+        )
+    });
+    assert!(
+        v["error"].is_string() && v["detail"].is_string(),
+        "{what}: {v}"
+    );
+    v
+}
+
+#[test]
+fn every_error_answer_has_a_json_body() {
+    let s = server();
+    let (st, body) = s.request("POST", "/health");
+    json_error(st, &body, 405, "a method the route does not take");
+    let long = |n: usize| format!("/scores/alerts/{D1}?network={}", "a".repeat(n));
+    let (st, body) = s.get(&long(10_000));
+    json_error(st, &body, 414, "a long URI (the router's limit)");
+    let (st, body) = s.get(&long(70_000));
+    json_error(st, &body, 414, "a very long URI (hyper's own limit)");
+    let many: String = (0..150).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let req = format!("GET /health HTTP/1.1\r\nHost: x\r\n{many}Connection: close\r\n\r\n");
+    let (st, body) = s.raw(req.as_bytes());
+    json_error(st, &body, 431, "too many headers");
+    let huge = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\nx-big: {}\r\nConnection: close\r\n\r\n",
+        "b".repeat(600_000)
+    );
+    let (st, body) = s.raw(huge.as_bytes());
+    json_error(st, &body, 431, "a header block over hyper's buffer");
+    let (st, body) = s.raw(b"GET /health HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n");
+    json_error(st, &body, 400, "a malformed header line");
+    let (st, body) = s.raw(b"\x01\x02 nonsense\r\n\r\n");
+    json_error(st, &body, 400, "not HTTP at all");
+    assert_eq!(
+        s.json("/health")["status"],
+        "healthy",
+        "the server survived"
+    );
+}
+
+#[test]
+fn unreadable_output_files_answer_503_naming_only_the_date_and_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    copy_tree(&outputs().out, &out);
+    let d1 = batch_dir(&out, D1);
+    let d2 = batch_dir(&out, D2);
+    for f in [d1.join("alert_scores.parquet"), d1.join("validation.json")] {
+        std::fs::remove_file(&f).unwrap();
+        assert!(Command::new("mkfifo").arg(&f).status().unwrap().success());
+    }
+    std::fs::write(d2.join("cluster_scores.parquet"), b"PAR1 not really").unwrap();
+    let s = Server::start(&outputs().cfg, &out);
+    let cases = [
+        (
+            format!("/scores/alerts/{D1}"),
+            format!("torus/{D1}/195/alert_scores.parquet: not a regular file (a named pipe)"),
+        ),
+        (
+            format!("/validation/{D1}"),
+            format!("torus/{D1}/195/validation.json: not a regular file (a named pipe)"),
+        ),
+        (
+            format!("/scores/clusters/{D2}"),
+            format!("torus/{D2}/195/cluster_scores.parquet: not a readable Parquet file"),
+        ),
+    ];
+    for (target, detail) in cases {
+        let start = Instant::now();
+        let (st, body) = s.get(&target);
+        let v = json_error(st, &body, 503, &target);
+        assert_eq!(v["detail"], detail.as_str(), "{target}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{target} took {:?}",
+            start.elapsed()
+        );
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            !text.contains(tmp.path().to_str().unwrap()) && !text.contains("SELECT"),
+            "{text}"
+        );
+    }
+    // The readable tables of the same dates are still served.
+    assert_eq!(
+        s.json(&format!("/scores/alerts/{D2}"))["processing_date"],
+        D2
+    );
+}
+
+#[test]
+fn half_sent_requests_are_cut_off_and_connections_are_capped() {
+    let s = Server::start_with(&outputs().cfg, &outputs().out, &["--header-timeout", "1"]);
+    let mut slow = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let start = Instant::now();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "a half-sent request stayed open {:?}",
+        start.elapsed()
+    );
+
+    let s = Server::start_with(&outputs().cfg, &outputs().out, &["--max-connections", "2"]);
+    let _held: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(("127.0.0.1", s.port)).unwrap())
+        .collect();
+    let (st, body) = s.get("/health");
+    let v = json_error(st, &body, 503, "a connection over the cap");
+    assert!(
+        v["detail"].as_str().unwrap().contains("2 connections"),
+        "{v}"
+    );
+    drop(_held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.get("/health").0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the server never took connections again"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn every_codec_pyarrow_writes_is_queried_and_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    copy_tree(&outputs().out, &out);
+    let mut want = Vec::new();
+    for (i, codec) in CODECS.iter().enumerate() {
+        let date = [D1, D2][i % 2];
+        let file = batch_dir(&out, date).join("alert_scores.parquet");
+        recompress(codec, &[file.display().to_string()]);
+        let res = Command::new(bin())
+            .args([
+                "query",
+                outputs().cfg.to_str().unwrap(),
+                "--output",
+                out.to_str().unwrap(),
+            ])
+            .args([
+                "--format",
+                "csv",
+                "SELECT processing_date, alert_id, score FROM alert_scores ORDER BY 1, 2",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            res.status.success(),
+            "{codec}: {}",
+            String::from_utf8_lossy(&res.stderr)
+        );
+        want.push(String::from_utf8_lossy(&res.stdout).to_string());
+        let s = Server::start(&outputs().cfg, &out);
+        let page = s.json(&format!("/scores/alerts/{date}?limit=100000"));
+        let n = page["scores"].as_array().unwrap().len();
+        assert_eq!(n, read_parquet(&file).num_rows(), "{codec}");
+    }
+    assert!(want[0].lines().count() > 100, "{}", want[0]);
+    for (codec, got) in CODECS.iter().zip(&want) {
+        assert!(*got == want[0], "the query over {codec} files differs");
+    }
 }

@@ -121,29 +121,11 @@ fn traps_and_reference_scores_from_the_pipeline_file() {
     .unwrap();
     let reference = tmp.path().join("reference");
     copy_tree(&out, &reference);
-    let pipe =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/daily.toml"))
-            .unwrap()
-            .replace(
-                "traps = \"\"",
-                &format!("traps = {:?}", tmp.path().join("traps.json")),
-            )
-            .replace("reference = \"\"", &format!("reference = {reference:?}"));
-    let pipe_path = tmp.path().join("cfg/pipeline.toml");
-    std::fs::write(&pipe_path, pipe).unwrap();
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    let text: String = text
-        .lines()
-        .map(|l| {
-            if l.starts_with("pipeline") {
-                format!("pipeline = {pipe_path:?}")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(&cfg, text).unwrap();
+    let traps = tmp.path().join("traps.json");
+    with_pipeline(&cfg, |t| {
+        t.replace("traps = \"\"", &format!("traps = {traps:?}"))
+            .replace("reference = \"\"", &format!("reference = {reference:?}"))
+    });
     ok(pipeline(&[
         "validate",
         cfg.to_str().unwrap(),

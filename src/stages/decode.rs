@@ -6,7 +6,7 @@ use crate::batch::{ArrowBatch, Tables};
 use crate::config::DecodeParams;
 use crate::contract::{check_dates, check_unique, column, required, to_f64, to_str, to_str_list};
 use crate::features::ADDRESS_FEATURES;
-use crate::io::{sha256_file, ParquetSource};
+use crate::io::{present, read_if_present, sha256_file, ParquetSource};
 use anyhow::{anyhow, bail, Context, Result};
 use arrow::array::{
     Array, ArrayRef, BooleanArray, Float64Array, Int64Array, ListArray, StringArray, StringBuilder,
@@ -104,7 +104,8 @@ pub fn run(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) -> R
 
 /// Reads the four tables of a batch (what [`run`] returns, without the META.json checks).
 fn read_tables(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) -> Result<Tables> {
-    let alerts = read_alerts(&dir.join("alerts.parquet"), date, window_days)?;
+    let (alerts, [volume_missing, volume_negative]) =
+        read_alerts(&dir.join("alerts.parquet"), date, window_days)?;
     let ids = alerts
         .column(0)
         .as_any()
@@ -124,13 +125,23 @@ fn read_tables(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) 
     let (features, n_features) =
         read_features(&dir.join("features.parquet"), date, &alerted, p.batch_size)?;
     let clusters = read_clusters(&dir.join("clusters.parquet"), date)?;
+    let issues = [
+        volume_missing,
+        volume_negative,
+        unknown_alert_ids(&clusters, ids),
+    ];
+    for (name, n) in ISSUE_COUNTS.iter().zip(issues) {
+        if n > 0 {
+            tracing::warn!(%date, "{}: {n} × {name} (accepted; see input_issues in processing_metadata.json)", dir.display());
+        }
+    }
     let (flows, n_flows) = read_flows(
         &dir.join("money_flows.parquet"),
         date,
         &alerted,
         p.batch_size,
     )?;
-    let info = make_batch(vec![
+    let mut info: Vec<(&str, ArrayRef)> = vec![
         (
             "alerts",
             Arc::new(Int64Array::from(vec![alerts.num_rows() as i64])),
@@ -147,7 +158,11 @@ fn read_tables(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) 
             "money_flows",
             Arc::new(Int64Array::from(vec![n_flows as i64])),
         ),
-    ])?;
+    ];
+    for (name, n) in ISSUE_COUNTS.iter().zip(issues) {
+        info.push((name, Arc::new(Int64Array::from(vec![n as i64]))));
+    }
+    let info = make_batch(info)?;
     Ok(Tables::from([
         ("alerts".to_string(), ArrowBatch(alerts)),
         ("features".to_string(), ArrowBatch(features)),
@@ -171,7 +186,8 @@ pub struct Meta {
 }
 
 impl Meta {
-    /// Parses META.json's bytes; `path` names the file in errors.
+    /// Parses META.json's bytes; `path` names the file in errors. A checksum key that is not a
+    /// plain file name (`../x`, `a/b`, hidden) is refused: it would name a file outside the batch.
     pub fn parse(bytes: &[u8], path: &str) -> Result<Self> {
         let meta: serde_json::Value =
             serde_json::from_slice(bytes).with_context(|| format!("{path}: not valid JSON"))?;
@@ -182,6 +198,7 @@ impl Meta {
             .into_iter()
             .flatten()
         {
+            check_file_name(f).with_context(|| path.to_string())?;
             let want = want
                 .as_str()
                 .ok_or_else(|| anyhow!("{path}: sha256 of {f} is not a string"))?;
@@ -213,27 +230,40 @@ impl Meta {
     }
 }
 
+/// A file name listed in META.json that names a file of the batch directory itself.
+pub fn check_file_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.starts_with('.')
+        || name.contains(['/', '\\'])
+        || name.chars().any(char::is_control)
+    {
+        bail!("META.json lists {name:?}, which is not a plain file name");
+    }
+    Ok(())
+}
+
+/// Checks META.json: the batch's date and window, and (with `verify_checksums`) every listed
+/// file's sha256. Without META.json the batch cannot be verified, so it is refused unless
+/// `verify_checksums = false` says to run unverified batches.
 fn check_meta(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) -> Result<()> {
     let path = dir.join("META.json");
-    let text = match std::fs::read(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            tracing::warn!("{}: missing; checksums not verified", path.display());
-            for f in FILES {
-                if !dir.join(f).exists() {
-                    bail!("{}: missing file", dir.join(f).display());
-                }
-            }
-            return Ok(());
+    let Some(text) = read_if_present(&path)? else {
+        if p.verify_checksums {
+            bail!(
+                "{}: missing file; upstream batches always have one, so this batch cannot be verified \
+                 (set verify_checksums = false in the decode stage's params to run unverified batches)",
+                path.display()
+            );
         }
-        Err(e) => return Err(e).with_context(|| format!("{}: cannot read", path.display())),
+        tracing::warn!("{}: missing; checksums not verified", path.display());
+        return Ok(());
     };
     let shown = path.display().to_string();
     let meta = Meta::parse(&text, &shown)?;
     meta.check(&shown, date, window_days)?;
     for f in FILES {
         let fp = dir.join(f);
-        if !fp.exists() {
+        if !present(&fp)? {
             bail!(
                 "{}: missing file{}",
                 fp.display(),
@@ -248,9 +278,6 @@ fn check_meta(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) -
     if p.verify_checksums {
         for (f, want) in &meta.sha256 {
             let fp = dir.join(f);
-            if !fp.exists() {
-                bail!("{}: missing file (listed in META.json)", fp.display());
-            }
             let got = sha256_file(&fp)?;
             if got != *want {
                 bail!(
@@ -296,7 +323,68 @@ fn str_req(b: &RecordBatch, file: &str, name: &str) -> Result<StringArray> {
     Ok(s)
 }
 
-fn read_alerts(path: &Path, date: NaiveDate, window_days: u32) -> Result<RecordBatch> {
+/// Counts of values a batch holds that upstream should not send but that do not stop the date:
+/// each is accepted as said here, written to `processing_metadata.json`'s `input_issues` and
+/// warned about. (An empty or null `alert_id` is refused instead: such an alert cannot be
+/// scored, submitted or matched.)
+pub const ISSUE_COUNTS: [&str; 3] = [
+    // null, NaN or infinite `volume_usd`: a missing value for the model, 0 in history sums
+    "volume_usd_missing",
+    // negative `volume_usd`: no USD volume is negative, so likewise missing
+    "volume_usd_negative",
+    // `related_alert_ids` entries naming no alert of the batch: skipped (the cluster keeps
+    // its known members, else falls back to its primary alert, then its addresses)
+    "cluster_unknown_alert_ids",
+];
+
+/// `alerts.parquet`'s `volume_usd` as f64, with values that are no USD volume (null, NaN,
+/// infinite, negative) made null; returns the column and the counts of the last two kinds.
+fn alert_volumes(b: &RecordBatch, file: &str) -> Result<(Float64Array, usize, usize)> {
+    let v = to_f64(required(b, file, "volume_usd")?, file, "volume_usd")?;
+    let (mut missing, mut negative) = (0, 0);
+    let out = v
+        .iter()
+        .map(|x| match x {
+            Some(x) if x.is_finite() && x >= 0.0 => Some(x),
+            Some(x) if x.is_finite() => {
+                negative += 1;
+                None
+            }
+            _ => {
+                missing += 1;
+                None
+            }
+        })
+        .collect();
+    Ok((out, missing, negative))
+}
+
+/// Entries of clusters' `related_alert_ids` that name no alert in `ids`.
+fn unknown_alert_ids(clusters: &RecordBatch, ids: &StringArray) -> usize {
+    let known: HashSet<&str> = ids.iter().flatten().collect();
+    let Some(rel) = column(clusters, "related_alert_ids") else {
+        return 0;
+    };
+    let rel = rel
+        .as_any()
+        .downcast_ref::<ListArray>()
+        .expect("decoded list");
+    let values = rel.values().as_any().downcast_ref::<StringArray>();
+    let Some(values) = values else { return 0 };
+    let (start, end) = (
+        rel.value_offsets()[0] as usize,
+        rel.value_offsets()[rel.len()] as usize,
+    );
+    (start..end)
+        .filter(|&i| values.is_valid(i) && !known.contains(values.value(i)))
+        .count()
+}
+
+fn read_alerts(
+    path: &Path,
+    date: NaiveDate,
+    window_days: u32,
+) -> Result<(RecordBatch, [usize; 2])> {
     let file = path.display().to_string();
     let src = ParquetSource::open(path)?;
     let b = src.read_all(ALERT_COLUMNS)?;
@@ -322,8 +410,13 @@ fn read_alerts(path: &Path, date: NaiveDate, window_days: u32) -> Result<RecordB
         }
         None => Arc::new(Float64Array::from(vec![0.0; b.num_rows()])),
     };
-    make_batch(vec![
-        ("alert_id", Arc::new(str_req(&b, &file, "alert_id")?)),
+    let ids = str_req(&b, &file, "alert_id")?;
+    if let Some(i) = (0..ids.len()).find(|&i| ids.value(i).is_empty()) {
+        bail!("{file}: column `alert_id` is empty in row {i} (every alert needs an id to be scored and submitted)");
+    }
+    let (volume, missing, negative) = alert_volumes(&b, &file)?;
+    let batch = make_batch(vec![
+        ("alert_id", Arc::new(ids)),
         ("address", Arc::new(str_req(&b, &file, "address")?)),
         ("typology_type", str_or(&b, &file, "typology_type", "")?),
         ("severity", str_or(&b, &file, "severity", "medium")?),
@@ -335,9 +428,10 @@ fn read_alerts(path: &Path, date: NaiveDate, window_days: u32) -> Result<RecordB
             "alert_confidence_score",
             f64_req(&b, &file, "alert_confidence_score")?,
         ),
-        ("volume_usd", f64_req(&b, &file, "volume_usd")?),
+        ("volume_usd", Arc::new(volume)),
         ("risk_indicator_count", risk),
-    ])
+    ])?;
+    Ok((batch, [missing, negative]))
 }
 
 fn empty_alerts_input() -> RecordBatch {
@@ -533,4 +627,33 @@ fn read_flows(
         ("tx_count", Arc::new(Float64Array::from(tx))),
     ])?;
     Ok((b, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_refuses_checksum_keys_that_leave_the_batch() {
+        let meta = |key: &str| {
+            let json = serde_json::json!({"sha256": {key: "ab"}}).to_string();
+            Meta::parse(json.as_bytes(), "META.json")
+        };
+        assert!(meta("alerts.parquet").is_ok());
+        for bad in [
+            "",
+            "../../../../etc/passwd",
+            "/etc/passwd",
+            "a/b.parquet",
+            ".hidden",
+            "a\\b",
+            "x\ny",
+        ] {
+            let e = meta(bad).expect_err(bad);
+            assert!(
+                format!("{e:#}").contains("not a plain file name"),
+                "{bad:?}: {e:#}"
+            );
+        }
+    }
 }

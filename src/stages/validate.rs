@@ -170,7 +170,7 @@ pub fn load_traps(p: &ValidateParams, cfg: &RunConfig) -> Result<Vec<Trap>> {
     match rel(&cfg.pipeline.path, &p.traps) {
         None => Ok(Vec::new()),
         Some(path) => serde_json::from_slice(
-            &std::fs::read(&path)
+            &crate::io::read_regular(&path)
                 .with_context(|| format!("cannot read traps file {}", path.display()))?,
         )
         .with_context(|| {
@@ -299,7 +299,7 @@ pub fn summarize(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<PathBuf> {
     let mut all = true;
     for &date in dates {
         let dir = cfg.output_dir(date);
-        let Ok(bytes) = std::fs::read(dir.join("validation.json")) else {
+        let Ok(bytes) = crate::io::read_regular(&dir.join("validation.json")) else {
             continue;
         };
         let v: serde_json::Value = serde_json::from_slice(&bytes)

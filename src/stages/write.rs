@@ -7,7 +7,7 @@ use super::{table, Context, StageInput};
 use crate::batch::{ArrowBatch, Tables};
 use crate::config::StageKind;
 use crate::io::{json_temp, parquet_temp};
-use crate::stages::decode::make_batch;
+use crate::stages::decode::{make_batch, ISSUE_COUNTS};
 use crate::state::staging_dir;
 use anyhow::{Context as _, Result};
 use arrow::array::{AsArray, Int64Array, StringArray};
@@ -50,6 +50,7 @@ pub fn run(ctx: &Context, input: &StageInput) -> Result<Tables> {
             "alerts": count("alerts"), "features": count("features"),
             "clusters": count("clusters"), "money_flows": count("money_flows"),
         },
+        "input_issues": ISSUE_COUNTS.iter().map(|k| (k.to_string(), json!(count(k)))).collect::<serde_json::Map<_, _>>(),
         "output_counts": {
             "alert_scores": scores.num_rows(), "alert_rankings": rankings.num_rows(),
             "cluster_scores": clusters.num_rows(),

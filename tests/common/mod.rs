@@ -36,6 +36,67 @@ pub fn pipeline(args: &[&str]) -> Output {
     out
 }
 
+/// Like [`pipeline`], but kills the process and fails the test if it runs longer than `secs`
+/// (for cases that used to hang forever).
+pub fn pipeline_within(args: &[&str], secs: u64) -> Output {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run pipeline");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed().as_secs() > secs {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`pipeline {}` did not finish within {secs} s",
+                args.join(" ")
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// The Parquet codecs pyarrow (and so pandas) writes.
+pub const CODECS: [&str; 6] = ["snappy", "zstd", "gzip", "brotli", "lz4", "none"];
+
+/// Rewrites Parquet files in place with pyarrow, compressed with `codec`.
+pub fn recompress(codec: &str, files: &[String]) {
+    let script = "import sys, pyarrow.parquet as pq\n\
+                  for f in sys.argv[2:]:\n    pq.write_table(pq.read_table(f), f, compression=sys.argv[1])\n";
+    let out = Command::new("python3")
+        .args(["-c", script, codec])
+        .args(files)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "pyarrow could not write {codec}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn ok(out: Output) -> Output {
     assert!(
         out.status.success(),
@@ -101,6 +162,24 @@ pub fn write_config(dir: &Path, input: &Path, output: &Path, models: &Path) -> P
     )
     .unwrap();
     cfg
+}
+
+/// Points the run config `cfg` at an edited copy of the repository's pipeline file, written
+/// beside it as `pipeline.toml`; returns that copy's path (tests may edit it again).
+pub fn with_pipeline(cfg: &Path, edit: impl FnOnce(String) -> String) -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/daily.toml");
+    let pipe = cfg.parent().unwrap().join("pipeline.toml");
+    std::fs::write(&pipe, edit(std::fs::read_to_string(repo).unwrap())).unwrap();
+    let text: Vec<String> = std::fs::read_to_string(cfg)
+        .unwrap()
+        .lines()
+        .map(|l| match l.starts_with("pipeline =") {
+            true => format!("pipeline = {pipe:?}"),
+            false => l.to_string(),
+        })
+        .collect();
+    std::fs::write(cfg, text.join("\n")).unwrap();
+    pipe
 }
 
 /// A run config in `tmp/cfg` over the fixture's input and models, writing to `tmp/out`.

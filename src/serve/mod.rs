@@ -4,7 +4,18 @@
 //! appear without a restart; a date is served only once its `processing_metadata.json` exists,
 //! which the write stage commits last. Dates are `YYYY-MM-DD` or `latest`, networks are plain
 //! names, and every value that reaches DuckDB is a bound parameter, so no request can name a
-//! file outside the output tree or change a query. Errors are JSON bodies with 400 or 404.
+//! file outside the output tree or change a query. Every error is a JSON `{error, detail}`
+//! body: 400/404/405/414/431 for requests, 503 (naming the date and file, relative to the
+//! output root) for an output file that cannot be read. Connections are capped and must send
+//! their headers in time ([`conn`]).
+
+mod conn;
+mod metrics;
+mod openapi;
+
+pub use openapi::openapi_doc;
+
+pub use conn::Limits;
 
 use crate::contract::{to_f64, to_str};
 use crate::query::{completed_dates, is_network_name, parse_date, OutputDate, COMPLETE_MARKER};
@@ -12,19 +23,19 @@ use anyhow::{Context, Result};
 use arrow::array::{Array, RecordBatch};
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{MatchedPath, Path as UrlPath, RawQuery, Request, State};
+use axum::extract::{Path as UrlPath, RawQuery, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use duckdb::Connection;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::Encoder;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 /// Version of the HTTP API.
 pub const API_VERSION: &str = "1.0";
@@ -41,7 +52,16 @@ pub struct ServeConfig {
     pub network: String,
     /// Window served when a request does not name one.
     pub window_days: u32,
+    /// Connection limits.
+    pub limits: Limits,
 }
+
+/// Longest request URI answered (414 beyond).
+pub const MAX_URI: usize = 8 * 1024;
+
+/// Most request headers answered, in number and in bytes (431 beyond).
+pub const MAX_HEADERS: usize = 100;
+const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// An error answered as `{error, detail}` with its status.
 #[derive(Debug)]
@@ -64,6 +84,10 @@ impl IntoResponse for ApiError {
         let error = match self.0 {
             StatusCode::BAD_REQUEST => "bad_request",
             StatusCode::NOT_FOUND => "not_found",
+            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::URI_TOO_LONG => "uri_too_long",
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers_too_large",
+            s if s.is_client_error() => "bad_request",
             _ => "unavailable",
         };
         (self.0, Json(json!({"error": error, "detail": self.1}))).into_response()
@@ -80,6 +104,11 @@ struct Pool {
 
 impl Pool {
     fn with<T>(&self, f: impl FnOnce(&Connection) -> duckdb::Result<T>) -> ApiResult<T> {
+        self.try_with(f).map_err(ApiError::unavailable)
+    }
+
+    /// Runs `f` on a pooled connection, with DuckDB's error as it is.
+    fn try_with<T>(&self, f: impl FnOnce(&Connection) -> duckdb::Result<T>) -> duckdb::Result<T> {
         let popped = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let conn = match popped {
             Some(c) => c,
@@ -87,10 +116,9 @@ impl Pool {
                 .base
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .try_clone()
-                .map_err(ApiError::unavailable)?,
+                .try_clone()?,
         };
-        let out = f(&conn).map_err(ApiError::unavailable);
+        let out = f(&conn);
         self.idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -99,53 +127,11 @@ impl Pool {
     }
 }
 
-/// Prometheus metrics of the server.
-struct Metrics {
-    registry: Registry,
-    requests: IntCounterVec,
-    latency: HistogramVec,
-    dates: IntGauge,
-}
-
-impl Metrics {
-    fn new() -> Result<Self> {
-        let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "aml_http_requests_total",
-                "HTTP requests by route and status",
-            ),
-            &["route", "status"],
-        )?;
-        let latency = HistogramVec::new(
-            HistogramOpts::new(
-                "aml_http_request_duration_seconds",
-                "HTTP request latency by route",
-            )
-            .buckets(prometheus::exponential_buckets(0.0005, 2.0, 16)?),
-            &["route"],
-        )?;
-        let dates = IntGauge::new(
-            "aml_dates_served",
-            "Completed dates found at the last listing",
-        )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(latency.clone()))?;
-        registry.register(Box::new(dates.clone()))?;
-        Ok(Self {
-            registry,
-            requests,
-            latency,
-            dates,
-        })
-    }
-}
-
 struct AppState {
     cfg: ServeConfig,
     pool: Pool,
     cache: TableCache,
-    metrics: Metrics,
+    metrics: metrics::Metrics,
 }
 
 /// Query parameters common to the endpoints; unknown names and malformed values are refused.
@@ -244,14 +230,45 @@ impl AppState {
     }
 }
 
-fn read_json(path: &Path) -> ApiResult<Value> {
-    let bytes = std::fs::read(path).map_err(|_| {
-        ApiError::not_found(format!(
-            "{} does not exist",
-            path.file_name().unwrap_or_default().to_string_lossy()
-        ))
-    })?;
-    serde_json::from_slice(&bytes).map_err(ApiError::unavailable)
+/// Why an output file could not be opened, in words that name no path.
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::InvalidInput => e.to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ if e.raw_os_error() == Some(libc::ELOOP) => "symlink loop".to_string(),
+        _ => "unreadable".to_string(),
+    }
+}
+
+impl AppState {
+    /// `path` relative to the output root, for messages (never the server's absolute path).
+    fn shown(&self, path: &Path) -> String {
+        path.strip_prefix(&self.cfg.output)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    }
+
+    /// The 503 for an output file that exists but cannot be read; the full cause is logged.
+    fn unreadable(&self, path: &Path, what: &str, cause: impl std::fmt::Display) -> ApiError {
+        match cause.to_string() {
+            c if c == what => tracing::warn!("{}: {what}", path.display()),
+            c => tracing::warn!("{}: {what}: {c}", path.display()),
+        }
+        ApiError::unavailable(format!("{}: {what}", self.shown(path)))
+    }
+
+    /// An output JSON file of a date, parsed.
+    fn read_json(&self, path: &Path) -> ApiResult<Value> {
+        let bytes = crate::io::read_regular(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ApiError::not_found(format!(
+                "{} does not exist",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            )),
+            _ => self.unreadable(path, &io_reason(&e), &e),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| self.unreadable(path, "not valid JSON", e))
+    }
 }
 
 /// A date segment from the path, with extractor failures answered as 400.
@@ -281,7 +298,7 @@ async fn version(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> ApiR
     let meta = st
         .dates(&p)
         .pop()
-        .and_then(|d| read_json(&d.dir.join(COMPLETE_MARKER)).ok());
+        .and_then(|d| st.read_json(&d.dir.join(COMPLETE_MARKER)).ok());
     let model = |k: &str| {
         meta.as_ref()
             .and_then(|m| m["model_versions"][k].as_str())
@@ -322,7 +339,7 @@ async fn dates_latest(
 ) -> ApiResult<Json<Value>> {
     let p = Params::parse(&st.cfg, q.as_deref())?;
     let d = st.resolve("latest", &p)?;
-    let meta = read_json(&d.dir.join(COMPLETE_MARKER))?;
+    let meta = st.read_json(&d.dir.join(COMPLETE_MARKER))?;
     Ok(Json(json!({
         "latest_date": d.date.to_string(),
         "processed_at": meta["processed_at"],
@@ -408,21 +425,33 @@ impl TableCache {
 /// bound parameter.
 fn page(st: &AppState, d: &OutputDate, table: Table, p: &Params) -> ApiResult<RecordBatch> {
     let path = d.dir.join(table.file());
-    let stamp = std::fs::metadata(&path)
+    // Only a regular file reaches DuckDB: a named pipe would hang its reader.
+    let stamp = crate::io::open_regular(&path)
+        .and_then(|f| f.metadata())
         .and_then(|m| Ok((m.len(), m.modified()?)))
-        .map_err(|_| ApiError::not_found(format!("{} does not exist", table.file())))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                ApiError::not_found(format!("{} does not exist", table.file()))
+            }
+            _ => st.unreadable(&path, &io_reason(&e), &e),
+        })?;
     let whole = match st.cache.get(&path, stamp) {
         Some(b) => b,
         None => {
             let name = path.display().to_string();
-            let b = st.pool.with(|c| {
-                let mut stmt = c.prepare_cached(table.sql())?;
-                let arrow = stmt.query_arrow(duckdb::params![name])?;
-                let schema = arrow.get_schema();
-                let batches: Vec<RecordBatch> = arrow.collect();
-                Ok(arrow::compute::concat_batches(&schema, &batches))
-            })?;
-            let b = Arc::new(b.map_err(ApiError::unavailable)?);
+            let b = st
+                .pool
+                .try_with(|c| {
+                    let mut stmt = c.prepare_cached(table.sql())?;
+                    let arrow = stmt.query_arrow(duckdb::params![name])?;
+                    let schema = arrow.get_schema();
+                    let batches: Vec<RecordBatch> = arrow.collect();
+                    Ok(arrow::compute::concat_batches(&schema, &batches))
+                })
+                .map_err(|e| e.to_string())
+                .and_then(|b| b.map_err(|e| e.to_string()))
+                .map_err(|e| st.unreadable(&path, "not a readable Parquet file", e))?;
+            let b = Arc::new(b);
             st.cache.put(path, stamp, b.clone());
             b
         }
@@ -458,7 +487,7 @@ async fn table_page(
     let p = Params::parse(&st.cfg, q.as_deref())?;
     tokio::task::spawn_blocking(move || {
         let d = st.resolve(&date, &p)?;
-        let meta = read_json(&d.dir.join(COMPLETE_MARKER))?;
+        let meta = st.read_json(&d.dir.join(COMPLETE_MARKER))?;
         let rows = page(&st, &d, table, &p)?;
         if p.parquet {
             let bytes = crate::io::parquet_bytes(&rows).map_err(ApiError::unavailable)?;
@@ -512,7 +541,7 @@ fn file_route(file: &'static str) -> MethodRouter<Arc<AppState>> {
             let date = segment(date)?;
             let p = Params::parse(&st.cfg, q.as_deref())?;
             let d = st.resolve(&date, &p)?;
-            read_json(&d.dir.join(file)).map(Json)
+            st.read_json(&d.dir.join(file)).map(Json)
         },
     )
 }
@@ -544,24 +573,49 @@ async fn not_found() -> ApiError {
     ApiError::not_found("no such endpoint; see /openapi.json")
 }
 
-/// Counts every request and its latency by matched route.
-async fn track(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |m| m.as_str())
-        .to_string();
-    let start = Instant::now();
+/// Refuses requests over the URI and header limits, and gives every error answer of the
+/// router that has no JSON body (axum's 405, for one) the `{error, detail}` body.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let uri_len = req.uri().to_string().len();
+    if uri_len > MAX_URI {
+        return ApiError(
+            StatusCode::URI_TOO_LONG,
+            format!("the request URI has {uri_len} bytes; at most {MAX_URI} are answered"),
+        )
+        .into_response();
+    }
+    let headers = req.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return ApiError(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "{} headers of {bytes} bytes; at most {MAX_HEADERS} headers and {MAX_HEADER_BYTES} bytes are answered",
+                headers.len()
+            ),
+        )
+        .into_response();
+    }
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let resp = next.run(req).await;
-    st.metrics
-        .latency
-        .with_label_values(&[route.as_str()])
-        .observe(start.elapsed().as_secs_f64());
-    st.metrics
-        .requests
-        .with_label_values(&[route.as_str(), resp.status().as_str()])
-        .inc();
-    resp
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let detail = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            format!("{method} is not allowed on {path}; see /openapi.json")
+        }
+        s => s.canonical_reason().unwrap_or("error").to_string(),
+    };
+    ApiError(status, detail).into_response()
 }
 
 /// The API's router over `cfg`'s output tree.
@@ -577,7 +631,7 @@ pub fn router(cfg: ServeConfig) -> Result<Router> {
             idle: Mutex::new(Vec::new()),
         },
         cache: TableCache::default(),
-        metrics: Metrics::new()?,
+        metrics: metrics::Metrics::new()?,
     });
     Ok(Router::new()
         .route("/health", get(health))
@@ -593,7 +647,11 @@ pub fn router(cfg: ServeConfig) -> Result<Router> {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(st.clone(), track))
+        .layer(axum::middleware::from_fn(json_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            st.clone(),
+            metrics::track,
+        ))
         .with_state(st))
 }
 
@@ -614,63 +672,12 @@ pub fn serve(cfg: ServeConfig, bind: &str) -> Result<()> {
             cfg.network,
             cfg.window_days
         );
+        let limits = cfg.limits;
         let app = router(cfg)?;
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .context("server failed")
-    })
-}
-
-/// The OpenAPI 3 description of the API.
-pub fn openapi_doc() -> Value {
-    let param = |name: &str, desc: &str, ty: &str| json!({"name": name, "in": "query", "required": false, "description": desc, "schema": {"type": ty}});
-    let common = vec![
-        param("network", "Network (default: the config's)", "string"),
-        param(
-            "window_days",
-            "Window in days (default: the config's)",
-            "integer",
-        ),
-    ];
-    let mut paged = common.clone();
-    paged.push(param(
-        "limit",
-        "Rows per page, 1..100000 (default 1000)",
-        "integer",
-    ));
-    paged.push(param("offset", "Rows to skip (default 0)", "integer"));
-    let mut table = paged.clone();
-    table.push(param("format", "json (default) or parquet", "string"));
-    let date = json!({"name": "date", "in": "path", "required": true,
-        "description": "YYYY-MM-DD or latest", "schema": {"type": "string"}});
-    let with_date = |mut ps: Vec<Value>| {
-        ps.insert(0, date.clone());
-        Value::Array(ps)
-    };
-    let err = json!({"description": "JSON error {error, detail}"});
-    let op = |summary: &str, params: Value, fields: &str| {
-        json!({"get": {"summary": summary, "parameters": params, "responses": {
-            "200": {"description": fields}, "400": err, "404": err}}})
-    };
-    json!({
-        "openapi": "3.0.3",
-        "info": {"title": "aml-pipeline results", "version": API_VERSION},
-        "paths": {
-            "/health": op("Liveness", json!([]), "{status, timestamp, version, database_connected}"),
-            "/version": op("Versions of the API, models and code", Value::Array(common.clone()), "{api_version, models{alert_scorer, alert_ranker, cluster_scorer}, network, commit_hash}"),
-            "/dates/available": op("Completed dates, newest first", Value::Array(paged), "{dates[], total_count}"),
-            "/dates/latest": op("The newest completed date", Value::Array(common.clone()), "{latest_date, processed_at}"),
-            "/scores/alerts/{date}": op("Alert scores, in the batch's alert order", with_date(table.clone()), "{processing_date, model_version, total_alerts, scores[{alert_id, score}], metadata{processed_at, total_latency_ms, avg_latency_ms}}, or Parquet"),
-            "/rankings/alerts/{date}": op("Alert ranking, by rank", with_date(table.clone()), "{processing_date, model_version, total_alerts, rankings[{alert_id, rank, score}], metadata}, or Parquet"),
-            "/scores/clusters/{date}": op("Cluster scores, in the batch's cluster order", with_date(table), "{processing_date, model_version, total_clusters, scores[{cluster_id, score}], metadata}, or Parquet"),
-            "/metadata/{date}": op("The date's processing_metadata.json", with_date(common.clone()), "processing metadata"),
-            "/validation/{date}": op("The date's validation.json", with_date(common.clone()), "validation report"),
-            "/refresh": {"post": {"summary": "List the output tree again", "responses": {"200": {"description": "{status, total_count, latest_date}"}}}},
-            "/metrics": op("Prometheus metrics", json!([]), "text/plain; version=0.0.4"),
-            "/openapi.json": op("This document", json!([]), "OpenAPI 3 JSON"),
-        }
+        conn::serve(listener, app, limits, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+        Ok(())
     })
 }
