@@ -466,7 +466,7 @@ impl Fetcher {
         for t in temps {
             t.commit()?;
         }
-        if std::fs::read(&local_meta).ok().as_deref() != Some(meta_bytes) {
+        if crate::io::read_regular(&local_meta).ok().as_deref() != Some(meta_bytes) {
             crate::io::write_atomic(&local_meta, |w| Ok(w.write_all(meta_bytes)?))?;
         }
         tracing::debug!(%date, files = files.len(), "fetched");

@@ -115,7 +115,7 @@ impl HashCache {
 
     /// Loads the cache of an output root (empty if absent or unreadable).
     pub fn load(output: &Path) -> Self {
-        std::fs::read(Self::path(output))
+        crate::io::read_regular(&Self::path(output))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default()

@@ -91,6 +91,19 @@ pub fn completed_dates(
     out
 }
 
+/// Whether an output file can be handed to DuckDB: a regular file (a named pipe would hang
+/// its reader). Anything else present is left out of the views with a warning.
+fn readable(path: &Path) -> bool {
+    match crate::io::open_regular(path) {
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => {
+            tracing::warn!("{}: left out of the views: {e}", path.display());
+            false
+        }
+    }
+}
+
 /// A SQL string literal (for DDL, which takes no parameters; paths come from the output walk).
 fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
@@ -121,7 +134,7 @@ impl Catalog {
             let files: Vec<String> = dates
                 .iter()
                 .map(|d| d.dir.join(file))
-                .filter(|p| p.is_file())
+                .filter(|p| readable(p))
                 .map(|p| literal(&p.display().to_string()))
                 .collect();
             self.conn
