@@ -92,13 +92,21 @@ pub fn completed_dates(
 }
 
 /// Whether an output file can be handed to DuckDB: a regular file (a named pipe would hang
-/// its reader). Anything else present is left out of the views with a warning.
+/// its reader) that parses (a Parquet footer, JSON), since one bad file would fail every
+/// query over its view. Anything else present is left out of the views with a warning.
 fn readable(path: &Path) -> bool {
-    match crate::io::open_regular(path) {
-        Ok(_) => true,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+    let checked = if path.extension().is_some_and(|e| e == "json") {
+        crate::io::read_regular(path)
+            .map_err(|e| crate::io::read_error(path, e))
+            .and_then(|b| Ok(serde_json::from_slice::<serde_json::Value>(&b).map(|_| ())?))
+    } else {
+        crate::io::ParquetSource::open(path).map(|_| ())
+    };
+    match checked {
+        Ok(()) => true,
+        Err(_) if !path.exists() => false,
         Err(e) => {
-            tracing::warn!("{}: left out of the views: {e}", path.display());
+            tracing::warn!("left out of the views: {}", crate::error::error_text(&e));
             false
         }
     }

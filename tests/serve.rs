@@ -630,6 +630,15 @@ fn unreadable_output_files_answer_503_naming_only_the_date_and_file() {
         s.json(&format!("/scores/alerts/{D2}"))["processing_date"],
         D2
     );
+    // `query` leaves the named pipe out of its views, saying so, instead of hanging.
+    let cfg = outputs().cfg.to_str().unwrap();
+    let sql = "SELECT count(*) FROM alert_scores";
+    let res = ok(pipeline_within(
+        &["query", cfg, "--output", out.to_str().unwrap(), sql],
+        60,
+    ));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(err.contains("left out of the views"), "{err}");
 }
 
 #[test]
