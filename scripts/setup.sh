@@ -2,7 +2,7 @@
 # Installs what building and testing aml-pipeline needs, idempotently:
 #   - libclang (bindgen) and a CMake >= 3.28 (LightGBM 4.7, built by lightgbm3-sys)
 #   - a prebuilt libduckdb.so from the npm registry (linked by the build: pipeline query/serve)
-#   - Python packages used by tests (lightgbm, pyarrow, pandas; moto[server] as a local S3)
+#   - Python packages used by tests (lightgbm, pyarrow, pandas, pydantic; moto[server] as a local S3)
 # Then `source scripts/env.sh` sets the paths the build needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,8 @@ py_need=()
 python3 -c 'import lightgbm, sys; sys.exit(lightgbm.__version__ != "4.7.0")' 2>/dev/null || py_need+=('lightgbm==4.7.0')
 python3 -c 'import pyarrow' 2>/dev/null || py_need+=('pyarrow')
 python3 -c 'import pandas' 2>/dev/null || py_need+=('pandas')
+# pydantic: tests/template_models.py parses the API's answers with the miner template's models
+python3 -c 'import pydantic' 2>/dev/null || py_need+=('pydantic>=2')
 # moto's standalone S3 server, started on loopback by tests/fetch.rs
 python3 -c 'import moto, flask, flask_cors' 2>/dev/null || py_need+=('moto[server]')
 if [ ${#py_need[@]} -gt 0 ]; then

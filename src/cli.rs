@@ -8,7 +8,9 @@ use crate::generate::{generate, GenerateOptions};
 use crate::labels::Labels;
 use crate::model::ModelKind;
 use crate::plan::{plan_dates, DatePlan, DateStatus};
-use crate::stages::validate::{judge, load_traps, summarize, BatchFacts};
+use crate::stages::validate::{
+    judge, reward_line, summarize, validator_figures, BatchFacts, Knowledge,
+};
 use crate::stages::Context;
 use crate::train::{load_dates, train, write_features, TrainOptions};
 use anyhow::{bail, Result};
@@ -561,8 +563,9 @@ pub fn main() -> Result<i32> {
                     .filter(|d| !report.dates.iter().any(|(x, r)| x == d && r.is_err()))
                     .collect();
                 if !done.is_empty() {
-                    let path = summarize(&ctx.config, &done)?;
+                    let (path, reward) = summarize(&ctx.config, &done)?;
                     println!("validation summary: {}", path.display());
+                    print_reward(&ctx.config, reward.as_ref());
                 }
             }
             Ok(if report.failed().is_empty() { 0 } else { 1 })
@@ -612,13 +615,7 @@ pub fn main() -> Result<i32> {
                 Some(StageParams::Validate(p)) => p.clone(),
                 _ => ValidateParams::default(),
             };
-            let gt_path = cfg.input.join(&cfg.network).join("ground_truth.parquet");
-            let ground_truth = if gt_path.exists() {
-                Labels::ground_truth(&gt_path)?
-            } else {
-                Default::default()
-            };
-            let traps = load_traps(&params, &cfg)?;
+            let known = Knowledge::load(&cfg, &params)?;
             let mut failed = 0;
             for &date in &dates {
                 let result = (|| {
@@ -629,21 +626,27 @@ pub fn main() -> Result<i32> {
                         cfg.window_days,
                     )?;
                     let facts = BatchFacts::from_tables(&t["alerts"].0, &t["clusters"].0);
-                    let (report, failures) =
-                        judge(&params, &cfg, &ground_truth, &traps, date, &facts, None)?;
+                    let (report, failures) = judge(&params, &cfg, &known, date, &facts, None)?;
                     crate::state::write_output_json(
                         &cfg.output,
                         &cfg.output_dir(date).join("validation.json"),
                         &report,
                     )?;
+                    let (t1, t2, t3a, reward) = validator_figures(&report)?;
+                    let t2 = match t2.score {
+                        Some(s) => format!("{s:.3}"),
+                        None => format!("{:.3}–{:.3}", t2.bounds[0], t2.bounds[1]),
+                    };
+                    let auc = t3a.auc.map_or("–".to_string(), |a| format!("{a:.3}"));
                     println!(
-                        "{date}: total {:.4} (integrity {}, behaviour {:.3}, ground truth {:.3}), tier1 {}, tier2 {:.3}{}",
+                        "{date}: template total {:.4} (integrity {}, behaviour {:.3}, ground truth {:.3}); validator tier1 {:.2}, tier2 {t2}, tier3a AUC {auc} × coverage {:.3}, reward {}{}",
                         report["total"].as_f64().unwrap_or(0.0),
                         report["integrity"]["score"],
                         report["behaviour"]["score"].as_f64().unwrap_or(0.0),
                         report["ground_truth"]["score"].as_f64().unwrap_or(0.0),
-                        report["validator"]["tier1"]["score"],
-                        report["validator"]["tier2"]["score"].as_f64().unwrap_or(0.0),
+                        t1.score,
+                        t3a.coverage,
+                        reward_line(&reward),
                         if failures.is_empty() { String::new() } else { format!("  FAILED: {}", failures.join("; ")) }
                     );
                     anyhow::Ok(failures.is_empty())
@@ -657,7 +660,9 @@ pub fn main() -> Result<i32> {
                     }
                 }
             }
-            println!("validation summary: {}", summarize(&cfg, &dates)?.display());
+            let (path, reward) = summarize(&cfg, &dates)?;
+            println!("validation summary: {}", path.display());
+            print_reward(&cfg, reward.as_ref());
             Ok(if failed == 0 { 0 } else { 1 })
         }
         Command::Compare {
@@ -842,6 +847,11 @@ pub fn main() -> Result<i32> {
                         max_connections,
                         header_timeout: std::time::Duration::from_secs_f64(header_timeout),
                     },
+                    github_url: cfg.model_github_url.clone().unwrap_or_default(),
+                    cluster_stage: cfg
+                        .pipeline
+                        .stage_of(StageKind::ClusterScore)
+                        .map(|s| s.name.clone()),
                 },
                 &bind,
             )?;
@@ -1100,6 +1110,18 @@ fn history_dates(cfg: &RunConfig, plans: &[DatePlan]) -> Vec<NaiveDate> {
         .filter(|p| p.run.iter().any(|r| joins.contains(&r.as_str())))
         .map(|p| p.date)
         .collect()
+}
+
+/// The run summary's line on what the subnet's validator would pay, and what to fix first.
+fn print_reward(cfg: &RunConfig, reward: Option<&crate::validator::Reward>) {
+    let Some(r) = reward else { return };
+    println!("expected reward (mean per date): {}", reward_line(r));
+    if cfg.model_github_url.is_none() {
+        println!(
+            "  the validator's Tier 1 gate fails without a model_github_url: set it in {}",
+            cfg.path.display()
+        );
+    }
 }
 
 /// Prints the plan: dates with the same stages to run and the same reason, as ranges.

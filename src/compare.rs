@@ -8,8 +8,7 @@
 use crate::config::{RunConfig, ValidateParams};
 use crate::labels::Labels;
 use crate::metrics::{auc_roc, pr_curve, roc_curve};
-use crate::stages::validate::{judge, read_scores, BatchFacts};
-use crate::validation::Trap;
+use crate::stages::validate::{judge, read_scores, BatchFacts, Knowledge};
 use anyhow::{anyhow, Context, Result};
 use chrono::NaiveDate;
 use plotters::prelude::*;
@@ -108,7 +107,11 @@ pub fn compare(cfg: &RunConfig, dates: &[NaiveDate], opts: &CompareOptions) -> R
         labels.alerts = Labels::ground_truth(gt)?;
     }
     let params = ValidateParams::default();
-    let traps: Vec<Trap> = Vec::new();
+    let known = Knowledge {
+        ground_truth: labels.alerts.clone(),
+        address_labels: Labels::validator_rows(&cfg.input, &cfg.network)?,
+        traps: Vec::new(),
+    };
     let mut per_date = Vec::new();
     let (mut side_a, mut side_b): (Side, Side) = (HashMap::new(), HashMap::new());
     let (mut all_a, mut all_b) = (Vec::new(), Vec::new());
@@ -137,15 +140,16 @@ pub fn compare(cfg: &RunConfig, dates: &[NaiveDate], opts: &CompareOptions) -> R
                 );
                 continue;
             }
-            let (report, failures) =
-                judge(&params, &c, &labels.alerts, &traps, date, &facts, None)?;
+            let (report, failures) = judge(&params, &c, &known, date, &facts, None)?;
             row.insert(
                 name.into(),
                 json!({
                     "total": report["total"], "integrity": report["integrity"]["score"],
                     "behaviour": report["behaviour"]["score"], "ground_truth": report["ground_truth"]["score"],
                     "auc_roc": report["ground_truth"]["auc_roc"], "tier1": report["validator"]["tier1"]["score"],
-                    "tier2": report["validator"]["tier2"]["score"], "failures": failures,
+                    "tier2": report["validator"]["tier2"]["score"],
+                    "tier3a_auc": report["validator"]["tier3a"]["auc"],
+                    "reward": report["validator"]["reward"]["score"], "failures": failures,
                 }),
             );
             for r in read_scores(&scores_path)?.rows {
@@ -210,7 +214,7 @@ fn markdown(r: &serde_json::Value, v: &Verdict) -> String {
         r["b"].as_str().unwrap_or(""),
         verdict_line(v)
     );
-    s.push_str("| date | A total | B total | A AUC | B AUC | A tier2 | B tier2 |\n|---|---|---|---|---|---|---|\n");
+    s.push_str("| date | A total | B total | A AUC | B AUC | A tier3A AUC | B tier3A AUC |\n|---|---|---|---|---|---|---|\n");
     for d in r["dates"].as_array().into_iter().flatten() {
         s.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} |\n",
@@ -219,8 +223,8 @@ fn markdown(r: &serde_json::Value, v: &Verdict) -> String {
             fmt(&d["b"]["total"]),
             fmt(&d["a"]["auc_roc"]),
             fmt(&d["b"]["auc_roc"]),
-            fmt(&d["a"]["tier2"]),
-            fmt(&d["b"]["tier2"])
+            fmt(&d["a"]["tier3a_auc"]),
+            fmt(&d["b"]["tier3a_auc"])
         ));
     }
     s

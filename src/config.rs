@@ -39,6 +39,12 @@ pub struct RunConfig {
     pub region: Option<String>,
     /// Downloads in flight at once.
     pub fetch_concurrency: usize,
+    /// The public repository of the models' code, sent with every submitted score (the
+    /// validator's Tier 1 requires it) and served as `/version`'s `github_url`.
+    pub model_github_url: Option<String>,
+    /// The date of the miner's first submission to the validator, for the expected reward
+    /// (the first 29 days are paid a flat 0.1).
+    pub first_submission_date: Option<chrono::NaiveDate>,
 }
 
 #[derive(Deserialize)]
@@ -62,6 +68,10 @@ struct RawRunConfig {
     region: Option<String>,
     #[serde(default = "default_fetch_concurrency")]
     fetch_concurrency: usize,
+    #[serde(default)]
+    model_github_url: Option<String>,
+    #[serde(default)]
+    first_submission_date: Option<String>,
 }
 
 fn default_fetch_concurrency() -> usize {
@@ -112,6 +122,29 @@ impl RunConfig {
                 rel(Path::new(&s)).display().to_string()
             }
         });
+        let model_github_url = raw.model_github_url.filter(|s| !s.is_empty());
+        if let Some(u) = &model_github_url {
+            if !(u.starts_with("https://") || u.starts_with("http://"))
+                || u.contains(char::is_whitespace)
+            {
+                bail!(
+                    "{}: key `model_github_url` is {u:?}; expected the repository's URL, e.g. https://github.com/you/aml-pipeline",
+                    path.display()
+                );
+            }
+        }
+        let first_submission_date = raw
+            .first_submission_date
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                chrono::NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|_| {
+                    anyhow!(
+                        "{}: key `first_submission_date` is {s:?}; expected YYYY-MM-DD",
+                        path.display()
+                    )
+                })
+            })
+            .transpose()?;
         let pipeline = PipelineSpec::load(&rel(&raw.pipeline))
             .with_context(|| format!("{}: key `pipeline`", path.display()))?;
         Ok(Self {
@@ -128,6 +161,8 @@ impl RunConfig {
             endpoint: raw.endpoint.filter(|s| !s.is_empty()),
             region: raw.region.filter(|s| !s.is_empty()),
             fetch_concurrency: raw.fetch_concurrency,
+            model_github_url,
+            first_submission_date,
         })
     }
 

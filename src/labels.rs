@@ -73,6 +73,39 @@ impl Labels {
         Ok(out)
     }
 
+    /// `{input}/{network}/address_labels.parquet` as the subnet validator joins it for Tier 3A:
+    /// `address → [illicit, …]`, one entry per row whose `risk_level` is exactly `low`,
+    /// `medium` (false), `high` or `critical` (true); an address with several rows counts
+    /// several times. Empty when the file is absent.
+    pub fn validator_rows(input: &Path, network: &str) -> Result<HashMap<String, Vec<bool>>> {
+        let mut out: HashMap<String, Vec<bool>> = HashMap::new();
+        let al = input.join(network).join("address_labels.parquet");
+        if !crate::io::present(&al)? {
+            return Ok(out);
+        }
+        let f = al.display().to_string();
+        let b = ParquetSource::open(&al)?.read_all(&["address", "risk_level"])?;
+        if b.num_columns() == 0 {
+            return Ok(out);
+        }
+        let addr = to_str(required(&b, &f, "address")?, &f, "address")?;
+        let risk = to_str(required(&b, &f, "risk_level")?, &f, "risk_level")?;
+        for i in 0..b.num_rows() {
+            if addr.is_null(i) || risk.is_null(i) {
+                continue;
+            }
+            let illicit = match risk.value(i) {
+                "high" | "critical" => true,
+                "low" | "medium" => false,
+                _ => continue,
+            };
+            out.entry(addr.value(i).to_owned())
+                .or_default()
+                .push(illicit);
+        }
+        Ok(out)
+    }
+
     /// Reads a ground-truth file (`alert_id, is_sar_filed`) into `alert_id → is_sar_filed`.
     pub fn ground_truth(gt: &Path) -> Result<HashMap<String, bool>> {
         let mut out = HashMap::new();

@@ -31,3 +31,4 @@ pub mod stages;
 pub mod state;
 pub mod train;
 pub mod validation;
+pub mod validator;

@@ -197,6 +197,15 @@ impl<'a> Planner<'a> {
                 if gt.exists() {
                     parts.insert("ground_truth".to_string(), hashes.sha256(&gt)?);
                 }
+                let labels = cfg.input.join(&cfg.network).join("address_labels.parquet");
+                if labels.exists() {
+                    parts.insert("address_labels".to_string(), hashes.sha256(&labels)?);
+                }
+                let submission = serde_json::json!({
+                    "model_github_url": cfg.model_github_url,
+                    "first_submission_date": cfg.first_submission_date,
+                });
+                parts.insert("submission".to_string(), submission.to_string());
                 if !p.traps.is_empty() {
                     let base = cfg.pipeline.path.parent().unwrap_or(Path::new("."));
                     parts.insert("traps".to_string(), hashes.sha256(&base.join(&p.traps))?);

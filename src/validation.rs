@@ -1,8 +1,8 @@
-//! How outputs are judged: the miner template's three tiers (integrity, behaviour, ground
-//! truth) and the subnet validators' Tier-1 gate and Tier-2 score, each a pure function of
-//! an output and its batch, with the upstream thresholds.
+//! How outputs are judged by the miner template's quality tiers (integrity, behaviour, ground
+//! truth, determinism, plagiarism), each a pure function of an output and its batch, with the
+//! template's thresholds. The subnet validator's tiers and reward are in [`crate::validator`].
 
-use crate::metrics::{auc_roc, average_precision, average_ranks, best_f1, variance};
+use crate::metrics::{auc_roc, average_precision, best_f1, variance};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 
@@ -289,145 +289,6 @@ pub fn ground_truth(scores: &[(String, f64)], labels: &HashMap<String, bool>) ->
     }
 }
 
-/// Validator Tier 1, a gate: coverage of the batch's distinct alert_ids = 1, scores in
-/// [0, 1], no duplicate ids, non-empty model_version. Each part is worth 0.25; all must pass.
-pub fn tier1(out: &ScoreTable, alert_ids: &[String]) -> Tier {
-    let batch: HashSet<&str> = alert_ids.iter().map(String::as_str).collect();
-    let got: HashSet<&str> = out.rows.iter().map(|r| r.alert_id.as_str()).collect();
-    let coverage = if batch.is_empty() {
-        1.0
-    } else {
-        batch.intersection(&got).count() as f64 / batch.len() as f64
-    };
-    let bad = out
-        .rows
-        .iter()
-        .filter(|r| !r.score.is_some_and(|s| (0.0..=1.0).contains(&s)))
-        .count();
-    let dups = out.rows.len() - got.len();
-    let empty_version = out
-        .rows
-        .iter()
-        .filter(|r| r.model_version.trim().is_empty())
-        .count();
-    let checks = vec![
-        Check {
-            name: "coverage",
-            passed: coverage == 1.0,
-            detail: format!("{coverage:.4} of the batch's alerts scored"),
-        },
-        Check {
-            name: "score_range",
-            passed: bad == 0,
-            detail: format!("{bad} scores outside [0, 1] or null"),
-        },
-        Check {
-            name: "no_duplicates",
-            passed: dups == 0,
-            detail: format!("{dups} duplicate alert ids"),
-        },
-        Check {
-            name: "model_version",
-            passed: empty_version == 0,
-            detail: format!("{empty_version} rows without model_version"),
-        },
-    ];
-    let score = 0.25 * checks.iter().filter(|c| c.passed).count() as f64;
-    Tier {
-        passed: score == 1.0,
-        score,
-        checks,
-    }
-}
-
-/// Shannon entropy of a 10-bin histogram of the scores on [0, 1], divided by ln 10.
-pub fn histogram_entropy(scores: &[f64]) -> f64 {
-    if scores.is_empty() {
-        return 0.0;
-    }
-    let mut bins = [0usize; 10];
-    for &s in scores {
-        bins[((s.clamp(0.0, 1.0) * 10.0) as usize).min(9)] += 1;
-    }
-    let n = scores.len() as f64;
-    -bins
-        .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| (c as f64 / n) * (c as f64 / n).ln())
-        .sum::<f64>()
-        / 10f64.ln()
-}
-
-/// Spearman rank correlation (Pearson of tie-averaged ranks).
-pub fn spearman(x: &[f64], y: &[f64]) -> Option<f64> {
-    pearson(&average_ranks(x), &average_ranks(y))
-}
-
-/// Validator Tier 2: four parts × 0.25 — histogram entropy; (Spearman vs the reference + 1)/2;
-/// 1 − mean |Δscore| vs the previous date's scores of the same alerts (0.7 without history);
-/// address consistency, 1 + mean penalty over addresses with ≥ 2 alerts (std < 0.10 → 0,
-/// < 0.15 → −0.05, < 0.25 → −0.10, else −0.15).
-pub fn tier2(
-    scores: &[(String, f64)],
-    reference: Option<&HashMap<String, f64>>,
-    previous: Option<&HashMap<String, f64>>,
-    address_of: &HashMap<String, String>,
-) -> (f64, serde_json::Value) {
-    let values: Vec<f64> = scores.iter().map(|s| s.1).collect();
-    let entropy = histogram_entropy(&values);
-    let spearman_part = reference.map(|r| {
-        let (x, y): (Vec<f64>, Vec<f64>) = scores
-            .iter()
-            .filter_map(|(k, v)| r.get(k).map(|w| (*v, *w)))
-            .unzip();
-        spearman(&x, &y).map_or(0.5, |rho| (rho + 1.0) / 2.0)
-    });
-    let stability = previous
-        .map(|p| {
-            let d: Vec<f64> = scores
-                .iter()
-                .filter_map(|(k, v)| p.get(k).map(|w| (v - w).abs()))
-                .collect();
-            if d.is_empty() {
-                0.7
-            } else {
-                1.0 - d.iter().sum::<f64>() / d.len() as f64
-            }
-        })
-        .unwrap_or(0.7);
-    let mut by_addr: HashMap<&str, Vec<f64>> = HashMap::new();
-    for (k, v) in scores {
-        if let Some(a) = address_of.get(k) {
-            by_addr.entry(a.as_str()).or_default().push(*v);
-        }
-    }
-    let penalties: Vec<f64> = by_addr
-        .values()
-        .filter(|v| v.len() >= 2)
-        .map(|v| match variance(v).sqrt() {
-            s if s < 0.10 => 0.0,
-            s if s < 0.15 => -0.05,
-            s if s < 0.25 => -0.10,
-            _ => -0.15,
-        })
-        .collect();
-    let consistency = 1.0
-        + if penalties.is_empty() {
-            0.0
-        } else {
-            penalties.iter().sum::<f64>() / penalties.len() as f64
-        };
-    let spearman_value = spearman_part.unwrap_or(0.5);
-    let score = 0.25 * (entropy + spearman_value + stability + consistency);
-    let detail = serde_json::json!({
-        "entropy": entropy,
-        "spearman_vs_reference": spearman_part,
-        "stability": stability,
-        "address_consistency": consistency,
-    });
-    (score, detail)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -574,35 +435,5 @@ mod tests {
         assert!(!ground_truth(&scores[..8], &labels).passed);
         let neg: HashMap<String, bool> = labels.keys().map(|k| (k.clone(), false)).collect();
         assert_eq!(ground_truth(&scores, &neg).score, 0.0);
-    }
-
-    #[test]
-    fn validator_tiers() {
-        let t = tier1(
-            &table(&[("a", 0.1), ("b", 0.9)], 1.0),
-            &ids(&["a", "b", "b"]),
-        );
-        assert!(t.passed && t.score == 1.0);
-        let t = tier1(&table(&[("a", 0.1), ("a", 0.9)], 1.0), &ids(&["a", "b"]));
-        assert_eq!(t.score, 0.5);
-        // Uniform over the 10 bins: entropy 1; all in one bin: 0.
-        let u: Vec<f64> = (0..10).map(|i| i as f64 / 10.0 + 0.05).collect();
-        assert!((histogram_entropy(&u) - 1.0).abs() < 1e-12);
-        assert_eq!(histogram_entropy(&[0.5, 0.51]), 0.0);
-        assert_eq!(spearman(&[1.0, 2.0, 3.0], &[10.0, 20.0, 30.0]), Some(1.0));
-        assert_eq!(spearman(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]), Some(-1.0));
-        let sc = s(&[("a", 0.05), ("b", 0.15), ("c", 0.25), ("d", 0.35)]);
-        let addr: HashMap<String, String> = [("a", "x"), ("b", "x"), ("c", "y"), ("d", "z")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        // entropy of 4 distinct bins = ln4/ln10; no reference → 0.5; no history → 0.7;
-        // address x has std 0.0707 → penalty 0 → consistency 1.
-        let (score, d) = tier2(&sc, None, None, &addr);
-        let expected = 0.25 * (4f64.ln() / 10f64.ln() + 0.5 + 0.7 + 1.0);
-        assert!((score - expected).abs() < 1e-12, "{d}");
-        let prev: HashMap<String, f64> = [("a".to_string(), 0.15)].into();
-        let (_, d) = tier2(&sc, None, Some(&prev), &addr);
-        assert!((d["stability"].as_f64().unwrap() - 0.9).abs() < 1e-12);
     }
 }

@@ -45,7 +45,7 @@ fn validate_reports_every_tier_and_penalises_bad_outputs() {
     );
     assert_eq!(summary["dates"].as_array().unwrap().len(), 6);
     assert!(
-        summary["dates"][1]["tier2_stability_vs_previous_date"].is_number(),
+        summary["dates"][1]["tier2_consistency_vs_previous_date"].is_number(),
         "{summary}"
     );
 
@@ -55,8 +55,25 @@ fn validate_reports_every_tier_and_penalises_bad_outputs() {
     assert!(v["behaviour"]["score"].as_f64().unwrap() > 0.0);
     assert_eq!(v["ground_truth"]["passed"], true, "{v}");
     assert!(v["ground_truth"]["auc_roc"].as_f64().unwrap() > 0.6, "{v}");
-    assert_eq!(v["validator"]["tier1"]["score"], 1.0);
-    assert!(v["validator"]["tier2"]["score"].as_f64().unwrap() > 0.0);
+    // No model_github_url in the config: the validator's gate fails on metadata alone.
+    let t1 = &v["validator"]["tier1"];
+    assert_eq!(
+        (t1["score"].as_f64(), t1["metadata"].as_f64()),
+        (Some(0.75), Some(0.0))
+    );
+    assert_eq!(v["validator"]["reward"]["status"], "rejected");
+    assert_eq!(v["validator"]["reward"]["score"], 0.0);
+    // No consensus: the rank correlation, and so Tier 2, are unknown, with bounds.
+    let t2 = &v["validator"]["tier2"];
+    assert!(
+        t2["score"].is_null() && t2["rank_correlation"].is_null(),
+        "{t2}"
+    );
+    let (lo, hi) = (
+        t2["bounds"][0].as_f64().unwrap(),
+        t2["bounds"][1].as_f64().unwrap(),
+    );
+    assert!(lo > 0.0 && (hi - lo - 0.25).abs() < 1e-12, "{t2}");
     let total = v["total"].as_f64().unwrap();
     let parts = ["integrity", "behaviour", "ground_truth"]
         .iter()
@@ -87,6 +104,7 @@ fn validate_reports_every_tier_and_penalises_bad_outputs() {
     assert_eq!(v3["integrity"]["passed"], false);
     assert_eq!(v3["integrity"]["checks"][0]["name"], "row_count");
     assert_eq!(v3["validator"]["tier1"]["passed"], false);
+    assert!(v3["validator"]["tier1"]["completeness"].as_f64().unwrap() < 1.0);
     let stdout = String::from_utf8_lossy(&res.stdout);
     assert!(
         stdout.contains("2025-10-03") && stdout.contains("FAILED: row_count"),
@@ -139,10 +157,7 @@ fn traps_and_reference_scores_from_the_pipeline_file() {
         v["plagiarism_vs_reference"]["passed"], false,
         "identical outputs must be flagged: {v}"
     );
-    assert_eq!(
-        v["validator"]["tier2"]["parts"]["spearman_vs_reference"],
-        1.0
-    );
+    assert_eq!(v["validator"]["tier2"]["rank_correlation"], 1.0);
 }
 
 #[test]
@@ -209,4 +224,96 @@ fn compare_finds_the_good_model_significantly_better() {
         !html.contains("<script") && !html.contains("<link") && !html.contains(" src="),
         "self-contained"
     );
+}
+
+/// On a generated date, the validator's figures in `validation.json` equal those its formulas
+/// give when computed in Python (numpy, scipy) from the same files: Tier 1 with the GitHub URL,
+/// Tier 2 against a consensus (the median of three miners' scores), Tier 3A and the reward.
+#[test]
+fn validator_figures_equal_its_formulas_computed_in_python() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let cfg = write_config(&tmp.path().join("cfg"), &f.input, &out, &f.models);
+    let url = "https://github.com/example/aml-pipeline";
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "\nmodel_github_url = {url:?}\nfirst_submission_date = \"2025-09-01\"\n"
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    let date = "2025-10-02";
+    ok(pipeline(&["run", cfg.to_str().unwrap(), "--dates", date]));
+    let scores_path = batch_dir(&out, date).join("alert_scores.parquet");
+    let median3 = |a: f64, b: f64, c: f64| a.max(b).min(a.min(b).max(c));
+    let consensus = with_scores(&read_parquet(&scores_path), |i, s| {
+        median3(s, s * 0.8 + 0.1, ((i * 7919) % 1000) as f64 / 1000.0)
+    });
+    let root = tmp.path().join("consensus");
+    std::fs::create_dir_all(batch_dir(&root, date)).unwrap();
+    let consensus_path = batch_dir(&root, date).join("alert_scores.parquet");
+    write_parquet(&consensus_path, &consensus);
+    with_pipeline(&cfg, |t| {
+        t.replace("reference = \"\"", &format!("reference = {root:?}"))
+    });
+    ok(pipeline(&[
+        "validate",
+        cfg.to_str().unwrap(),
+        "--dates",
+        date,
+    ]));
+    let v = json(&batch_dir(&out, date).join("validation.json"))["validator"].clone();
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/validator_formulas.py");
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let py = std::process::Command::new("python3")
+        .arg(&script)
+        .args([
+            path(&scores_path),
+            path(&batch_dir(&f.input, date).join("alerts.parquet")),
+            path(&f.input.join(NETWORK).join("address_labels.parquet")),
+            path(&consensus_path),
+            url.to_string(),
+            "31".to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let want: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
+    let close = |got: &serde_json::Value, want: &serde_json::Value, what: &str| {
+        let (g, w) = (got.as_f64().unwrap(), want.as_f64().unwrap());
+        assert!(
+            (g - w).abs() < 1e-12,
+            "{what}: ours {g}, the validator's formulas {w}"
+        );
+    };
+    for k in [
+        "completeness",
+        "score_range",
+        "no_duplicates",
+        "metadata",
+        "score",
+    ] {
+        close(&v["tier1"][k], &want["tier1"][k], &format!("tier1 {k}"));
+    }
+    for k in [
+        "entropy",
+        "rank_correlation",
+        "consistency",
+        "address_consistency",
+        "score",
+    ] {
+        close(&v["tier2"][k], &want["tier2"][k], &format!("tier2 {k}"));
+    }
+    assert!(want["tier3a"]["auc"].is_number(), "{want}");
+    for k in ["auc", "coverage"] {
+        close(&v["tier3a"][k], &want["tier3a"][k], &format!("tier3a {k}"));
+    }
+    assert_eq!(v["tier3a"]["labelled"], want["tier3a"]["labelled"]);
+    close(&v["reward"]["score"], &want["final"], "final score");
+    assert_eq!(v["reward"]["status"], "tier3a_only");
+    assert_eq!(v["reward"]["days_since_first_submission"], 31);
 }

@@ -54,6 +54,11 @@ pub struct ServeConfig {
     pub window_days: u32,
     /// Connection limits.
     pub limits: Limits,
+    /// Where the models' code lives (`/version`'s `github_url`; the run config's
+    /// `model_github_url`).
+    pub github_url: String,
+    /// Name of the pipeline's cluster_score stage, whose latency the cluster pages report.
+    pub cluster_stage: Option<String>,
 }
 
 /// Longest request URI answered (414 beyond).
@@ -134,11 +139,13 @@ struct AppState {
     metrics: metrics::Metrics,
 }
 
-/// Query parameters common to the endpoints; unknown names and malformed values are refused.
+/// Query parameters common to the endpoints. Malformed values of known names are refused;
+/// unknown names are ignored, as the miner template's API does.
 struct Params {
     network: String,
     window_days: u32,
-    limit: usize,
+    /// Rows per page; `None` is the whole day (the template has no paging).
+    limit: Option<usize>,
     offset: usize,
     parquet: bool,
 }
@@ -148,7 +155,7 @@ impl Params {
         let mut p = Self {
             network: cfg.network.clone(),
             window_days: cfg.window_days,
-            limit: 1000,
+            limit: None,
             offset: 0,
             parquet: false,
         };
@@ -170,12 +177,13 @@ impl Params {
                         .map_err(|_| ApiError::bad("`window_days` is too large"))?
                 }
                 "limit" => {
-                    p.limit = number("rows per page")?;
-                    if p.limit == 0 || p.limit > MAX_LIMIT {
+                    let limit = number("rows per page")?;
+                    if limit == 0 || limit > MAX_LIMIT {
                         return Err(ApiError::bad(format!(
                             "`limit` must be between 1 and {MAX_LIMIT}"
                         )));
                     }
+                    p.limit = Some(limit);
                 }
                 "offset" => p.offset = number("rows to skip")?,
                 "format" => {
@@ -185,11 +193,7 @@ impl Params {
                         _ => return Err(ApiError::bad("`format` must be json or parquet")),
                     }
                 }
-                _ => {
-                    return Err(ApiError::bad(format!(
-                        "unknown parameter `{k}` (expected network, window_days, limit, offset, format)"
-                    )))
-                }
+                _ => {}
             }
         }
         Ok(p)
@@ -313,6 +317,7 @@ async fn version(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> ApiR
             "cluster_scorer": model("cluster_scorer"),
         },
         "network": p.network,
+        "github_url": st.cfg.github_url,
         "commit_hash": env!("AML_PIPELINE_COMMIT"),
     })))
 }
@@ -327,7 +332,7 @@ async fn dates_available(
         .iter()
         .rev()
         .skip(p.offset)
-        .take(p.limit)
+        .take(p.limit.unwrap_or(usize::MAX))
         .map(|d| d.date.to_string())
         .collect();
     Ok(Json(json!({"dates": dates, "total_count": all.len()})))
@@ -457,7 +462,8 @@ fn page(st: &AppState, d: &OutputDate, table: Table, p: &Params) -> ApiResult<Re
         }
     };
     let start = p.offset.min(whole.num_rows());
-    Ok(whole.slice(start, p.limit.min(whole.num_rows() - start)))
+    let len = p.limit.unwrap_or(usize::MAX).min(whole.num_rows() - start);
+    Ok(whole.slice(start, len))
 }
 
 /// A page's rows as JSON objects: the id, the rank for rankings, and the score.
@@ -499,7 +505,13 @@ async fn table_page(
         }
         let (count_key, total_key, rows_key) = table.rows_key();
         let total = meta["output_counts"][count_key].as_u64().unwrap_or(0);
-        let latency = meta["latencies_ms"]["total"].as_f64().unwrap_or(0.0);
+        // As the template: the whole date's latency for alerts, the cluster stage's for
+        // clusters; whole milliseconds (its model declares an int).
+        let stage = match table {
+            Table::ClusterScores => st.cfg.cluster_stage.as_deref().unwrap_or("total"),
+            _ => "total",
+        };
+        let latency = meta["latencies_ms"][stage].as_f64().unwrap_or(0.0).round();
         let rows = rows_json(table, &rows)?;
         let returned = rows.len();
         Ok(Json(json!({
@@ -512,7 +524,7 @@ async fn table_page(
             "pagination": {"limit": p.limit, "offset": p.offset, "returned": returned},
             "metadata": {
                 "processed_at": meta["processed_at"],
-                "total_latency_ms": latency,
+                "total_latency_ms": latency as i64,
                 "avg_latency_ms": if total > 0 { latency / total as f64 } else { 0.0 },
             },
         }))

@@ -23,8 +23,8 @@ pub struct Context {
     pub config: RunConfig,
     /// Models by the name of the stage that applies them.
     pub models: BTreeMap<String, Arc<Model>>,
-    /// Ground truth (`alert_id → is_sar_filed`) of the network, for the ground-truth tier of validation.
-    pub ground_truth: std::collections::HashMap<String, bool>,
+    /// The labels and traps validation judges with (empty without a validate stage).
+    pub knowledge: validate::Knowledge,
 }
 
 /// One date's inputs to a stage.
@@ -60,19 +60,18 @@ impl Context {
                 models.insert(s.name.clone(), Arc::new(model));
             }
         }
-        let gt = config
-            .input
-            .join(&config.network)
-            .join("ground_truth.parquet");
-        let ground_truth = if gt.exists() {
-            crate::labels::Labels::ground_truth(&gt)?
-        } else {
-            Default::default()
+        let knowledge = match config
+            .pipeline
+            .stage_of(StageKind::Validate)
+            .map(|s| &s.params)
+        {
+            Some(StageParams::Validate(p)) => validate::Knowledge::load(&config, p)?,
+            _ => validate::Knowledge::default(),
         };
         Ok(Self {
             config,
             models,
-            ground_truth,
+            knowledge,
         })
     }
 

@@ -3,21 +3,26 @@
 //! and cluster scores, and writes `validation.json`. A failed integrity tier, Tier-1 gate or
 //! structural check fails the date.
 //!
-//! Tier 2's stability part needs the previous date's scores; inside a run that date may still
+//! Tier 2's consistency part needs the previous date's scores; inside a run that date may still
 //! be in flight on another worker, so `validation.json` uses the no-history value (0.7) and the
 //! cross-date figure is in the summary written after the run ([`summarize`]).
+//!
+//! The validator's Tier 1 fails the date only on the outputs' own faults (an alert missing, a
+//! score out of range, a duplicate); a missing `model_github_url` makes its gate fail and the
+//! expected reward 0, which the report and the run summary say, but the outputs are sound.
 
 use super::{table, Context, StageInput};
 use crate::batch::{ArrowBatch, Tables};
 use crate::config::{RunConfig, ValidateParams};
 use crate::contract::column;
 use crate::io::ParquetSource;
+use crate::labels::Labels;
 use crate::stages::decode::make_batch;
 use crate::state::write_output_json;
 use crate::validation::{
-    behaviour, ground_truth, integrity, plagiarism, tier1, tier2, Check, ScoreTable, ScoredAlert,
-    Trap,
+    behaviour, ground_truth, integrity, plagiarism, Check, ScoreTable, ScoredAlert, Trap,
 };
+use crate::validator::{self, Reward, Tier1, Tier2, Tier3a, TIER3B_UNAVAILABLE};
 use anyhow::{bail, Context as _, Result};
 use arrow::array::{AsArray, BooleanArray, StringArray};
 use arrow::datatypes::{Float64Type, Int32Type};
@@ -27,9 +32,6 @@ use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// Tier 2's stability part without a previous date, as the validators score it.
-const NO_HISTORY: f64 = 0.7;
 
 fn strings(b: &RecordBatch, name: &str) -> Vec<String> {
     column(b, name).map_or_else(Vec::new, |c| {
@@ -182,12 +184,38 @@ pub fn load_traps(p: &ValidateParams, cfg: &RunConfig) -> Result<Vec<Trap>> {
     }
 }
 
+/// What validation knows beyond a date's outputs and batch: the network's labels and traps.
+#[derive(Debug, Default)]
+pub struct Knowledge {
+    /// Ground truth, `alert_id → is_sar_filed` (the template's ground-truth tier).
+    pub ground_truth: HashMap<String, bool>,
+    /// Address label rows, `address → [illicit, …]` (the validator's Tier 3A).
+    pub address_labels: HashMap<String, Vec<bool>>,
+    /// Pattern traps (the template's behaviour tier).
+    pub traps: Vec<Trap>,
+}
+
+impl Knowledge {
+    /// Reads the labels of `cfg`'s network (either file may be absent) and `p`'s traps.
+    pub fn load(cfg: &RunConfig, p: &ValidateParams) -> Result<Self> {
+        let gt = cfg.input.join(&cfg.network).join("ground_truth.parquet");
+        Ok(Self {
+            ground_truth: if crate::io::present(&gt)? {
+                Labels::ground_truth(&gt)?
+            } else {
+                HashMap::new()
+            },
+            address_labels: Labels::validator_rows(&cfg.input, &cfg.network)?,
+            traps: load_traps(p, cfg)?,
+        })
+    }
+}
+
 /// Judges one date's written outputs; returns the report and the failures that fail the date.
 pub fn judge(
     p: &ValidateParams,
     cfg: &RunConfig,
-    ground_truth_labels: &HashMap<String, bool>,
-    traps: &[Trap],
+    known: &Knowledge,
     date: NaiveDate,
     facts: &BatchFacts,
     previous: Option<&HashMap<String, f64>>,
@@ -201,10 +229,9 @@ pub fn judge(
     let clusters = read("cluster_scores.parquet")?;
     let pairs = score_pairs(&scores);
     let integ = integrity(&scores, &facts.alert_ids, p.max_latency_ms);
-    let behav = behaviour(&pairs, traps);
-    let gt = ground_truth(&pairs, ground_truth_labels);
-    let t1 = tier1(&scores, &facts.alert_ids);
-    let reference = match rel(&cfg.pipeline.path, &p.reference) {
+    let behav = behaviour(&pairs, &known.traps);
+    let gt = ground_truth(&pairs, &known.ground_truth);
+    let consensus = match rel(&cfg.pipeline.path, &p.reference) {
         Some(root) => score_map(
             &crate::config::batch_dir(&root, &cfg.network, date, cfg.window_days)
                 .join("alert_scores.parquet"),
@@ -217,8 +244,25 @@ pub fn judge(
         .cloned()
         .zip(facts.addresses.iter().cloned())
         .collect();
-    let (t2, t2_parts) = tier2(&pairs, reference.as_ref(), previous, &address_of);
-    let copied = reference.as_ref().map(|r| {
+    let url = cfg.model_github_url.as_deref().unwrap_or("");
+    let rows: Vec<validator::Row> = scores
+        .rows
+        .iter()
+        .map(|r| validator::Row {
+            alert_id: &r.alert_id,
+            score: r.score.unwrap_or(f64::NAN),
+            model_version: &r.model_version,
+            model_github_url: url,
+        })
+        .collect();
+    let batch: HashSet<&str> = facts.alert_ids.iter().map(String::as_str).collect();
+    let t1 = validator::tier1(&rows, &batch);
+    let t2 = validator::tier2(&pairs, consensus.as_ref(), previous, &address_of);
+    let labels_of = |a: &str| known.address_labels.get(a).cloned().unwrap_or_default();
+    let t3a = validator::tier3a(&pairs, &address_of, &labels_of);
+    let days = cfg.first_submission_date.map(|f| (date - f).num_days());
+    let reward = validator::reward(&t1, &t2, &t3a, days);
+    let copied = consensus.as_ref().map(|r| {
         plagiarism(
             &pairs,
             &r.iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>(),
@@ -236,20 +280,74 @@ pub fn judge(
         "ground_truth": gt,
         "validator": {
             "tier1": t1,
-            "tier2": { "score": t2, "parts": t2_parts, "history": previous.is_some() },
+            "tier2": t2,
+            "tier3a": t3a,
+            "tier3b": { "available": false, "why": TIER3B_UNAVAILABLE },
+            "reward": reward,
+            "model_github_url": cfg.model_github_url,
         },
         "plagiarism_vs_reference": copied,
         "structure": { "passed": structural.iter().all(|c| c.passed), "checks": structural },
     });
+    let own_faults = [
+        (
+            "tier1 completeness",
+            t1.completeness,
+            "of the batch's alerts scored",
+        ),
+        (
+            "tier1 score_range",
+            t1.score_range,
+            "of the scores in [0, 1]",
+        ),
+        (
+            "tier1 no_duplicates",
+            t1.no_duplicates,
+            "distinct alert ids per row",
+        ),
+    ];
     let failures: Vec<String> = integ
         .checks
         .iter()
-        .chain(&t1.checks)
         .chain(&structural)
         .filter(|c| !c.passed)
         .map(|c| format!("{}: {}", c.name, c.detail))
+        .chain(
+            own_faults
+                .iter()
+                .filter(|f| f.1 < 1.0)
+                .map(|(name, v, what)| format!("{name}: {v:.4} {what}")),
+        )
         .collect();
     Ok((report, failures))
+}
+
+/// The validator's figures of a date's `validation.json`.
+pub fn validator_figures(report: &serde_json::Value) -> Result<(Tier1, Tier2, Tier3a, Reward)> {
+    let v = &report["validator"];
+    Ok((
+        serde_json::from_value(v["tier1"].clone())?,
+        serde_json::from_value(v["tier2"].clone())?,
+        serde_json::from_value(v["tier3a"].clone())?,
+        serde_json::from_value(v["reward"].clone())?,
+    ))
+}
+
+/// One line on the expected reward: the score, or its bounds while the consensus is unknown,
+/// and why it is what it is.
+pub fn reward_line(r: &Reward) -> String {
+    let value = match r.score {
+        Some(s) => format!("{s:.4}"),
+        None => format!(
+            "{:.4}–{:.4} (rank correlation unknown: no consensus given)",
+            r.bounds[0], r.bounds[1]
+        ),
+    };
+    let days = r.days_since_first_submission.map_or_else(
+        || "first_submission_date not set".to_string(),
+        |d| format!("day {d}"),
+    );
+    format!("{value} [{}, {days}]", r.status)
 }
 
 /// Validates the written outputs and writes `validation.json`.
@@ -258,16 +356,7 @@ pub fn run(p: &ValidateParams, ctx: &Context, input: &StageInput) -> Result<Tabl
         table(input.tables, "alerts")?,
         table(input.tables, "clusters")?,
     );
-    let traps = load_traps(p, &ctx.config)?;
-    let (report, failures) = judge(
-        p,
-        &ctx.config,
-        &ctx.ground_truth,
-        &traps,
-        input.date,
-        &facts,
-        None,
-    )?;
+    let (report, failures) = judge(p, &ctx.config, &ctx.knowledge, input.date, &facts, None)?;
     let dir = ctx.config.output_dir(input.date);
     write_output_json(&ctx.config.output, &dir.join("validation.json"), &report)?;
     if !failures.is_empty() {
@@ -291,11 +380,13 @@ pub fn run(p: &ValidateParams, ctx: &Context, input: &StageInput) -> Result<Tabl
 }
 
 /// Summary across dates, written to `{output}/{network}/validation_summary_{window}d.json`:
-/// each date's tiers from its `validation.json`, with Tier 2 recomputed against the previous
-/// calendar date's scores where that date has outputs.
-pub fn summarize(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<PathBuf> {
+/// each date's tiers from its `validation.json`, with the validator's Tier 2 consistency (and
+/// so the expected reward) recomputed against the previous calendar date's scores where that
+/// date has outputs. Returns its path and the mean expected reward (`None` without dates).
+pub fn summarize(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<(PathBuf, Option<Reward>)> {
     let mut rows = Vec::new();
     let mut totals = Vec::new();
+    let mut rewards: Vec<Reward> = Vec::new();
     let mut all = true;
     for &date in dates {
         let dir = cfg.output_dir(date);
@@ -304,22 +395,23 @@ pub fn summarize(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<PathBuf> {
         };
         let v: serde_json::Value = serde_json::from_slice(&bytes)
             .with_context(|| format!("{}: not JSON", dir.join("validation.json").display()))?;
+        let (t1, mut t2, t3a, mut reward) = validator_figures(&v).with_context(|| {
+            format!(
+                "{}: written by an older version; rerun `pipeline validate`",
+                dir.join("validation.json").display()
+            )
+        })?;
         let prev_path = cfg
             .output_dir(date.pred_opt().unwrap_or(date))
             .join("alert_scores.parquet");
-        let tier2_score = v["validator"]["tier2"]["score"].as_f64().unwrap_or(0.0);
-        let (tier2_score, stability) = match score_map(&prev_path)? {
-            Some(prev) => {
-                let scores = score_pairs(&read_scores(&dir.join("alert_scores.parquet"))?);
-                let (_, parts) = tier2(&scores, None, Some(&prev), &HashMap::new());
-                let stability = parts["stability"].as_f64().unwrap_or(NO_HISTORY);
-                (
-                    tier2_score + 0.25 * (stability - NO_HISTORY),
-                    Some(stability),
-                )
-            }
-            None => (tier2_score, None),
-        };
+        let mut consistency = None;
+        if let Some(prev) = score_map(&prev_path)? {
+            let scores = score_pairs(&read_scores(&dir.join("alert_scores.parquet"))?);
+            let c = validator::tier2(&scores, None, Some(&prev), &HashMap::new()).consistency;
+            t2 = t2.with_consistency(c);
+            reward = validator::reward(&t1, &t2, &t3a, reward.days_since_first_submission);
+            consistency = Some(c);
+        }
         let total = v["total"].as_f64().unwrap_or(0.0);
         totals.push(total);
         all &= v["all_passed"].as_bool().unwrap_or(false);
@@ -331,17 +423,24 @@ pub fn summarize(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<PathBuf> {
             "behaviour": v["behaviour"]["score"],
             "ground_truth": v["ground_truth"]["score"],
             "auc_roc": v["ground_truth"]["auc_roc"],
-            "tier1": v["validator"]["tier1"]["score"],
-            "tier2": tier2_score,
-            "tier2_stability_vs_previous_date": stability,
+            "tier1": t1.score,
+            "tier2": t2.score,
+            "tier2_bounds": t2.bounds,
+            "tier2_consistency_vs_previous_date": consistency,
+            "tier3a_auc": t3a.auc,
+            "tier3a_coverage": t3a.coverage,
+            "reward": reward,
         }));
+        rewards.push(reward);
     }
+    let mean = mean_reward(&rewards);
     let summary = json!({
         "network": cfg.network,
         "window_days": cfg.window_days,
         "dates": rows,
         "mean_total": if totals.is_empty() { None } else { Some(totals.iter().sum::<f64>() / totals.len() as f64) },
         "all_passed": all && !totals.is_empty(),
+        "mean_reward": mean,
     });
     let path = cfg
         .output
@@ -349,5 +448,28 @@ pub fn summarize(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<PathBuf> {
         .join(format!("validation_summary_{}d.json", cfg.window_days));
     std::fs::create_dir_all(path.parent().expect("has parent"))?;
     write_output_json(&cfg.output, &path, &summary)?;
-    Ok(path)
+    Ok((path, mean))
+}
+
+/// The mean of several days' rewards: scores and bounds averaged; the status shared by all
+/// days, else `mixed`; the days of the last.
+fn mean_reward(rewards: &[Reward]) -> Option<Reward> {
+    let last = rewards.last()?;
+    let n = rewards.len() as f64;
+    let mean = |f: &dyn Fn(&Reward) -> f64| rewards.iter().map(f).sum::<f64>() / n;
+    let bounds = [mean(&|r| r.bounds[0]), mean(&|r| r.bounds[1])];
+    Some(Reward {
+        status: if rewards.iter().all(|r| r.status == last.status) {
+            last.status.clone()
+        } else {
+            "mixed".to_string()
+        },
+        days_since_first_submission: last.days_since_first_submission,
+        score: rewards
+            .iter()
+            .all(|r| r.score.is_some())
+            .then_some(bounds[0]),
+        bounds,
+        tier3: mean(&|r| r.tier3),
+    })
 }
