@@ -1,9 +1,12 @@
-//! Records a hash of the source the binary is built from, so the incremental planner can tell
-//! outputs made by other code apart (see `src/plan.rs`), and the git commit for `GET /version`.
+//! Records a hash of the source that determines the outputs (`src/code_scope.rs` says which),
+//! so the incremental planner can tell outputs made by other code apart (see `src/plan.rs`),
+//! and the git commit for `GET /version`.
 //! Puts the prebuilt DuckDB library's directory (`DUCKDB_LIB_DIR`) on the binaries' rpath.
 
-use std::hash::{DefaultHasher, Hasher};
 use std::path::{Path, PathBuf};
+
+#[path = "src/code_scope.rs"]
+mod code_scope;
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -22,15 +25,16 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn main() {
     let mut paths = vec![PathBuf::from("Cargo.toml"), PathBuf::from("Cargo.lock")];
     files(Path::new("src"), &mut paths);
-    paths.sort();
-    let mut h = DefaultHasher::new();
-    for p in &paths {
-        h.write(p.to_string_lossy().as_bytes());
-        h.write(&std::fs::read(p).unwrap_or_default());
-    }
+    let contents: Vec<(String, Vec<u8>)> = paths
+        .iter()
+        .map(|p| {
+            let name = p.to_string_lossy().replace('\\', "/");
+            (name, std::fs::read(p).unwrap_or_default())
+        })
+        .collect();
     println!(
         "cargo:rustc-env=AML_PIPELINE_SOURCE_HASH={:016x}",
-        h.finish()
+        code_scope::code_hash(&contents)
     );
     let commit = std::process::Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])

@@ -9,6 +9,7 @@
 
 pub mod batch;
 pub mod cli;
+pub mod code_scope;
 pub mod compare;
 pub mod config;
 pub mod contract;

@@ -18,7 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The version of the code, as recorded in fingerprints: the package version and a hash of the
-/// source it was built from.
+/// source that determines outputs ([`crate::code_scope`]: not the server, command line,
+/// fetcher, generator, trainer or comparison).
 pub const CODE_VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     "+",
