@@ -1,0 +1,112 @@
+//! `pipeline train` and `pipeline features`: models and the model matrix from labelled dates.
+
+use super::*;
+
+/// Arguments of `pipeline features`.
+#[derive(Args, Debug)]
+pub struct FeaturesArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The Parquet file to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// `pipeline features`: Export the model matrix (one row per alert, with labels where known) as Parquet.
+pub fn features(args: FeaturesArgs) -> Result<i32> {
+    let FeaturesArgs { common, out } = args;
+    let (cfg, dates) = common.load()?;
+    let pb = bar(dates.len(), "features");
+    let ms = load_dates(&cfg, &dates, &|_| pb.inc(1))?;
+    pb.finish_and_clear();
+    let labels = Labels::load(&cfg.input, &cfg.network)?;
+    let rows = write_features(&ms, &labels, &out)?;
+    println!(
+        "wrote {rows} rows × {} features to {}",
+        crate::features::alert_feature_names().len(),
+        out.display()
+    );
+    Ok(0)
+}
+
+/// Arguments of `pipeline train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Which model: alert_scorer, alert_ranker, cluster_scorer or all.
+    #[arg(long, default_value = "all")]
+    model: String,
+    /// Where to write the models (default: the config's `models`).
+    #[arg(long)]
+    models: Option<PathBuf>,
+    /// Boosting rounds.
+    #[arg(long, default_value_t = 200)]
+    iterations: usize,
+    /// Random seed (same data + same seed = identical model file).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Random-search trials over LightGBM parameters, scored by cross-validation (0 = defaults).
+    #[arg(long, default_value_t = 0)]
+    tune: usize,
+    /// Instead of installing models, write a Markdown table of held-out alert-scorer quality
+    /// per feature set (raw alert and address features versus network, cluster, within-day) to this file.
+    #[arg(long)]
+    quality_report: Option<PathBuf>,
+}
+
+/// `pipeline train`: Train LightGBM models on labelled dates and install them in the models directory.
+pub fn train(args: TrainArgs) -> Result<i32> {
+    let TrainArgs {
+        common,
+        model,
+        models,
+        iterations,
+        seed,
+        tune,
+        quality_report,
+    } = args;
+    let (cfg, dates) = common.load()?;
+    let kinds = if model == "all" {
+        ModelKind::ALL.to_vec()
+    } else {
+        vec![model.parse()?]
+    };
+    let pb = bar(dates.len(), "decode");
+    let ms = load_dates(&cfg, &dates, &|_| pb.inc(1))?;
+    pb.finish_and_clear();
+    let labels = Labels::load(&cfg.input, &cfg.network)?;
+    let out = models.unwrap_or_else(|| cfg.models.clone());
+    if let Some(path) = quality_report {
+        let opts = TrainOptions {
+            kinds,
+            iterations,
+            seed,
+            out,
+            tune,
+        };
+        let table = crate::train::quality_report(&ms, &labels, &opts)?;
+        crate::io::write_atomic(&path, |w| {
+            Ok(std::io::Write::write_all(w, table.as_bytes())?)
+        })?;
+        print!("{table}");
+        return Ok(0);
+    }
+    for p in crate::train::train(
+        &cfg,
+        &ms,
+        &labels,
+        &TrainOptions {
+            kinds,
+            iterations,
+            seed,
+            out,
+            tune,
+        },
+    )? {
+        let meta: crate::model::ModelMeta =
+            serde_json::from_slice(&crate::io::read_regular(&crate::model::meta_path(&p))?)?;
+        println!("{}  {}", p.display(), meta.metrics);
+    }
+    Ok(0)
+}

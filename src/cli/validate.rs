@@ -1,0 +1,91 @@
+//! `pipeline validate`: re-judges written outputs, and the expected-reward line runs print too.
+
+use super::*;
+
+/// Arguments of `pipeline validate`.
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Output root (default: the config's `output`).
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+/// `pipeline validate`: Re-validate existing outputs (all tiers) and write validation.json per date plus a summary.
+pub fn validate(args: ValidateArgs) -> Result<i32> {
+    let ValidateArgs { common, output } = args;
+    let (mut cfg, dates) = common.load()?;
+    if let Some(o) = output {
+        cfg.output = o;
+    }
+    let params = match cfg
+        .pipeline
+        .stage_of(StageKind::Validate)
+        .map(|s| &s.params)
+    {
+        Some(StageParams::Validate(p)) => p.clone(),
+        _ => ValidateParams::default(),
+    };
+    let known = Knowledge::load(&cfg, &params)?;
+    let mut failed = 0;
+    for &date in &dates {
+        let result = (|| {
+            let t = crate::stages::decode::run(
+                &DecodeParams::default(),
+                &cfg.input_dir(date),
+                date,
+                cfg.window_days,
+            )?;
+            let facts = BatchFacts::from_tables(&t["alerts"].0, &t["clusters"].0);
+            let (report, failures) = judge(&params, &cfg, &known, date, &facts, None)?;
+            crate::state::write_output_json(
+                &cfg.output,
+                &cfg.output_dir(date).join("validation.json"),
+                &report,
+            )?;
+            let (t1, t2, t3a, reward) = validator_figures(&report)?;
+            let t2 = match t2.score {
+                Some(s) => format!("{s:.3}"),
+                None => format!("{:.3}–{:.3}", t2.bounds[0], t2.bounds[1]),
+            };
+            let auc = t3a.auc.map_or("–".to_string(), |a| format!("{a:.3}"));
+            println!(
+                    "{date}: template total {:.4} (integrity {}, behaviour {:.3}, ground truth {:.3}); validator tier1 {:.2}, tier2 {t2}, tier3a AUC {auc} × coverage {:.3}, reward {}{}",
+                    report["total"].as_f64().unwrap_or(0.0),
+                    report["integrity"]["score"],
+                    report["behaviour"]["score"].as_f64().unwrap_or(0.0),
+                    report["ground_truth"]["score"].as_f64().unwrap_or(0.0),
+                    t1.score,
+                    t3a.coverage,
+                    reward_line(&reward),
+                    if failures.is_empty() { String::new() } else { format!("  FAILED: {}", failures.join("; ")) }
+                );
+            anyhow::Ok(failures.is_empty())
+        })();
+        match result {
+            Ok(true) => {}
+            Ok(false) => failed += 1,
+            Err(e) => {
+                failed += 1;
+                eprintln!("{date}: {}", crate::error::error_text(&e));
+            }
+        }
+    }
+    let (path, reward) = summarize(&cfg, &dates)?;
+    println!("validation summary: {}", path.display());
+    print_reward(&cfg, reward.as_ref());
+    Ok(if failed == 0 { 0 } else { 1 })
+}
+
+/// The run summary's line on what the subnet's validator would pay, and what to fix first.
+pub(super) fn print_reward(cfg: &RunConfig, reward: Option<&crate::validator::Reward>) {
+    let Some(r) = reward else { return };
+    println!("expected reward (mean per date): {}", reward_line(r));
+    if cfg.model_github_url.is_none() {
+        println!(
+            "  the validator's Tier 1 gate fails without a model_github_url: set it in {}",
+            cfg.path.display()
+        );
+    }
+}
