@@ -45,6 +45,13 @@ pub struct RunConfig {
     /// The date of the miner's first submission to the validator, for the expected reward
     /// (the first 29 days are paid a flat 0.1).
     pub first_submission_date: Option<chrono::NaiveDate>,
+    /// The subnet validator's base URL; with `submitter_id`, `pipeline run` submits each
+    /// validated date to it ([`crate::submit`]).
+    pub validator_url: Option<String>,
+    /// This miner's id at the validator.
+    pub submitter_id: Option<String>,
+    /// Rows per submission request.
+    pub rows_per_request: usize,
 }
 
 #[derive(Deserialize)]
@@ -72,6 +79,16 @@ struct RawRunConfig {
     model_github_url: Option<String>,
     #[serde(default)]
     first_submission_date: Option<String>,
+    #[serde(default)]
+    validator_url: Option<String>,
+    #[serde(default)]
+    submitter_id: Option<String>,
+    #[serde(default = "default_rows_per_request")]
+    rows_per_request: usize,
+}
+
+fn default_rows_per_request() -> usize {
+    10_000
 }
 
 fn default_fetch_concurrency() -> usize {
@@ -133,6 +150,12 @@ impl RunConfig {
                 );
             }
         }
+        if raw.rows_per_request == 0 {
+            bail!(
+                "{}: key `rows_per_request` must be at least 1",
+                path.display()
+            );
+        }
         let first_submission_date = raw
             .first_submission_date
             .filter(|s| !s.is_empty())
@@ -163,6 +186,9 @@ impl RunConfig {
             fetch_concurrency: raw.fetch_concurrency,
             model_github_url,
             first_submission_date,
+            validator_url: raw.validator_url.filter(|s| !s.is_empty()),
+            submitter_id: raw.submitter_id.filter(|s| !s.is_empty()),
+            rows_per_request: raw.rows_per_request,
         })
     }
 

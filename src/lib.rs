@@ -30,6 +30,7 @@ pub mod query;
 pub mod serve;
 pub mod stages;
 pub mod state;
+pub mod submit;
 pub mod train;
 pub mod validation;
 pub mod validator;

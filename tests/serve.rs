@@ -8,7 +8,7 @@ use arrow::array::AsArray;
 use arrow::datatypes::Float64Type;
 use common::*;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -58,18 +58,13 @@ impl Server {
 
     /// A server with `extra` flags.
     fn start_with(cfg: &Path, output: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(bin())
-            .args(["serve", cfg.to_str().unwrap(), "--bind", "127.0.0.1:0"])
-            .args(["--output", output.to_str().unwrap()])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (child, line) = spawn_with_banner(
+            Command::new(bin())
+                .args(["serve", cfg.to_str().unwrap(), "--bind", "127.0.0.1:0"])
+                .args(["--output", output.to_str().unwrap()])
+                .args(extra)
+                .stderr(Stdio::inherit()),
+        );
         let port = line
             .trim()
             .rsplit(':')

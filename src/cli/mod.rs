@@ -21,6 +21,7 @@ mod query;
 mod run;
 mod serve;
 mod status;
+mod submit;
 mod train;
 mod validate;
 
@@ -68,6 +69,8 @@ enum Command {
     /// Serve the outputs over HTTP (scores, rankings, cluster scores, metadata, validation,
     /// metrics, OpenAPI); dates written meanwhile by `pipeline run` appear without a restart.
     Serve(serve::ServeArgs),
+    /// Send validated dates' scores to the subnet validator, each date exactly once.
+    Submit(submit::SubmitArgs),
     /// Write seeded synthetic batches in the upstream format, with planted laundering typologies.
     Generate(generate::GenerateArgs),
 }
@@ -241,6 +244,7 @@ pub fn main() -> Result<i32> {
         Command::Fetch(a) => fetch::fetch(a),
         Command::Query(a) => query::query(a),
         Command::Serve(a) => serve::serve(a),
+        Command::Submit(a) => submit::submit(a),
         Command::Generate(a) => generate::generate(a),
     }
 }

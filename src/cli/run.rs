@@ -2,6 +2,7 @@
 //! the graph and prints the summary.
 
 use super::fetch::{bytes_bar, fetch_chunk, report_labels, FetchReport, FETCH_CHUNK_MIN};
+use super::submit::{submit_dates, SubmitTarget};
 use super::validate::print_reward;
 use super::*;
 
@@ -35,6 +36,8 @@ pub struct RunArgs {
     dry_run: bool,
     #[command(flatten)]
     cluster: ClusterArgs,
+    #[command(flatten)]
+    submit: SubmitTarget,
 }
 
 /// `pipeline run`: Run the pipeline graph over the selected dates and write scored, ranked, validated outputs.
@@ -50,6 +53,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         force,
         dry_run,
         cluster,
+        submit,
     } = args;
     let (mut cfg, dates) = common.load_from(Some(&remote))?;
     if let Some(o) = output {
@@ -58,6 +62,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
     if let Some(m) = models {
         cfg.models = m;
     }
+    // Checked before any work: a validator without the settings it needs is a config error.
+    let submitting = submit.config(&cfg)?;
     let cluster = cluster.cluster(workers.unwrap_or(cfg.workers))?;
     let (n, p) = (cluster.processes(), cluster.process);
     let mine: Vec<NaiveDate> = dates
@@ -223,6 +229,12 @@ pub fn run(args: RunArgs) -> Result<i32> {
             let (path, reward) = summarize(&ctx.config, &done)?;
             println!("validation summary: {}", path.display());
             print_reward(&ctx.config, reward.as_ref());
+            // With a validator configured, each validated date is submitted, once.
+            if let Some(sc) = &submitting {
+                if !dry_run && submit_dates(&ctx.config, sc, &done, false, None) > 0 {
+                    return Ok(1);
+                }
+            }
         }
     }
     Ok(if report.failed().is_empty() { 0 } else { 1 })

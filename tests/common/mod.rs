@@ -78,6 +78,18 @@ pub fn pipeline_within(args: &[&str], secs: u64) -> Output {
     }
 }
 
+/// Starts `cmd` (a server) with its stdout piped; returns it and the first line it printed
+/// (its banner, naming the port).
+pub fn spawn_with_banner(cmd: &mut Command) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line)
+}
+
 /// The Parquet codecs pyarrow (and so pandas) writes.
 pub const CODECS: [&str; 6] = ["snappy", "zstd", "gzip", "brotli", "lz4", "none"];
 

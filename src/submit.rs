@@ -1,0 +1,395 @@
+//! Sending a date's scores to the subnet validator: `POST {validator}/api/v1/submissions?network=`
+//! with `{"submissions": [row, …]}` in chunks of `rows_per_request`, only for dates whose
+//! validation passed.
+//!
+//! The validator stores every row it is sent and its Tier 1 counts every stored row, so a day
+//! must reach it exactly once. Each accepted chunk is recorded in `.state/submissions/` before
+//! the next is sent, so a rerun resumes after the last accepted one; when an answer is lost (a
+//! dropped connection, a timeout, a 5xx), the validator's read-back
+//! (`GET /api/v1/submissions/{submitter}/latest`) tells whether the chunk was stored before it
+//! is sent again. A date already submitted whole is not sent again: unchanged, there is
+//! nothing to do; changed (another model, other scores), a second submission would leave the
+//! validator with both and fail Tier 1 on duplicates, so it takes `--force`.
+
+use crate::config::RunConfig;
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where and as whom to submit.
+#[derive(Debug, Clone)]
+pub struct SubmitConfig {
+    /// The validator's base URL, e.g. `https://validator.example:8000`.
+    pub validator_url: String,
+    /// This miner's id at the validator.
+    pub submitter_id: String,
+    /// The models' repository, sent with every row (Tier 1 requires it).
+    pub model_github_url: String,
+    /// Rows per request.
+    pub rows_per_request: usize,
+    /// Attempts per request on a 5xx, a timeout or a dropped connection.
+    pub attempts: u32,
+    /// The first wait between attempts (doubled each time).
+    pub retry_delay: Duration,
+    /// Time one request may take.
+    pub timeout: Duration,
+}
+
+/// What `.state/submissions/` records of a date.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    /// Hash of what was sent: scores file, validator, submitter and GitHub URL.
+    pub fingerprint: String,
+    /// The `submission_id` of every row sent.
+    pub submission_id: String,
+    /// Rows of the date.
+    pub rows: usize,
+    /// Rows the validator accepted so far (whole chunks).
+    pub accepted_rows: usize,
+    /// Rows of this submitter for the date at the validator before this submission began.
+    pub baseline: Option<u64>,
+}
+
+/// How a date's submission ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Rows sent now (and the requests it took).
+    Submitted { rows: usize, requests: usize },
+    /// Already submitted whole with these scores.
+    Unchanged,
+    /// Submitted whole earlier with other scores: not sent again without `--force`.
+    Changed,
+    /// Not sent: the date's validation did not pass (or is missing).
+    NotValidated(String),
+    /// Request bodies written instead of sent (`--dry-run`).
+    DryRun { rows: usize, requests: usize },
+}
+
+/// One date's rows, in the order of its `alert_scores.parquet`.
+struct DateRows {
+    ids: Vec<String>,
+    scores: Vec<f64>,
+    versions: Vec<String>,
+    fingerprint: String,
+}
+
+fn record_path(cfg: &RunConfig, date: NaiveDate) -> PathBuf {
+    cfg.output
+        .join(".state")
+        .join("submissions")
+        .join(&cfg.network)
+        .join(cfg.window_days.to_string())
+        .join(format!("{date}.json"))
+}
+
+fn load_record(cfg: &RunConfig, date: NaiveDate) -> Result<Option<Record>> {
+    let path = record_path(cfg, date);
+    crate::io::read_if_present(&path)?
+        .map(|b| {
+            serde_json::from_slice(&b)
+                .with_context(|| format!("{}: unreadable submission record", path.display()))
+        })
+        .transpose()
+}
+
+fn save_record(cfg: &RunConfig, date: NaiveDate, r: &Record) -> Result<()> {
+    let path = record_path(cfg, date);
+    std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+    crate::state::write_output_json(&cfg.output, &path, r)
+}
+
+/// Why a date's outputs may not be submitted, if they may not.
+fn not_validated(cfg: &RunConfig, date: NaiveDate) -> Result<Option<String>> {
+    let path = cfg.output_dir(date).join("validation.json");
+    let Some(bytes) = crate::io::read_if_present(&path)? else {
+        return Ok(Some(format!(
+            "{} missing: run or validate the date first",
+            path.display()
+        )));
+    };
+    let v: Value =
+        serde_json::from_slice(&bytes).with_context(|| format!("{}: not JSON", path.display()))?;
+    let t1 = &v["validator"]["tier1"];
+    let own = ["completeness", "score_range", "no_duplicates"];
+    let failed: Vec<&str> = own
+        .iter()
+        .copied()
+        .filter(|k| t1[*k].as_f64() != Some(1.0))
+        .collect();
+    Ok(
+        match (v["integrity"]["passed"].as_bool(), failed.is_empty()) {
+            (Some(true), true) => None,
+            (Some(true), false) => Some(format!("Tier 1 would fail: {}", failed.join(", "))),
+            _ => Some("the integrity tier failed".to_string()),
+        },
+    )
+}
+
+fn read_rows(cfg: &RunConfig, sc: &SubmitConfig, date: NaiveDate) -> Result<DateRows> {
+    let path = cfg.output_dir(date).join("alert_scores.parquet");
+    let table = crate::stages::validate::read_scores(&path)?;
+    let mut out = DateRows {
+        ids: Vec::new(),
+        scores: Vec::new(),
+        versions: Vec::new(),
+        fingerprint: String::new(),
+    };
+    for r in table.rows {
+        let score = r.score.filter(|s| (0.0..=1.0).contains(s)).ok_or_else(|| {
+            anyhow!(
+                "{}: alert {} has no score in [0, 1]",
+                path.display(),
+                r.alert_id
+            )
+        })?;
+        out.ids.push(r.alert_id);
+        out.scores.push(score);
+        out.versions.push(r.model_version);
+    }
+    let what = format!(
+        "{}|{}|{}|{}",
+        crate::io::sha256_file(&path)?,
+        sc.validator_url,
+        sc.submitter_id,
+        sc.model_github_url
+    );
+    out.fingerprint = crate::io::sha256_bytes(what.as_bytes())[..16].to_string();
+    Ok(out)
+}
+
+/// The body of one request: rows `range` of the date.
+fn body(
+    cfg: &RunConfig,
+    sc: &SubmitConfig,
+    date: NaiveDate,
+    rows: &DateRows,
+    submission_id: &str,
+    range: std::ops::Range<usize>,
+) -> Value {
+    let day = date.format("%Y-%m-%d").to_string();
+    let submissions: Vec<Value> = range
+        .map(|i| {
+            json!({
+                "submission_id": submission_id,
+                "submitter_id": sc.submitter_id,
+                "processing_date": day,
+                "window_days": cfg.window_days,
+                "alert_id": rows.ids[i],
+                "score": rows.scores[i],
+                "model_version": rows.versions[i],
+                "model_github_url": sc.model_github_url,
+                "score_metadata": null,
+            })
+        })
+        .collect();
+    json!({ "submissions": submissions })
+}
+
+/// The HTTP side: a blocking facade over reqwest.
+struct Client {
+    rt: tokio::runtime::Runtime,
+    http: reqwest::Client,
+}
+
+/// A request's result as far as the submission cares.
+enum Answer {
+    Ok,
+    /// The validator refused the request (4xx): its words.
+    Refused(String),
+    /// No usable answer (5xx, timeout, dropped connection): the request may or may not have
+    /// been stored.
+    Lost(String),
+}
+
+impl Client {
+    fn new(timeout: Duration) -> Result<Self> {
+        Ok(Self {
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?,
+            http: reqwest::Client::builder().timeout(timeout).build()?,
+        })
+    }
+
+    fn post(&self, url: &str, body: &Value) -> Answer {
+        let bytes = body.to_string();
+        self.rt.block_on(async {
+            let sent = self
+                .http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(bytes)
+                .send()
+                .await;
+            match sent {
+                Err(e) => Answer::Lost(e.to_string()),
+                Ok(r) if r.status().is_success() => Answer::Ok,
+                Ok(r) => {
+                    let status = r.status();
+                    let text = r.text().await.unwrap_or_default();
+                    if status.is_client_error() {
+                        Answer::Refused(format!("{status}: {}", text.trim()))
+                    } else {
+                        Answer::Lost(format!("{status}: {}", text.trim()))
+                    }
+                }
+            }
+        })
+    }
+
+    /// The number of rows the validator holds for this submitter on `date`, if its read-back
+    /// can tell (it shows only the submitter's latest date).
+    fn stored(&self, cfg: &RunConfig, sc: &SubmitConfig, date: NaiveDate) -> Result<Option<u64>> {
+        let url = format!(
+            "{}/api/v1/submissions/{}/latest?network={}",
+            sc.validator_url.trim_end_matches('/'),
+            sc.submitter_id,
+            cfg.network
+        );
+        self.rt.block_on(async {
+            let r = self.http.get(&url).send().await?;
+            if r.status() == reqwest::StatusCode::NOT_FOUND {
+                return Ok(Some(0));
+            }
+            if !r.status().is_success() {
+                bail!("{url}: {}", r.status());
+            }
+            let v: Value = serde_json::from_slice(&r.bytes().await?)?;
+            let same = v["processing_date"].as_str() == Some(&date.format("%Y-%m-%d").to_string())
+                && v["window_days"].as_u64() == Some(cfg.window_days as u64);
+            Ok(if same {
+                v["submission_count"].as_u64()
+            } else if v["processing_date"]
+                .as_str()
+                .is_some_and(|d| d < date.format("%Y-%m-%d").to_string().as_str())
+            {
+                Some(0)
+            } else {
+                None
+            })
+        })
+    }
+}
+
+/// Submits one date (see the module doc); `dry_run` collects the request bodies instead.
+pub fn submit_date(
+    cfg: &RunConfig,
+    sc: &SubmitConfig,
+    date: NaiveDate,
+    force: bool,
+    dry_run: Option<&mut Vec<Value>>,
+) -> Result<Outcome> {
+    if let Some(why) = not_validated(cfg, date)? {
+        return Ok(Outcome::NotValidated(why));
+    }
+    let rows = read_rows(cfg, sc, date)?;
+    let n = rows.ids.len();
+    let per = sc.rows_per_request.max(1);
+    let old = load_record(cfg, date)?;
+    let mut rec = match old {
+        Some(r) if r.accepted_rows == r.rows && !force => {
+            return Ok(if r.fingerprint == rows.fingerprint {
+                Outcome::Unchanged
+            } else {
+                Outcome::Changed
+            });
+        }
+        Some(r) if r.fingerprint == rows.fingerprint && !force => r,
+        Some(r) if !force => bail!(
+            "{date} was partly submitted ({} of {} rows) with other scores; the validator keeps them, so sending these would mix two models: send the rest with --force, or start the day over at the validator",
+            r.accepted_rows,
+            r.rows
+        ),
+        _ => Record {
+            fingerprint: rows.fingerprint.clone(),
+            submission_id: format!("{}-{date}-{}", sc.submitter_id, &rows.fingerprint[..8]),
+            rows: n,
+            accepted_rows: 0,
+            baseline: None,
+        },
+    };
+    if let Some(bodies) = dry_run {
+        let mut requests = 0;
+        for start in (0..n).step_by(per) {
+            bodies.push(body(
+                cfg,
+                sc,
+                date,
+                &rows,
+                &rec.submission_id,
+                start..(start + per).min(n),
+            ));
+            requests += 1;
+        }
+        return Ok(Outcome::DryRun { rows: n, requests });
+    }
+    let client = Client::new(sc.timeout)?;
+    let url = format!(
+        "{}/api/v1/submissions?network={}",
+        sc.validator_url.trim_end_matches('/'),
+        cfg.network
+    );
+    if rec.baseline.is_none() {
+        rec.baseline = client.stored(cfg, sc, date).unwrap_or(None);
+        save_record(cfg, date, &rec)?;
+    }
+    let (mut sent, mut requests) = (0, 0);
+    while rec.accepted_rows < n {
+        let range = rec.accepted_rows..(rec.accepted_rows + per).min(n);
+        let len = range.len();
+        let b = body(cfg, sc, date, &rows, &rec.submission_id, range);
+        let mut delay = sc.retry_delay;
+        let mut attempt = 1;
+        loop {
+            requests += 1;
+            match client.post(&url, &b) {
+                Answer::Ok => break,
+                Answer::Refused(msg) => {
+                    bail!(
+                        "the validator refused rows {}..{} of {date}: {msg}",
+                        rec.accepted_rows,
+                        rec.accepted_rows + len
+                    )
+                }
+                Answer::Lost(msg) => {
+                    // Was it stored anyway? Only the read-back can say.
+                    let expect = rec.baseline.map(|b| b + rec.accepted_rows as u64);
+                    match (client.stored(cfg, sc, date).ok().flatten(), expect) {
+                        (Some(now), Some(before)) if now == before + len as u64 => break,
+                        (Some(now), Some(before)) if now == before => {}
+                        (now, _) => bail!(
+                            "no answer for rows {}..{} of {date} ({msg}) and the validator's read-back {} whether they were stored; check it before sending again with --force",
+                            rec.accepted_rows,
+                            rec.accepted_rows + len,
+                            match now {
+                                Some(c) => format!("shows {c} rows, which does not tell"),
+                                None => "cannot tell".to_string(),
+                            }
+                        ),
+                    }
+                    if attempt >= sc.attempts {
+                        bail!(
+                            "rows {}..{} of {date} not accepted after {attempt} attempts: {msg}",
+                            rec.accepted_rows,
+                            rec.accepted_rows + len
+                        );
+                    }
+                    tracing::warn!(%date, attempt, "submission not answered, retrying: {msg}");
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                    attempt += 1;
+                }
+            }
+        }
+        rec.accepted_rows += len;
+        sent += len;
+        save_record(cfg, date, &rec)?;
+    }
+    Ok(Outcome::Submitted {
+        rows: sent,
+        requests,
+    })
+}

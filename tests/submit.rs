@@ -1,0 +1,252 @@
+//! Submitting to the subnet validator, against a stand-in that checks rows with its schema and
+//! stores them as it does (tests/mock_validator.py): a clean submission through `pipeline run`,
+//! a rerun that sends nothing, a changed model, a refused row, 5xx answers and a connection
+//! dropped after the validator stored a chunk — every row stored exactly once.
+
+mod common;
+
+use arrow::array::AsArray;
+use common::*;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+const DATES: [&str; 2] = ["2025-10-01", "2025-10-02"];
+const URL: &str = "https://github.com/example/aml-pipeline";
+
+/// The validator stand-in on a free loopback port, killed on drop.
+struct Validator {
+    child: Child,
+    port: u16,
+}
+
+impl Validator {
+    fn start(args: &[&str]) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mock_validator.py");
+        let (child, line) = spawn_with_banner(Command::new("python3").arg(script).args(args));
+        let port = line.trim().strip_prefix("port ").unwrap().parse().unwrap();
+        Self { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The stored rows and the number of POSTs received.
+    fn stored(&self) -> (Vec<Value>, u64) {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            s,
+            "GET /_rows HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        let v: Value = serde_json::from_str(raw.split_once("\r\n\r\n").unwrap().1).unwrap();
+        (
+            v["rows"].as_array().unwrap().clone(),
+            v["posts"].as_u64().unwrap(),
+        )
+    }
+}
+
+impl Drop for Validator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A run config over the fixture's first two dates, with the GitHub URL and `extra` keys.
+fn setup(tmp: &Path, extra: &str) -> (PathBuf, PathBuf) {
+    let f = fixture();
+    let out = tmp.join("out");
+    let cfg = write_config(&tmp.join("cfg"), &f.input, &out, &f.models);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "\nmodel_github_url = {URL:?}\nsubmitter_id = \"miner-7\"\n{extra}\n"
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    (cfg, out)
+}
+
+fn dates() -> String {
+    format!("{}..{}", DATES[0], DATES[1])
+}
+
+/// `alert_id`s of a date's written scores.
+fn alert_ids(out: &Path, date: &str) -> Vec<String> {
+    let b = read_parquet(&batch_dir(out, date).join("alert_scores.parquet"));
+    b.column_by_name("alert_id")
+        .unwrap()
+        .as_string::<i32>()
+        .iter()
+        .map(|v| v.unwrap().to_string())
+        .collect()
+}
+
+/// Every alert of both dates stored exactly once, with the scores as written.
+fn assert_stored_once(v: &Validator, out: &Path) {
+    let (rows, _) = v.stored();
+    let mut seen: HashMap<(String, String), usize> = HashMap::new();
+    for r in &rows {
+        let key = (
+            r["processing_date"].as_str().unwrap().to_string(),
+            r["alert_id"].as_str().unwrap().to_string(),
+        );
+        *seen.entry(key).or_default() += 1;
+        assert_eq!(r["model_github_url"], URL);
+        assert_eq!(r["submitter_id"], "miner-7");
+        assert_eq!(r["window_days"], WINDOW);
+    }
+    let mut want = 0;
+    for d in DATES {
+        let scores = scores_by_id(out, d);
+        for id in alert_ids(out, d) {
+            want += 1;
+            assert_eq!(seen.get(&(d.to_string(), id.clone())), Some(&1), "{d} {id}");
+            let row = rows.iter().find(|r| r["alert_id"] == id.as_str()).unwrap();
+            assert_eq!(
+                row["score"].as_f64().unwrap().to_bits(),
+                scores[&id].to_bits()
+            );
+        }
+    }
+    assert_eq!(rows.len(), want, "rows stored beyond the alerts");
+}
+
+fn submit(cfg: &Path, v: &Validator, extra: &[&str]) -> std::process::Output {
+    let (url, dates) = (v.url(), dates());
+    let args = [
+        &[
+            "submit",
+            cfg.to_str().unwrap(),
+            "--dates",
+            &dates,
+            "--validator-url",
+            &url,
+        ][..],
+        extra,
+    ]
+    .concat();
+    pipeline_within(&args, 120)
+}
+
+#[test]
+fn a_run_submits_once_and_a_rerun_sends_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = Validator::start(&[]);
+    let (cfg, out) = setup(
+        tmp.path(),
+        &format!("validator_url = {:?}\nrows_per_request = 150", v.url()),
+    );
+    let res = ok(pipeline(&[
+        "run",
+        cfg.to_str().unwrap(),
+        "--dates",
+        &dates(),
+    ]));
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        stdout.contains(&format!("submit {}: ", DATES[0])),
+        "{stdout}"
+    );
+    assert_stored_once(&v, &out);
+    let posts = v.stored().1;
+    let n: usize = DATES.iter().map(|d| alert_ids(&out, d).len()).sum();
+    assert_eq!(
+        posts as usize,
+        DATES
+            .iter()
+            .map(|d| alert_ids(&out, d).len().div_ceil(150))
+            .sum::<usize>(),
+        "{n} rows"
+    );
+
+    let res = ok(submit(&cfg, &v, &[]));
+    assert!(String::from_utf8_lossy(&res.stdout).contains("already submitted"));
+    assert_eq!(v.stored().1, posts, "a rerun must send nothing");
+    ok(pipeline(&[
+        "run",
+        cfg.to_str().unwrap(),
+        "--dates",
+        &dates(),
+    ]));
+    assert_eq!(v.stored().1, posts);
+
+    // Another model (here, another repository) changes what would be sent: not sent again
+    // without --force, since the validator would keep both submissions.
+    let other = [
+        "--model-github-url",
+        "https://github.com/example/other-model",
+    ];
+    let res = ok(submit(&cfg, &v, &other));
+    assert!(String::from_utf8_lossy(&res.stdout).contains("changed since it was submitted"));
+    assert_eq!(v.stored().1, posts);
+    ok(submit(&cfg, &v, &[&other[..], &["--force"]].concat()));
+    assert_eq!(v.stored().0.len(), 2 * n, "--force sends the day again");
+
+    // A dry run writes the bodies and sends nothing.
+    let bodies = tmp.path().join("bodies.jsonl");
+    ok(submit(
+        &cfg,
+        &v,
+        &["--force", "--dry-run", bodies.to_str().unwrap()],
+    ));
+    let text = std::fs::read_to_string(&bodies).unwrap();
+    let sent: usize = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["submissions"]
+                .as_array()
+                .unwrap()
+                .len()
+        })
+        .sum();
+    assert_eq!(sent, n);
+    assert_eq!(v.stored().0.len(), 2 * n);
+}
+
+#[test]
+fn a_refused_row_fails_only_its_date() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cfg, out) = setup(tmp.path(), "");
+    ok(pipeline(&[
+        "run",
+        cfg.to_str().unwrap(),
+        "--dates",
+        &dates(),
+    ]));
+    let bad = alert_ids(&out, DATES[0])[5].clone();
+    let v = Validator::start(&["--reject-alert", &bad]);
+    let res = submit(&cfg, &v, &[]);
+    assert_eq!(res.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains(&format!("submit {}", DATES[0])) && err.contains("422") && err.contains(&bad),
+        "{err}"
+    );
+    let (rows, _) = v.stored();
+    assert!(rows.iter().all(|r| r["processing_date"] == DATES[1]));
+    assert_eq!(rows.len(), alert_ids(&out, DATES[1]).len());
+}
+
+#[test]
+fn lost_answers_are_retried_and_every_row_is_stored_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cfg, out) = setup(tmp.path(), "rows_per_request = 100");
+    ok(pipeline(&[
+        "run",
+        cfg.to_str().unwrap(),
+        "--dates",
+        &dates(),
+    ]));
+    let retry = ["--retry-delay-ms", "10"];
+    // Two 500s first, then the connection dropped right after the third chunk was stored.
+    let v = Validator::start(&["--fail-first", "2", "--drop-after-store", "5"]);
+    let res = ok(submit(&cfg, &v, &retry));
+    assert!(String::from_utf8_lossy(&res.stdout).contains("scores sent"));
+    assert_stored_once(&v, &out);
+}
