@@ -66,6 +66,8 @@ pub enum Outcome {
     NotValidated(String),
     /// Request bodies written instead of sent (`--dry-run`).
     DryRun { rows: usize, requests: usize },
+    /// The date has no alerts: nothing to send.
+    Empty,
 }
 
 /// One date's rows, in the order of its `alert_scores.parquet`.
@@ -210,7 +212,10 @@ impl Client {
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?,
-            http: reqwest::Client::builder().timeout(timeout).build()?,
+            http: reqwest::Client::builder()
+                .timeout(timeout)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
         })
     }
 
@@ -229,8 +234,18 @@ impl Client {
                 Ok(r) if r.status().is_success() => Answer::Ok,
                 Ok(r) => {
                     let status = r.status();
+                    let moved = r
+                        .headers()
+                        .get("location")
+                        .and_then(|l| l.to_str().ok())
+                        .map(str::to_string);
                     let text = r.text().await.unwrap_or_default();
-                    if status.is_client_error() {
+                    if status.is_redirection() {
+                        Answer::Refused(format!(
+                            "{status}: redirected to {}; set validator_url to the final address",
+                            moved.unwrap_or_default()
+                        ))
+                    } else if status.is_client_error() {
                         Answer::Refused(format!("{status}: {}", text.trim()))
                     } else {
                         Answer::Lost(format!("{status}: {}", text.trim()))
@@ -243,21 +258,26 @@ impl Client {
     /// The number of rows the validator holds for this submitter on `date`, if its read-back
     /// can tell (it shows only the submitter's latest date).
     fn stored(&self, cfg: &RunConfig, sc: &SubmitConfig, date: NaiveDate) -> Result<Option<u64>> {
-        let url = format!(
-            "{}/api/v1/submissions/{}/latest?network={}",
-            sc.validator_url.trim_end_matches('/'),
-            sc.submitter_id,
-            cfg.network
-        );
+        let url = endpoint(
+            sc,
+            &["api", "v1", "submissions", &sc.submitter_id, "latest"],
+            &cfg.network,
+        )?;
         self.rt.block_on(async {
-            let r = self.http.get(&url).send().await?;
-            if r.status() == reqwest::StatusCode::NOT_FOUND {
+            let r = self.http.get(url.clone()).send().await?;
+            let status = r.status();
+            let body = r.bytes().await?;
+            // Only the validator's own "no submissions" 404 means none; any other (a wrong
+            // base path, a proxy) tells nothing.
+            if status == reqwest::StatusCode::NOT_FOUND
+                && String::from_utf8_lossy(&body).contains("No submissions found")
+            {
                 return Ok(Some(0));
             }
-            if !r.status().is_success() {
-                bail!("{url}: {}", r.status());
+            if !status.is_success() {
+                bail!("{url}: {status}");
             }
-            let v: Value = serde_json::from_slice(&r.bytes().await?)?;
+            let v: Value = serde_json::from_slice(&body)?;
             let same = v["processing_date"].as_str() == Some(&date.format("%Y-%m-%d").to_string())
                 && v["window_days"].as_u64() == Some(cfg.window_days as u64);
             Ok(if same {
@@ -274,6 +294,33 @@ impl Client {
     }
 }
 
+/// `{validator_url}/{segments…}?network={network}`, every part escaped.
+fn endpoint(sc: &SubmitConfig, segments: &[&str], network: &str) -> Result<url::Url> {
+    let mut url = url::Url::parse(&sc.validator_url)
+        .with_context(|| format!("validator_url {:?} is not a URL", sc.validator_url))?;
+    url.path_segments_mut()
+        .map_err(|_| anyhow!("validator_url {:?} cannot take a path", sc.validator_url))?
+        .pop_if_empty()
+        .extend(segments);
+    url.query_pairs_mut().append_pair("network", network);
+    Ok(url)
+}
+
+/// Holds the date's submission lock: one submission of a date at a time, across processes.
+fn lock_date(cfg: &RunConfig, date: NaiveDate) -> Result<std::fs::File> {
+    let path = record_path(cfg, date).with_extension("lock");
+    std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    file.lock()
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    Ok(file)
+}
+
 /// Submits one date (see the module doc); `dry_run` collects the request bodies instead.
 pub fn submit_date(
     cfg: &RunConfig,
@@ -282,14 +329,25 @@ pub fn submit_date(
     force: bool,
     dry_run: Option<&mut Vec<Value>>,
 ) -> Result<Outcome> {
+    let _lock = lock_date(cfg, date)?;
+    let rows = read_rows(cfg, sc, date)?;
+    let n = rows.ids.len();
+    if n == 0 {
+        return Ok(Outcome::Empty);
+    }
     if let Some(why) = not_validated(cfg, date)? {
         return Ok(Outcome::NotValidated(why));
     }
-    let rows = read_rows(cfg, sc, date)?;
-    let n = rows.ids.len();
     let per = sc.rows_per_request.max(1);
-    let old = load_record(cfg, date)?;
-    let mut rec = match old {
+    let fresh = || Record {
+        fingerprint: rows.fingerprint.clone(),
+        submission_id: format!("{}-{date}-{}", sc.submitter_id, &rows.fingerprint[..8]),
+        rows: n,
+        accepted_rows: 0,
+        baseline: None,
+    };
+    let mut rec = match load_record(cfg, date)? {
+        None => fresh(),
         Some(r) if r.accepted_rows == r.rows && !force => {
             return Ok(if r.fingerprint == rows.fingerprint {
                 Outcome::Unchanged
@@ -297,90 +355,95 @@ pub fn submit_date(
                 Outcome::Changed
             });
         }
-        Some(r) if r.fingerprint == rows.fingerprint && !force => r,
+        // Partly sent with these scores: resume after the accepted chunks, --force or not.
+        Some(r) if r.fingerprint == rows.fingerprint && r.accepted_rows < r.rows => r,
         Some(r) if !force => bail!(
-            "{date} was partly submitted ({} of {} rows) with other scores; the validator keeps them, so sending these would mix two models: send the rest with --force, or start the day over at the validator",
+            "{date} was partly submitted ({} of {} rows) with other scores, which the validator keeps; --force sends these from the start (the day then holds both)",
             r.accepted_rows,
             r.rows
         ),
-        _ => Record {
-            fingerprint: rows.fingerprint.clone(),
-            submission_id: format!("{}-{date}-{}", sc.submitter_id, &rows.fingerprint[..8]),
-            rows: n,
-            accepted_rows: 0,
-            baseline: None,
-        },
+        Some(_) => fresh(),
     };
     if let Some(bodies) = dry_run {
         let mut requests = 0;
-        for start in (0..n).step_by(per) {
-            bodies.push(body(
-                cfg,
-                sc,
-                date,
-                &rows,
-                &rec.submission_id,
-                start..(start + per).min(n),
-            ));
+        for start in (rec.accepted_rows..n).step_by(per) {
+            let range = start..(start + per).min(n);
+            bodies.push(body(cfg, sc, date, &rows, &rec.submission_id, range));
             requests += 1;
         }
-        return Ok(Outcome::DryRun { rows: n, requests });
+        return Ok(Outcome::DryRun {
+            rows: n - rec.accepted_rows,
+            requests,
+        });
     }
     let client = Client::new(sc.timeout)?;
-    let url = format!(
-        "{}/api/v1/submissions?network={}",
-        sc.validator_url.trim_end_matches('/'),
-        cfg.network
-    );
-    if rec.baseline.is_none() {
+    let url = endpoint(sc, &["api", "v1", "submissions"], &cfg.network)?;
+    let resuming = rec.baseline.is_some();
+    if !resuming {
         rec.baseline = client.stored(cfg, sc, date).unwrap_or(None);
         save_record(cfg, date, &rec)?;
     }
     let (mut sent, mut requests) = (0, 0);
+    let mut check = resuming;
     while rec.accepted_rows < n {
         let range = rec.accepted_rows..(rec.accepted_rows + per).min(n);
         let len = range.len();
+        // Before any send whose predecessor's fate is unknown (a resumed submission, a lost
+        // answer), the read-back must say whether the chunk is already in.
+        if check {
+            let expect = rec.baseline.map(|b| b + rec.accepted_rows as u64);
+            match (client.stored(cfg, sc, date).ok().flatten(), expect) {
+                (Some(now), Some(before)) if now == before + len as u64 => {
+                    rec.accepted_rows += len;
+                    save_record(cfg, date, &rec)?;
+                    check = false;
+                    continue;
+                }
+                (Some(now), Some(before)) if now == before => {}
+                (now, _) => bail!(
+                    "cannot tell whether rows {}..{} of {date} are stored: the validator's read-back {}; check it before sending again with --force",
+                    rec.accepted_rows,
+                    rec.accepted_rows + len,
+                    match now {
+                        Some(c) => format!("shows {c} rows, not the {} or {} expected", expect.unwrap_or(0), expect.unwrap_or(0) + len as u64),
+                        None => "does not show this date".to_string(),
+                    }
+                ),
+            }
+        }
         let b = body(cfg, sc, date, &rows, &rec.submission_id, range);
         let mut delay = sc.retry_delay;
         let mut attempt = 1;
         loop {
             requests += 1;
-            match client.post(&url, &b) {
+            match client.post(url.as_str(), &b) {
                 Answer::Ok => break,
-                Answer::Refused(msg) => {
-                    bail!(
-                        "the validator refused rows {}..{} of {date}: {msg}",
-                        rec.accepted_rows,
-                        rec.accepted_rows + len
-                    )
-                }
+                Answer::Refused(msg) => bail!(
+                    "the validator refused rows {}..{} of {date}: {msg}",
+                    rec.accepted_rows,
+                    rec.accepted_rows + len
+                ),
+                Answer::Lost(msg) if attempt >= sc.attempts => bail!(
+                    "rows {}..{} of {date} not accepted after {attempt} attempts: {msg}",
+                    rec.accepted_rows,
+                    rec.accepted_rows + len
+                ),
                 Answer::Lost(msg) => {
-                    // Was it stored anyway? Only the read-back can say.
+                    tracing::warn!(%date, attempt, "submission not answered, retrying: {msg}");
+                    // Wait first, so a request still being stored is in before the read-back.
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                    attempt += 1;
                     let expect = rec.baseline.map(|b| b + rec.accepted_rows as u64);
                     match (client.stored(cfg, sc, date).ok().flatten(), expect) {
                         (Some(now), Some(before)) if now == before + len as u64 => break,
                         (Some(now), Some(before)) if now == before => {}
-                        (now, _) => bail!(
-                            "no answer for rows {}..{} of {date} ({msg}) and the validator's read-back {} whether they were stored; check it before sending again with --force",
-                            rec.accepted_rows,
-                            rec.accepted_rows + len,
-                            match now {
-                                Some(c) => format!("shows {c} rows, which does not tell"),
-                                None => "cannot tell".to_string(),
-                            }
-                        ),
-                    }
-                    if attempt >= sc.attempts {
-                        bail!(
-                            "rows {}..{} of {date} not accepted after {attempt} attempts: {msg}",
+                        _ => bail!(
+                            "no answer for rows {}..{} of {date} ({msg}) and the validator's read-back cannot tell whether they were stored; check it before sending again with --force",
                             rec.accepted_rows,
                             rec.accepted_rows + len
-                        );
+                        ),
                     }
-                    tracing::warn!(%date, attempt, "submission not answered, retrying: {msg}");
-                    std::thread::sleep(delay);
-                    delay *= 2;
-                    attempt += 1;
                 }
             }
         }

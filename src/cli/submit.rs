@@ -127,6 +127,7 @@ pub(super) fn submit_dates(
                 println!("submit {date}: {rows} scores sent in {requests} requests to {}", sc.validator_url)
             }
             Ok(Outcome::Unchanged) => println!("submit {date}: already submitted"),
+            Ok(Outcome::Empty) => println!("submit {date}: no alerts, nothing to send"),
             Ok(Outcome::Changed) => println!(
                 "submit {date}: changed since it was submitted; not sent again (the validator keeps every row, so a second submission fails Tier 1 on duplicates; --force sends it anyway)"
             ),

@@ -41,6 +41,9 @@ impl Default for Limits {
 /// ([`super::MAX_HEADERS`]) is lower, so a request over it is answered by the router.
 const PARSED_HEADERS: usize = 1024;
 
+/// The longest a connection stays open, however busy (clients reconnect).
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(600);
+
 /// Time in-flight requests get to finish after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -82,7 +85,8 @@ pub async fn serve(
             );
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            let _ = conn.await;
+            // A client that stops reading would otherwise hold its slot for ever.
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
             drop(permit);
         });
     }

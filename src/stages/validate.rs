@@ -315,7 +315,8 @@ pub fn judge(
         .chain(
             own_faults
                 .iter()
-                .filter(|f| f.1 < 1.0)
+                // A day without alerts has nothing to be at fault (the fractions are 0 of 0).
+                .filter(|f| f.1 < 1.0 && !(rows.is_empty() && batch.is_empty()))
                 .map(|(name, v, what)| format!("{name}: {v:.4} {what}")),
         )
         .collect();
@@ -339,7 +340,7 @@ pub fn reward_line(r: &Reward) -> String {
     let value = match r.score {
         Some(s) => format!("{s:.4}"),
         None => format!(
-            "{:.4}–{:.4} (rank correlation unknown: no consensus given)",
+            "{:.4}–{:.4} (rank correlation unknown: no consensus given, or constant scores)",
             r.bounds[0], r.bounds[1]
         ),
     };
