@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
@@ -109,8 +109,13 @@ async fn refuse_busy(mut stream: TcpStream, max: usize) {
         body.len()
     );
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        // Read what the client sent first: closing with unread bytes resets the connection,
+        // and a reset can discard the answer before the client reads it.
+        let mut buf = [0u8; 8192];
+        let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await;
         let _ = stream.write_all(answer.as_bytes()).await;
         let _ = stream.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await;
     })
     .await;
 }
