@@ -321,6 +321,33 @@ fn lock_date(cfg: &RunConfig, date: NaiveDate) -> Result<std::fs::File> {
     Ok(file)
 }
 
+/// Whether the next chunk (`len` rows after the accepted ones) is already stored, by the
+/// validator's read-back: its count is the baseline plus the accepted rows (not stored) or
+/// plus this chunk too (stored). Anything else cannot be told apart, and is an error.
+fn chunk_stored(
+    client: &Client,
+    cfg: &RunConfig,
+    sc: &SubmitConfig,
+    date: NaiveDate,
+    rec: &Record,
+    len: usize,
+) -> Result<bool> {
+    let expect = rec.baseline.map(|b| b + rec.accepted_rows as u64);
+    match (client.stored(cfg, sc, date).ok().flatten(), expect) {
+        (Some(now), Some(before)) if now == before + len as u64 => Ok(true),
+        (Some(now), Some(before)) if now == before => Ok(false),
+        (now, _) => bail!(
+            "cannot tell whether rows {}..{} of {date} are stored: the validator's read-back {}; check it before sending again with --force",
+            rec.accepted_rows,
+            rec.accepted_rows + len,
+            match (now, expect) {
+                (Some(c), Some(e)) => format!("shows {c} rows, not the {e} or {} expected", e + len as u64),
+                _ => "does not show this date".to_string(),
+            }
+        ),
+    }
+}
+
 /// Submits one date (see the module doc); `dry_run` collects the request bodies instead.
 pub fn submit_date(
     cfg: &RunConfig,
@@ -390,26 +417,10 @@ pub fn submit_date(
         let len = range.len();
         // Before any send whose predecessor's fate is unknown (a resumed submission, a lost
         // answer), the read-back must say whether the chunk is already in.
-        if check {
-            let expect = rec.baseline.map(|b| b + rec.accepted_rows as u64);
-            match (client.stored(cfg, sc, date).ok().flatten(), expect) {
-                (Some(now), Some(before)) if now == before + len as u64 => {
-                    rec.accepted_rows += len;
-                    save_record(cfg, date, &rec)?;
-                    check = false;
-                    continue;
-                }
-                (Some(now), Some(before)) if now == before => {}
-                (now, _) => bail!(
-                    "cannot tell whether rows {}..{} of {date} are stored: the validator's read-back {}; check it before sending again with --force",
-                    rec.accepted_rows,
-                    rec.accepted_rows + len,
-                    match now {
-                        Some(c) => format!("shows {c} rows, not the {} or {} expected", expect.unwrap_or(0), expect.unwrap_or(0) + len as u64),
-                        None => "does not show this date".to_string(),
-                    }
-                ),
-            }
+        if std::mem::take(&mut check) && chunk_stored(&client, cfg, sc, date, &rec, len)? {
+            rec.accepted_rows += len;
+            save_record(cfg, date, &rec)?;
+            continue;
         }
         let b = body(cfg, sc, date, &rows, &rec.submission_id, range);
         let mut delay = sc.retry_delay;
@@ -434,15 +445,10 @@ pub fn submit_date(
                     std::thread::sleep(delay);
                     delay *= 2;
                     attempt += 1;
-                    let expect = rec.baseline.map(|b| b + rec.accepted_rows as u64);
-                    match (client.stored(cfg, sc, date).ok().flatten(), expect) {
-                        (Some(now), Some(before)) if now == before + len as u64 => break,
-                        (Some(now), Some(before)) if now == before => {}
-                        _ => bail!(
-                            "no answer for rows {}..{} of {date} ({msg}) and the validator's read-back cannot tell whether they were stored; check it before sending again with --force",
-                            rec.accepted_rows,
-                            rec.accepted_rows + len
-                        ),
+                    if chunk_stored(&client, cfg, sc, date, &rec, len)
+                        .with_context(|| format!("no answer to the last request ({msg})"))?
+                    {
+                        break;
                     }
                 }
             }

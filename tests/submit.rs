@@ -64,12 +64,27 @@ fn setup(tmp: &Path, extra: &str) -> (PathBuf, PathBuf) {
     let f = fixture();
     let out = tmp.join("out");
     let cfg = write_config(&tmp.join("cfg"), &f.input, &out, &f.models);
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    add_submitter(&cfg, extra);
+    (cfg, out)
+}
+
+/// Appends the GitHub URL, the submitter and `extra` keys to a run config.
+fn add_submitter(cfg: &Path, extra: &str) {
+    let mut text = std::fs::read_to_string(cfg).unwrap();
     text.push_str(&format!(
         "\nmodel_github_url = {URL:?}\nsubmitter_id = \"miner-7\"\n{extra}\n"
     ));
-    std::fs::write(&cfg, text).unwrap();
-    (cfg, out)
+    std::fs::write(cfg, text).unwrap();
+}
+
+/// Runs the pipeline over both dates.
+fn run_both(cfg: &Path) -> std::process::Output {
+    ok(pipeline(&[
+        "run",
+        cfg.to_str().unwrap(),
+        "--dates",
+        &dates(),
+    ]))
 }
 
 fn dates() -> String {
@@ -145,12 +160,7 @@ fn a_run_submits_once_and_a_rerun_sends_nothing() {
         tmp.path(),
         &format!("validator_url = {:?}\nrows_per_request = 150", v.url()),
     );
-    let res = ok(pipeline(&[
-        "run",
-        cfg.to_str().unwrap(),
-        "--dates",
-        &dates(),
-    ]));
+    let res = run_both(&cfg);
     let stdout = String::from_utf8_lossy(&res.stdout);
     assert!(
         stdout.contains(&format!("submit {}: ", DATES[0])),
@@ -171,12 +181,7 @@ fn a_run_submits_once_and_a_rerun_sends_nothing() {
     let res = ok(submit(&cfg, &v, &[]));
     assert!(String::from_utf8_lossy(&res.stdout).contains("already submitted"));
     assert_eq!(v.stored().1, posts, "a rerun must send nothing");
-    ok(pipeline(&[
-        "run",
-        cfg.to_str().unwrap(),
-        "--dates",
-        &dates(),
-    ]));
+    run_both(&cfg);
     assert_eq!(v.stored().1, posts);
 
     // Another model (here, another repository) changes what would be sent: not sent again
@@ -216,12 +221,7 @@ fn a_run_submits_once_and_a_rerun_sends_nothing() {
 fn a_refused_row_fails_only_its_date() {
     let tmp = tempfile::tempdir().unwrap();
     let (cfg, out) = setup(tmp.path(), "");
-    ok(pipeline(&[
-        "run",
-        cfg.to_str().unwrap(),
-        "--dates",
-        &dates(),
-    ]));
+    run_both(&cfg);
     let bad = alert_ids(&out, DATES[0])[5].clone();
     let v = Validator::start(&["--reject-alert", &bad]);
     let res = submit(&cfg, &v, &[]);
@@ -240,12 +240,7 @@ fn a_refused_row_fails_only_its_date() {
 fn lost_answers_are_retried_and_every_row_is_stored_exactly_once() {
     let tmp = tempfile::tempdir().unwrap();
     let (cfg, out) = setup(tmp.path(), "rows_per_request = 100");
-    ok(pipeline(&[
-        "run",
-        cfg.to_str().unwrap(),
-        "--dates",
-        &dates(),
-    ]));
+    run_both(&cfg);
     let retry = ["--retry-delay-ms", "10"];
     // Two 500s first, then the connection dropped right after the third chunk was stored.
     let v = Validator::start(&["--fail-first", "2", "--drop-after-store", "5"]);
@@ -260,12 +255,7 @@ fn lost_answers_are_retried_and_every_row_is_stored_exactly_once() {
 fn a_rerun_after_a_lost_answer_does_not_resend_the_stored_chunk() {
     let tmp = tempfile::tempdir().unwrap();
     let (cfg, out) = setup(tmp.path(), "rows_per_request = 100");
-    ok(pipeline(&[
-        "run",
-        cfg.to_str().unwrap(),
-        "--dates",
-        &dates(),
-    ]));
+    run_both(&cfg);
     // The answer to the second chunk of the later date is lost (the read-back shows only a
     // submitter's latest date, so a lost chunk of an older date could not be told apart).
     let second_of_later = alert_ids(&out, DATES[0]).len().div_ceil(100) + 2;
@@ -293,11 +283,7 @@ fn a_day_without_alerts_is_valid_and_sends_nothing() {
     refresh_meta(&day);
     let out = tmp.path().join("out");
     let cfg = write_config(&tmp.path().join("cfg"), &input, &out, &f.models);
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text.push_str(&format!(
-        "\nmodel_github_url = {URL:?}\nsubmitter_id = \"miner-7\"\n"
-    ));
-    std::fs::write(&cfg, text).unwrap();
+    add_submitter(&cfg, "");
     ok(pipeline(&[
         "run",
         cfg.to_str().unwrap(),
