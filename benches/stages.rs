@@ -3,9 +3,15 @@
 //! `bench-data/criterion-{alerts}/` and reused. Run with `cargo bench --bench stages`.
 
 use aml_pipeline::batch::{ArrowBatch, Tables};
-use aml_pipeline::config::{DecodeParams, ModelParams, RunConfig, StageKind};
+use aml_pipeline::calibration::Calibration;
+use aml_pipeline::config::RunConfig;
 use aml_pipeline::features::build_matrix;
-use aml_pipeline::stages::{cluster_score, decode, rank, score, write, Context, StageInput};
+use aml_pipeline::model::ModelKind;
+use aml_pipeline::stages::decode::DecodeParams;
+use aml_pipeline::stages::score::ModelParams;
+use aml_pipeline::stages::{
+    cluster_score, decode, rank, score, write, Context, LogObserver, StageInput,
+};
 use chrono::NaiveDate;
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::collections::BTreeMap;
@@ -59,14 +65,14 @@ fn input<'a>(
         date,
         tables,
         timings,
+        observer: &LogObserver,
     }
 }
 
 fn stages(c: &mut Criterion) {
     let (ctx, date) = setup();
     let dir = ctx.config.input_dir(date);
-    let model =
-        |kind: StageKind| ctx.models[&ctx.config.pipeline.stage_of(kind).unwrap().name].clone();
+    let model = |kind: ModelKind| ctx.model_of(kind).expect("the pipeline applies it").clone();
     let timings = BTreeMap::new();
     let mut g = c.benchmark_group("stages");
     g.sample_size(10)
@@ -117,9 +123,11 @@ fn stages(c: &mut Criterion) {
     let matrix = build_matrix(date, &tables, &history).unwrap();
     tables.insert("matrix".into(), ArrowBatch(matrix.clone()));
 
-    let scorer = model(StageKind::Score);
+    let scorer = model(ModelKind::AlertScorer);
     g.bench_function("score", |b| {
-        b.iter(|| score::score_table(&scorer, &matrix, "alert_id", false).unwrap())
+        b.iter(|| {
+            score::score_table(&scorer, &matrix, "alert_id", false, Calibration::None).unwrap()
+        })
     });
     // The prediction alone, by the flattened evaluator (`Model::predict`) and by LightGBM.
     let x = aml_pipeline::features::row_major(&matrix, &scorer.meta.feature_names).unwrap();
@@ -131,18 +139,19 @@ fn stages(c: &mut Criterion) {
     });
     let head = matrix.slice(0, matrix.num_rows().min(5_000));
     g.bench_function("score_with_explain_5000_alerts", |b| {
-        b.iter(|| score::score_table(&scorer, &head, "alert_id", true).unwrap())
+        b.iter(|| score::score_table(&scorer, &head, "alert_id", true, Calibration::None).unwrap())
     });
-    let scores = score::score_table(&scorer, &matrix, "alert_id", false).unwrap();
+    let scores =
+        score::score_table(&scorer, &matrix, "alert_id", false, Calibration::None).unwrap();
     tables.insert("alert_scores".into(), ArrowBatch(scores));
 
-    let ranker = model(StageKind::Rank);
+    let ranker = model(ModelKind::AlertRanker);
     g.bench_function("rank", |b| {
         b.iter(|| rank::run(&ranker, &input(date, &tables, &timings)).unwrap())
     });
     tables.extend(rank::run(&ranker, &input(date, &tables, &timings)).unwrap());
 
-    let clusterer = model(StageKind::ClusterScore);
+    let clusterer = model(ModelKind::ClusterScorer);
     let p = ModelParams {
         explain: false,
         ..ModelParams::default()

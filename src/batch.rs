@@ -77,8 +77,66 @@ fn serde_bytes_vec<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error>
     d.deserialize_byte_buf(V)
 }
 
-/// The tables one stage hands to the next for one date, by name (`alerts`, `matrix`, …).
+/// The tables one stage hands to the next for one date, by [`Table::name`].
 pub type Tables = BTreeMap<String, ArrowBatch>;
+
+/// A table that flows along the graph's edges. Stage kinds declare the tables they consume
+/// and produce ([`crate::stages::Kind`]); the pipeline file is checked against them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    /// The batch's alerts, checked and typed.
+    Alerts,
+    /// The batch's address features (large).
+    Features,
+    /// The batch's alert clusters.
+    Clusters,
+    /// The batch's money flows (large).
+    Flows,
+    /// What decode learned of the batch (row counts, input issues).
+    BatchInfo,
+    /// The model matrix: one row per alert.
+    Matrix,
+    /// One score per alert.
+    AlertScores,
+    /// One rank per alert.
+    AlertRankings,
+    /// One score per cluster.
+    ClusterScores,
+    /// The output files written, with their rows.
+    Written,
+    /// The checks validation passed.
+    Validation,
+    /// What was sent to the validator.
+    Submission,
+}
+
+impl Table {
+    /// Its name in [`Tables`] and in the state cache.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Alerts => "alerts",
+            Self::Features => "features",
+            Self::Clusters => "clusters",
+            Self::Flows => "flows",
+            Self::BatchInfo => "batch_info",
+            Self::Matrix => "matrix",
+            Self::AlertScores => "alert_scores",
+            Self::AlertRankings => "alert_rankings",
+            Self::ClusterScores => "cluster_scores",
+            Self::Written => "written",
+            Self::Validation => "validation",
+            Self::Submission => "submission",
+        }
+    }
+
+    /// Whether a stage's output of this table is kept in the state cache, so a later run can
+    /// rerun a reader without rerunning its producer. The address features and money flows
+    /// are not (they are large, and feature join, their only reader, reruns with decode); nor
+    /// is the submission record, which nothing reads.
+    pub const fn cached(self) -> bool {
+        !matches!(self, Self::Features | Self::Flows | Self::Submission)
+    }
+}
 
 /// One stage's output for one processing date: its tables, or why the date failed.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -5,9 +5,10 @@
 //! difference from a seeded paired bootstrap. The report is written as `report.json`,
 //! `report.md` and a self-contained `report.html` with SVG plots.
 
-use crate::config::{RunConfig, ValidateParams};
+use crate::config::RunConfig;
 use crate::labels::Labels;
 use crate::metrics::{auc_roc, pr_curve, roc_curve};
+use crate::stages::validate::ValidateParams;
 use crate::stages::validate::{judge, read_scores, BatchFacts, Knowledge};
 use anyhow::{anyhow, Context, Result};
 use chrono::NaiveDate;

@@ -3,11 +3,14 @@
 //! Both are checked before any work starts: unknown keys, unknown stage kinds, missing or
 //! cyclic inputs and tables no input provides are refused with the file and key named.
 
+use crate::batch::Table;
 use crate::dates::DateSelection;
+use crate::stages::{Kind, Stage, KINDS};
 use anyhow::{anyhow, bail, Context, Result};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// `configs/*.toml`: what to run, on which data, with which models.
 #[derive(Debug, Clone)]
@@ -210,146 +213,17 @@ pub fn batch_dir(root: &Path, network: &str, date: chrono::NaiveDate, window_day
         .join(window_days.to_string())
 }
 
-/// The kinds of stage a pipeline graph can hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StageKind {
-    /// Reads and checks one date's batch.
-    Decode,
-    /// Builds the model matrix, one row per alert.
-    FeatureJoin,
-    /// Scores alerts with the binary alert scorer.
-    Score,
-    /// Ranks alerts with the lambdarank model.
-    Rank,
-    /// Scores clusters from their member alerts.
-    ClusterScore,
-    /// Writes the date's outputs atomically.
-    Write,
-    /// Checks the written outputs against the batch.
-    Validate,
-}
-
-impl StageKind {
-    /// The tables this kind needs from its inputs.
-    pub fn consumes(self) -> &'static [&'static str] {
-        match self {
-            Self::Decode => &[],
-            Self::FeatureJoin => &["alerts", "features", "clusters", "flows"],
-            Self::Score => &["matrix"],
-            Self::Rank => &["matrix", "alert_scores"],
-            Self::ClusterScore => &["matrix", "clusters"],
-            Self::Write => &[
-                "batch_info",
-                "alert_scores",
-                "alert_rankings",
-                "cluster_scores",
-            ],
-            Self::Validate => &["alerts", "clusters", "written"],
-        }
-    }
-
-    /// The tables this kind produces.
-    pub fn produces(self) -> &'static [&'static str] {
-        match self {
-            Self::Decode => &["alerts", "features", "clusters", "flows", "batch_info"],
-            Self::FeatureJoin => &["matrix"],
-            Self::Score => &["alert_scores"],
-            Self::Rank => &["alert_rankings"],
-            Self::ClusterScore => &["cluster_scores"],
-            Self::Write => &["written"],
-            Self::Validate => &["validation"],
-        }
-    }
-}
-
-/// Parameters of the decode stage.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DecodeParams {
-    /// Check every file against the sha256 in META.json.
-    pub verify_checksums: bool,
-    /// Rows per batch when streaming the large tables.
-    pub batch_size: usize,
-}
-
-impl Default for DecodeParams {
-    fn default() -> Self {
-        Self {
-            verify_checksums: true,
-            batch_size: 65_536,
-        }
-    }
-}
-
-/// Parameters of a stage that applies a model.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ModelParams {
-    /// `latest` (newest installed model of the stage's type) or a path to a model file.
-    pub model: String,
-    /// Write SHAP explanations (`explain_json`) with the scores; off is faster.
-    pub explain: bool,
-}
-
-impl Default for ModelParams {
-    fn default() -> Self {
-        Self {
-            model: "latest".into(),
-            explain: true,
-        }
-    }
-}
-
-/// Parameters of the validate stage.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ValidateParams {
-    /// Upper bound on mean per-alert latency (ms) for the integrity tier.
-    pub max_latency_ms: f64,
-    /// Pattern traps: a JSON file `[{"alert_id": …, "expected_score": …}, …]` (relative to the
-    /// pipeline file), or empty for none.
-    pub traps: String,
-    /// Reference scores for the validators' Spearman part: an output tree with the same layout
-    /// (relative to the pipeline file), or empty for none.
-    pub reference: String,
-}
-
-impl Default for ValidateParams {
-    fn default() -> Self {
-        Self {
-            max_latency_ms: 100.0,
-            traps: String::new(),
-            reference: String::new(),
-        }
-    }
-}
-
-/// A stage's typed parameters.
-#[derive(Debug, Clone, Serialize)]
-#[serde(untagged)]
-pub enum StageParams {
-    /// decode
-    Decode(DecodeParams),
-    /// score, rank, cluster_score
-    Model(ModelParams),
-    /// validate
-    Validate(ValidateParams),
-    /// stages without parameters
-    None,
-}
-
 /// One stage of the graph.
 #[derive(Debug, Clone)]
 pub struct StageSpec {
     /// Unique name, used by other stages' `inputs`.
     pub name: String,
-    /// What the stage does.
-    pub kind: StageKind,
+    /// What the stage does, from the registry ([`crate::stages::KINDS`]).
+    pub kind: &'static Kind,
     /// Names of the stages whose tables it reads.
     pub inputs: Vec<String>,
-    /// Its parameters.
-    pub params: StageParams,
+    /// The configured stage: its kind's parameters and behaviour.
+    pub stage: Arc<dyn Stage>,
 }
 
 /// A checked pipeline graph, stages in a topological order.
@@ -378,15 +252,6 @@ struct RawStage {
     params: Option<toml::Table>,
 }
 
-fn parse_params<T: for<'de> Deserialize<'de> + Default>(
-    t: Option<toml::Table>,
-) -> Result<T, String> {
-    match t {
-        None => Ok(T::default()),
-        Some(t) => T::deserialize(toml::Value::Table(t)).map_err(|e| e.message().to_string()),
-    }
-}
-
 impl PipelineSpec {
     /// Reads and checks a pipeline file.
     pub fn load(path: &Path) -> Result<Self> {
@@ -402,36 +267,25 @@ impl PipelineSpec {
         let mut stages = Vec::new();
         let mut names = BTreeSet::new();
         for s in raw.stage {
-            let kind: StageKind = StageKind::deserialize(toml::Value::String(s.kind.clone())).map_err(|_| {
+            let kind = crate::stages::kind(&s.kind).ok_or_else(|| {
+                let known: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
                 anyhow!(
-                    "{p}: stage `{}`: unknown kind `{}` (expected decode, feature_join, score, rank, cluster_score, write or validate)",
+                    "{p}: stage `{}`: unknown kind `{}` (expected one of: {})",
                     s.name,
-                    s.kind
+                    s.kind,
+                    known.join(", ")
                 )
             })?;
             if !names.insert(s.name.clone()) {
                 bail!("{p}: stage name `{}` is used twice", s.name);
             }
-            let params = match kind {
-                StageKind::Decode => parse_params(s.params).map(StageParams::Decode),
-                StageKind::Score | StageKind::Rank | StageKind::ClusterScore => {
-                    parse_params(s.params).map(StageParams::Model)
-                }
-                StageKind::Validate => parse_params(s.params).map(StageParams::Validate),
-                _ => match s.params {
-                    Some(t) if !t.is_empty() => Err(format!(
-                        "unknown key `{}`: a {kind:?} stage takes no parameters",
-                        t.keys().next().unwrap()
-                    )),
-                    _ => Ok(StageParams::None),
-                },
-            }
-            .map_err(|e| anyhow!("{p}: stage `{}` params: {e}", s.name))?;
+            let stage = (kind.parse)(s.params)
+                .map_err(|e| anyhow!("{p}: stage `{}` params: {e}", s.name))?;
             stages.push(StageSpec {
                 name: s.name,
                 kind,
                 inputs: s.inputs,
-                params,
+                stage,
             });
         }
         if stages.is_empty() {
@@ -441,16 +295,17 @@ impl PipelineSpec {
         let by_name: BTreeMap<&str, &StageSpec> =
             stages.iter().map(|s| (s.name.as_str(), s)).collect();
         for s in &stages {
-            let provided: BTreeSet<&str> = s
+            let provided: BTreeSet<Table> = s
                 .inputs
                 .iter()
-                .flat_map(|i| by_name[i.as_str()].kind.produces().iter().copied())
+                .flat_map(|i| by_name[i.as_str()].kind.produces.iter().copied())
                 .collect();
-            for need in s.kind.consumes() {
+            for need in s.kind.consumes {
                 if !provided.contains(need) {
                     bail!(
-                        "{p}: stage `{}` needs table `{need}`, which none of its inputs {:?} produces",
+                        "{p}: stage `{}` needs table `{}`, which none of its inputs {:?} produces",
                         s.name,
+                        need.name(),
                         s.inputs
                     );
                 }
@@ -471,8 +326,15 @@ impl PipelineSpec {
     }
 
     /// The first stage of a kind, if any.
-    pub fn stage_of(&self, kind: StageKind) -> Option<&StageSpec> {
+    pub fn stage_of(&self, kind: &Kind) -> Option<&StageSpec> {
         self.stages.iter().find(|s| s.kind == kind)
+    }
+
+    /// The parameters of the first stage whose parameters are of type `T`, if any.
+    pub fn params_of<T: 'static>(&self) -> Option<&T> {
+        self.stages
+            .iter()
+            .find_map(|s| s.stage.as_any().downcast_ref::<T>())
     }
 }
 
@@ -490,13 +352,15 @@ fn toposort(mut pending: Vec<StageSpec>, p: &str) -> Result<Vec<StageSpec>> {
                 );
             }
         }
-        if s.kind == StageKind::Decode && !s.inputs.is_empty() {
+        let source = s.kind.consumes.is_empty();
+        if source && !s.inputs.is_empty() {
             bail!(
-                "{p}: stage `{}`: a decode stage reads the batch itself and takes no inputs",
-                s.name
+                "{p}: stage `{}`: a {} stage reads its data itself and takes no inputs",
+                s.name,
+                s.kind.name
             );
         }
-        if s.kind != StageKind::Decode && s.inputs.is_empty() {
+        if !source && s.inputs.is_empty() {
             bail!("{p}: stage `{}` has no inputs", s.name);
         }
     }
@@ -535,14 +399,19 @@ mod tests {
     #[test]
     fn shipped_pipeline_is_valid() {
         let p = parse(GOOD).unwrap();
-        assert_eq!(p.stages[0].kind, StageKind::Decode);
+        assert_eq!(p.stages[0].kind.name, "decode");
         assert_eq!(p.sinks().len(), 1);
     }
 
     #[test]
     fn refuses_bad_graphs() {
         let err = |t: &str| format!("{:#}", parse(t).unwrap_err());
-        assert!(err("[[stage]]\nname='a'\nkind='frobnicate'").contains("unknown kind `frobnicate`"));
+        let unknown = err("[[stage]]\nname='a'\nkind='frobnicate'");
+        assert!(unknown.contains("unknown kind `frobnicate`"), "{unknown}");
+        for k in crate::stages::KINDS {
+            assert!(unknown.contains(k.name), "{unknown} lists every kind");
+        }
+        assert!(err("[[stage]]\nname='a'\nkind='feature_join'").contains("has no inputs"));
         assert!(err("[[stage]]\nname='a'\nkind='decode'\ncolour=1").contains("colour"));
         assert!(
             err("[[stage]]\nname='a'\nkind='decode'\n[stage.params]\nbogus=1").contains("bogus")

@@ -9,13 +9,11 @@
 //! A failed date carries its error downstream and never touches its output directory.
 
 use crate::batch::{DateMsg, Tables};
-use crate::config::StageKind;
 use crate::plan::{cached_tables, invalidate, record, DatePlan};
-use crate::stages::{self, Context, StageInput};
+use crate::stages::{Context, Kind, Observer, StageInput};
 use crate::state::{StageRecord, StateStore};
 use anyhow::{anyhow, Result};
 use chrono::NaiveDate;
-use indicatif::ProgressBar;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
@@ -49,7 +47,7 @@ pub struct RunReport {
     /// Each date and its error, if it failed; ascending by date.
     pub dates: Vec<(NaiveDate, Result<(), String>)>,
     /// Per stage (in pipeline order): name, kind and totals.
-    pub stages: Vec<(String, StageKind, StageStat)>,
+    pub stages: Vec<(String, &'static Kind, StageStat)>,
 }
 
 impl RunReport {
@@ -130,18 +128,18 @@ struct Shared {
     plans: Vec<DatePlan>,
     by_date: HashMap<NaiveDate, usize>,
     next: AtomicUsize,
-    progress: ProgressBar,
-    failed: AtomicUsize,
+    observer: Arc<dyn Observer>,
 }
 
 /// Runs this process's planned dates through the pipeline (in a multi-process run, each process
-/// passes its own share); plans with nothing to run are skipped.
+/// passes its own share); plans with nothing to run are skipped. `observer` hears of each date
+/// as it ends and of what stages report.
 pub fn run(
     ctx: Arc<Context>,
     plans: Vec<DatePlan>,
     cluster: &Cluster,
     run_id: &str,
-    progress: ProgressBar,
+    observer: Arc<dyn Observer>,
 ) -> Result<RunReport> {
     let plans: Vec<DatePlan> = plans.into_iter().filter(|pl| !pl.run.is_empty()).collect();
     let shared = Arc::new(Shared {
@@ -151,8 +149,7 @@ pub fn run(
         by_date: plans.iter().enumerate().map(|(i, p)| (p.date, i)).collect(),
         plans,
         next: AtomicUsize::new(0),
-        progress,
-        failed: AtomicUsize::new(0),
+        observer,
     });
     let sh = shared.clone();
     let guards = timely::execute(cluster.timely(), move |worker| {
@@ -218,10 +215,10 @@ pub fn run(
                 // the stage, so it is scheduled next: a date's large tables are dropped once
                 // their last reader ran, not kept in the channels of readers not yet scheduled.
                 for reader in stages.iter().filter(|r| r.inputs.contains(&spec.name)) {
-                    let reads = reader.kind.consumes();
+                    let reads = reader.kind.consumes;
                     let edge = out.clone().map(move |mut msg: DateMsg| {
                         if let Ok(tables) = &mut msg.body {
-                            tables.retain(|name, _| reads.contains(&name.as_str()));
+                            tables.retain(|name, _| reads.iter().any(|t| t.name() == name));
                         }
                         msg
                     });
@@ -246,21 +243,17 @@ pub fn run(
                     let mut fin = finished.borrow_mut();
                     let seen = fin.entry(m.date).or_default();
                     *seen += 1;
-                    if let Err(e) = &result {
-                        sh.progress.println(format!("✗ {}: {e}", m.date));
-                    }
-                    if *seen == n_sinks {
-                        let failed_before = outcomes
-                            .borrow()
-                            .iter()
-                            .any(|(d, r)| *d == m.date && r.is_err());
-                        if result.is_err() || failed_before {
-                            let f = sh.failed.fetch_add(1, Ordering::Relaxed) + 1;
-                            sh.progress.set_message(format!("{f} failed"));
-                        }
-                        sh.progress.inc(1);
-                    }
+                    let last = *seen == n_sinks;
+                    drop(fin);
                     outcomes.borrow_mut().push((m.date, result));
+                    if last {
+                        let outcomes = outcomes.borrow();
+                        let error = outcomes
+                            .iter()
+                            .filter(|(d, _)| *d == m.date)
+                            .find_map(|(_, r)| r.as_ref().err());
+                        sh.observer.date_done(m.date, error.map(String::as_str));
+                    }
                 });
             }
         });
@@ -365,7 +358,7 @@ fn step(sh: &Shared, pos: usize, date: NaiveDate, msgs: Vec<DateMsg>, stats: &St
         };
         return msg(body, timings, done);
     }
-    let (body, ms) = run_stage(&sh.ctx, pos, date, tables, &timings, stats);
+    let (body, ms) = run_stage(sh, pos, date, tables, &timings, stats);
     timings.insert(spec.name.clone(), ms);
     let body = body.and_then(|t| {
         let keep: Tables = cached_tables(spec.kind)
@@ -392,25 +385,17 @@ fn step(sh: &Shared, pos: usize, date: NaiveDate, msgs: Vec<DateMsg>, stats: &St
 /// Runs stage `pos` on one date's input tables, retrying transient I/O errors with backoff;
 /// returns its tables (or error) and the milliseconds it took.
 fn run_stage(
-    ctx: &Context,
+    sh: &Shared,
     pos: usize,
     date: NaiveDate,
     tables: Tables,
     timings: &BTreeMap<String, f64>,
     stats: &Stats,
 ) -> (Result<Tables, String>, f64) {
+    let ctx = &sh.ctx;
     let spec = &ctx.config.pipeline.stages[pos];
     // One span per stage and date (on the worker's thread), named by the stage's kind.
-    let name = &spec.name;
-    let span = match spec.kind {
-        StageKind::Decode => tracing::debug_span!("decode", stage = %name, %date),
-        StageKind::FeatureJoin => tracing::debug_span!("feature_join", stage = %name, %date),
-        StageKind::Score => tracing::debug_span!("score", stage = %name, %date),
-        StageKind::Rank => tracing::debug_span!("rank", stage = %name, %date),
-        StageKind::ClusterScore => tracing::debug_span!("cluster_score", stage = %name, %date),
-        StageKind::Write => tracing::debug_span!("write", stage = %name, %date),
-        StageKind::Validate => tracing::debug_span!("validate", stage = %name, %date),
-    };
+    let span = (spec.kind.span)(&spec.name, date);
     let _span = span.entered();
     let input_rows: BTreeMap<&str, usize> = tables
         .iter()
@@ -421,9 +406,10 @@ fn run_stage(
         date,
         tables: &tables,
         timings,
+        observer: sh.observer.as_ref(),
     };
     let result = retry_transient(&spec.name, date, || {
-        std::panic::catch_unwind(AssertUnwindSafe(|| stages::run(spec, ctx, &input)))
+        std::panic::catch_unwind(AssertUnwindSafe(|| spec.stage.run(ctx, spec, &input)))
             .unwrap_or_else(|p| {
                 let what = p
                     .downcast_ref::<String>()
@@ -445,16 +431,17 @@ fn run_stage(
         st.ms += ms;
         st.rows += spec
             .kind
-            .produces()
+            .produces
             .first()
-            .and_then(|n| t.get(*n))
+            .and_then(|n| t.get(n.name()))
             .map_or(0, |b| b.num_rows());
-        let main_in = spec.kind.consumes().first().copied().unwrap_or("alerts");
-        st.rows_in += input_rows
-            .get(main_in)
-            .copied()
-            .or_else(|| t.get(main_in).map(|b| b.num_rows()))
-            .unwrap_or(0);
+        if let Some(main_in) = spec.kind.main_input().map(|t| t.name()) {
+            st.rows_in += input_rows
+                .get(main_in)
+                .copied()
+                .or_else(|| t.get(main_in).map(|b| b.num_rows()))
+                .unwrap_or(0);
+        }
     }
     tracing::debug!(stage = %spec.name, %date, ms, ok = body.is_ok(), "stage done");
     (body, ms)

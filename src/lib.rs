@@ -8,6 +8,7 @@
 //! with DuckDB, from the command line and over HTTP.
 
 pub mod batch;
+pub mod calibration;
 pub mod cli;
 pub mod code_scope;
 pub mod compare;

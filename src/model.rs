@@ -82,6 +82,10 @@ pub struct ModelMeta {
     pub num_trees: i32,
     /// Iterations kept.
     pub best_iteration: i32,
+    /// The isotonic map of a binary model's probabilities, fitted on its held-out dates
+    /// (`calibration = "isotonic"` in the score stage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<crate::calibration::Isotonic>,
 }
 
 /// Training dates and window.
@@ -361,6 +365,7 @@ pub fn install(file: &Path, kind: ModelKind, dir: &Path, network: &str) -> Resul
         feature_names: names,
         num_trees: booster.num_iterations(),
         best_iteration: booster.num_iterations(),
+        calibration: None,
     };
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(format!("{}_v{version}.txt", kind.name()));

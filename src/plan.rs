@@ -7,9 +7,10 @@
 //! stage reruns when its fingerprint changed (the differing parts say why), when its outputs are
 //! gone, or when a rerunning stage needs its tables and no cache of them exists.
 
-use crate::config::{RunConfig, StageKind, StageParams, StageSpec};
+use crate::batch::Table;
+use crate::config::{RunConfig, StageSpec};
 use crate::stages::decode::FILES;
-use crate::stages::write::OUTPUTS;
+use crate::stages::{DateInput, Kind, Part};
 use crate::state::{DateState, StageRecord, StateStore};
 use anyhow::Result;
 use chrono::NaiveDate;
@@ -26,14 +27,9 @@ pub const CODE_VERSION: &str = concat!(
     env!("AML_PIPELINE_SOURCE_HASH")
 );
 
-/// The tables of a stage's output that are cached for later runs (all but decode's large
-/// address features and money flows, which only feature join reads).
-pub fn cached_tables(kind: StageKind) -> Vec<&'static str> {
-    kind.produces()
-        .iter()
-        .copied()
-        .filter(|t| !(kind == StageKind::Decode && matches!(*t, "features" | "flows")))
-        .collect()
+/// The names of the tables of a stage's output that are cached for later runs.
+pub fn cached_tables(kind: &Kind) -> Vec<&'static str> {
+    kind.cached().into_iter().map(Table::name).collect()
 }
 
 /// Where a date stands.
@@ -193,24 +189,12 @@ impl<'a> Planner<'a> {
             if let Some(m) = models.get(&s.name) {
                 parts.insert("model".to_string(), hashes.sha256(m)?);
             }
-            if let (StageKind::Validate, StageParams::Validate(p)) = (s.kind, &s.params) {
-                let gt = cfg.input.join(&cfg.network).join("ground_truth.parquet");
-                if gt.exists() {
-                    parts.insert("ground_truth".to_string(), hashes.sha256(&gt)?);
-                }
-                let labels = cfg.input.join(&cfg.network).join("address_labels.parquet");
-                if labels.exists() {
-                    parts.insert("address_labels".to_string(), hashes.sha256(&labels)?);
-                }
-                let submission = serde_json::json!({
-                    "model_github_url": cfg.model_github_url,
-                    "first_submission_date": cfg.first_submission_date,
-                });
-                parts.insert("submission".to_string(), submission.to_string());
-                if !p.traps.is_empty() {
-                    let base = cfg.pipeline.path.parent().unwrap_or(Path::new("."));
-                    parts.insert("traps".to_string(), hashes.sha256(&base.join(&p.traps))?);
-                }
+            for (name, part) in s.stage.common_parts(cfg)? {
+                let value = match part {
+                    Part::File(path) => hashes.sha256(&path)?,
+                    Part::Text(text) => text,
+                };
+                parts.insert(name, value);
             }
             common.insert(s.name.clone(), parts);
         }
@@ -305,11 +289,13 @@ impl<'a> Planner<'a> {
         let mut must: BTreeSet<String> = BTreeSet::new();
         for s in stages {
             let mut parts = self.common[&s.name].clone();
-            if s.kind == StageKind::Decode {
-                parts.extend(inputs.clone());
-            }
-            if s.kind == StageKind::FeatureJoin {
-                parts.insert("history".to_string(), self.history_part(date)?);
+            for input in s.stage.date_inputs() {
+                match input {
+                    DateInput::Batch => parts.extend(inputs.clone()),
+                    DateInput::AlertHistory => {
+                        parts.insert("history".to_string(), self.history_part(date)?);
+                    }
+                }
             }
             for i in &s.inputs {
                 parts.insert(format!("upstream:{i}"), plan.records[i].fingerprint.clone());
@@ -393,26 +379,33 @@ impl<'a> Planner<'a> {
 
     fn outputs_exist(&self, s: &StageSpec, date: NaiveDate) -> bool {
         let dir = self.cfg.output_dir(date);
-        match s.kind {
-            StageKind::Write => OUTPUTS.iter().all(|f| dir.join(f).exists()),
-            StageKind::Validate => dir.join("validation.json").exists(),
-            _ => true,
-        }
+        s.stage.output_files().iter().all(|f| dir.join(f).exists())
     }
 }
 
 /// Whether a consumer of kind `consumer` reads tables of `producer` that are never cached.
-fn needs_uncached(consumer: StageKind, producer: StageKind) -> bool {
-    let cached = cached_tables(producer);
+fn needs_uncached(consumer: &Kind, producer: &Kind) -> bool {
     consumer
-        .consumes()
+        .consumes
         .iter()
-        .any(|t| producer.produces().contains(t) && !cached.contains(t))
+        .any(|t| producer.produces.contains(t) && !t.cached())
 }
 
-/// A stage's kind, inputs and parameters as canonical JSON.
+/// A stage's kind, inputs and parameters as canonical JSON. The kind is spelled in CamelCase
+/// (`FeatureJoin`), as fingerprints have recorded it from the start.
 fn stage_json(s: &StageSpec) -> String {
-    serde_json::json!({"kind": format!("{:?}", s.kind), "inputs": s.inputs, "params": s.params})
+    let kind: String = s
+        .kind
+        .name
+        .split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    serde_json::json!({"kind": kind, "inputs": s.inputs, "params": s.stage.params_json()})
         .to_string()
 }
 

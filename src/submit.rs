@@ -38,6 +38,38 @@ pub struct SubmitConfig {
     pub timeout: Duration,
 }
 
+impl SubmitConfig {
+    /// The settings of `cfg` (its keys after any flag overrides), with the retry policy; `None`
+    /// when it names no validator or no submitter. A validator without `model_github_url` is
+    /// an error: every row would fail Tier 1.
+    pub fn from_run(
+        cfg: &RunConfig,
+        attempts: u32,
+        retry_delay: Duration,
+        timeout: Duration,
+    ) -> Result<Option<Self>> {
+        let (Some(validator_url), Some(submitter_id)) = (&cfg.validator_url, &cfg.submitter_id)
+        else {
+            return Ok(None);
+        };
+        let Some(model_github_url) = &cfg.model_github_url else {
+            bail!(
+                "submitting needs model_github_url (the validator's Tier 1 fails every row without it): set it in {} or pass --model-github-url",
+                cfg.path.display()
+            );
+        };
+        Ok(Some(Self {
+            validator_url: validator_url.clone(),
+            submitter_id: submitter_id.clone(),
+            model_github_url: model_github_url.clone(),
+            rows_per_request: cfg.rows_per_request.max(1),
+            attempts: attempts.max(1),
+            retry_delay,
+            timeout,
+        }))
+    }
+}
+
 /// What `.state/submissions/` records of a date.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Record {
@@ -68,6 +100,32 @@ pub enum Outcome {
     DryRun { rows: usize, requests: usize },
     /// The date has no alerts: nothing to send.
     Empty,
+}
+
+impl Outcome {
+    /// One line for the user on a date's submission to `validator_url`.
+    pub fn describe(&self, validator_url: &str) -> String {
+        match self {
+            Self::Submitted { rows, requests } => {
+                format!("{rows} scores sent in {requests} requests to {validator_url}")
+            }
+            Self::Unchanged => "already submitted".to_string(),
+            Self::Empty => "no alerts, nothing to send".to_string(),
+            Self::Changed => "changed since it was submitted; not sent again (the validator keeps every row, so a second submission fails Tier 1 on duplicates; `pipeline submit --force` sends it anyway)".to_string(),
+            Self::NotValidated(why) => format!("not sent: {why}"),
+            Self::DryRun { rows, requests } => {
+                format!("{rows} scores in {requests} requests (dry run)")
+            }
+        }
+    }
+
+    /// Rows sent to the validator.
+    pub fn rows_sent(&self) -> usize {
+        match self {
+            Self::Submitted { rows, .. } => *rows,
+            _ => 0,
+        }
+    }
 }
 
 /// One date's rows, in the order of its `alert_scores.parquet`.

@@ -4,7 +4,7 @@
 //! used for the metrics written to the model's metadata. LightGBM runs in deterministic mode
 //! with a fixed seed and thread count, so the same data gives a byte-identical model file.
 
-use crate::config::{DecodeParams, RunConfig};
+use crate::config::RunConfig;
 use crate::features::{
     build_cluster_matrix, build_matrix, cluster_memberships, row_major, severity_code,
 };
@@ -14,6 +14,7 @@ use crate::model::{
     meta_path, train_lightgbm, DataStats, ModelKind, ModelMeta, TrainSet, TrainingPeriod,
 };
 use crate::stages::decode;
+use crate::stages::decode::DecodeParams;
 use anyhow::{bail, Context, Result};
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
@@ -454,6 +455,7 @@ pub fn train(
         let version = crate::io::sha256_bytes(text.as_bytes())[..12].to_string();
         let booster = lightgbm3::Booster::from_string(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut metrics = evaluate(kind, &booster, &test_rows, names.len())?;
+        let calibration = isotonic(kind, &booster, &test_rows, names.len())?;
         let (cv_mean, cv_std) = mean_std(&cv);
         metrics["cv_metric"] = json!(if kind == ModelKind::AlertRanker {
             "ndcg@10"
@@ -487,6 +489,7 @@ pub fn train(
             feature_names: names,
             num_trees: booster.num_iterations(),
             best_iteration: iterations as i32,
+            calibration,
         };
         let path = opts.out.join(format!("{}_v{version}.txt", kind.name()));
         crate::io::write_atomic(&path, |w| {
@@ -497,6 +500,24 @@ pub fn train(
         written.push(path);
     }
     Ok(written)
+}
+
+/// The isotonic map of a binary model's held-out probabilities ([`crate::calibration`]);
+/// `None` for the ranker or without both classes held out.
+fn isotonic(
+    kind: ModelKind,
+    b: &lightgbm3::Booster,
+    test: &Rows,
+    width: usize,
+) -> Result<Option<crate::calibration::Isotonic>> {
+    if kind == ModelKind::AlertRanker || test.label.is_empty() {
+        return Ok(None);
+    }
+    let pred = b
+        .predict(&test.x, width as i32, true)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let y: Vec<bool> = test.label.iter().map(|&l| l > 0.0).collect();
+    Ok(crate::calibration::Isotonic::fit(&pred, &y))
 }
 
 fn evaluate(

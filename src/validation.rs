@@ -255,6 +255,9 @@ pub struct GroundTruth {
     pub n_positive: usize,
     /// n_positive / n_samples.
     pub positive_rate: f64,
+    /// Brier score: mean squared difference of score and label (lower reads better as a
+    /// probability; not part of any tier's score).
+    pub brier: Option<f64>,
 }
 
 /// Ground-truth tier over the alerts with a label.
@@ -286,6 +289,13 @@ pub fn ground_truth(scores: &[(String, f64)], labels: &HashMap<String, bool>) ->
         } else {
             n_pos as f64 / y.len() as f64
         },
+        brier: (!y.is_empty()).then(|| {
+            s.iter()
+                .zip(&y)
+                .map(|(p, &l)| (p - f64::from(u8::from(l))).powi(2))
+                .sum::<f64>()
+                / y.len() as f64
+        }),
     }
 }
 
@@ -431,6 +441,9 @@ mod tests {
         assert!((g.auc_roc.unwrap() - 0.75).abs() < 1e-12);
         let expected = 0.3 * 0.75 + 0.2 * g.average_precision.unwrap();
         assert!((g.score - expected).abs() < 1e-12);
+        // (0.1² + 0.4² + 0.65² + 0.2²) / 4 per replica.
+        let brier = (0.01 + 0.16 + 0.4225 + 0.04) / 4.0;
+        assert!((g.brier.unwrap() - brier).abs() < 1e-12);
         // Fewer than 10 labelled alerts, or one class: not passed, score 0.
         assert!(!ground_truth(&scores[..8], &labels).passed);
         let neg: HashMap<String, bool> = labels.keys().map(|k| (k.clone(), false)).collect();

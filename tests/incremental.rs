@@ -141,7 +141,7 @@ fn expect_rerun(s: &Setup, expect: Vec<(String, String)>) {
     assert_eq!(got, expect, "what ran differs from the plan");
 }
 
-const ALL: [&str; 7] = [
+const ALL: [&str; 8] = [
     "decode",
     "features",
     "score",
@@ -149,6 +149,7 @@ const ALL: [&str; 7] = [
     "cluster_score",
     "write",
     "validate",
+    "submit",
 ];
 
 #[test]
@@ -256,7 +257,10 @@ fn a_new_model_reruns_its_stage_and_downstream_only_and_matches_a_clean_run() {
         "--seed",
         "5",
     ]));
-    expect_rerun(&s, pairs(&DATES, &["score", "rank", "write", "validate"]));
+    expect_rerun(
+        &s,
+        pairs(&DATES, &["score", "rank", "write", "validate", "submit"]),
+    );
     // Stages fed from the cache give what a clean run with the new model gives.
     let clean = tempfile::tempdir().unwrap();
     let cfg = write_config(clean.path(), &s.input, &clean.path().join("out"), &s.models);
@@ -276,13 +280,16 @@ fn a_changed_parameter_reruns_only_its_stage() {
         text.replace("max_latency_ms = 100.0", "max_latency_ms = 90.0"),
     )
     .unwrap();
-    expect_rerun(&s, pairs(&DATES, &["validate"]));
+    expect_rerun(&s, pairs(&DATES, &["validate", "submit"]));
     let explain_off = text
         .replace("max_latency_ms = 100.0", "max_latency_ms = 90.0")
         .replacen("explain = true ", "explain = false", 1);
     assert_ne!(explain_off, text);
     std::fs::write(&pipe, explain_off).unwrap();
-    expect_rerun(&s, pairs(&DATES, &["score", "rank", "write", "validate"]));
+    expect_rerun(
+        &s,
+        pairs(&DATES, &["score", "rank", "write", "validate", "submit"]),
+    );
 }
 
 #[test]

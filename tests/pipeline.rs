@@ -185,8 +185,14 @@ fn outputs_are_identical_across_runs_and_worker_counts() {
 fn scores_equal_lightgbm_predictions_on_the_exported_matrix() {
     let f = fixture();
     let tmp = tempfile::tempdir().unwrap();
-    ok(run_into(tmp.path(), "2"));
-    let cfg = tmp.path().join("cfg/config.toml");
+    let cfg = write_config(
+        &tmp.path().join("cfg"),
+        &f.input,
+        &tmp.path().join("out"),
+        &f.models,
+    );
+    with_calibration(&cfg, "none");
+    ok(pipeline(&["run", cfg.to_str().unwrap()]));
     let matrix = tmp.path().join("matrix.parquet");
     ok(pipeline(&[
         "features",
@@ -384,6 +390,7 @@ fn a_model_trained_in_python_scores_as_python_predicts() {
     copy_tree(&f.models, &models);
     let out = tmp.path().join("out");
     let cfg = write_config(&tmp.path().join("cfg"), &f.input, &out, &models);
+    with_calibration(&cfg, "none");
     let matrix = tmp.path().join("matrix.parquet");
     ok(pipeline(&[
         "features",
@@ -605,6 +612,7 @@ fn flamegraph_and_trace_flags_write_their_files() {
         "cluster_score",
         "write",
         "validate",
+        "submit",
     ] {
         let n = spans.iter().filter(|e| e["name"] == kind).count();
         assert_eq!(n, 6, "one {kind} span per date");

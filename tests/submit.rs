@@ -1,7 +1,8 @@
 //! Submitting to the subnet validator, against a stand-in that checks rows with its schema and
 //! stores them as it does (tests/mock_validator.py): a clean submission through `pipeline run`,
 //! a rerun that sends nothing, a changed model, a refused row, 5xx answers and a connection
-//! dropped after the validator stored a chunk — every row stored exactly once.
+//! dropped after the validator stored a chunk — every row stored exactly once — and the submit
+//! stage of `pipeline run` failing its dates while the validator is down.
 
 mod common;
 
@@ -302,4 +303,39 @@ fn a_day_without_alerts_is_valid_and_sends_nothing() {
     ]));
     assert!(String::from_utf8_lossy(&res.stdout).contains("no alerts, nothing to send"));
     assert_eq!(v.stored().1, 0);
+}
+
+/// The submit stage of `pipeline run`: a validator that does not answer fails the dates (and
+/// only their submission); the next run reruns the submit stage alone and stores every row once.
+#[test]
+fn a_failed_submission_fails_its_date_and_the_next_run_reruns_only_the_submit_stage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = Validator::start(&["--fail-first", "2"]);
+    let (cfg, out) = setup(tmp.path(), &format!("validator_url = {:?}", v.url()));
+    with_pipeline(&cfg, |t| {
+        assert!(t.contains("attempts = 5"));
+        t.replace("attempts = 5", "attempts = 1")
+    });
+    let args = ["run", cfg.to_str().unwrap(), "--dates", &dates()];
+    let res = pipeline(&args);
+    assert_eq!(res.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&res.stderr);
+    for d in DATES {
+        assert!(
+            err.contains(&format!("of {d} not accepted after 1 attempts")),
+            "{err}"
+        );
+    }
+    assert!(v.stored().0.is_empty());
+    assert!(!alert_ids(&out, DATES[0]).is_empty(), "outputs written");
+
+    let dry = ok(pipeline(&[&args[..], &["--dry-run"]].concat()));
+    let plan = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        plan.contains("run submit (") && !plan.contains("decode"),
+        "{plan}"
+    );
+    let res = ok(pipeline(&args));
+    assert!(String::from_utf8_lossy(&res.stdout).contains("scores sent"));
+    assert_stored_once(&v, &out);
 }

@@ -317,3 +317,83 @@ fn validator_figures_equal_its_formulas_computed_in_python() {
     assert_eq!(v["reward"]["status"], "tier3a_only");
     assert_eq!(v["reward"]["days_since_first_submission"], 31);
 }
+
+/// The three calibrations on the same dates: rankings, AUC and Tier 3A unchanged; scores in
+/// the same order; rank_percentile = average rank of the tie group / alerts of the uncalibrated
+/// scores; isotonic refused before any work for a scorer without the fitted map.
+#[test]
+fn calibrations_keep_ranks_and_auc_and_map_scores_as_documented() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let dates = "2025-10-01..2025-10-02";
+    let run = |c: &str| {
+        let root = tmp.path().join(c);
+        let cfg = write_config(&root.join("cfg"), &f.input, &root.join("out"), &f.models);
+        with_calibration(&cfg, c);
+        ok(pipeline(&["run", cfg.to_str().unwrap(), "--dates", dates]));
+        root.join("out")
+    };
+    let (none, pct, iso) = (run("none"), run("rank_percentile"), run("isotonic"));
+    let rankings = |out: &Path, d: &str| {
+        let r = read_parquet(&batch_dir(out, d).join("alert_rankings.parquet"));
+        (r.column(0).clone(), r.column(1).clone())
+    };
+    let figures = |out: &Path, d: &str| {
+        let v = json(&batch_dir(out, d).join("validation.json"));
+        (
+            v["ground_truth"]["auc_roc"].as_f64().unwrap(),
+            v["validator"]["tier3a"]["auc"].as_f64(),
+            v["ground_truth"]["brier"].as_f64().unwrap(),
+            v["validator"]["tier2"]["entropy"].as_f64().unwrap(),
+        )
+    };
+    for d in ["2025-10-01", "2025-10-02"] {
+        let raw = scores_by_id(&none, d);
+        let n = raw.len() as f64;
+        let mut sorted: Vec<f64> = raw.values().copied().collect();
+        sorted.sort_by(f64::total_cmp);
+        for (id, p) in scores_by_id(&pct, d) {
+            let s = raw[&id];
+            let less = sorted.partition_point(|&x| x < s);
+            let equal = sorted.partition_point(|&x| x <= s) - less;
+            let want = (less as f64 + (equal + 1) as f64 / 2.0) / n;
+            assert_eq!(p.to_bits(), want.to_bits(), "{id}: {p} vs {want}");
+        }
+        let cal = scores_by_id(&iso, d);
+        assert!(raw.iter().any(|(id, s)| cal[id] != *s), "isotonic maps");
+        for (a, sa) in &raw {
+            for (b, sb) in &raw {
+                assert_eq!(sa.total_cmp(sb), cal[a].total_cmp(&cal[b]), "{a} {b}");
+            }
+        }
+        let base = rankings(&none, d);
+        assert_eq!(rankings(&pct, d), base);
+        assert_eq!(rankings(&iso, d), base);
+        let (auc, t3a, brier, entropy) = figures(&none, d);
+        let p = figures(&pct, d);
+        assert_eq!((p.0, p.1), (auc, t3a));
+        assert!(p.3 > entropy && p.2 > brier, "{p:?}");
+        let i = figures(&iso, d);
+        assert_eq!((i.0, i.1), (auc, t3a));
+    }
+
+    // A scorer without the fitted map (installed, or trained before) cannot be calibrated so.
+    let models = tmp.path().join("models");
+    copy_tree(&f.models, &models);
+    for entry in std::fs::read_dir(&models).unwrap() {
+        let p = entry.unwrap().path();
+        if p.to_str().unwrap().contains("alert_scorer") && p.extension().unwrap() == "json" {
+            let mut meta = json(&p);
+            meta.as_object_mut().unwrap().remove("calibration");
+            std::fs::write(&p, meta.to_string()).unwrap();
+        }
+    }
+    let root = tmp.path().join("stripped");
+    let cfg = write_config(&root.join("cfg"), &f.input, &root.join("out"), &models);
+    with_calibration(&cfg, "isotonic");
+    let res = pipeline(&["run", cfg.to_str().unwrap(), "--dates", dates]);
+    assert_eq!(res.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(err.contains("isotonic") && err.contains("retrain"), "{err}");
+    assert!(!root.join("out").join("torus").exists(), "nothing written");
+}

@@ -1,6 +1,6 @@
 //! The `pipeline` command line: argument parsing and the glue from each subcommand to the library.
 
-use crate::config::{DecodeParams, RunConfig, StageKind, StageParams, ValidateParams};
+use crate::config::RunConfig;
 use crate::dates::{available, DateSelection};
 use crate::engine::{self, RunReport};
 use crate::fetch::{DateOutcome, Fetcher, LabelsOutcome};
@@ -8,8 +8,9 @@ use crate::generate::GenerateOptions;
 use crate::labels::Labels;
 use crate::model::ModelKind;
 use crate::plan::{plan_dates, DatePlan, DateStatus};
+use crate::stages::decode::DecodeParams;
 use crate::stages::validate::{
-    judge, reward_line, summarize, validator_figures, BatchFacts, Knowledge,
+    judge, reward_line, summarize, validator_figures, BatchFacts, Knowledge, ValidateParams,
 };
 use crate::stages::Context;
 use crate::train::{load_dates, write_features, TrainOptions};

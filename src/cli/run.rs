@@ -2,9 +2,10 @@
 //! the graph and prints the summary.
 
 use super::fetch::{bytes_bar, fetch_chunk, report_labels, FetchReport, FETCH_CHUNK_MIN};
-use super::submit::{submit_dates, SubmitTarget};
+use super::submit::SubmitTarget;
 use super::validate::print_reward;
 use super::*;
+use crate::stages::{DateInput, Observer};
 
 /// Arguments of `pipeline run`.
 #[derive(Args, Debug)]
@@ -62,8 +63,19 @@ pub fn run(args: RunArgs) -> Result<i32> {
     if let Some(m) = models {
         cfg.models = m;
     }
-    // Checked before any work: a validator without the settings it needs is a config error.
-    let submitting = submit.config(&cfg)?;
+    submit.apply(&mut cfg);
+    if cfg.validator_url.is_some()
+        && cfg
+            .pipeline
+            .stage_of(&crate::stages::submit::KIND)
+            .is_none()
+    {
+        eprintln!(
+            "warning: {} has no submit stage, so this run sends nothing to {}: add one (see pipelines/daily.toml) or use `pipeline submit`",
+            cfg.pipeline.path.display(),
+            cfg.validator_url.as_deref().unwrap_or_default()
+        );
+    }
     let cluster = cluster.cluster(workers.unwrap_or(cfg.workers))?;
     let (n, p) = (cluster.processes(), cluster.process);
     let mine: Vec<NaiveDate> = dates
@@ -164,7 +176,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
                     _ => None,
                 })
                 .collect();
-            let part = engine::run(ctx.clone(), plans, &cluster, &run_id, pb.clone())?;
+            let observer = Arc::new(BarObserver::new(pb.clone()));
+            let part = engine::run(ctx.clone(), plans, &cluster, &run_id, observer)?;
             report.merge(part);
             report.dates.extend(unreadable);
             for d in missing {
@@ -218,7 +231,12 @@ pub fn run(args: RunArgs) -> Result<i32> {
             list.join(", ")
         );
     }
-    if p == 0 && ctx.config.pipeline.stage_of(StageKind::Validate).is_some() {
+    let validating = ctx
+        .config
+        .pipeline
+        .stage_of(&crate::stages::validate::KIND)
+        .is_some();
+    if p == 0 && validating {
         let done: Vec<NaiveDate> = dates
             .iter()
             .copied()
@@ -229,24 +247,18 @@ pub fn run(args: RunArgs) -> Result<i32> {
             let (path, reward) = summarize(&ctx.config, &done)?;
             println!("validation summary: {}", path.display());
             print_reward(&ctx.config, reward.as_ref());
-            // With a validator configured, each validated date is submitted, once.
-            if let Some(sc) = &submitting {
-                if !dry_run && submit_dates(&ctx.config, sc, &done, false, None) > 0 {
-                    return Ok(1);
-                }
-            }
         }
     }
     Ok(if report.failed().is_empty() { 0 } else { 1 })
 }
 
-/// The dates whose plan runs a feature-join stage, and so need their address history.
+/// The dates whose plan runs a stage that reads the address history.
 pub(super) fn history_dates(cfg: &RunConfig, plans: &[DatePlan]) -> Vec<NaiveDate> {
     let joins: Vec<&str> = cfg
         .pipeline
         .stages
         .iter()
-        .filter(|s| s.kind == StageKind::FeatureJoin)
+        .filter(|s| s.stage.date_inputs().contains(&DateInput::AlertHistory))
         .map(|s| s.name.as_str())
         .collect();
     plans
@@ -254,6 +266,40 @@ pub(super) fn history_dates(cfg: &RunConfig, plans: &[DatePlan]) -> Vec<NaiveDat
         .filter(|p| p.run.iter().any(|r| joins.contains(&r.as_str())))
         .map(|p| p.date)
         .collect()
+}
+
+/// Shows a run on the progress bar: lines from stages and failed dates above it, the count of
+/// failures in its message.
+struct BarObserver {
+    bar: ProgressBar,
+    failed: std::sync::atomic::AtomicUsize,
+}
+
+impl BarObserver {
+    fn new(bar: ProgressBar) -> Self {
+        Self {
+            bar,
+            failed: Default::default(),
+        }
+    }
+}
+
+impl Observer for BarObserver {
+    fn note(&self, date: NaiveDate, stage: &str, text: &str) {
+        self.bar.suspend(|| println!("{stage} {date}: {text}"));
+    }
+
+    fn date_done(&self, date: NaiveDate, error: Option<&str>) {
+        if let Some(e) = error {
+            let f = self
+                .failed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1;
+            self.bar.println(format!("✗ {date}: {e}"));
+            self.bar.set_message(format!("{f} failed"));
+        }
+        self.bar.inc(1);
+    }
 }
 
 /// Prints the plan: dates with the same stages to run and the same reason, as ranges.
@@ -301,7 +347,7 @@ pub(super) fn print_summary(r: &RunReport, n: usize, secs: f64) {
         println!(
             "{:<16} {:<14} {:>6} {:>11} {:>11} {:>10.3} {:>5.1}% {:>12.0}",
             name,
-            format!("{kind:?}"),
+            kind.name,
             s.dates,
             s.rows_in,
             s.rows,

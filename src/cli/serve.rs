@@ -46,7 +46,7 @@ pub fn serve(args: ServeArgs) -> Result<i32> {
             github_url: cfg.model_github_url.clone().unwrap_or_default(),
             cluster_stage: cfg
                 .pipeline
-                .stage_of(StageKind::ClusterScore)
+                .stage_of(&crate::stages::cluster_score::KIND)
                 .map(|s| s.name.clone()),
         },
         &bind,

@@ -1,7 +1,8 @@
 //! `pipeline submit`: sends validated dates' scores to the subnet validator ([`crate::submit`]);
-//! `pipeline run` does the same after its dates when the config names a validator.
+//! `pipeline run` does the same in its submit stage when the config names a validator.
 
 use super::*;
+use crate::stages::submit::SubmitParams;
 use crate::submit::{submit_date, Outcome, SubmitConfig};
 
 /// Where to submit; each flag overrides the run config's key of the same name.
@@ -19,39 +20,22 @@ pub struct SubmitTarget {
     /// Rows per request (key `rows_per_request`).
     #[arg(long)]
     rows_per_request: Option<usize>,
-    /// Attempts per request when the validator does not answer (5xx, timeout, dropped connection).
-    #[arg(long, default_value_t = 5)]
-    attempts: u32,
-    /// Milliseconds before the first retry (doubled at each).
-    #[arg(long, default_value_t = 500)]
-    retry_delay_ms: u64,
 }
 
 impl SubmitTarget {
-    /// The submission settings, or `None` when the config and flags name no validator.
-    pub(super) fn config(&self, cfg: &RunConfig) -> Result<Option<SubmitConfig>> {
-        let pick = |flag: &Option<String>, key: &Option<String>| flag.clone().or(key.clone());
-        let (Some(validator_url), Some(submitter_id)) = (
-            pick(&self.validator_url, &cfg.validator_url),
-            pick(&self.submitter_id, &cfg.submitter_id),
-        ) else {
-            return Ok(None);
+    /// Applies the flags given to `cfg`.
+    pub(super) fn apply(&self, cfg: &mut RunConfig) {
+        let set = |key: &mut Option<String>, flag: &Option<String>| {
+            if let Some(v) = flag.as_ref().filter(|v| !v.is_empty()) {
+                *key = Some(v.clone());
+            }
         };
-        let Some(model_github_url) = pick(&self.model_github_url, &cfg.model_github_url) else {
-            bail!(
-                "submitting needs model_github_url (the validator's Tier 1 fails every row without it): set it in {} or pass --model-github-url",
-                cfg.path.display()
-            );
-        };
-        Ok(Some(SubmitConfig {
-            validator_url,
-            submitter_id,
-            model_github_url,
-            rows_per_request: self.rows_per_request.unwrap_or(cfg.rows_per_request).max(1),
-            attempts: self.attempts.max(1),
-            retry_delay: std::time::Duration::from_millis(self.retry_delay_ms),
-            timeout: std::time::Duration::from_secs(60),
-        }))
+        set(&mut cfg.validator_url, &self.validator_url);
+        set(&mut cfg.submitter_id, &self.submitter_id);
+        set(&mut cfg.model_github_url, &self.model_github_url);
+        if let Some(n) = self.rows_per_request {
+            cfg.rows_per_request = n.max(1);
+        }
     }
 }
 
@@ -62,6 +46,14 @@ pub struct SubmitArgs {
     common: Common,
     #[command(flatten)]
     target: SubmitTarget,
+    /// Attempts per request when the validator does not answer (5xx, timeout, dropped
+    /// connection); default: the pipeline's submit stage's `attempts`, else 5.
+    #[arg(long)]
+    attempts: Option<u32>,
+    /// Milliseconds before the first retry, doubled at each (default: the submit stage's
+    /// `retry_delay_ms`, else 500).
+    #[arg(long)]
+    retry_delay_ms: Option<u64>,
     /// Output root (default: the config's `output`).
     #[arg(long)]
     output: Option<PathBuf>,
@@ -79,7 +71,15 @@ pub fn submit(args: SubmitArgs) -> Result<i32> {
     if let Some(o) = args.output {
         cfg.output = o;
     }
-    let Some(sc) = args.target.config(&cfg)? else {
+    args.target.apply(&mut cfg);
+    let mut retry = cfg
+        .pipeline
+        .params_of::<SubmitParams>()
+        .cloned()
+        .unwrap_or_default();
+    retry.attempts = args.attempts.unwrap_or(retry.attempts);
+    retry.retry_delay_ms = args.retry_delay_ms.unwrap_or(retry.retry_delay_ms);
+    let Some(sc) = retry.target(&cfg)? else {
         bail!(
             "no validator to submit to: set validator_url and submitter_id in {} (or pass --validator-url and --submitter-id)",
             cfg.path.display()
@@ -113,7 +113,7 @@ pub fn submit(args: SubmitArgs) -> Result<i32> {
 }
 
 /// Submits each date, printing one line per date; returns how many failed.
-pub(super) fn submit_dates(
+fn submit_dates(
     cfg: &RunConfig,
     sc: &SubmitConfig,
     dates: &[NaiveDate],
@@ -123,21 +123,11 @@ pub(super) fn submit_dates(
     let mut failed = 0;
     for &date in dates {
         match submit_date(cfg, sc, date, force, dry_run.as_deref_mut()) {
-            Ok(Outcome::Submitted { rows, requests }) => {
-                println!("submit {date}: {rows} scores sent in {requests} requests to {}", sc.validator_url)
-            }
-            Ok(Outcome::Unchanged) => println!("submit {date}: already submitted"),
-            Ok(Outcome::Empty) => println!("submit {date}: no alerts, nothing to send"),
-            Ok(Outcome::Changed) => println!(
-                "submit {date}: changed since it was submitted; not sent again (the validator keeps every row, so a second submission fails Tier 1 on duplicates; --force sends it anyway)"
-            ),
-            Ok(Outcome::NotValidated(why)) => {
+            Ok(o @ Outcome::NotValidated(_)) => {
                 failed += 1;
-                eprintln!("submit {date}: not sent: {why}");
+                eprintln!("submit {date}: {}", o.describe(&sc.validator_url));
             }
-            Ok(Outcome::DryRun { rows, requests }) => {
-                println!("submit {date}: {rows} scores in {requests} requests (dry run)")
-            }
+            Ok(o) => println!("submit {date}: {}", o.describe(&sc.validator_url)),
             Err(e) => {
                 failed += 1;
                 eprintln!("submit {date}: {}", crate::error::error_text(&e));

@@ -19,14 +19,11 @@ pub fn validate(args: ValidateArgs) -> Result<i32> {
     if let Some(o) = output {
         cfg.output = o;
     }
-    let params = match cfg
+    let params = cfg
         .pipeline
-        .stage_of(StageKind::Validate)
-        .map(|s| &s.params)
-    {
-        Some(StageParams::Validate(p)) => p.clone(),
-        _ => ValidateParams::default(),
-    };
+        .params_of::<ValidateParams>()
+        .cloned()
+        .unwrap_or_default();
     let known = Knowledge::load(&cfg, &params)?;
     let mut failed = 0;
     for &date in &dates {

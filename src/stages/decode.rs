@@ -2,12 +2,13 @@
 //! normalises it. Features and money flows stream in batches and keep only the rows that
 //! concern an alerted address, so a day's memory is bounded by its alerts, not its flows.
 
-use crate::batch::{ArrowBatch, Tables};
-use crate::config::DecodeParams;
+use super::{Context, DateInput, Kind, Stage, StageInput};
+use crate::batch::{ArrowBatch, Table, Tables};
+use crate::config::StageSpec;
 use crate::contract::{check_dates, check_unique, column, required, to_f64, to_str, to_str_list};
 use crate::features::ADDRESS_FEATURES;
 use crate::io::{present, read_if_present, sha256_file, ParquetSource};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Context as _, Result};
 use arrow::array::{
     Array, ArrayRef, BooleanArray, Float64Array, Int64Array, ListArray, StringArray, StringBuilder,
 };
@@ -16,8 +17,63 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
 use rustc_hash::FxHashSet as HashSet;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
+
+/// The decode stage kind: a source, it reads the date's batch itself.
+pub const KIND: Kind = Kind {
+    name: "decode",
+    consumes: &[],
+    produces: &[
+        Table::Alerts,
+        Table::Features,
+        Table::Clusters,
+        Table::Flows,
+        Table::BatchInfo,
+    ],
+    parse: super::parse::<DecodeParams>,
+    span: |stage, date| tracing::debug_span!("decode", stage, %date),
+};
+
+/// Parameters of the decode stage.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecodeParams {
+    /// Check every file against the sha256 in META.json.
+    pub verify_checksums: bool,
+    /// Rows per batch when streaming the large tables.
+    pub batch_size: usize,
+}
+
+impl Default for DecodeParams {
+    fn default() -> Self {
+        Self {
+            verify_checksums: true,
+            batch_size: 65_536,
+        }
+    }
+}
+
+impl Stage for DecodeParams {
+    fn run(&self, ctx: &Context, _: &StageSpec, input: &StageInput) -> Result<Tables> {
+        let cfg = &ctx.config;
+        run(
+            self,
+            &cfg.input_dir(input.date),
+            input.date,
+            cfg.window_days,
+        )
+    }
+
+    fn params_json(&self) -> serde_json::Value {
+        serde_json::json!(self)
+    }
+
+    fn date_inputs(&self) -> &'static [DateInput] {
+        &[DateInput::Batch]
+    }
+}
 
 /// Columns decode reads from alerts.parquet (those present).
 pub const ALERT_COLUMNS: &[&str] = &[
@@ -164,11 +220,11 @@ fn read_tables(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) 
     }
     let info = make_batch(info)?;
     Ok(Tables::from([
-        ("alerts".to_string(), ArrowBatch(alerts)),
-        ("features".to_string(), ArrowBatch(features)),
-        ("clusters".to_string(), ArrowBatch(clusters)),
-        ("flows".to_string(), ArrowBatch(flows)),
-        ("batch_info".to_string(), ArrowBatch(info)),
+        (Table::Alerts.name().to_string(), ArrowBatch(alerts)),
+        (Table::Features.name().to_string(), ArrowBatch(features)),
+        (Table::Clusters.name().to_string(), ArrowBatch(clusters)),
+        (Table::Flows.name().to_string(), ArrowBatch(flows)),
+        (Table::BatchInfo.name().to_string(), ArrowBatch(info)),
     ]))
 }
 

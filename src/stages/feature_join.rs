@@ -2,14 +2,49 @@
 //! features, and the address history prepared before the run ([`crate::history`]), into the
 //! model matrix (see [`crate::features`]).
 
-use super::{Context, StageInput};
-use crate::batch::{ArrowBatch, Tables};
+use super::{output, Context, DateInput, Kind, Stage, StageInput};
+use crate::batch::{Table, Tables};
+use crate::config::StageSpec;
 use crate::features::build_matrix;
 use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+/// The feature_join stage kind.
+pub const KIND: Kind = Kind {
+    name: "feature_join",
+    consumes: &[
+        Table::Alerts,
+        Table::Features,
+        Table::Clusters,
+        Table::Flows,
+    ],
+    produces: &[Table::Matrix],
+    parse: super::parse::<FeatureJoin>,
+    span: |stage, date| tracing::debug_span!("feature_join", stage, %date),
+};
+
+/// A feature_join stage (no parameters).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureJoin {}
+
+impl Stage for FeatureJoin {
+    fn run(&self, ctx: &Context, _: &StageSpec, input: &StageInput) -> Result<Tables> {
+        run(ctx, input)
+    }
+
+    fn params_json(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    fn date_inputs(&self) -> &'static [DateInput] {
+        &[DateInput::AlertHistory]
+    }
+}
 
 /// Builds the `matrix` table.
 pub fn run(ctx: &Context, input: &StageInput) -> Result<Tables> {
     let history = crate::history::load(&ctx.config, input.date)?;
     let m = build_matrix(input.date, input.tables, &history)?;
-    Ok(Tables::from([("matrix".to_string(), ArrowBatch(m))]))
+    Ok(output(Table::Matrix, m))
 }

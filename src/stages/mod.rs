@@ -1,21 +1,173 @@
-//! The pipeline's stages, one module each. Every stage is a function from one date's input
-//! tables to its output tables; [`crate::engine`] wraps each in a timely operator.
+//! The pipeline's stage kinds, one module each, and their registry.
+//!
+//! A stage kind is one file: a parameters type implementing [`Stage`] (parsed from
+//! `[stage.params]` with serde, unknown keys refused) and a [`Kind`] constant that names the
+//! kind and declares the tables it consumes and produces. [`KINDS`] lists every kind once; the
+//! pipeline parser, its error messages, the planner and the engine derive all they know of a
+//! kind from there. Adding a kind is one new file and one line in [`KINDS`].
 
 pub mod cluster_score;
 pub mod decode;
 pub mod feature_join;
 pub mod rank;
 pub mod score;
+pub mod submit;
 pub mod validate;
 pub mod write;
 
-use crate::batch::Tables;
-use crate::config::{RunConfig, StageKind, StageParams, StageSpec};
+use crate::batch::{Table, Tables};
+use crate::config::{RunConfig, StageSpec};
 use crate::model::{Model, ModelKind};
 use anyhow::{anyhow, Result};
 use chrono::NaiveDate;
+use serde::de::DeserializeOwned;
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
+
+/// Every stage kind, in the order a pipeline usually chains them.
+pub const KINDS: &[&Kind] = &[
+    &decode::KIND,
+    &feature_join::KIND,
+    &score::KIND,
+    &rank::KIND,
+    &cluster_score::KIND,
+    &write::KIND,
+    &validate::KIND,
+    &submit::KIND,
+];
+
+/// The kind named `name` in a pipeline file.
+pub fn kind(name: &str) -> Option<&'static Kind> {
+    KINDS.iter().copied().find(|k| k.name == name)
+}
+
+/// Parses a stage's `[stage.params]` into the configured stage, or says what is wrong.
+pub type ParseFn = fn(Option<toml::Table>) -> Result<Arc<dyn Stage>, String>;
+
+/// What the registry knows of a stage kind.
+pub struct Kind {
+    /// Its name in pipeline files (`kind = "…"`).
+    pub name: &'static str,
+    /// Tables it reads from its inputs; a kind that reads none is a source and takes no inputs.
+    pub consumes: &'static [Table],
+    /// Tables it produces; the first is its main output (rows in the run summary).
+    pub produces: &'static [Table],
+    /// Parses `[stage.params]` (absent: the defaults) into the configured stage.
+    pub parse: ParseFn,
+    /// The tracing span of one run of a stage of this kind, named by the kind (traces and
+    /// flamegraphs group by it).
+    pub span: fn(stage: &str, date: NaiveDate) -> tracing::Span,
+}
+
+impl std::fmt::Debug for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl PartialEq for Kind {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Kind {
+    /// Its tables kept in the state cache ([`Table::cached`]).
+    pub fn cached(&self) -> Vec<Table> {
+        self.produces
+            .iter()
+            .copied()
+            .filter(|t| t.cached())
+            .collect()
+    }
+
+    /// The table whose rows count as the stage's input in the run summary: the first it
+    /// consumes, or for a source the first it produces.
+    pub fn main_input(&self) -> Option<Table> {
+        self.consumes
+            .first()
+            .or_else(|| self.produces.first())
+            .copied()
+    }
+}
+
+/// Something a stage reads from outside the graph for each date, which its fingerprint covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateInput {
+    /// The date's batch files (their content hashes).
+    Batch,
+    /// The alerts of the earlier dates in the date's history window ([`crate::history`]).
+    AlertHistory,
+}
+
+/// A fingerprint part shared by every date.
+#[derive(Debug, Clone)]
+pub enum Part {
+    /// A file's content (hashed; an error if it cannot be read).
+    File(PathBuf),
+    /// A value as text.
+    Text(String),
+}
+
+/// A configured stage: a kind's parameters, and what the kind does with them.
+pub trait Stage: std::fmt::Debug + Send + Sync + AsAny {
+    /// Runs the stage on one date's input tables.
+    fn run(&self, ctx: &Context, stage: &StageSpec, input: &StageInput) -> Result<Tables>;
+
+    /// The parameters as JSON, as the fingerprint records them (`null` for none).
+    fn params_json(&self) -> serde_json::Value;
+
+    /// The model it applies: its kind, and `latest` or a path.
+    fn model(&self) -> Option<(ModelKind, &str)> {
+        None
+    }
+
+    /// Checks the run configuration (and the model it applies, loaded) for what this stage
+    /// needs, before any work.
+    fn check(&self, _cfg: &RunConfig, _model: Option<&Model>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Fingerprint parts beyond code, parameters, model and upstream that every date shares.
+    fn common_parts(&self, _cfg: &RunConfig) -> Result<Vec<(String, Part)>> {
+        Ok(Vec::new())
+    }
+
+    /// What it reads per date from outside the graph.
+    fn date_inputs(&self) -> &'static [DateInput] {
+        &[]
+    }
+
+    /// Files it leaves in the date's output directory; the stage reruns if one is missing.
+    fn output_files(&self) -> &'static [&'static str] {
+        &[]
+    }
+}
+
+/// Downcasting of configured stages, so a command can find a kind's parameters.
+pub trait AsAny {
+    /// `self` as [`Any`].
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: Any> AsAny for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// [`Kind::parse`] for a parameters type: serde with its defaults for what is not given.
+pub fn parse<T: Stage + DeserializeOwned + Default + 'static>(
+    t: Option<toml::Table>,
+) -> Result<Arc<dyn Stage>, String> {
+    let params = match t {
+        None => T::default(),
+        Some(t) => T::deserialize(toml::Value::Table(t)).map_err(|e| e.message().to_string())?,
+    };
+    Ok(Arc::new(params))
+}
 
 /// What every stage may use: the run configuration and the loaded models.
 pub struct Context {
@@ -27,6 +179,32 @@ pub struct Context {
     pub knowledge: validate::Knowledge,
 }
 
+/// What a run reports as it goes, to whoever shows it (a progress display, a log); the engine
+/// and the stages hold no display of their own.
+pub trait Observer: Send + Sync {
+    /// A line worth showing the user about one date, e.g. what was submitted.
+    fn note(&self, date: NaiveDate, stage: &str, text: &str);
+
+    /// A date left the graph, with the error that failed it, if any.
+    fn date_done(&self, date: NaiveDate, error: Option<&str>);
+}
+
+/// An observer that only logs.
+pub struct LogObserver;
+
+impl Observer for LogObserver {
+    fn note(&self, date: NaiveDate, stage: &str, text: &str) {
+        tracing::info!(%date, stage, "{text}");
+    }
+
+    fn date_done(&self, date: NaiveDate, error: Option<&str>) {
+        match error {
+            None => tracing::info!(%date, "date done"),
+            Some(e) => tracing::warn!(%date, "date failed: {e}"),
+        }
+    }
+}
+
 /// One date's inputs to a stage.
 pub struct StageInput<'a> {
     /// The processing date.
@@ -35,38 +213,30 @@ pub struct StageInput<'a> {
     pub tables: &'a Tables,
     /// Milliseconds spent so far in each upstream stage, by stage name.
     pub timings: &'a BTreeMap<String, f64>,
-}
-
-/// The model a stage kind applies, if any.
-pub fn model_kind(kind: StageKind) -> Option<ModelKind> {
-    match kind {
-        StageKind::Score => Some(ModelKind::AlertScorer),
-        StageKind::Rank => Some(ModelKind::AlertRanker),
-        StageKind::ClusterScore => Some(ModelKind::ClusterScorer),
-        _ => None,
-    }
+    /// Where the stage reports what the user should see.
+    pub observer: &'a dyn Observer,
 }
 
 impl Context {
-    /// Loads every model the pipeline's stages need; fails before any work if one is missing.
+    /// Loads every model the pipeline's stages need and checks what each stage needs of the
+    /// configuration; fails before any work if something is missing.
     pub fn new(config: RunConfig) -> Result<Self> {
         let mut models = BTreeMap::new();
         for s in &config.pipeline.stages {
-            if let (Some(kind), StageParams::Model(p)) = (model_kind(s.kind), &s.params) {
-                let path = Model::resolve(&config.models, kind, &p.model)?;
+            if let Some((kind, spec)) = s.stage.model() {
+                let path = Model::resolve(&config.models, kind, spec)?;
                 let model =
                     Model::load(&path, kind).map_err(|e| anyhow!("stage `{}`: {e:#}", s.name))?;
                 tracing::info!(stage = %s.name, model = %path.display(), version = model.version(), "model loaded");
                 models.insert(s.name.clone(), Arc::new(model));
             }
+            s.stage
+                .check(&config, models.get(&s.name).map(|m| m.as_ref()))
+                .map_err(|e| anyhow!("stage `{}`: {e:#}", s.name))?;
         }
-        let knowledge = match config
-            .pipeline
-            .stage_of(StageKind::Validate)
-            .map(|s| &s.params)
-        {
-            Some(StageParams::Validate(p)) => validate::Knowledge::load(&config, p)?,
-            _ => validate::Knowledge::default(),
+        let knowledge = match config.pipeline.params_of::<validate::ValidateParams>() {
+            Some(p) => validate::Knowledge::load(&config, p)?,
+            None => validate::Knowledge::default(),
         };
         Ok(Self {
             config,
@@ -76,23 +246,31 @@ impl Context {
     }
 
     /// The model file each model stage applies, by stage name.
-    pub fn model_paths(&self) -> BTreeMap<String, std::path::PathBuf> {
+    pub fn model_paths(&self) -> BTreeMap<String, PathBuf> {
         self.models
             .iter()
             .map(|(k, m)| (k.clone(), m.path.clone()))
             .collect()
     }
 
-    /// The version of the model of the first stage of `kind`, or `unknown`.
-    pub fn model_version(&self, kind: StageKind) -> String {
+    /// The model of the first stage that applies one of `kind`.
+    pub fn model_of(&self, kind: ModelKind) -> Option<&Arc<Model>> {
         self.config
             .pipeline
-            .stage_of(kind)
+            .stages
+            .iter()
+            .find(|s| s.stage.model().is_some_and(|(k, _)| k == kind))
             .and_then(|s| self.models.get(&s.name))
+    }
+
+    /// The version of the first model of `kind` the pipeline applies, or `unknown`.
+    pub fn model_version(&self, kind: ModelKind) -> String {
+        self.model_of(kind)
             .map_or_else(|| "unknown".to_string(), |m| m.version().to_string())
     }
 
-    fn model(&self, stage: &StageSpec) -> Result<&Model> {
+    /// The model `stage` applies.
+    pub fn model(&self, stage: &StageSpec) -> Result<&Model> {
         self.models
             .get(&stage.name)
             .map(|m| m.as_ref())
@@ -101,41 +279,71 @@ impl Context {
 }
 
 /// The model file each model stage of `cfg` would apply, without loading the models.
-pub fn model_paths(cfg: &RunConfig) -> Result<BTreeMap<String, std::path::PathBuf>> {
+pub fn model_paths(cfg: &RunConfig) -> Result<BTreeMap<String, PathBuf>> {
     let mut out = BTreeMap::new();
     for s in &cfg.pipeline.stages {
-        if let (Some(kind), StageParams::Model(p)) = (model_kind(s.kind), &s.params) {
-            out.insert(s.name.clone(), Model::resolve(&cfg.models, kind, &p.model)?);
+        if let Some((kind, spec)) = s.stage.model() {
+            out.insert(s.name.clone(), Model::resolve(&cfg.models, kind, spec)?);
         }
     }
     Ok(out)
 }
 
-/// Runs one stage on one date.
-pub fn run(stage: &StageSpec, ctx: &Context, input: &StageInput) -> Result<Tables> {
-    let cfg = &ctx.config;
-    match (&stage.kind, &stage.params) {
-        (StageKind::Decode, StageParams::Decode(p)) => {
-            decode::run(p, &cfg.input_dir(input.date), input.date, cfg.window_days)
-        }
-        (StageKind::FeatureJoin, _) => feature_join::run(ctx, input),
-        (StageKind::Score, StageParams::Model(p)) => score::run(ctx.model(stage)?, p, input),
-        (StageKind::Rank, _) => rank::run(ctx.model(stage)?, input),
-        (StageKind::ClusterScore, StageParams::Model(p)) => {
-            cluster_score::run(ctx.model(stage)?, p, input)
-        }
-        (StageKind::Write, _) => write::run(ctx, input),
-        (StageKind::Validate, StageParams::Validate(p)) => validate::run(p, ctx, input),
-        (k, _) => Err(anyhow!(
-            "stage `{}`: parameters do not match kind {k:?}",
-            stage.name
-        )),
-    }
+/// The table `t` from a stage's inputs.
+pub fn table(tables: &Tables, t: Table) -> Result<&arrow::record_batch::RecordBatch> {
+    tables
+        .get(t.name())
+        .map(|b| &b.0)
+        .ok_or_else(|| anyhow!("internal: input table `{}` missing", t.name()))
 }
 
-/// The table `name` from a stage's inputs.
-pub fn table<'a>(t: &'a Tables, name: &str) -> Result<&'a arrow::record_batch::RecordBatch> {
-    t.get(name)
-        .map(|b| &b.0)
-        .ok_or_else(|| anyhow!("internal: input table `{name}` missing"))
+/// One table as a stage's output.
+pub fn output(t: Table, batch: arrow::record_batch::RecordBatch) -> Tables {
+    Tables::from([(t.name().to_string(), crate::batch::ArrowBatch(batch))])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn registry_names_are_unique_and_found() {
+        let names: BTreeSet<&str> = KINDS.iter().map(|k| k.name).collect();
+        assert_eq!(names.len(), KINDS.len());
+        for k in KINDS {
+            assert_eq!(kind(k.name), Some(*k));
+        }
+        assert!(kind("frobnicate").is_none());
+    }
+
+    #[test]
+    fn every_kind_parses_its_defaults_and_refuses_unknown_keys() {
+        for k in KINDS {
+            let stage = (k.parse)(None).unwrap_or_else(|e| panic!("{}: {e}", k.name));
+            // What the fingerprint records must parse back to the same stage.
+            if let serde_json::Value::Object(map) = stage.params_json() {
+                let t: toml::Table = toml::from_str(&toml::to_string(&map).unwrap()).unwrap();
+                let back = (k.parse)(Some(t)).unwrap();
+                assert_eq!(back.params_json(), stage.params_json(), "{}", k.name);
+            }
+            let mut bogus = toml::Table::new();
+            bogus.insert("bogus".into(), toml::Value::Integer(1));
+            let err = (k.parse)(Some(bogus)).unwrap_err();
+            assert!(err.contains("bogus"), "{}: {err}", k.name);
+        }
+    }
+
+    #[test]
+    fn every_consumed_table_is_produced_by_some_kind() {
+        let produced: BTreeSet<Table> = KINDS
+            .iter()
+            .flat_map(|k| k.produces.iter().copied())
+            .collect();
+        for k in KINDS {
+            for t in k.consumes {
+                assert!(produced.contains(t), "{} consumes {t:?}", k.name);
+            }
+        }
+    }
 }

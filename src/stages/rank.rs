@@ -1,21 +1,53 @@
 //! rank: orders the day's alerts by the lambdarank model; rank 1 is the most urgent.
 //! Ties are broken by the scorer's score (higher first), then by alert_id.
 
-use super::{table, StageInput};
-use crate::batch::{ArrowBatch, Tables};
+use super::score::ModelParams;
+use super::{output, table, Context, Kind, Stage, StageInput};
+use crate::batch::{Table, Tables};
+use crate::config::StageSpec;
 use crate::features::row_major;
-use crate::model::Model;
+use crate::model::{Model, ModelKind};
 use crate::stages::decode::make_batch;
 use anyhow::Result;
 use arrow::array::{Array, AsArray, Float64Array, Int32Array, StringArray};
 use arrow::datatypes::Float64Type;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The rank stage kind.
+pub const KIND: Kind = Kind {
+    name: "rank",
+    consumes: &[Table::Matrix, Table::AlertScores],
+    produces: &[Table::AlertRankings],
+    parse: super::parse::<Rank>,
+    span: |stage, date| tracing::debug_span!("rank", stage, %date),
+};
+
+/// A rank stage: the lambdarank model named by its [`ModelParams`] (`explain` is not used:
+/// rankings carry no explanations).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Rank(pub ModelParams);
+
+impl Stage for Rank {
+    fn run(&self, ctx: &Context, stage: &StageSpec, input: &StageInput) -> Result<Tables> {
+        run(ctx.model(stage)?, input)
+    }
+
+    fn params_json(&self) -> serde_json::Value {
+        serde_json::json!(self.0)
+    }
+
+    fn model(&self) -> Option<(ModelKind, &str)> {
+        Some((ModelKind::AlertRanker, &self.0.model))
+    }
+}
+
 /// Produces `alert_rankings` (`alert_id, rank, score, model_version`), in rank order.
 pub fn run(model: &Model, input: &StageInput) -> Result<Tables> {
-    let m = table(input.tables, "matrix")?;
-    let s = table(input.tables, "alert_scores")?;
+    let m = table(input.tables, Table::Matrix)?;
+    let s = table(input.tables, Table::AlertScores)?;
     let ids = m
         .column_by_name("alert_id")
         .expect("alert_id")
@@ -63,8 +95,5 @@ pub fn run(model: &Model, input: &StageInput) -> Result<Tables> {
             Arc::new(StringArray::from(vec![model.version(); n])),
         ),
     ])?;
-    Ok(Tables::from([(
-        "alert_rankings".to_string(),
-        ArrowBatch(batch),
-    )]))
+    Ok(output(Table::AlertRankings, batch))
 }

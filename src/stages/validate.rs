@@ -11,9 +11,9 @@
 //! score out of range, a duplicate); a missing `model_github_url` makes its gate fail and the
 //! expected reward 0, which the report and the run summary say, but the outputs are sound.
 
-use super::{table, Context, StageInput};
-use crate::batch::{ArrowBatch, Tables};
-use crate::config::{RunConfig, ValidateParams};
+use super::{output, table, Context, Kind, Part, Stage, StageInput};
+use crate::batch::{Table, Tables};
+use crate::config::{RunConfig, StageSpec};
 use crate::contract::column;
 use crate::io::ParquetSource;
 use crate::labels::Labels;
@@ -28,10 +28,81 @@ use arrow::array::{AsArray, BooleanArray, StringArray};
 use arrow::datatypes::{Float64Type, Int32Type};
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// The validate stage kind.
+pub const KIND: Kind = Kind {
+    name: "validate",
+    consumes: &[Table::Alerts, Table::Clusters, Table::Written],
+    produces: &[Table::Validation],
+    parse: super::parse::<ValidateParams>,
+    span: |stage, date| tracing::debug_span!("validate", stage, %date),
+};
+
+/// Parameters of the validate stage.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidateParams {
+    /// Upper bound on mean per-alert latency (ms) for the integrity tier.
+    pub max_latency_ms: f64,
+    /// Pattern traps: a JSON file `[{"alert_id": …, "expected_score": …}, …]` (relative to the
+    /// pipeline file), or empty for none.
+    pub traps: String,
+    /// Reference scores for the validators' Spearman part: an output tree with the same layout
+    /// (relative to the pipeline file), or empty for none.
+    pub reference: String,
+}
+
+impl Default for ValidateParams {
+    fn default() -> Self {
+        Self {
+            max_latency_ms: 100.0,
+            traps: String::new(),
+            reference: String::new(),
+        }
+    }
+}
+
+impl Stage for ValidateParams {
+    fn run(&self, ctx: &Context, _: &StageSpec, input: &StageInput) -> Result<Tables> {
+        run(self, ctx, input)
+    }
+
+    fn params_json(&self) -> serde_json::Value {
+        json!(self)
+    }
+
+    /// The labels it judges with, the traps, and the submission settings Tier 1 checks.
+    fn common_parts(&self, cfg: &RunConfig) -> Result<Vec<(String, Part)>> {
+        let mut parts = Vec::new();
+        for (name, file) in [
+            ("ground_truth", "ground_truth.parquet"),
+            ("address_labels", "address_labels.parquet"),
+        ] {
+            let path = cfg.input.join(&cfg.network).join(file);
+            if path.exists() {
+                parts.push((name.to_string(), Part::File(path)));
+            }
+        }
+        let submission = json!({
+            "model_github_url": cfg.model_github_url,
+            "first_submission_date": cfg.first_submission_date,
+        });
+        parts.push(("submission".to_string(), Part::Text(submission.to_string())));
+        if let Some(traps) = rel(&cfg.pipeline.path, &self.traps) {
+            parts.push(("traps".to_string(), Part::File(traps)));
+        }
+        Ok(parts)
+    }
+
+    fn output_files(&self) -> &'static [&'static str] {
+        &["validation.json"]
+    }
+}
 
 fn strings(b: &RecordBatch, name: &str) -> Vec<String> {
     column(b, name).map_or_else(Vec::new, |c| {
@@ -354,8 +425,8 @@ pub fn reward_line(r: &Reward) -> String {
 /// Validates the written outputs and writes `validation.json`.
 pub fn run(p: &ValidateParams, ctx: &Context, input: &StageInput) -> Result<Tables> {
     let facts = BatchFacts::from_tables(
-        table(input.tables, "alerts")?,
-        table(input.tables, "clusters")?,
+        table(input.tables, Table::Alerts)?,
+        table(input.tables, Table::Clusters)?,
     );
     let (report, failures) = judge(p, &ctx.config, &ctx.knowledge, input.date, &facts, None)?;
     let dir = ctx.config.output_dir(input.date);
@@ -377,7 +448,7 @@ pub fn run(p: &ValidateParams, ctx: &Context, input: &StageInput) -> Result<Tabl
             Arc::new(BooleanArray::from(vec![true, true, true])),
         ),
     ])?;
-    Ok(Tables::from([("validation".to_string(), ArrowBatch(out))]))
+    Ok(output(Table::Validation, out))
 }
 
 /// Summary across dates, written to `{output}/{network}/validation_summary_{window}d.json`:

@@ -3,17 +3,52 @@
 //! directory); only when all are written are they renamed into
 //! place, `processing_metadata.json` last, so a date's outputs appear whole or not at all.
 
-use super::{table, Context, StageInput};
-use crate::batch::{ArrowBatch, Tables};
-use crate::config::StageKind;
+use super::{output, table, Context, Kind, Stage, StageInput};
+use crate::batch::{Table, Tables};
+use crate::config::StageSpec;
 use crate::io::{json_temp, parquet_temp};
+use crate::model::ModelKind;
 use crate::stages::decode::{make_batch, ISSUE_COUNTS};
 use crate::state::staging_dir;
 use anyhow::{Context as _, Result};
 use arrow::array::{AsArray, Int64Array, StringArray};
 use arrow::datatypes::Int64Type;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::sync::Arc;
+
+/// The write stage kind.
+pub const KIND: Kind = Kind {
+    name: "write",
+    consumes: &[
+        Table::BatchInfo,
+        Table::AlertScores,
+        Table::AlertRankings,
+        Table::ClusterScores,
+    ],
+    produces: &[Table::Written],
+    parse: super::parse::<Write>,
+    span: |stage, date| tracing::debug_span!("write", stage, %date),
+};
+
+/// A write stage (no parameters).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Write {}
+
+impl Stage for Write {
+    fn run(&self, ctx: &Context, _: &StageSpec, input: &StageInput) -> Result<Tables> {
+        run(ctx, input)
+    }
+
+    fn params_json(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    fn output_files(&self) -> &'static [&'static str] {
+        &OUTPUTS
+    }
+}
 
 /// Output files of a date, in the order they are committed.
 pub const OUTPUTS: [&str; 4] = [
@@ -27,10 +62,10 @@ pub const OUTPUTS: [&str; 4] = [
 pub fn run(ctx: &Context, input: &StageInput) -> Result<Tables> {
     let dir = ctx.config.output_dir(input.date);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let scores = table(input.tables, "alert_scores")?;
-    let rankings = table(input.tables, "alert_rankings")?;
-    let clusters = table(input.tables, "cluster_scores")?;
-    let info = table(input.tables, "batch_info")?;
+    let scores = table(input.tables, Table::AlertScores)?;
+    let rankings = table(input.tables, Table::AlertRankings)?;
+    let clusters = table(input.tables, Table::ClusterScores)?;
+    let info = table(input.tables, Table::BatchInfo)?;
     let count = |name: &str| {
         info.column_by_name(name)
             .map_or(0, |c| c.as_primitive::<Int64Type>().value(0))
@@ -57,9 +92,9 @@ pub fn run(ctx: &Context, input: &StageInput) -> Result<Tables> {
         },
         "latencies_ms": latencies,
         "model_versions": {
-            "alert_scorer": ctx.model_version(StageKind::Score),
-            "alert_ranker": ctx.model_version(StageKind::Rank),
-            "cluster_scorer": ctx.model_version(StageKind::ClusterScore),
+            "alert_scorer": ctx.model_version(ModelKind::AlertScorer),
+            "alert_ranker": ctx.model_version(ModelKind::AlertRanker),
+            "cluster_scorer": ctx.model_version(ModelKind::ClusterScorer),
         },
         "status": "COMPLETED",
         "error_message": null,
@@ -89,5 +124,5 @@ pub fn run(ctx: &Context, input: &StageInput) -> Result<Tables> {
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|&r| r as i64))),
         ),
     ])?;
-    Ok(Tables::from([("written".to_string(), ArrowBatch(written))]))
+    Ok(output(Table::Written, written))
 }

@@ -194,6 +194,16 @@ pub fn with_pipeline(cfg: &Path, edit: impl FnOnce(String) -> String) -> PathBuf
     pipe
 }
 
+/// Points `cfg` at a copy of the repository's pipeline whose score stage applies
+/// `calibration` (`none`: LightGBM's probabilities as they are).
+pub fn with_calibration(cfg: &Path, calibration: &str) -> PathBuf {
+    with_pipeline(cfg, |t| {
+        let shipped = "calibration = \"rank_percentile\"";
+        assert!(t.contains(shipped), "the shipped pipeline calibrates");
+        t.replace(shipped, &format!("calibration = {calibration:?}"))
+    })
+}
+
 /// A run config in `tmp/cfg` over the fixture's input and models, writing to `tmp/out`.
 pub fn fixture_config(tmp: &Path) -> PathBuf {
     let f = fixture();
