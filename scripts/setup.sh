@@ -31,7 +31,7 @@ python3 -c 'import pyarrow' 2>/dev/null || py_need+=('pyarrow')
 python3 -c 'import pandas' 2>/dev/null || py_need+=('pandas')
 # pydantic: tests/template_models.py parses the API's answers with the miner template's models
 python3 -c 'import pydantic' 2>/dev/null || py_need+=('pydantic>=2')
-# moto's standalone S3 server, started on loopback by tests/fetch.rs
+# moto's standalone S3 server, started on loopback by tests/it/fetch.rs
 python3 -c 'import moto, flask, flask_cors' 2>/dev/null || py_need+=('moto[server]')
 if [ ${#py_need[@]} -gt 0 ]; then
   echo "setup: installing Python packages ${py_need[*]}"

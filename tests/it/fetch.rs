@@ -1,9 +1,7 @@
 //! `pipeline fetch` and the fetch stage against a real S3-compatible server (moto, installed by
 //! scripts/setup.sh) that each test starts on loopback, with generated batches uploaded to it.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};

@@ -1,12 +1,10 @@
 //! Incremental reruns, crash safety, the run lock and multi-process runs, through the CLI on
 //! generated data.
 
-mod common;
-
 use arrow::array::{ArrayRef, AsArray, Float64Array};
 use arrow::datatypes::Float64Type;
 use arrow::record_batch::RecordBatch;
-use common::*;
+use crate::common::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

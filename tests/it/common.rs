@@ -1,6 +1,5 @@
 //! Shared fixture for the integration tests: a generated input tree and models trained on it,
-//! made once per test binary, plus helpers to run the CLI and read outputs.
-#![allow(dead_code)]
+//! made once per test run, plus helpers to run the CLI and read outputs.
 
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -13,7 +12,7 @@ pub const WINDOW: u32 = 195;
 pub const FIRST: &str = "2025-10-01";
 pub const LAST: &str = "2025-10-06";
 
-/// The generated input and trained models, shared by every test of a binary (never modified).
+/// The generated input and trained models, shared by every test (never modified).
 pub struct Fixture {
     _dir: tempfile::TempDir,
     pub input: PathBuf,
