@@ -4,12 +4,12 @@
 //! Values upstream should not send but that do not stop a date are accepted and counted, and
 //! every Parquet codec pandas/pyarrow write is read.
 
+use crate::common::*;
 use arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, Int16Array, ListBuilder, StringArray, StringBuilder,
 };
 use arrow::datatypes::{Field, Schema};
 use arrow::record_batch::RecordBatch;
-use crate::common::*;
 use std::path::Path;
 use std::sync::Arc;
 

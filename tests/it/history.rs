@@ -1,13 +1,13 @@
 //! Address-history features on generated data: the run's caches, their agreement with the
 //! exported (training) matrix, and which caches a change to one date's alerts rewrites.
 
+use crate::common::*;
 use aml_pipeline::config::RunConfig;
 use aml_pipeline::dates::parse_date;
 use aml_pipeline::features::HISTORY_FEATURES;
 use aml_pipeline::history;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Decimal128Type, Float64Type};
-use crate::common::*;
 use std::collections::HashMap;
 use std::time::SystemTime;
 

@@ -1,10 +1,10 @@
 //! Incremental reruns, crash safety, the run lock and multi-process runs, through the CLI on
 //! generated data.
 
+use crate::common::*;
 use arrow::array::{ArrayRef, AsArray, Float64Array};
 use arrow::datatypes::Float64Type;
 use arrow::record_batch::RecordBatch;
-use crate::common::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -1,10 +1,10 @@
 //! End-to-end runs of `pipeline run` on generated data: output schemas and counts,
 //! determinism across runs and worker counts, agreement with LightGBM's own predictions.
 
+use crate::common::*;
 use arrow::array::AsArray;
 use arrow::datatypes::{DataType, Float64Type, Int32Type};
 use arrow::record_batch::RecordBatch;
-use crate::common::*;
 use std::collections::HashSet;
 use std::path::Path;
 

@@ -2,9 +2,9 @@
 //! pagination, Parquet pages, bad requests (400/404, never 500), path traversal and SQL
 //! injection attempts, and a date written while the server runs.
 
+use crate::common::*;
 use arrow::array::AsArray;
 use arrow::datatypes::Float64Type;
-use crate::common::*;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;

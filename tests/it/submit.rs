@@ -4,8 +4,8 @@
 //! dropped after the validator stored a chunk — every row stored exactly once — and the submit
 //! stage of `pipeline run` failing its dates while the validator is down.
 
-use arrow::array::AsArray;
 use crate::common::*;
+use arrow::array::AsArray;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{Read, Write};

@@ -1,10 +1,10 @@
 //! `pipeline validate` on existing outputs: every tier, penalties for constant scores and
 //! trap hits, a missing alert failing integrity, a copied output flagged as plagiarism.
 
+use crate::common::*;
 use arrow::array::{AsArray, Float64Array};
 use arrow::datatypes::{Field, Float64Type, Schema};
 use arrow::record_batch::RecordBatch;
-use crate::common::*;
 use std::path::Path;
 use std::sync::Arc;
 
