@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 COLOURS = {
     "decode": "#4e79a7", "feature_join": "#f28e2b", "score": "#e15759", "rank": "#76b7b2",
-    "cluster_score": "#59a14f", "write": "#edc948", "validate": "#b07aa1", "fetch": "#9c755f",
+    "cluster_score": "#59a14f", "write": "#edc948", "validate": "#b07aa1", "fetch": "#9c755f", "submit": "#ff9da7",
 }
 
 

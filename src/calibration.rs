@@ -50,17 +50,25 @@ impl Isotonic {
         }
         let mut order: Vec<usize> = (0..scores.len()).collect();
         order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
-        // Blocks of (sum of scores, sum of labels, count); equal scores start in one block,
-        // and a block whose rate is not above its predecessor's is pooled with it.
+        // Blocks of (sum of scores, sum of labels, count). Each group of equal scores enters
+        // as one block; then a block whose rate is not above its predecessor's is pooled with
+        // it, until the rates increase strictly.
         let mut blocks: Vec<(f64, f64, f64)> = Vec::new();
-        let mut last = f64::NAN;
-        for i in order {
-            let (s, y) = (scores[i], f64::from(u8::from(labels[i])));
-            match blocks.last_mut() {
-                Some(b) if s == last => *b = (b.0 + s, b.1 + y, b.2 + 1.0),
-                _ => blocks.push((s, y, 1.0)),
+        let mut start = 0;
+        while start < order.len() {
+            let s = scores[order[start]];
+            let mut group = (0.0, 0.0, 0.0);
+            let mut end = start;
+            while end < order.len() && scores[order[end]] == s {
+                group = (
+                    group.0 + s,
+                    group.1 + f64::from(u8::from(labels[order[end]])),
+                    group.2 + 1.0,
+                );
+                end += 1;
             }
-            last = s;
+            blocks.push(group);
+            start = end;
             while blocks.len() >= 2 {
                 let (b, a) = (blocks[blocks.len() - 1], blocks[blocks.len() - 2]);
                 if b.1 / b.2 > a.1 / a.2 {
@@ -87,6 +95,23 @@ impl Isotonic {
         };
         ((1.0 - RAW_WEIGHT) * fitted + RAW_WEIGHT * s).clamp(0.0, 1.0)
     }
+}
+
+/// Writes `mapped` (a monotone map of `scores`) into `scores`, nudged up by the smallest step
+/// where rounding made two different scores equal or swapped them, so the order of `scores`
+/// is kept exactly (ranks and AUC depend on it); only at 1.0 itself can two stay equal.
+fn keep_order(scores: &mut [f64], mut mapped: Vec<f64>) {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    for w in order.windows(2) {
+        let (lo, hi) = (w[0], w[1]);
+        if scores[hi] == scores[lo] {
+            mapped[hi] = mapped[lo];
+        } else if mapped[hi] <= mapped[lo] {
+            mapped[hi] = mapped[lo].next_up().min(1.0);
+        }
+    }
+    scores.copy_from_slice(&mapped);
 }
 
 /// Each score's percentile among `scores`: the average 1-based rank of its tie group ÷ n.
@@ -124,9 +149,8 @@ impl Calibration {
                 let Some(iso) = isotonic else {
                     bail!("calibration = \"isotonic\" needs a scorer trained with `pipeline train` (its metadata holds the isotonic map); this one has none: retrain it, or choose another calibration")
                 };
-                for s in scores.iter_mut() {
-                    *s = iso.apply(*s);
-                }
+                let mapped: Vec<f64> = scores.iter().map(|&s| iso.apply(s)).collect();
+                keep_order(scores, mapped);
             }
         }
         Ok(())
@@ -161,6 +185,30 @@ mod tests {
             last = v;
         }
         assert!(Isotonic::fit(&s, &[true; 6]).is_none());
+    }
+
+    #[test]
+    fn isotonic_treats_equal_scores_as_one_whatever_their_order() {
+        let s = [0.1, 0.1, 0.2, 0.2, 0.2, 0.2];
+        for y in [
+            [true, false, false, true, true, true],
+            [false, true, true, true, true, false],
+        ] {
+            let iso = Isotonic::fit(&s, &y).unwrap();
+            assert_eq!(iso.y, vec![0.5, 0.75], "{y:?}");
+        }
+    }
+
+    #[test]
+    fn isotonic_keeps_scores_apart_that_rounding_would_merge() {
+        let iso = Isotonic::fit(&[0.1, 0.9], &[false, true]).unwrap();
+        let raw = [0.95, 0.95 + 1e-15, 0.95, 0.97];
+        let mut out = raw;
+        Calibration::Isotonic.apply(&mut out, Some(&iso)).unwrap();
+        assert!(
+            out[1] > out[0] && out[0] == out[2] && out[3] > out[1],
+            "{out:?}"
+        );
     }
 
     #[test]

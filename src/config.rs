@@ -404,6 +404,18 @@ mod tests {
     }
 
     #[test]
+    fn a_kinds_parameters_are_found_by_type() {
+        use crate::stages::{submit::SubmitParams, validate::ValidateParams};
+        let p = parse(GOOD).unwrap();
+        assert_eq!(
+            p.params_of::<ValidateParams>().unwrap().max_latency_ms,
+            100.0
+        );
+        assert_eq!(p.params_of::<SubmitParams>().unwrap().attempts, 5);
+        assert!(p.params_of::<String>().is_none());
+    }
+
+    #[test]
     fn refuses_bad_graphs() {
         let err = |t: &str| format!("{:#}", parse(t).unwrap_err());
         let unknown = err("[[stage]]\nname='a'\nkind='frobnicate'");

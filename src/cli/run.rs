@@ -231,17 +231,20 @@ pub fn run(args: RunArgs) -> Result<i32> {
             list.join(", ")
         );
     }
-    let validating = ctx
-        .config
-        .pipeline
-        .stage_of(&crate::stages::validate::KIND)
-        .is_some();
-    if p == 0 && validating {
+    let validate = ctx.config.pipeline.stage_of(&crate::stages::validate::KIND);
+    if let (0, Some(validate)) = (p, validate) {
+        // Dates whose validation passed and is current, whatever happened after it (a
+        // submission that failed leaves the date failed, but its figures stand).
+        let store = crate::state::StateStore::new(&ctx.config);
         let done: Vec<NaiveDate> = dates
             .iter()
             .copied()
             .filter(|d| ctx.config.output_dir(*d).join("validation.json").exists())
-            .filter(|d| !report.dates.iter().any(|(x, r)| x == d && r.is_err()))
+            .filter(|d| {
+                store
+                    .load(*d)
+                    .is_ok_and(|st| st.stages.contains_key(&validate.name))
+            })
             .collect();
         if !done.is_empty() {
             let (path, reward) = summarize(&ctx.config, &done)?;

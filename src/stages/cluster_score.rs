@@ -17,7 +17,7 @@ pub const KIND: Kind = Kind {
     consumes: &[Table::Matrix, Table::Clusters],
     produces: &[Table::ClusterScores],
     parse: super::parse::<ClusterScore>,
-    span: |stage, date| tracing::debug_span!("cluster_score", stage, %date),
+    span: |stage, date| tracing::debug_span!("cluster_score", stage = %stage, %date),
 };
 
 /// A cluster_score stage: the cluster scorer with its [`ModelParams`].

@@ -33,7 +33,7 @@ pub const KIND: Kind = Kind {
         Table::BatchInfo,
     ],
     parse: super::parse::<DecodeParams>,
-    span: |stage, date| tracing::debug_span!("decode", stage, %date),
+    span: |stage, date| tracing::debug_span!("decode", stage = %stage, %date),
 };
 
 /// Parameters of the decode stage.

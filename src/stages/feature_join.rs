@@ -20,7 +20,7 @@ pub const KIND: Kind = Kind {
     ],
     produces: &[Table::Matrix],
     parse: super::parse::<FeatureJoin>,
-    span: |stage, date| tracing::debug_span!("feature_join", stage, %date),
+    span: |stage, date| tracing::debug_span!("feature_join", stage = %stage, %date),
 };
 
 /// A feature_join stage (no parameters).

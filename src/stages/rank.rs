@@ -21,7 +21,7 @@ pub const KIND: Kind = Kind {
     consumes: &[Table::Matrix, Table::AlertScores],
     produces: &[Table::AlertRankings],
     parse: super::parse::<Rank>,
-    span: |stage, date| tracing::debug_span!("rank", stage, %date),
+    span: |stage, date| tracing::debug_span!("rank", stage = %stage, %date),
 };
 
 /// A rank stage: the lambdarank model named by its [`ModelParams`] (`explain` is not used:

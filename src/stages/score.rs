@@ -20,7 +20,7 @@ pub const KIND: Kind = Kind {
     consumes: &[Table::Matrix],
     produces: &[Table::AlertScores],
     parse: super::parse::<Score>,
-    span: |stage, date| tracing::debug_span!("score", stage, %date),
+    span: |stage, date| tracing::debug_span!("score", stage = %stage, %date),
 };
 
 /// Parameters of a stage that applies a model (score, rank, cluster_score).

@@ -12,8 +12,11 @@ use crate::submit::{submit_date, Outcome, SubmitConfig};
 use anyhow::{anyhow, bail, Result};
 use arrow::array::{Int64Array, StringArray};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Held while a date is being submitted by this process.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// The submit stage kind.
 pub const KIND: Kind = Kind {
@@ -21,7 +24,7 @@ pub const KIND: Kind = Kind {
     consumes: &[Table::Validation],
     produces: &[Table::Submission],
     parse: super::parse::<SubmitParams>,
-    span: |stage, date| tracing::debug_span!("submit", stage, %date),
+    span: |stage, date| tracing::debug_span!("submit", stage = %stage, %date),
 };
 
 /// Parameters of the submit stage: how patiently a request is retried. Where to submit is the
@@ -65,6 +68,9 @@ impl Stage for SubmitParams {
         let (outcome, rows) = match self.target(&ctx.config)? {
             None => ("not configured".to_string(), 0),
             Some(sc) => {
+                // One date at a time: the validator's read-back, which tells whether a chunk
+                // whose answer was lost is stored, shows only the latest date submitted.
+                let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
                 // The error is flattened to text: the submission retries on its own, and a
                 // lost answer must not be retried blindly by the engine.
                 let outcome = submit_date(&ctx.config, &sc, input.date, false, None)

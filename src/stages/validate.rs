@@ -40,7 +40,7 @@ pub const KIND: Kind = Kind {
     consumes: &[Table::Alerts, Table::Clusters, Table::Written],
     produces: &[Table::Validation],
     parse: super::parse::<ValidateParams>,
-    span: |stage, date| tracing::debug_span!("validate", stage, %date),
+    span: |stage, date| tracing::debug_span!("validate", stage = %stage, %date),
 };
 
 /// Parameters of the validate stage.

@@ -28,7 +28,7 @@ pub const KIND: Kind = Kind {
     ],
     produces: &[Table::Written],
     parse: super::parse::<Write>,
-    span: |stage, date| tracing::debug_span!("write", stage, %date),
+    span: |stage, date| tracing::debug_span!("write", stage = %stage, %date),
 };
 
 /// A write stage (no parameters).
