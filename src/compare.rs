@@ -133,7 +133,7 @@ pub fn compare(cfg: &RunConfig, dates: &[NaiveDate], opts: &CompareOptions) -> R
         ] {
             let mut c = cfg.clone();
             c.output = root.clone();
-            let scores_path = c.output_dir(date).join("alert_scores.parquet");
+            let scores_path = c.output_dir(date).join(crate::layout::ALERT_SCORES);
             if !scores_path.exists() {
                 row.insert(
                     name.into(),

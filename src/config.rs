@@ -5,6 +5,7 @@
 
 use crate::batch::Table;
 use crate::dates::DateSelection;
+use crate::layout;
 use crate::stages::{Kind, Stage, KINDS};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
@@ -197,21 +198,22 @@ impl RunConfig {
 
     /// The batch directory of one date.
     pub fn input_dir(&self, date: chrono::NaiveDate) -> PathBuf {
-        batch_dir(&self.input, &self.network, date, self.window_days)
+        layout::batch_dir(&self.input, &self.network, date, self.window_days)
     }
 
     /// The output directory of one date.
     pub fn output_dir(&self, date: chrono::NaiveDate) -> PathBuf {
-        batch_dir(&self.output, &self.network, date, self.window_days)
+        layout::batch_dir(&self.output, &self.network, date, self.window_days)
+    }
+
+    /// Where the network's labels are (`{input}/{network}`).
+    pub fn labels_dir(&self) -> PathBuf {
+        layout::network_dir(&self.input, &self.network)
     }
 }
 
-/// `{root}/{network}/{YYYY-MM-DD}/{window_days}`.
-pub fn batch_dir(root: &Path, network: &str, date: chrono::NaiveDate, window_days: u32) -> PathBuf {
-    root.join(network)
-        .join(date.format("%Y-%m-%d").to_string())
-        .join(window_days.to_string())
-}
+/// Kept for the generator until it moves to [`crate::layout`].
+pub use crate::layout::batch_dir;
 
 /// One stage of the graph.
 #[derive(Debug, Clone)]

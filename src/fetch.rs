@@ -216,7 +216,7 @@ fn remove_stale_temps(dir: &Path, meta: &Meta) -> Result<()> {
         let stale = meta
             .sha256
             .keys()
-            .chain(std::iter::once(&"META.json".to_string()))
+            .chain(std::iter::once(&crate::layout::META.to_string()))
             .any(|f| name.starts_with(&format!(".{f}.tmp-")));
         if stale && !name.ends_with(&format!(".tmp-{}", std::process::id())) {
             let p = dir.join(name.as_ref());
@@ -362,7 +362,7 @@ impl Fetcher {
             Err(e) => return Err(e).with_context(|| format!("cannot read {key}")),
         };
         let dir = self.input.join(&self.network);
-        let local = dir.join("address_labels.parquet");
+        let local = dir.join(crate::layout::ADDRESS_LABELS);
         let modified: std::time::SystemTime = meta.last_modified.into();
         if let Ok(m) = std::fs::metadata(&local) {
             if m.len() == meta.size && m.modified().ok() == Some(modified) {
@@ -393,7 +393,7 @@ impl Fetcher {
 
     async fn date_inner(&self, date: NaiveDate) -> Result<Option<Vec<FetchedFile>>> {
         let dir_key = self.date_key(date);
-        let meta_key = dir_key.clone().join("META.json");
+        let meta_key = dir_key.clone().join(crate::layout::META);
         let meta_url = self.url_of(&meta_key);
         let meta_bytes = match self.store.get(&meta_key).await {
             Ok(r) => r
@@ -408,7 +408,7 @@ impl Fetcher {
         if meta.sha256.is_empty() {
             bail!("{meta_url} lists no sha256 checksums (expected \"sha256\": {{\"<file>.parquet\": hex}}), so nothing can be verified");
         }
-        let dir = crate::config::batch_dir(&self.input, &self.network, date, self.window_days);
+        let dir = crate::layout::batch_dir(&self.input, &self.network, date, self.window_days);
         let created = !dir.exists();
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -458,7 +458,7 @@ impl Fetcher {
         }
         // Every file is verified: move them into place, META.json last. A changed batch loses
         // its old META.json first, so the directory never claims to be complete while mixed.
-        let local_meta = dir.join("META.json");
+        let local_meta = dir.join(crate::layout::META);
         if !temps.is_empty() && local_meta.exists() {
             std::fs::remove_file(&local_meta)
                 .with_context(|| format!("cannot remove {}", local_meta.display()))?;

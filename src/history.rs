@@ -510,12 +510,7 @@ fn source_of(cfg: &RunConfig) -> AlertSource {
 /// Where [`prepare`] keeps the history table of a date:
 /// `{output}/.state/history/{network}/{window_days}/{YYYY-MM-DD}.parquet`.
 pub fn cache_path(cfg: &RunConfig, date: NaiveDate) -> PathBuf {
-    cfg.output
-        .join(".state")
-        .join("history")
-        .join(&cfg.network)
-        .join(cfg.window_days.to_string())
-        .join(format!("{}.parquet", date.format("%Y-%m-%d")))
+    crate::layout::history(&cfg.output, &cfg.network, cfg.window_days, date)
 }
 
 /// Where [`prepare`] records why a date has no history table.

@@ -2,6 +2,7 @@
 
 use crate::contract::{column, required, to_f64, to_str};
 use crate::io::ParquetSource;
+use crate::layout;
 use anyhow::{bail, Result};
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::DataType;
@@ -30,11 +31,11 @@ impl Labels {
     /// Reads `{input}/{network}/ground_truth.parquet` and `address_labels.parquet`; either may be absent.
     pub fn load(input: &Path, network: &str) -> Result<Self> {
         let mut out = Labels::default();
-        let gt = input.join(network).join("ground_truth.parquet");
+        let gt = layout::network_dir(input, network).join(layout::GROUND_TRUTH);
         if gt.exists() {
             out.alerts = Self::ground_truth(&gt)?;
         }
-        let al = input.join(network).join("address_labels.parquet");
+        let al = layout::network_dir(input, network).join(layout::ADDRESS_LABELS);
         if al.exists() {
             let f = al.display().to_string();
             let b = ParquetSource::open(&al)?.read_all(&[
@@ -79,7 +80,7 @@ impl Labels {
     /// several times. Empty when the file is absent.
     pub fn validator_rows(input: &Path, network: &str) -> Result<HashMap<String, Vec<bool>>> {
         let mut out: HashMap<String, Vec<bool>> = HashMap::new();
-        let al = input.join(network).join("address_labels.parquet");
+        let al = layout::network_dir(input, network).join(layout::ADDRESS_LABELS);
         if !crate::io::present(&al)? {
             return Ok(out);
         }

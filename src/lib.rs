@@ -24,6 +24,7 @@ pub mod generate;
 pub mod history;
 pub mod io;
 pub mod labels;
+pub mod layout;
 pub mod metrics;
 pub mod model;
 pub mod plan;

@@ -9,7 +9,7 @@
 
 use crate::batch::Table;
 use crate::config::{RunConfig, StageSpec};
-use crate::stages::decode::FILES;
+use crate::layout::{self, BATCH_FILES};
 use crate::stages::{DateInput, Kind, Part};
 use crate::state::{DateState, StageRecord, StateStore};
 use anyhow::Result;
@@ -107,7 +107,7 @@ pub struct HashCache {
 
 impl HashCache {
     fn path(output: &Path) -> PathBuf {
-        output.join(".state").join("file_hashes.json")
+        layout::file_hashes(output)
     }
 
     /// Loads the cache of an output root (empty if absent or unreadable).
@@ -121,7 +121,7 @@ impl HashCache {
     /// Saves the cache if it changed.
     pub fn save(&self, output: &Path) -> Result<()> {
         if self.dirty {
-            std::fs::create_dir_all(output.join(".state"))?;
+            std::fs::create_dir_all(layout::state_root(output))?;
             crate::io::write_json(&Self::path(output), self)?;
         }
         Ok(())
@@ -223,14 +223,14 @@ impl<'a> Planner<'a> {
         if !dir.is_dir() {
             return Ok(None);
         }
-        let meta: Option<serde_json::Value> = crate::io::read_if_present(&dir.join("META.json"))?
+        let meta: Option<serde_json::Value> = crate::io::read_if_present(&dir.join(layout::META))?
             .and_then(|b| serde_json::from_slice(&b).ok());
         let sums = meta
             .as_ref()
             .and_then(|m| m.get("sha256"))
             .and_then(|v| v.as_object());
         let mut parts = BTreeMap::new();
-        for f in FILES {
+        for f in BATCH_FILES {
             let listed = sums.and_then(|s| s.get(f)).and_then(|v| v.as_str());
             let h = match listed {
                 Some(h) => self.hashes.listed(&dir.join(f), &h.to_ascii_lowercase())?,

@@ -4,6 +4,7 @@
 //! once its `processing_metadata.json` exists, because the write stage commits it last (see
 //! [`crate::stages::write`]), so no view ever shows a half-written date.
 
+use crate::layout;
 use anyhow::{anyhow, bail, Context, Result};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -12,15 +13,15 @@ use duckdb::Connection;
 use std::path::{Path, PathBuf};
 
 /// The file whose presence marks a date's outputs as complete.
-pub const COMPLETE_MARKER: &str = "processing_metadata.json";
+pub const COMPLETE_MARKER: &str = crate::layout::PROCESSING_METADATA;
 
 /// The views a query can use, with the file each reads in every completed date directory.
 pub const VIEWS: [(&str, &str); 5] = [
-    ("alert_scores", "alert_scores.parquet"),
-    ("alert_rankings", "alert_rankings.parquet"),
-    ("cluster_scores", "cluster_scores.parquet"),
-    ("processing_metadata", "processing_metadata.json"),
-    ("validation", "validation.json"),
+    ("alert_scores", layout::ALERT_SCORES),
+    ("alert_rankings", layout::ALERT_RANKINGS),
+    ("cluster_scores", layout::CLUSTER_SCORES),
+    ("processing_metadata", layout::PROCESSING_METADATA),
+    ("validation", layout::VALIDATION),
 ];
 
 /// One completed output date: `{output}/{network}/{date}/{window_days}/`.

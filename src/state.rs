@@ -8,6 +8,7 @@
 
 use crate::batch::{ArrowBatch, Tables};
 use crate::config::RunConfig;
+use crate::layout;
 use anyhow::{bail, Context, Result};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -50,10 +51,9 @@ pub struct StateStore {
 impl StateStore {
     /// The store for `cfg`'s output root, network and window.
     pub fn new(cfg: &RunConfig) -> Self {
-        let base = cfg.output.join(".state");
         Self {
-            root: base.join(&cfg.network).join(cfg.window_days.to_string()),
-            staging: staging_dir(&cfg.output),
+            root: layout::state_dir(&cfg.output, &cfg.network, cfg.window_days),
+            staging: layout::staging(&cfg.output),
         }
     }
 
@@ -180,16 +180,10 @@ impl StateStore {
     }
 }
 
-/// Where temporary files are written before they are renamed into place: outside every date
-/// directory, on the same file system.
-pub fn staging_dir(output: &Path) -> PathBuf {
-    output.join(".state").join("staging")
-}
-
 /// Writes JSON to `path` under the output root `output` through a temporary file in the
 /// staging directory, so no partial file ever shows beside the outputs.
 pub fn write_output_json(output: &Path, path: &Path, value: &impl serde::Serialize) -> Result<()> {
-    let staging = staging_dir(output);
+    let staging = layout::staging(output);
     create_dir(&staging)?;
     crate::io::json_temp(&staging, path, value)?.commit()
 }
@@ -209,13 +203,8 @@ impl RunLock {
     /// Takes the lock of `output` (one per process index in a multi-process run), or explains
     /// who holds it. Removes temporary files left in the staging directory by dead processes.
     pub fn acquire(output: &Path, process: usize) -> Result<Self> {
-        let dir = output.join(".state");
-        create_dir(&dir)?;
-        let path = dir.join(if process == 0 {
-            "lock".to_string()
-        } else {
-            format!("lock.{process}")
-        });
+        create_dir(&layout::state_root(output))?;
+        let path = layout::lock(output, process);
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -238,7 +227,7 @@ impl RunLock {
         }
         file.set_len(0)?;
         writeln!(file, "pid {}", std::process::id())?;
-        let staging = staging_dir(output);
+        let staging = layout::staging(output);
         // Temporary files of processes that no longer run (e.g. killed) are garbage.
         let proc_fs = Path::new("/proc/self").exists();
         for e in std::fs::read_dir(&staging).into_iter().flatten().flatten() {

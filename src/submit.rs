@@ -137,12 +137,7 @@ struct DateRows {
 }
 
 fn record_path(cfg: &RunConfig, date: NaiveDate) -> PathBuf {
-    cfg.output
-        .join(".state")
-        .join("submissions")
-        .join(&cfg.network)
-        .join(cfg.window_days.to_string())
-        .join(format!("{date}.json"))
+    crate::layout::submission(&cfg.output, &cfg.network, cfg.window_days, date)
 }
 
 fn load_record(cfg: &RunConfig, date: NaiveDate) -> Result<Option<Record>> {
@@ -163,7 +158,7 @@ fn save_record(cfg: &RunConfig, date: NaiveDate, r: &Record) -> Result<()> {
 
 /// Why a date's outputs may not be submitted, if they may not.
 fn not_validated(cfg: &RunConfig, date: NaiveDate) -> Result<Option<String>> {
-    let path = cfg.output_dir(date).join("validation.json");
+    let path = cfg.output_dir(date).join(crate::layout::VALIDATION);
     let Some(bytes) = crate::io::read_if_present(&path)? else {
         return Ok(Some(format!(
             "{} missing: run or validate the date first",
@@ -189,7 +184,7 @@ fn not_validated(cfg: &RunConfig, date: NaiveDate) -> Result<Option<String>> {
 }
 
 fn read_rows(cfg: &RunConfig, sc: &SubmitConfig, date: NaiveDate) -> Result<DateRows> {
-    let path = cfg.output_dir(date).join("alert_scores.parquet");
+    let path = cfg.output_dir(date).join(crate::layout::ALERT_SCORES);
     let table = crate::stages::validate::read_scores(&path)?;
     let mut out = DateRows {
         ids: Vec::new(),

@@ -44,7 +44,7 @@ pub(super) struct FetchReport {
 /// Whether the input tree holds a date's batch whole: META.json and every file it lists.
 pub(super) fn complete_locally(cfg: &RunConfig, date: NaiveDate) -> bool {
     let dir = cfg.input_dir(date);
-    let path = dir.join("META.json");
+    let path = dir.join(crate::layout::META);
     crate::io::read_regular(&path)
         .ok()
         .and_then(|b| crate::stages::decode::Meta::parse(&b, &path.display().to_string()).ok())

@@ -239,7 +239,12 @@ pub fn run(args: RunArgs) -> Result<i32> {
         let done: Vec<NaiveDate> = dates
             .iter()
             .copied()
-            .filter(|d| ctx.config.output_dir(*d).join("validation.json").exists())
+            .filter(|d| {
+                ctx.config
+                    .output_dir(*d)
+                    .join(crate::layout::VALIDATION)
+                    .exists()
+            })
             .filter(|d| {
                 store
                     .load(*d)

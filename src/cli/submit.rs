@@ -89,7 +89,7 @@ pub fn submit(args: SubmitArgs) -> Result<i32> {
         .into_iter()
         .filter(|d| {
             cfg.output_dir(*d)
-                .join("processing_metadata.json")
+                .join(crate::layout::PROCESSING_METADATA)
                 .is_file()
         })
         .collect();

@@ -38,7 +38,7 @@ pub fn validate(args: ValidateArgs) -> Result<i32> {
             let (report, failures) = judge(&params, &cfg, &known, date, &facts, None)?;
             crate::state::write_output_json(
                 &cfg.output,
-                &cfg.output_dir(date).join("validation.json"),
+                &cfg.output_dir(date).join(crate::layout::VALIDATION),
                 &report,
             )?;
             let (t1, t2, t3a, reward) = validator_figures(&report)?;

@@ -18,6 +18,7 @@ pub use openapi::openapi_doc;
 pub use conn::Limits;
 
 use crate::contract::{to_f64, to_str};
+use crate::layout;
 use crate::query::{completed_dates, is_network_name, parse_date, OutputDate, COMPLETE_MARKER};
 use anyhow::{Context, Result};
 use arrow::array::{Array, RecordBatch};
@@ -218,7 +219,7 @@ impl AppState {
             });
         }
         let date = parse_date(segment).map_err(|e| ApiError::bad(format!("{e:#} or latest")))?;
-        let dir = crate::config::batch_dir(&self.cfg.output, &p.network, date, p.window_days);
+        let dir = layout::batch_dir(&self.cfg.output, &p.network, date, p.window_days);
         if !dir.join(COMPLETE_MARKER).is_file() {
             return Err(ApiError::not_found(format!(
                 "no completed outputs for {date} (network {}, window {})",
@@ -362,9 +363,9 @@ enum Table {
 impl Table {
     fn file(self) -> &'static str {
         match self {
-            Self::AlertScores => "alert_scores.parquet",
-            Self::AlertRankings => "alert_rankings.parquet",
-            Self::ClusterScores => "cluster_scores.parquet",
+            Self::AlertScores => layout::ALERT_SCORES,
+            Self::AlertRankings => layout::ALERT_RANKINGS,
+            Self::ClusterScores => layout::CLUSTER_SCORES,
         }
     }
     fn id_column(self) -> &'static str {
@@ -654,7 +655,7 @@ pub fn router(cfg: ServeConfig) -> Result<Router> {
         .route("/rankings/alerts/{date}", table_route(Table::AlertRankings))
         .route("/scores/clusters/{date}", table_route(Table::ClusterScores))
         .route("/metadata/{date}", file_route(COMPLETE_MARKER))
-        .route("/validation/{date}", file_route("validation.json"))
+        .route("/validation/{date}", file_route(layout::VALIDATION))
         .route("/refresh", post(refresh))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))

@@ -120,12 +120,7 @@ pub fn feature_columns() -> Vec<&'static str> {
 }
 
 /// The four tables of a batch.
-pub const FILES: [&str; 4] = [
-    "alerts.parquet",
-    "features.parquet",
-    "clusters.parquet",
-    "money_flows.parquet",
-];
+pub const FILES: [&str; 4] = crate::layout::BATCH_FILES;
 
 /// Builds a record batch from named columns.
 pub fn make_batch(cols: Vec<(&str, ArrayRef)>) -> Result<RecordBatch> {
@@ -302,7 +297,7 @@ pub fn check_file_name(name: &str) -> Result<()> {
 /// file's sha256. Without META.json the batch cannot be verified, so it is refused unless
 /// `verify_checksums = false` says to run unverified batches.
 fn check_meta(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) -> Result<()> {
-    let path = dir.join("META.json");
+    let path = dir.join(crate::layout::META);
     let Some(text) = read_if_present(&path)? else {
         if p.verify_checksums {
             bail!(

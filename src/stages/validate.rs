@@ -17,6 +17,7 @@ use crate::config::{RunConfig, StageSpec};
 use crate::contract::column;
 use crate::io::ParquetSource;
 use crate::labels::Labels;
+use crate::layout;
 use crate::stages::decode::make_batch;
 use crate::state::write_output_json;
 use crate::validation::{
@@ -80,10 +81,10 @@ impl Stage for ValidateParams {
     fn common_parts(&self, cfg: &RunConfig) -> Result<Vec<(String, Part)>> {
         let mut parts = Vec::new();
         for (name, file) in [
-            ("ground_truth", "ground_truth.parquet"),
-            ("address_labels", "address_labels.parquet"),
+            ("ground_truth", layout::GROUND_TRUTH),
+            ("address_labels", layout::ADDRESS_LABELS),
         ] {
-            let path = cfg.input.join(&cfg.network).join(file);
+            let path = cfg.labels_dir().join(file);
             if path.exists() {
                 parts.push((name.to_string(), Part::File(path)));
             }
@@ -100,7 +101,7 @@ impl Stage for ValidateParams {
     }
 
     fn output_files(&self) -> &'static [&'static str] {
-        &["validation.json"]
+        &[layout::VALIDATION]
     }
 }
 
@@ -269,7 +270,7 @@ pub struct Knowledge {
 impl Knowledge {
     /// Reads the labels of `cfg`'s network (either file may be absent) and `p`'s traps.
     pub fn load(cfg: &RunConfig, p: &ValidateParams) -> Result<Self> {
-        let gt = cfg.input.join(&cfg.network).join("ground_truth.parquet");
+        let gt = cfg.labels_dir().join(layout::GROUND_TRUTH);
         Ok(Self {
             ground_truth: if crate::io::present(&gt)? {
                 Labels::ground_truth(&gt)?
@@ -292,20 +293,20 @@ pub fn judge(
     previous: Option<&HashMap<String, f64>>,
 ) -> Result<(serde_json::Value, Vec<String>)> {
     let dir = cfg.output_dir(date);
-    let scores = read_scores(&dir.join("alert_scores.parquet"))?;
+    let scores = read_scores(&dir.join(layout::ALERT_SCORES))?;
     let read = |f: &str| {
         ParquetSource::open(&dir.join(f))?.read_all(&["alert_id", "cluster_id", "score", "rank"])
     };
-    let rankings = read("alert_rankings.parquet")?;
-    let clusters = read("cluster_scores.parquet")?;
+    let rankings = read(layout::ALERT_RANKINGS)?;
+    let clusters = read(layout::CLUSTER_SCORES)?;
     let pairs = score_pairs(&scores);
     let integ = integrity(&scores, &facts.alert_ids, p.max_latency_ms);
     let behav = behaviour(&pairs, &known.traps);
     let gt = ground_truth(&pairs, &known.ground_truth);
     let consensus = match rel(&cfg.pipeline.path, &p.reference) {
         Some(root) => score_map(
-            &crate::config::batch_dir(&root, &cfg.network, date, cfg.window_days)
-                .join("alert_scores.parquet"),
+            &layout::batch_dir(&root, &cfg.network, date, cfg.window_days)
+                .join(layout::ALERT_SCORES),
         )?,
         None => None,
     };
@@ -430,7 +431,7 @@ pub fn run(p: &ValidateParams, ctx: &Context, input: &StageInput) -> Result<Tabl
     );
     let (report, failures) = judge(p, &ctx.config, &ctx.knowledge, input.date, &facts, None)?;
     let dir = ctx.config.output_dir(input.date);
-    write_output_json(&ctx.config.output, &dir.join("validation.json"), &report)?;
+    write_output_json(&ctx.config.output, &dir.join(layout::VALIDATION), &report)?;
     if !failures.is_empty() {
         bail!(
             "validation failed for {}: {}",
@@ -462,23 +463,24 @@ pub fn summarize(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<(PathBuf, Optio
     let mut all = true;
     for &date in dates {
         let dir = cfg.output_dir(date);
-        let Ok(bytes) = crate::io::read_regular(&dir.join("validation.json")) else {
+        let report = dir.join(layout::VALIDATION);
+        let Ok(bytes) = crate::io::read_regular(&report) else {
             continue;
         };
         let v: serde_json::Value = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{}: not JSON", dir.join("validation.json").display()))?;
+            .with_context(|| format!("{}: not JSON", report.display()))?;
         let (t1, mut t2, t3a, mut reward) = validator_figures(&v).with_context(|| {
             format!(
                 "{}: written by an older version; rerun `pipeline validate`",
-                dir.join("validation.json").display()
+                report.display()
             )
         })?;
         let prev_path = cfg
             .output_dir(date.pred_opt().unwrap_or(date))
-            .join("alert_scores.parquet");
+            .join(layout::ALERT_SCORES);
         let mut consistency = None;
         if let Some(prev) = score_map(&prev_path)? {
-            let scores = score_pairs(&read_scores(&dir.join("alert_scores.parquet"))?);
+            let scores = score_pairs(&read_scores(&dir.join(layout::ALERT_SCORES))?);
             let c = validator::tier2(&scores, None, Some(&prev), &HashMap::new()).consistency;
             t2 = t2.with_consistency(c);
             reward = validator::reward(&t1, &t2, &t3a, reward.days_since_first_submission);
@@ -514,10 +516,7 @@ pub fn summarize(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<(PathBuf, Optio
         "all_passed": all && !totals.is_empty(),
         "mean_reward": mean,
     });
-    let path = cfg
-        .output
-        .join(&cfg.network)
-        .join(format!("validation_summary_{}d.json", cfg.window_days));
+    let path = layout::validation_summary(&cfg.output, &cfg.network, cfg.window_days);
     std::fs::create_dir_all(path.parent().expect("has parent"))?;
     write_output_json(&cfg.output, &path, &summary)?;
     Ok((path, mean))

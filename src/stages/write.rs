@@ -9,7 +9,6 @@ use crate::config::StageSpec;
 use crate::io::{json_temp, parquet_temp};
 use crate::model::ModelKind;
 use crate::stages::decode::{make_batch, ISSUE_COUNTS};
-use crate::state::staging_dir;
 use anyhow::{Context as _, Result};
 use arrow::array::{AsArray, Int64Array, StringArray};
 use arrow::datatypes::Int64Type;
@@ -51,12 +50,7 @@ impl Stage for Write {
 }
 
 /// Output files of a date, in the order they are committed.
-pub const OUTPUTS: [&str; 4] = [
-    "alert_scores.parquet",
-    "alert_rankings.parquet",
-    "cluster_scores.parquet",
-    "processing_metadata.json",
-];
+pub use crate::layout::OUTPUTS;
 
 /// Writes the outputs; produces `written` (file, rows).
 pub fn run(ctx: &Context, input: &StageInput) -> Result<Tables> {
@@ -99,7 +93,7 @@ pub fn run(ctx: &Context, input: &StageInput) -> Result<Tables> {
         "status": "COMPLETED",
         "error_message": null,
     });
-    let staging = staging_dir(&ctx.config.output);
+    let staging = crate::layout::staging(&ctx.config.output);
     std::fs::create_dir_all(&staging)
         .with_context(|| format!("cannot create {}", staging.display()))?;
     let files = [
