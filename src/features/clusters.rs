@@ -1,0 +1,203 @@
+//! Features of the clusters an alert belongs to, and the cluster matrix the cluster scorer
+//! reads (each cluster's own fields, then the mean and max of every alert feature over its
+//! members).
+
+use super::{
+    alert_feature_names, f64_col, get_f, list_col, list_values, severity_code, str_col, Columns,
+    Day,
+};
+use anyhow::Result;
+use arrow::array::{Array, ArrayRef, Float64Array, ListArray, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use rustc_hash::FxHashMap as HashMap;
+use std::sync::Arc;
+
+/// Whether the alert is in a cluster, in how many, and the largest of those clusters' alerts,
+/// volume and addresses. Members: by `related_alert_ids`, else `primary_alert_id`, else
+/// address ([`cluster_members`]).
+pub(super) fn membership(day: &Day, clusters: &RecordBatch, out: &mut Columns) -> Result<()> {
+    let n = day.n;
+    let row_of: HashMap<&str, usize> = (0..n).map(|i| (day.ids.value(i), i)).collect();
+    let mut c_count = vec![0.0; n];
+    let mut c_alerts = vec![f64::NAN; n];
+    let mut c_vol = vec![f64::NAN; n];
+    let mut c_addrs = vec![f64::NAN; n];
+    let rel = list_col(clusters, "related_alert_ids")?;
+    let inv = list_col(clusters, "addresses_involved")?;
+    let prim = str_col(clusters, "primary_alert_id")?;
+    let total = f64_col(clusters, "total_alerts")?;
+    let cvol = f64_col(clusters, "total_volume_usd")?;
+    for c in 0..clusters.num_rows() {
+        let members = cluster_members(c, &rel, &prim, &inv, &row_of, &day.by_addr);
+        let n_addr = list_values(&inv, c).len() as f64;
+        for i in members {
+            c_count[i] += 1.0;
+            c_alerts[i] = nan_max(c_alerts[i], get_f(&total, c));
+            c_vol[i] = nan_max(c_vol[i], get_f(&cvol, c));
+            c_addrs[i] = nan_max(c_addrs[i], n_addr);
+        }
+    }
+    out.push(
+        "in_cluster",
+        c_count.iter().map(|&c| (c > 0.0) as u8 as f64).collect(),
+    );
+    out.push("cluster_count", c_count);
+    out.push("cluster_max_alerts", c_alerts);
+    out.push("cluster_max_volume_usd", c_vol);
+    out.push("cluster_max_addresses", c_addrs);
+    Ok(())
+}
+
+fn nan_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() {
+        b
+    } else if b.is_nan() {
+        a
+    } else {
+        a.max(b)
+    }
+}
+
+/// Matrix rows of a cluster's member alerts: its `related_alert_ids`, else its
+/// `primary_alert_id`, else the alerts of its `addresses_involved`; ascending, distinct.
+pub(super) fn cluster_members(
+    c: usize,
+    rel: &ListArray,
+    prim: &StringArray,
+    inv: &ListArray,
+    row_of: &HashMap<&str, usize>,
+    by_addr: &HashMap<&str, Vec<usize>>,
+) -> Vec<usize> {
+    let mut m: Vec<usize> = list_values(rel, c)
+        .iter()
+        .filter_map(|id| row_of.get(id.as_str()).copied())
+        .collect();
+    if m.is_empty() && prim.is_valid(c) {
+        m.extend(row_of.get(prim.value(c)).copied());
+    }
+    if m.is_empty() {
+        for a in list_values(inv, c) {
+            m.extend(by_addr.get(a.as_str()).into_iter().flatten().copied());
+        }
+    }
+    m.sort_unstable();
+    m.dedup();
+    m
+}
+
+/// Cluster-level feature names: the cluster's own fields, then `mean_`/`max_` of each alert feature over its members.
+pub fn cluster_feature_names() -> Vec<String> {
+    let mut v: Vec<String> = CLUSTER_OWN.iter().map(|s| s.to_string()).collect();
+    for f in alert_feature_names() {
+        v.push(format!("mean_{f}"));
+        v.push(format!("max_{f}"));
+    }
+    v
+}
+
+const CLUSTER_OWN: &[&str] = &[
+    "member_count",
+    "cluster_total_alerts",
+    "cluster_total_volume_usd",
+    "cluster_confidence_avg",
+    "cluster_severity_max",
+    "cluster_type_code",
+    "cluster_address_count",
+];
+
+/// Matrix rows of each cluster's member alerts (see [`cluster_members`]).
+pub fn cluster_memberships(
+    clusters: &RecordBatch,
+    matrix: &RecordBatch,
+) -> Result<Vec<Vec<usize>>> {
+    let ids = str_col(matrix, "alert_id")?;
+    let addr = str_col(matrix, "address")?;
+    let n = matrix.num_rows();
+    let row_of: HashMap<&str, usize> = (0..n).map(|i| (ids.value(i), i)).collect();
+    let mut by_addr: HashMap<&str, Vec<usize>> = HashMap::default();
+    for i in 0..n {
+        by_addr.entry(addr.value(i)).or_default().push(i);
+    }
+    let rel = list_col(clusters, "related_alert_ids")?;
+    let inv = list_col(clusters, "addresses_involved")?;
+    let prim = str_col(clusters, "primary_alert_id")?;
+    Ok((0..clusters.num_rows())
+        .map(|c| cluster_members(c, &rel, &prim, &inv, &row_of, &by_addr))
+        .collect())
+}
+
+/// Builds the cluster matrix (`cluster_id`, then [`cluster_feature_names`]) from the clusters,
+/// the alert matrix and each cluster's member rows ([`cluster_memberships`]).
+pub fn build_cluster_matrix(
+    clusters: &RecordBatch,
+    matrix: &RecordBatch,
+    members: &[Vec<usize>],
+) -> Result<RecordBatch> {
+    let feats: Vec<Float64Array> = alert_feature_names()
+        .iter()
+        .map(|f| f64_col(matrix, f))
+        .collect::<Result<_>>()?;
+    let cid = str_col(clusters, "cluster_id")?;
+    let ctype = str_col(clusters, "cluster_type")?;
+    let inv = list_col(clusters, "addresses_involved")?;
+    let total = f64_col(clusters, "total_alerts")?;
+    let cvol = f64_col(clusters, "total_volume_usd")?;
+    let cconf = f64_col(clusters, "confidence_avg")?;
+    let csev = str_col(clusters, "severity_max")?;
+    let m = clusters.num_rows();
+    let width = cluster_feature_names().len();
+    let mut cols: Vec<Vec<f64>> = vec![Vec::with_capacity(m); width];
+    for c in 0..m {
+        let members = &members[c];
+        let own = [
+            members.len() as f64,
+            get_f(&total, c),
+            get_f(&cvol, c),
+            get_f(&cconf, c),
+            if csev.is_null(c) {
+                f64::NAN
+            } else {
+                severity_code(csev.value(c))
+            },
+            match if ctype.is_null(c) { "" } else { ctype.value(c) } {
+                "same_entity" => 1.0,
+                "related_network" => 2.0,
+                "same_pattern" => 3.0,
+                "time_based" => 4.0,
+                _ => 0.0,
+            },
+            list_values(&inv, c).len() as f64,
+        ];
+        for (k, v) in own.into_iter().enumerate() {
+            cols[k].push(v);
+        }
+        for (j, f) in feats.iter().enumerate() {
+            let vs: Vec<f64> = members
+                .iter()
+                .map(|&i| f.value(i))
+                .filter(|v| !v.is_nan())
+                .collect();
+            let mean = if vs.is_empty() {
+                f64::NAN
+            } else {
+                vs.iter().sum::<f64>() / vs.len() as f64
+            };
+            let max = vs.iter().copied().fold(f64::NAN, nan_max);
+            cols[CLUSTER_OWN.len() + 2 * j].push(mean);
+            cols[CLUSTER_OWN.len() + 2 * j + 1].push(max);
+        }
+    }
+    let mut fields = vec![Field::new("cluster_id", DataType::Utf8, false)];
+    fields.extend(
+        cluster_feature_names()
+            .iter()
+            .map(|n| Field::new(n, DataType::Float64, false)),
+    );
+    let mut arrays: Vec<ArrayRef> = vec![Arc::new(cid.clone())];
+    arrays.extend(
+        cols.into_iter()
+            .map(|c| Arc::new(Float64Array::from(c)) as ArrayRef),
+    );
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
+}

@@ -1,0 +1,445 @@
+//! The model matrix: the canonical alert features, their order, and how they are computed.
+//!
+//! One row per alert. Every value is an `f64`; a missing value is NaN (LightGBM's missing
+//! value). Strings never enter the matrix and no feature is derived from labels. The list and
+//! a one-line formula per feature are documented in `docs/features.md`.
+//!
+//! The features come in groups, one function each, in matrix order: the alert itself, the
+//! calendar and the day's other alerts ([`alert`]), the money flows ([`flows`]), the clusters
+//! ([`clusters`]), then the address history and the address features ([`joins`]). Every group
+//! pushes each column together with its name, and [`build_matrix`] refuses a matrix whose
+//! names are not [`alert_feature_names`] in order, so a column can never be mislabelled.
+
+mod alert;
+mod clusters;
+mod flows;
+mod joins;
+
+pub use clusters::{build_cluster_matrix, cluster_feature_names, cluster_memberships};
+
+use crate::batch::Tables;
+use crate::contract::column;
+use anyhow::{anyhow, bail, Result};
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use chrono::NaiveDate;
+use rustc_hash::FxHashMap as HashMap;
+use std::sync::Arc;
+
+/// Address feature columns read from `features.parquet` (each optional), in matrix order.
+/// In the matrix each is named with the prefix `af_`.
+pub const ADDRESS_FEATURES: &[&str] = &[
+    "degree_in",
+    "degree_out",
+    "degree_total",
+    "unique_counterparties",
+    "total_in_usd",
+    "total_out_usd",
+    "net_flow_usd",
+    "total_volume_usd",
+    "avg_tx_in_usd",
+    "avg_tx_out_usd",
+    "median_tx_in_usd",
+    "median_tx_out_usd",
+    "max_tx_usd",
+    "min_tx_usd",
+    "amount_variance",
+    "amount_skewness",
+    "amount_kurtosis",
+    "volume_std",
+    "volume_cv",
+    "flow_concentration",
+    "tx_in_count",
+    "tx_out_count",
+    "tx_total_count",
+    "activity_days",
+    "activity_span_days",
+    "avg_daily_volume_usd",
+    "peak_hour",
+    "peak_day",
+    "regularity_score",
+    "burst_factor",
+    "reciprocity_ratio",
+    "flow_diversity",
+    "counterparty_concentration",
+    "concentration_ratio",
+    "velocity_score",
+    "structuring_score",
+    "unique_assets_in",
+    "unique_assets_out",
+    "asset_diversity_score",
+    "hourly_entropy",
+    "daily_entropy",
+    "weekend_transaction_ratio",
+    "night_transaction_ratio",
+    "small_transaction_ratio",
+    "consistency_score",
+    "pagerank",
+    "betweenness",
+    "closeness",
+    "clustering_coefficient",
+    "kcore",
+    "centrality_score",
+    "khop1_count",
+    "khop2_count",
+    "khop3_count",
+    "khop1_volume_usd",
+    "khop2_volume_usd",
+    "khop3_volume_usd",
+    "flow_reciprocity_entropy",
+    "counterparty_stability",
+    "flow_burstiness",
+    "transaction_regularity",
+    "amount_predictability",
+    "behavioral_anomaly_score",
+    "graph_anomaly_score",
+    "neighborhood_anomaly_score",
+    "global_anomaly_score",
+    "outlier_transactions",
+    "suspicious_pattern_score",
+    "is_exchange_like",
+    "is_whale",
+    "is_mixer_like",
+    "is_contract_like",
+    "is_new_address",
+    "is_dormant_reactivated",
+    "is_high_volume_trader",
+    "is_hub_address",
+    "is_retail_active",
+    "is_whale_inactive",
+    "is_retail_inactive",
+    "is_regular_user",
+    "unique_recipients_count",
+    "unique_senders_count",
+    "completeness_score",
+    "quality_score",
+    "outlier_score",
+    "confidence_score",
+];
+
+/// Features computed from the alert itself, the calendar, the day's other alerts, the money
+/// flows and the clusters, in matrix order (before the `af_*` address features).
+pub const DERIVED_FEATURES: &[&str] = &[
+    "alert_confidence_score",
+    "volume_usd",
+    "volume_usd_log",
+    "severity_encoded",
+    "address_type_encoded",
+    "typology_code",
+    "risk_indicator_count",
+    "day_of_week",
+    "day_of_month",
+    "month",
+    "is_weekend",
+    "is_month_end",
+    "volume_zscore",
+    "volume_percentile",
+    "confidence_zscore",
+    "addr_alert_count",
+    "addr_typology_count",
+    "addr_volume_sum",
+    "addr_volume_mean",
+    "addr_volume_std",
+    "addr_volume_max",
+    "addr_confidence_max",
+    "net_in_degree",
+    "net_out_degree",
+    "net_total_degree",
+    "net_in_usd",
+    "net_out_usd",
+    "net_avg_in_usd",
+    "net_avg_out_usd",
+    "net_tx_in_count",
+    "net_tx_out_count",
+    "net_flow_ratio",
+    "net_alerted_counterparties",
+    "in_cluster",
+    "cluster_count",
+    "cluster_max_alerts",
+    "cluster_max_volume_usd",
+    "cluster_max_addresses",
+];
+
+/// Address-history features (see [`crate::history`]), in matrix order, between the derived
+/// features and the `af_*` address features: alerts and summed alert volume over the previous
+/// 7 and 30 dates, and the distinct dates alerted in the previous 30 (all 0 without history).
+pub const HISTORY_FEATURES: &[&str] = &[
+    "hist_alerts_7d",
+    "hist_volume_usd_7d",
+    "hist_alerts_30d",
+    "hist_volume_usd_30d",
+    "hist_alert_days_30d",
+];
+
+/// Known typologies; `typology_code` is the index in this list (unknown = NaN).
+pub const TYPOLOGIES: &[&str] = &[
+    "PEEL_CHAIN",
+    "STRUCTURING",
+    "PING_PONG",
+    "HUB_ANOMALY",
+    "FRESH_TO_EXCHANGE",
+    "RAPID_FANOUT",
+    "MIXING_BEHAVIOR",
+    "INTRADAY_STRUCTURING",
+    "VELOCITY_ANOMALY",
+    "TIME_BASED_PATTERN",
+    "CYCLE_DETECTION",
+    "LAYERING_PATH",
+    "SMURFING_NETWORK",
+    "PROXIMITY_RISK",
+    "MOTIF_FANIN",
+    "MOTIF_FANOUT",
+];
+
+/// The canonical alert feature names, in matrix order.
+pub fn alert_feature_names() -> Vec<String> {
+    DERIVED_FEATURES
+        .iter()
+        .chain(HISTORY_FEATURES)
+        .map(|s| s.to_string())
+        .chain(ADDRESS_FEATURES.iter().map(|s| format!("af_{s}")))
+        .collect()
+}
+
+/// Severity as a number: low 1, medium 2, high 3, critical 4; anything else 2.
+pub fn severity_code(s: &str) -> f64 {
+    match s {
+        "low" => 1.0,
+        "medium" => 2.0,
+        "high" => 3.0,
+        "critical" => 4.0,
+        _ => 2.0,
+    }
+}
+
+/// Suspected address type as a number (unknown or other = 0).
+pub fn address_type_code(s: &str) -> f64 {
+    match s {
+        "exchange" => 1.0,
+        "mixer" => 2.0,
+        "defi" => 3.0,
+        "contract" => 4.0,
+        "eoa" => 5.0,
+        "wallet" => 6.0,
+        "merchant" => 7.0,
+        "institutional" => 8.0,
+        _ => 0.0,
+    }
+}
+
+pub(super) fn f64_col(b: &RecordBatch, name: &str) -> Result<Float64Array> {
+    Ok(column(b, name)
+        .ok_or_else(|| anyhow!("internal: column `{name}` missing"))?
+        .as_primitive()
+        .clone())
+}
+
+pub(super) fn str_col(b: &RecordBatch, name: &str) -> Result<StringArray> {
+    Ok(column(b, name)
+        .ok_or_else(|| anyhow!("internal: column `{name}` missing"))?
+        .as_string::<i32>()
+        .clone())
+}
+
+pub(super) fn list_col(b: &RecordBatch, name: &str) -> Result<ListArray> {
+    Ok(column(b, name)
+        .ok_or_else(|| anyhow!("internal: column `{name}` missing"))?
+        .as_list::<i32>()
+        .clone())
+}
+
+pub(super) fn list_values(l: &ListArray, i: usize) -> Vec<String> {
+    if l.is_null(i) {
+        return Vec::new();
+    }
+    let v = l.value(i);
+    let s = v.as_string::<i32>();
+    s.iter().flatten().map(str::to_owned).collect()
+}
+
+/// Mean and sample standard deviation (NaN for no values).
+pub(super) fn mean_std(xs: &[f64]) -> (f64, f64) {
+    crate::metrics::mean_std(xs).unwrap_or((f64::NAN, f64::NAN))
+}
+
+/// Percentile rank with ties averaged (pandas `rank(pct=True)`).
+pub(super) fn pct_rank(xs: &[f64]) -> Vec<f64> {
+    let n = xs.len() as f64;
+    crate::metrics::average_ranks(xs)
+        .into_iter()
+        .map(|r| r / n)
+        .collect()
+}
+
+/// A value of a nullable column (null = NaN).
+pub(super) fn get_f(a: &Float64Array, i: usize) -> f64 {
+    if a.is_null(i) {
+        f64::NAN
+    } else {
+        a.value(i)
+    }
+}
+
+/// Matrix columns as the groups compute them, each with its name.
+#[derive(Default)]
+pub(super) struct Columns {
+    names: Vec<String>,
+    cols: Vec<Vec<f64>>,
+}
+
+impl Columns {
+    /// Adds the column `name`.
+    pub(super) fn push(&mut self, name: impl Into<String>, col: Vec<f64>) {
+        self.names.push(name.into());
+        self.cols.push(col);
+    }
+}
+
+/// The alerts of the day, as every group reads them.
+pub(super) struct Day<'a> {
+    /// The processing date.
+    pub date: NaiveDate,
+    /// Alerts.
+    pub n: usize,
+    /// `alert_id` per alert.
+    pub ids: &'a StringArray,
+    /// `address` per alert.
+    pub addr: &'a StringArray,
+    /// `typology_type` per alert.
+    pub typ: &'a StringArray,
+    /// `alert_confidence_score` per alert (NaN when null).
+    pub conf: Vec<f64>,
+    /// `volume_usd` per alert (NaN when null).
+    pub vol: Vec<f64>,
+    /// The alerts of each address, in row order.
+    pub by_addr: HashMap<&'a str, Vec<usize>>,
+}
+
+/// Builds the matrix (`alert_id`, `address`, then [`alert_feature_names`]) from decoded tables
+/// and the date's address-history table ([`crate::history::load`]).
+pub fn build_matrix(date: NaiveDate, t: &Tables, history: &RecordBatch) -> Result<RecordBatch> {
+    let get = |n: &str| {
+        t.get(n)
+            .map(|b| &b.0)
+            .ok_or_else(|| anyhow!("internal: table `{n}` missing"))
+    };
+    let alerts = get("alerts")?;
+    let ids = str_col(alerts, "alert_id")?;
+    let addr = str_col(alerts, "address")?;
+    let typ = str_col(alerts, "typology_type")?;
+    let n = alerts.num_rows();
+    let conf = f64_col(alerts, "alert_confidence_score")?;
+    let vol = f64_col(alerts, "volume_usd")?;
+    let mut by_addr: HashMap<&str, Vec<usize>> = HashMap::default();
+    for i in 0..n {
+        by_addr.entry(addr.value(i)).or_default().push(i);
+    }
+    let day = Day {
+        date,
+        n,
+        ids: &ids,
+        addr: &addr,
+        typ: &typ,
+        conf: (0..n).map(|i| get_f(&conf, i)).collect(),
+        vol: (0..n).map(|i| get_f(&vol, i)).collect(),
+        by_addr,
+    };
+    let mut cols = Columns::default();
+    alert::own(&day, alerts, &mut cols)?;
+    alert::calendar(&day, &mut cols);
+    alert::within_day(&day, &mut cols);
+    flows::network(&day, get("flows")?, &mut cols)?;
+    clusters::membership(&day, get("clusters")?, &mut cols)?;
+    joins::history(&day, history, &mut cols)?;
+    joins::address(&day, get("features")?, &mut cols)?;
+
+    let names = alert_feature_names();
+    check_order(&cols.names, &names)?;
+    let mut fields = vec![
+        Field::new("alert_id", DataType::Utf8, false),
+        Field::new("address", DataType::Utf8, false),
+    ];
+    fields.extend(
+        names
+            .iter()
+            .map(|n| Field::new(n, DataType::Float64, false)),
+    );
+    let mut arrays: Vec<ArrayRef> = vec![Arc::new(ids.clone()), Arc::new(addr.clone())];
+    arrays.extend(
+        cols.cols
+            .into_iter()
+            .map(|c| Arc::new(Float64Array::from(c)) as ArrayRef),
+    );
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
+}
+
+/// Refuses columns whose names are not `want`, in order.
+fn check_order(got: &[String], want: &[String]) -> Result<()> {
+    if got != want {
+        let at = got.iter().zip(want).position(|(a, b)| a != b);
+        bail!(
+            "internal: the feature groups produced {} columns where the model order has {}{}",
+            got.len(),
+            want.len(),
+            at.map_or(String::new(), |i| format!(
+                "; position {i} is `{}`, expected `{}`",
+                got[i], want[i]
+            ))
+        );
+    }
+    Ok(())
+}
+
+/// Extracts the named feature columns of a matrix as one row-major `f64` buffer.
+pub fn row_major(matrix: &RecordBatch, names: &[String]) -> Result<Vec<f64>> {
+    let n = matrix.num_rows();
+    let cols: Vec<Float64Array> = names
+        .iter()
+        .map(|f| {
+            column(matrix, f)
+                .map(|c| c.as_primitive().clone())
+                .ok_or_else(|| {
+                    anyhow!("the model needs feature `{f}`, which this pipeline does not compute")
+                })
+        })
+        .collect::<Result<_>>()?;
+    let mut out = Vec::with_capacity(n * names.len());
+    for r in 0..n {
+        out.extend(cols.iter().map(|c| c.value(r)));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_ranks_average_ties() {
+        assert_eq!(
+            pct_rank(&[10.0, 20.0, 20.0, 5.0]),
+            vec![0.5, 0.875, 0.875, 0.25]
+        );
+    }
+
+    #[test]
+    fn columns_out_of_order_are_refused() {
+        let want = alert_feature_names();
+        assert!(check_order(&want, &want).is_ok());
+        let mut swapped = want.clone();
+        swapped.swap(1, 2);
+        let e = check_order(&swapped, &want).unwrap_err().to_string();
+        assert!(e.contains("position 1 is `volume_usd_log`"), "{e}");
+        assert!(check_order(&want[1..], &want).is_err());
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let mut n = alert_feature_names();
+        let len = n.len();
+        n.sort();
+        n.dedup();
+        assert_eq!(n.len(), len);
+    }
+}
