@@ -116,14 +116,11 @@ pub fn compare(cfg: &RunConfig, dates: &[NaiveDate], opts: &CompareOptions) -> R
     let mut per_date = Vec::new();
     let (mut side_a, mut side_b): (Side, Side) = (HashMap::new(), HashMap::new());
     let (mut all_a, mut all_b) = (Vec::new(), Vec::new());
+    let decode = &crate::stages::decode::KIND;
+    let ctx = crate::stages::prefix_context(cfg, decode, crate::stages::History::Prepared)?;
     for &date in dates {
-        let t = crate::stages::decode::run(
-            &Default::default(),
-            &cfg.input_dir(date),
-            date,
-            cfg.window_days,
-        )
-        .with_context(|| format!("date {date}"))?;
+        let t = crate::stages::run_prefix(&ctx, date, decode)
+            .with_context(|| format!("date {date}"))?;
         let facts = BatchFacts::from_tables(&t["alerts"].0, &t["clusters"].0);
         let mut row = serde_json::Map::new();
         row.insert("processing_date".into(), json!(date.to_string()));

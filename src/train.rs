@@ -4,18 +4,16 @@
 //! used for the metrics written to the model's metadata. LightGBM runs in deterministic mode
 //! with a fixed seed and thread count, so the same data gives a byte-identical model file.
 
+use crate::batch::Table;
 use crate::config::RunConfig;
-use crate::features::{
-    build_cluster_matrix, build_matrix, cluster_memberships, row_major, severity_code,
-};
+use crate::features::{build_cluster_matrix, cluster_memberships, row_major, severity_code};
 use crate::labels::{Label, Labels};
 use crate::metrics::{auc_roc, average_precision, best_f1, ndcg_at};
 use crate::model::{
     meta_path, train_lightgbm, DataStats, ModelKind, ModelMeta, TrainSet, TrainingPeriod,
 };
-use crate::stages::decode;
-use crate::stages::decode::DecodeParams;
-use anyhow::{bail, Context, Result};
+use crate::stages::{feature_join, prefix_context, run_prefix, Context, History};
+use anyhow::{bail, Context as _, Result};
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
@@ -38,22 +36,23 @@ pub struct DateMatrix {
     pub severity: Vec<f64>,
 }
 
-/// Decodes one date and builds its matrices (what the run's decode and feature_join stages do),
-/// computing its address history in memory.
-pub fn date_matrix(cfg: &RunConfig, date: NaiveDate) -> Result<DateMatrix> {
-    let history = crate::history::in_memory(cfg, &[date])?;
-    date_matrix_with(cfg, date, &history[&date])
+/// A context that runs the graph up to feature join for `dates`, their address history
+/// computed in memory (over the dates and the 30 before each, as a run does).
+fn matrix_context(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<Context> {
+    let history = History::InMemory(crate::history::in_memory(cfg, dates)?);
+    prefix_context(cfg, &feature_join::KIND, history)
 }
 
-/// As [`date_matrix`], with the date's history table already computed.
-fn date_matrix_with(cfg: &RunConfig, date: NaiveDate, history: &RecordBatch) -> Result<DateMatrix> {
-    let tables = decode::run(
-        &DecodeParams::default(),
-        &cfg.input_dir(date),
-        date,
-        cfg.window_days,
-    )?;
-    let alerts = build_matrix(date, &tables, history)?;
+/// Decodes one date and builds its matrices: the run's graph up to feature join, with the
+/// pipeline file's parameters, then the cluster matrix.
+pub fn date_matrix(cfg: &RunConfig, date: NaiveDate) -> Result<DateMatrix> {
+    date_matrix_with(&matrix_context(cfg, &[date])?, date)
+}
+
+/// As [`date_matrix`], in a context from [`matrix_context`].
+fn date_matrix_with(ctx: &Context, date: NaiveDate) -> Result<DateMatrix> {
+    let tables = run_prefix(ctx, date, &feature_join::KIND)?;
+    let alerts = tables[Table::Matrix.name()].0.clone();
     let clusters_in = &tables["clusters"].0;
     let members = cluster_memberships(clusters_in, &alerts)?;
     let clusters = build_cluster_matrix(clusters_in, &alerts, &members)?;
@@ -98,11 +97,11 @@ pub fn load_dates(
     dates: &[NaiveDate],
     progress: &dyn Fn(NaiveDate),
 ) -> Result<Vec<DateMatrix>> {
-    let history = crate::history::in_memory(cfg, dates)?;
+    let ctx = matrix_context(cfg, dates)?;
     dates
         .iter()
         .map(|&d| {
-            let m = date_matrix_with(cfg, d, &history[&d]).with_context(|| format!("date {d}"))?;
+            let m = date_matrix_with(&ctx, d).with_context(|| format!("date {d}"))?;
             progress(d);
             Ok(m)
         })

@@ -8,7 +8,6 @@ use crate::generate::GenerateOptions;
 use crate::labels::Labels;
 use crate::model::ModelKind;
 use crate::plan::{plan_dates, DatePlan, DateStatus};
-use crate::stages::decode::DecodeParams;
 use crate::stages::validate::{
     judge, reward_line, summarize, validator_figures, BatchFacts, Knowledge, ValidateParams,
 };

@@ -25,15 +25,12 @@ pub fn validate(args: ValidateArgs) -> Result<i32> {
         .cloned()
         .unwrap_or_default();
     let known = Knowledge::load(&cfg, &params)?;
+    let decode = &crate::stages::decode::KIND;
+    let ctx = crate::stages::prefix_context(&cfg, decode, crate::stages::History::Prepared)?;
     let mut failed = 0;
     for &date in &dates {
         let result = (|| {
-            let t = crate::stages::decode::run(
-                &DecodeParams::default(),
-                &cfg.input_dir(date),
-                date,
-                cfg.window_days,
-            )?;
+            let t = crate::stages::run_prefix(&ctx, date, decode)?;
             let facts = BatchFacts::from_tables(&t["alerts"].0, &t["clusters"].0);
             let (report, failures) = judge(&params, &cfg, &known, date, &facts, None)?;
             crate::state::write_output_json(

@@ -44,7 +44,7 @@ impl Stage for FeatureJoin {
 
 /// Builds the `matrix` table.
 pub fn run(ctx: &Context, input: &StageInput) -> Result<Tables> {
-    let history = crate::history::load(&ctx.config, input.date)?;
+    let history = ctx.history.of(&ctx.config, input.date)?;
     let m = build_matrix(input.date, input.tables, &history)?;
     Ok(output(Table::Matrix, m))
 }

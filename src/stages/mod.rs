@@ -9,11 +9,14 @@
 pub mod cluster_score;
 pub mod decode;
 pub mod feature_join;
+mod prefix;
 pub mod rank;
 pub mod score;
 pub mod submit;
 pub mod validate;
 pub mod write;
+
+pub use prefix::{prefix_context, run_prefix, History};
 
 use crate::batch::{Table, Tables};
 use crate::config::{RunConfig, StageSpec};
@@ -177,6 +180,8 @@ pub struct Context {
     pub models: BTreeMap<String, Arc<Model>>,
     /// The labels and traps validation judges with (empty without a validate stage).
     pub knowledge: validate::Knowledge,
+    /// Where feature join finds each date's address history.
+    pub history: History,
 }
 
 /// What a run reports as it goes, to whoever shows it (a progress display, a log); the engine
@@ -219,10 +224,21 @@ pub struct StageInput<'a> {
 
 impl Context {
     /// Loads every model the pipeline's stages need and checks what each stage needs of the
-    /// configuration; fails before any work if something is missing.
+    /// configuration; fails before any work if something is missing. Feature join reads the
+    /// address history `pipeline run` prepared ([`crate::history::prepare`]).
     pub fn new(config: RunConfig) -> Result<Self> {
+        Self::for_stages(config, |_| true, History::Prepared)
+    }
+
+    /// A context for the stages `include` selects only (their models, their checks), with
+    /// `history` for feature join: what [`run_prefix`] needs.
+    pub fn for_stages(
+        config: RunConfig,
+        include: impl Fn(&StageSpec) -> bool,
+        history: History,
+    ) -> Result<Self> {
         let mut models = BTreeMap::new();
-        for s in &config.pipeline.stages {
+        for s in config.pipeline.stages.iter().filter(|s| include(s)) {
             if let Some((kind, spec)) = s.stage.model() {
                 let path = Model::resolve(&config.models, kind, spec)?;
                 let model =
@@ -234,14 +250,20 @@ impl Context {
                 .check(&config, models.get(&s.name).map(|m| m.as_ref()))
                 .map_err(|e| anyhow!("stage `{}`: {e:#}", s.name))?;
         }
+        let validates = config
+            .pipeline
+            .stages
+            .iter()
+            .any(|s| s.kind == &validate::KIND && include(s));
         let knowledge = match config.pipeline.params_of::<validate::ValidateParams>() {
-            Some(p) => validate::Knowledge::load(&config, p)?,
-            None => validate::Knowledge::default(),
+            Some(p) if validates => validate::Knowledge::load(&config, p)?,
+            _ => validate::Knowledge::default(),
         };
         Ok(Self {
             config,
             models,
             knowledge,
+            history,
         })
     }
 
