@@ -12,7 +12,6 @@ pub const NOT_OUTPUT_CODE: &[&str] = &[
     "src/serve/",
     "src/query.rs",
     "src/fetch.rs",
-    "src/generate.rs",
     "src/generate/",
     "src/train.rs",
     "src/compare.rs",
@@ -54,7 +53,7 @@ mod tests {
                 ("src/serve/mod.rs".to_string(), serve.as_bytes().to_vec()),
                 ("src/serve/conn.rs".to_string(), serve.as_bytes().to_vec()),
                 ("src/cli/run.rs".to_string(), cli.as_bytes().to_vec()),
-                ("src/generate.rs".to_string(), cli.as_bytes().to_vec()),
+                ("src/generate/mod.rs".to_string(), cli.as_bytes().to_vec()),
                 (
                     "src/stages/decode.rs".to_string(),
                     decode.as_bytes().to_vec(),

@@ -212,9 +212,6 @@ impl RunConfig {
     }
 }
 
-/// Kept for the generator until it moves to [`crate::layout`].
-pub use crate::layout::batch_dir;
-
 /// One stage of the graph.
 #[derive(Debug, Clone)]
 pub struct StageSpec {

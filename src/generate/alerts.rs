@@ -1,0 +1,228 @@
+//! The day's alerts from noisy detectors, and the `alerts` table.
+
+use super::flows::Agg;
+use super::world::{fnv, mix, unit};
+use super::writer::{Col, Table};
+use super::Day;
+use crate::features::TYPOLOGIES;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+use serde_json::json;
+use std::collections::BTreeSet;
+
+/// One alert of the day.
+pub(super) struct Alert {
+    /// UUIDv5 of address, typology and date.
+    pub(super) id: String,
+    /// Address id.
+    pub(super) addr: u32,
+    /// Index into [`TYPOLOGIES`].
+    pub(super) typology: usize,
+    /// Detector confidence.
+    pub(super) conf: f64,
+}
+
+/// Severity bucket of a confidence.
+pub(super) fn severity(conf: f64) -> &'static str {
+    match conf {
+        c if c >= 0.9 => "critical",
+        c if c >= 0.75 => "high",
+        c if c >= 0.6 => "medium",
+        _ => "low",
+    }
+}
+
+/// The day's alerts, by id descending: about half of the active illicit addresses, then benign
+/// false positives drawn from the `active` addresses, leaning toward hubs and high volumes.
+pub(super) fn day_alerts(
+    day: &Day,
+    agg: &[Agg],
+    active: &[u32],
+    rng: &mut ChaCha8Rng,
+) -> Vec<Alert> {
+    let w = day.world;
+    let target = day.opts.alerts_per_day;
+    let noise = Normal::new(0.0, 0.15).expect("valid");
+    let mut alerts: Vec<Alert> = Vec::new();
+    let alert_typologies =
+        |rng: &mut ChaCha8Rng, a: u32, home: Option<usize>, out: &mut Vec<Alert>| {
+            let k = match rng.gen::<f64>() {
+                x if x < 0.75 => 1,
+                x if x < 0.93 => 2,
+                _ => 3,
+            };
+            let mut used = BTreeSet::new();
+            for j in 0..k {
+                let t = match (j, home) {
+                    (0, Some(h)) if rng.gen_bool(0.7) => h,
+                    _ => rng.gen_range(0..TYPOLOGIES.len()),
+                };
+                if !used.insert(t) {
+                    continue;
+                }
+                let ill = w.illicit[a as usize];
+                let base: f64 = if ill { 0.66 } else { 0.58 };
+                let conf = (base + noise.sample(rng)).clamp(0.05, 0.99);
+                let id = uuid::Uuid::new_v5(
+                    &uuid::Uuid::NAMESPACE_DNS,
+                    format!("{}-{}-{}", w.addr[a as usize], TYPOLOGIES[t], day.date_s).as_bytes(),
+                )
+                .to_string();
+                out.push(Alert {
+                    id,
+                    addr: a,
+                    typology: t,
+                    conf,
+                });
+            }
+        };
+    for &a in &w.illicit_ids {
+        if target > 0 && agg[a as usize].degree() > 0 && rng.gen_bool(0.5) {
+            alert_typologies(rng, a, Some(w.home[a as usize] as usize), &mut alerts);
+        }
+    }
+    let vmax = active
+        .iter()
+        .map(|&a| agg[a as usize].volume())
+        .fold(1.0, f64::max)
+        .ln_1p();
+    let mut tries = 0;
+    let mut chosen = BTreeSet::new();
+    while alerts.len() < target && tries < target * 200 && !active.is_empty() {
+        tries += 1;
+        let a = active[rng.gen_range(0..active.len())];
+        let g = &agg[a as usize];
+        if w.illicit[a as usize] || chosen.contains(&a) {
+            continue;
+        }
+        let weight = 0.15
+            + 0.6 * (g.volume().ln_1p() / vmax).powi(2)
+            + if w.hub[a as usize] { 0.5 } else { 0.0 };
+        if rng.gen::<f64>() < weight {
+            chosen.insert(a);
+            alert_typologies(rng, a, None, &mut alerts);
+        }
+    }
+    alerts.sort_by(|x, y| y.id.cmp(&x.id));
+    alerts
+}
+
+/// The `alerts` table of the day.
+pub(super) fn alerts_table(day: &Day, alerts: &[Alert], agg: &[Agg]) -> Table {
+    let (w, dseed) = (day.world, day.dseed);
+    let na = alerts.len();
+    let mut t = Table::new();
+    t.push(
+        "window_days",
+        Col::I64(vec![day.opts.window_days as i64; na]),
+    )
+    .push("processing_date", Col::Date(day.days32, na))
+    .push(
+        "alert_id",
+        Col::Str(alerts.iter().map(|x| x.id.clone()).collect()),
+    )
+    .push(
+        "address",
+        Col::Str(
+            alerts
+                .iter()
+                .map(|x| w.addr[x.addr as usize].clone())
+                .collect(),
+        ),
+    )
+    .push(
+        "typology_type",
+        Col::Str(
+            alerts
+                .iter()
+                .map(|x| TYPOLOGIES[x.typology].to_string())
+                .collect(),
+        ),
+    )
+    .push("pattern_id", Col::Str(vec![String::new(); na]))
+    .push("pattern_type", Col::Str(vec![String::new(); na]))
+    .push(
+        "severity",
+        Col::Str(
+            alerts
+                .iter()
+                .map(|x| severity(x.conf).to_string())
+                .collect(),
+        ),
+    )
+    .push(
+        "suspected_address_type",
+        Col::Str(
+            alerts
+                .iter()
+                .map(|x| {
+                    let a = x.addr as usize;
+                    let h = mix(dseed ^ a as u64);
+                    match () {
+                        _ if w.hub[a] => "exchange",
+                        _ if w.mixer[a] && h.is_multiple_of(2) => "mixer",
+                        _ => ["wallet", "merchant", "institutional", "unknown"][(h % 4) as usize],
+                    }
+                    .to_string()
+                })
+                .collect(),
+        ),
+    )
+    .push(
+        "suspected_address_subtype",
+        Col::Str(vec![String::new(); na]),
+    )
+    .push(
+        "alert_confidence_score",
+        Col::F32(alerts.iter().map(|x| x.conf as f32).collect()),
+    )
+    .push(
+        "description",
+        Col::Str(
+            alerts
+                .iter()
+                .map(|x| format!("{} pattern detected", TYPOLOGIES[x.typology]))
+                .collect(),
+        ),
+    )
+    .push(
+        "volume_usd",
+        Col::Dec(
+            alerts
+                .iter()
+                .map(|x| agg[x.addr as usize].volume() * (0.05 + 0.45 * unit(mix(fnv(&x.id)))))
+                .collect(),
+        ),
+    )
+    .push(
+        "evidence_json",
+        Col::Str(
+            alerts
+                .iter()
+                .map(|x| json!({"degree": agg[x.addr as usize].degree()}).to_string())
+                .collect(),
+        ),
+    )
+    .push(
+        "risk_indicators",
+        Col::ListStr(
+            alerts
+                .iter()
+                .map(|x| {
+                    let k = (mix(fnv(&x.id) ^ 9) % 5) as usize;
+                    [
+                        "high_volume",
+                        "new_counterparties",
+                        "rapid_movement",
+                        "round_amounts",
+                    ][..k.min(4)]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect()
+                })
+                .collect(),
+        ),
+    );
+    t
+}

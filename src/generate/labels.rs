@@ -1,0 +1,134 @@
+//! The labels beside the batches, merged with the files already there: `address_labels`
+//! (a fraction of the addresses, more of the alerted ones, with a little noise) and
+//! `ground_truth` (whether a SAR was filed for an alert).
+
+use super::world::{mix, unit, World};
+use super::writer::{Col, Table};
+use super::GenerateOptions;
+use crate::io::ParquetSource;
+use anyhow::Result;
+use arrow::array::AsArray;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Writes `address_labels.parquet` at `path`, keeping the rows of an existing file for
+/// addresses not labelled now; returns its row count.
+pub(super) fn write_labels(
+    opts: &GenerateOptions,
+    w: &World,
+    alerted: &BTreeSet<u32>,
+    path: &Path,
+) -> Result<usize> {
+    let mut rows: BTreeMap<String, (String, String, f32)> = BTreeMap::new();
+    if path.exists() {
+        let b = ParquetSource::open(path)?.read_all(&[
+            "address",
+            "label",
+            "risk_level",
+            "confidence_score",
+        ])?;
+        if b.num_columns() == 4 {
+            let (a, l, r) = (
+                b.column(0).as_string::<i32>(),
+                b.column(1).as_string::<i32>(),
+                b.column(2).as_string::<i32>(),
+            );
+            let c = b.column(3).as_primitive::<arrow::datatypes::Float32Type>();
+            for i in 0..b.num_rows() {
+                rows.insert(
+                    a.value(i).into(),
+                    (l.value(i).into(), r.value(i).into(), c.value(i)),
+                );
+            }
+        }
+    }
+    for a in 0..w.addr.len() as u32 {
+        let h = mix(opts.seed ^ 0x6c61_6265 ^ mix(a as u64));
+        let p = if alerted.contains(&a) { 0.3 } else { 0.01 };
+        if unit(h) >= p {
+            continue;
+        }
+        let flip = unit(mix(h ^ 1)) < 0.03;
+        let bad = w.illicit[a as usize] ^ flip;
+        let risk = match (bad, unit(mix(h ^ 2)) < 0.5) {
+            (true, true) => "critical",
+            (true, false) => "high",
+            (false, true) => "medium",
+            (false, false) => "low",
+        };
+        let label = if bad {
+            "suspicious"
+        } else if w.hub[a as usize] {
+            "exchange"
+        } else {
+            "retail"
+        };
+        rows.insert(
+            w.addr[a as usize].clone(),
+            (
+                label.into(),
+                risk.into(),
+                (0.5 + 0.5 * unit(mix(h ^ 3))) as f32,
+            ),
+        );
+    }
+    let n = rows.len();
+    let mut t = Table::new();
+    t.push("network", Col::Str(vec![opts.network.clone(); n]))
+        .push("network_type", Col::Str(vec!["substrate".into(); n]))
+        .push("address", Col::Str(rows.keys().cloned().collect()))
+        .push(
+            "label",
+            Col::Str(rows.values().map(|r| r.0.clone()).collect()),
+        )
+        .push(
+            "address_type",
+            Col::Str(
+                rows.values()
+                    .map(|r| {
+                        if r.0 == "exchange" {
+                            "exchange"
+                        } else {
+                            "wallet"
+                        }
+                        .into()
+                    })
+                    .collect(),
+            ),
+        )
+        .push("address_subtype", Col::Str(vec![String::new(); n]))
+        .push("trust_level", Col::Str(vec!["verified".into(); n]))
+        .push("source", Col::Str(vec!["synthetic".into(); n]))
+        .push(
+            "risk_level",
+            Col::Str(rows.values().map(|r| r.1.clone()).collect()),
+        )
+        .push(
+            "confidence_score",
+            Col::F32(rows.values().map(|r| r.2).collect()),
+        )
+        .push("created_timestamp", Col::I64(vec![0; n]))
+        .push("updated_timestamp", Col::I64(vec![0; n]));
+    t.write(path)?.commit()?;
+    Ok(n)
+}
+
+/// Writes `ground_truth.parquet` at `path` from `truth` (alert id → SAR filed), keeping the
+/// rows of an existing file for other alerts; returns its row count.
+pub(super) fn write_truth(mut truth: BTreeMap<String, bool>, path: &Path) -> Result<usize> {
+    if path.exists() {
+        let b = ParquetSource::open(path)?.read_all(&["alert_id", "is_sar_filed"])?;
+        if b.num_columns() == 2 {
+            let (a, s) = (b.column(0).as_string::<i32>(), b.column(1).as_boolean());
+            for i in 0..b.num_rows() {
+                truth.entry(a.value(i).into()).or_insert(s.value(i));
+            }
+        }
+    }
+    let n = truth.len();
+    let mut t = Table::new();
+    t.push("alert_id", Col::Str(truth.keys().cloned().collect()))
+        .push("is_sar_filed", Col::Bool(truth.values().copied().collect()));
+    t.write(path)?.commit()?;
+    Ok(n)
+}

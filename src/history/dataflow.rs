@@ -1,0 +1,396 @@
+//! The differential dataflow behind the address history: one collection of per-address window
+//! aggregates over calendar days, and the run that reads each requested date's rows from it
+//! (see the parent module for the design).
+
+use super::{batch, window_dates, AlertSource, HISTORY_DAYS, SHORT_DAYS};
+use crate::contract::USD_SCALE;
+use anyhow::{anyhow, Result};
+use arrow::record_batch::RecordBatch;
+use chrono::{Datelike, NaiveDate};
+use differential_dataflow::difference::{Abelian, IsZero, Monoid, Semigroup};
+use differential_dataflow::input::Input;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use timely::dataflow::operators::{Exchange, Inspect, Probe};
+
+/// A 128-bit integer kept as two 64-bit halves: it aligns to 8 bytes, where an `i128` aligns
+/// to 16 and would pad every difference of the arrangement. Ordered like the `i128`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub(super) struct Wide {
+    hi: i64,
+    lo: u64,
+}
+
+impl Wide {
+    pub(super) fn new(v: i128) -> Self {
+        Wide {
+            hi: (v >> 64) as i64,
+            lo: v as u64,
+        }
+    }
+
+    pub(super) fn get(self) -> i128 {
+        ((self.hi as i128) << 64) | self.lo as i128
+    }
+}
+
+/// The aggregates of some alerts of one address, used as the differences of the window
+/// collection, so that consolidating a key's updates sums them (exactly: integers only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub(super) struct Agg {
+    /// Alerts.
+    alerts: i32,
+    /// Distinct dates with alerts.
+    days: i32,
+    /// Summed `volume_usd`, in 10⁻¹⁸ USD.
+    volume: Wide,
+}
+
+impl IsZero for Agg {
+    fn is_zero(&self) -> bool {
+        *self == Agg::default()
+    }
+}
+
+impl Semigroup for Agg {
+    fn plus_equals(&mut self, rhs: &Self) {
+        self.alerts += rhs.alerts;
+        self.days += rhs.days;
+        self.volume = Wide::new(self.volume.get().wrapping_add(rhs.volume.get()));
+    }
+}
+
+impl Monoid for Agg {
+    fn zero() -> Self {
+        Agg::default()
+    }
+}
+
+impl Abelian for Agg {
+    fn negate(&mut self) {
+        *self = Agg {
+            alerts: -self.alerts,
+            days: -self.days,
+            volume: Wide::new(self.volume.get().wrapping_neg()),
+        };
+    }
+}
+
+impl std::ops::Neg for Agg {
+    type Output = Agg;
+    fn neg(mut self) -> Agg {
+        self.negate();
+        self
+    }
+}
+
+/// What a record of an address stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub(super) enum Slot {
+    /// Its alerts of the last [`SHORT_DAYS`] dates.
+    Short,
+    /// Its alerts of the last [`HISTORY_DAYS`] dates.
+    Long,
+    /// It is alerted on this (requested) day, so it needs a row for it.
+    Alerted(u32),
+}
+
+/// The per-address features of one day; volumes as `f64` bits so the type is `Ord`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub(super) struct Stats {
+    alerts_7d: u64,
+    volume_7d: u64,
+    alerts_30d: u64,
+    volume_30d: u64,
+    days_30d: u64,
+}
+
+impl Stats {
+    /// The features of the windows' aggregates (absent windows are zero).
+    fn of(short: Agg, long: Agg) -> Self {
+        let usd = |units: i128| (units as f64 / 10f64.powi(USD_SCALE.into())).to_bits();
+        Stats {
+            alerts_7d: short.alerts.max(0) as u64,
+            volume_7d: usd(short.volume.get()),
+            alerts_30d: long.alerts.max(0) as u64,
+            volume_30d: usd(long.volume.get()),
+            days_30d: long.days.max(0) as u64,
+        }
+    }
+
+    /// The feature values, in [`HISTORY_FEATURES`] order.
+    pub(super) fn values(&self) -> [f64; 5] {
+        [
+            self.alerts_7d as f64,
+            f64::from_bits(self.volume_7d),
+            self.alerts_30d as f64,
+            f64::from_bits(self.volume_30d),
+            self.days_30d as f64,
+        ]
+    }
+}
+
+/// The key of an address in the collections: the first 128 bits of its sha256, so that the
+/// window state holds small fixed-size keys, the same in every process (the strings stay
+/// outside the dataflow, with the dates that need them).
+pub(super) fn key(address: &str) -> u128 {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(address.as_bytes());
+    u128::from_le_bytes(h[..16].try_into().expect("16 bytes"))
+}
+
+/// The differential time of a date: its day number (32 bits keep the arrangement small).
+pub(super) fn day(d: NaiveDate) -> u32 {
+    u32::try_from(d.num_days_from_ce()).expect("a date after year 1")
+}
+
+/// A date's distinct alerted addresses, ascending, with their keys.
+pub(super) type Names = Vec<(String, u128)>;
+
+/// A date's alerts aggregated per address: key → one date's [`Agg`], ascending by key.
+pub(super) type DayAggs = Rc<Vec<(u128, Agg)>>;
+
+/// Aggregates a date's alerts per address; also returns its distinct `(address, key)` pairs,
+/// ascending by address.
+pub(super) fn aggregate(alerts: Vec<(String, i128)>) -> (DayAggs, Names) {
+    let mut per: BTreeMap<u128, Agg> = BTreeMap::new();
+    let mut names: BTreeMap<String, u128> = BTreeMap::new();
+    for (a, v) in alerts {
+        let k = match names.get(&a) {
+            Some(&k) => k,
+            None => {
+                let k = key(&a);
+                names.insert(a, k);
+                k
+            }
+        };
+        let agg = per.entry(k).or_insert(Agg {
+            days: 1,
+            ..Agg::default()
+        });
+        agg.plus_equals(&Agg {
+            alerts: 1,
+            days: 0,
+            volume: Wide::new(v),
+        });
+    }
+    (
+        Rc::new(per.into_iter().collect()),
+        names.into_iter().collect(),
+    )
+}
+
+/// An output update: (key, ((day, stats)), time, multiplicity).
+pub(super) type Row = ((u128, (u32, Stats)), u32, isize);
+
+/// Output rows gathered on worker 0: day → (key, stats) → multiplicity.
+pub(super) type Gathered = BTreeMap<u32, BTreeMap<(u128, Stats), isize>>;
+
+/// One finished date: its rows, or why it has none.
+pub(super) type Finished = (NaiveDate, Result<RecordBatch, String>);
+
+/// Computes the history rows of `dates` from `source`, feeding each needed input date (the
+/// requested dates and the 30 before each) in date order, one epoch per date, on `workers`
+/// timely workers. `sink` receives each requested date once, in ascending order, as soon as
+/// its epoch is complete: its rows (address ascending), or the error that prevents them (the
+/// date's batch is missing, or an alerts file of its window cannot be read). Memory holds one
+/// record per address and window of the live windows and the dates in flight, never the range.
+pub fn compute(
+    source: AlertSource,
+    dates: &[NaiveDate],
+    workers: usize,
+    sink: &mut dyn FnMut(NaiveDate, Result<RecordBatch, String>) -> Result<()>,
+) -> Result<()> {
+    let wanted: BTreeSet<NaiveDate> = dates.iter().copied().collect();
+    let feed: Vec<NaiveDate> = wanted
+        .iter()
+        .flat_map(|&d| window_dates(d).chain([d]))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let wanted = Arc::new(wanted);
+    let feed = Arc::new(feed);
+    // Dates that fail, with the error: unreadable input dates (true: they also count as no
+    // alerts in the windows that hold them, with a warning) and requested dates without a batch.
+    let failures: Arc<Mutex<BTreeMap<NaiveDate, (bool, String)>>> = Arc::default();
+    // The alerted addresses of each requested date in flight.
+    let names: Arc<Mutex<HashMap<NaiveDate, Names>>> = Arc::default();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Finished>(16);
+    let tx = Mutex::new(tx);
+    let guards = timely::execute(timely::Config::process(workers.max(1)), move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let tx = tx.lock().expect("sender").clone();
+        let rows: Rc<RefCell<Gathered>> = Rc::default();
+        let (mut records, probe) = worker.dataflow::<u32, _, _>(|scope| {
+            let (input, records) = scope.new_collection::<(u128, Slot), Agg>();
+            let rows = rows.clone();
+            let (probe, _) = records
+                .reduce(|_key, vals: &[(&Slot, Agg)], out: &mut Vec<((u32, Stats), isize)>| {
+                    let (mut short, mut long) = (Agg::default(), Agg::default());
+                    for (slot, agg) in vals {
+                        match slot {
+                            Slot::Short => short = *agg,
+                            Slot::Long => long = *agg,
+                            Slot::Alerted(d) => out.push(((*d, Stats::of(short, long)), 1)),
+                        }
+                    }
+                })
+                .inner
+                .exchange(|_| 0)
+                .inspect(move |((k, (d, s)), t, r): &Row| {
+                    // A date's rows are the updates at its own day; the next day retracts them.
+                    if t == d {
+                        *rows
+                            .borrow_mut()
+                            .entry(*t)
+                            .or_default()
+                            .entry((*k, *s))
+                            .or_default() += r;
+                    }
+                })
+                .probe();
+            (input, probe)
+        });
+
+        // Hands every requested date whose epoch is complete to the sink, in date order (worker 0).
+        let mut last_sent: Option<NaiveDate> = None;
+        let mut flush = |probe: &timely::dataflow::ProbeHandle<u32>, all: bool| {
+            if index != 0 {
+                return;
+            }
+            let after = last_sent;
+            for &d in wanted.iter().filter(|&&d| after.is_none_or(|l| d > l)) {
+                if !all && probe.less_equal(&day(d)) {
+                    break;
+                }
+                let got = rows.borrow_mut().remove(&day(d)).unwrap_or_default();
+                let addrs = names.lock().expect("names").remove(&d).unwrap_or_default();
+                let failed = failures.lock().expect("failures").clone();
+                for w in window_dates(d).filter(|w| failed.get(w).is_some_and(|e| e.0)) {
+                    tracing::warn!(date = %d, "history window: {w} unreadable, counted as no alerts");
+                }
+                let result = match failed.get(&d) {
+                    Some(e) => Err(e.1.clone()),
+                    None => rows_of(addrs, got),
+                };
+                last_sent = Some(d);
+                let _ = tx.send((d, result));
+            }
+        };
+
+        // This worker's dates; each feeds its alerts into the windows and queues their exits.
+        let mine: Vec<NaiveDate> = feed.iter().skip(index).step_by(peers).copied().collect();
+        let horizon = wanted.iter().next_back().map_or(0, |&d| day(d));
+        // Retractions not yet due, by day: (window, the aggregates of the date that leaves it).
+        let mut exits: BTreeMap<u32, Vec<(Slot, DayAggs)>> = BTreeMap::new();
+        for (i, &d) in mine.iter().enumerate() {
+            // At most one of this worker's dates in flight.
+            if i > 0 {
+                while probe.less_equal(&day(mine[i - 1])) {
+                    worker.step();
+                    flush(&probe, false);
+                }
+            }
+            let t = day(d);
+            records.advance_to(t);
+            match source(d) {
+                Ok(Some(alerts)) => {
+                    let (aggs, addrs) = aggregate(alerts);
+                    // Updates after the last requested date are never read: skipped, so that
+                    // closing the input leaves no month of retractions to process.
+                    if t < horizon {
+                        for &(k, agg) in aggs.iter() {
+                            records.update_at((k, Slot::Short), t + 1, agg);
+                            records.update_at((k, Slot::Long), t + 1, agg);
+                        }
+                    }
+                    for (slot, len) in [(Slot::Short, SHORT_DAYS), (Slot::Long, HISTORY_DAYS)] {
+                        let len = len as u32;
+                        if t + 1 + len <= horizon {
+                            exits.entry(t + 1 + len).or_default().push((slot, aggs.clone()));
+                        }
+                    }
+                    if wanted.contains(&d) {
+                        let mark = (Slot::Alerted(t), Agg { alerts: 1, ..Agg::default() });
+                        for &(_, k) in &addrs {
+                            records.update_at((k, mark.0), t, mark.1);
+                            if t < horizon {
+                                records.update_at((k, mark.0), t + 1, -mark.1);
+                            }
+                        }
+                        names.lock().expect("names").insert(d, addrs);
+                    }
+                }
+                Ok(None) => {
+                    if wanted.contains(&d) {
+                        failures
+                            .lock()
+                            .expect("failures")
+                            .insert(d, (false, format!("{d}: no batch")));
+                    }
+                }
+                Err(e) => {
+                    failures
+                        .lock()
+                        .expect("failures")
+                        .insert(d, (true, format!("{e:#}")));
+                }
+            }
+            // The exits due before this worker's next date: the input is still at `t` ≤ them.
+            let next = mine.get(i + 1).map_or(u32::MAX, |&n| day(n));
+            while let Some(entry) = exits.first_entry().filter(|e| *e.key() < next) {
+                let at = *entry.key();
+                for (slot, aggs) in entry.remove() {
+                    for &(k, agg) in aggs.iter() {
+                        records.update_at((k, slot), at, -agg);
+                    }
+                }
+            }
+            records.advance_to(t + 1);
+            records.flush();
+        }
+        records.close();
+        while worker.step() {
+            flush(&probe, false);
+        }
+        flush(&probe, true);
+    })
+    .map_err(|e| anyhow!("cannot start {workers} workers for the history features: {e}"))?;
+    let mut first_err = None;
+    for (d, r) in rx {
+        if first_err.is_none() {
+            if let Err(e) = sink(d, r) {
+                first_err = Some(e);
+            }
+        }
+    }
+    for r in guards.join() {
+        r.map_err(|e| anyhow!("a history worker failed: {e}"))?;
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// A date's rows: each alerted address (ascending) with the stats the dataflow gave its key.
+pub(super) fn rows_of(
+    addrs: Names,
+    got: BTreeMap<(u128, Stats), isize>,
+) -> Result<RecordBatch, String> {
+    let stats: HashMap<u128, Stats> = got
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|((k, s), _)| (k, s))
+        .collect();
+    let rows = addrs
+        .into_iter()
+        .map(|(a, k)| match stats.get(&k) {
+            Some(s) => Ok((a, *s)),
+            None => Err(format!("history features: no row for address {a}")),
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    batch(rows.into_iter()).map_err(|e| format!("{e:#}"))
+}
