@@ -95,6 +95,33 @@ impl DatePlan {
             }
         }
     }
+
+    /// The plan for machines (`pipeline run --dry-run --format json`): date, status (and the
+    /// error of a failed or unreadable date), the stages that run, those whose cached tables
+    /// are loaded, why each runs, and every stage's fingerprint.
+    pub fn to_json(&self) -> serde_json::Value {
+        let (status, error) = match &self.status {
+            DateStatus::UpToDate => ("up_to_date", None),
+            DateStatus::Stale => ("stale", None),
+            DateStatus::MissingInput => ("missing_input", None),
+            DateStatus::Failed(e) => ("failed", Some(e)),
+            DateStatus::Unreadable(e) => ("unreadable", Some(e)),
+        };
+        let fingerprints: BTreeMap<&String, &String> = self
+            .records
+            .iter()
+            .map(|(s, r)| (s, &r.fingerprint))
+            .collect();
+        serde_json::json!({
+            "date": self.date.to_string(),
+            "status": status,
+            "error": error,
+            "run": self.run,
+            "load": self.load,
+            "reasons": self.reasons,
+            "fingerprints": fingerprints,
+        })
+    }
 }
 
 /// Content hashes of files computed by the pipeline, cached by path, size and mtime.
@@ -491,4 +518,73 @@ pub fn invalidate(store: &StateStore, plan: &DatePlan) -> Result<()> {
         store.save(plan.date, &state)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(v: &[(&str, &str)]) -> BTreeMap<String, String> {
+        v.iter()
+            .map(|(k, x)| (k.to_string(), x.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn changed_parts_say_what_changed_in_words() {
+        let old = parts(&[
+            ("code", "1"),
+            ("input:alerts.parquet", "a"),
+            ("model", "m"),
+            ("upstream:decode", "u"),
+        ]);
+        let new = parts(&[
+            ("code", "2"),
+            ("input:alerts.parquet", "b"),
+            ("model", "m"),
+            ("upstream:decode", "v"),
+            ("traps", "t"),
+        ]);
+        assert_eq!(
+            changed_parts("score", &old, &new),
+            vec![
+                "code version changed",
+                "input alerts.parquet changed",
+                "traps changed"
+            ]
+        );
+        let only_upstream = parts(&[("upstream:decode", "w")]);
+        assert_eq!(
+            changed_parts("score", &parts(&[("upstream:decode", "u")]), &only_upstream),
+            vec!["upstream changed"]
+        );
+    }
+
+    #[test]
+    fn a_plan_names_the_first_stale_stages_reasons_and_reads_as_json() {
+        let date = NaiveDate::from_ymd_opt(2025, 10, 1).unwrap();
+        let plan = DatePlan {
+            date,
+            status: DateStatus::Failed("boom".into()),
+            records: BTreeMap::new(),
+            run: vec!["decode".into(), "score".into()],
+            load: BTreeSet::new(),
+            reasons: BTreeMap::from([
+                ("decode".to_string(), vec![format!("`score`{FEEDS}")]),
+                (
+                    "score".to_string(),
+                    vec!["model of `score` changed".to_string()],
+                ),
+            ]),
+        };
+        assert_eq!(
+            plan.describe(),
+            "run decode, score (model of `score` changed) [last run failed: boom]"
+        );
+        let j = plan.to_json();
+        assert_eq!(j["status"], "failed");
+        assert_eq!(j["error"], "boom");
+        assert_eq!(j["run"], serde_json::json!(["decode", "score"]));
+        assert_eq!(j["reasons"]["score"][0], "model of `score` changed");
+    }
 }

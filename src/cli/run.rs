@@ -35,10 +35,23 @@ pub struct RunArgs {
     /// Print what would run (dates, stages and why) and exit without running it.
     #[arg(long)]
     dry_run: bool,
+    /// How --dry-run prints the plan: `text` (dates grouped, for people) or `json` (one object
+    /// per date: status, stages to run and load, reasons, fingerprints).
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text, requires = "dry_run")]
+    format: PlanFormat,
     #[command(flatten)]
     cluster: ClusterArgs,
     #[command(flatten)]
     submit: SubmitTarget,
+}
+
+/// How `--dry-run` prints the plan.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanFormat {
+    /// Dates grouped by what runs and why.
+    Text,
+    /// A JSON array, one object per date.
+    Json,
 }
 
 /// `pipeline run`: Run the pipeline graph over the selected dates and write scored, ranked, validated outputs.
@@ -53,6 +66,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         trace: _,
         force,
         dry_run,
+        format,
         cluster,
         submit,
     } = args;
@@ -152,6 +166,11 @@ pub fn run(args: RunArgs) -> Result<i32> {
         });
         for (chunk, got) in rx {
             let plans = plan_dates(cfg, &ctx.model_paths(), &chunk, force)?;
+            if format == PlanFormat::Json {
+                let all: Vec<serde_json::Value> = plans.iter().map(DatePlan::to_json).collect();
+                println!("{}", serde_json::to_string_pretty(&all)?);
+                return Ok(());
+            }
             pb.suspend(|| print_plan(&plans));
             if dry_run {
                 return Ok(());

@@ -88,20 +88,16 @@ fn recomputed(
     out
 }
 
-/// The (date, stage) pairs a `--dry-run` plan says will run.
+/// The (date, stage) pairs a `--dry-run --format json` plan says will run.
 fn planned(stdout: &[u8]) -> Vec<(String, String)> {
+    let plan: serde_json::Value = serde_json::from_slice(stdout).unwrap();
     let mut out = Vec::new();
-    for line in String::from_utf8_lossy(stdout).lines() {
-        let Some((dates, rest)) = line.trim().split_once(": run ") else {
-            continue;
-        };
-        let stages = rest.split(" (").next().unwrap();
-        let range = dates.split(' ').next().unwrap();
-        let (a, b) = range.split_once("..").unwrap_or((range, range));
-        for d in DATES.iter().filter(|d| **d >= a && **d <= b) {
-            for s in stages.split(", ") {
-                out.push((d.to_string(), s.to_string()));
-            }
+    for d in plan.as_array().unwrap() {
+        for s in d["run"].as_array().unwrap() {
+            out.push((
+                d["date"].as_str().unwrap().to_string(),
+                s.as_str().unwrap().to_string(),
+            ));
         }
     }
     out.sort();
@@ -121,7 +117,7 @@ fn pairs(dates: &[&str], stages: &[&str]) -> Vec<(String, String)> {
 /// `expect` was recomputed.
 fn expect_rerun(s: &Setup, expect: Vec<(String, String)>) {
     let before = all_run_ids(&s.out);
-    let dry = ok(run(s, &["--dry-run"]));
+    let dry = ok(run(s, &["--dry-run", "--format", "json"]));
     assert_eq!(
         planned(&dry.stdout),
         expect,
