@@ -38,7 +38,7 @@ pub fn compare(args: CompareArgs) -> Result<i32> {
         seed,
         ground_truth,
     } = args;
-    let (cfg, dates) = common.load()?;
+    let (cfg, dates) = common.load(&[])?;
     let report = report.unwrap_or_else(|| crate::compare::default_report_dir(&a, &b));
     let opts = crate::compare::CompareOptions {
         a,

@@ -14,7 +14,7 @@ pub struct FetchArgs {
 /// `pipeline fetch`: Mirror batches from object storage (the config's `source`) into the input tree, verified by checksum.
 pub fn fetch(args: FetchArgs) -> Result<i32> {
     let FetchArgs { common, remote } = args;
-    let (cfg, dates) = common.load_from(Some(&remote))?;
+    let (cfg, dates) = common.load_from(Some(&remote), &[])?;
     let fetcher = Fetcher::new(&cfg)?.with_progress(bytes_bar());
     fetch_command(&fetcher, &dates)
 }

@@ -156,7 +156,48 @@ struct Remote {
     fetch_concurrency: Option<usize>,
 }
 
-impl Remote {
+/// Flags that override keys of the run config; [`Common::load`] applies each set once,
+/// before the dates are resolved.
+trait Override {
+    /// Sets the keys whose flags were given.
+    fn apply(&self, cfg: &mut RunConfig) -> Result<()>;
+}
+
+/// `--output`.
+#[derive(Args, Debug)]
+struct OutputArg {
+    /// Output root (default: the config's `output`).
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+impl Override for OutputArg {
+    fn apply(&self, cfg: &mut RunConfig) -> Result<()> {
+        if let Some(o) = &self.output {
+            cfg.output = o.clone();
+        }
+        Ok(())
+    }
+}
+
+/// `--models`.
+#[derive(Args, Debug)]
+struct ModelsArg {
+    /// Directory of trained models (default: the config's `models`).
+    #[arg(long)]
+    models: Option<PathBuf>,
+}
+
+impl Override for ModelsArg {
+    fn apply(&self, cfg: &mut RunConfig) -> Result<()> {
+        if let Some(m) = &self.models {
+            cfg.models = m.clone();
+        }
+        Ok(())
+    }
+}
+
+impl Override for Remote {
     fn apply(&self, cfg: &mut RunConfig) -> Result<()> {
         if let Some(s) = &self.source {
             cfg.source = Some(s.clone()).filter(|s| !s.is_empty());
@@ -178,19 +219,27 @@ impl Remote {
 }
 
 impl Common {
-    fn load(&self) -> Result<(RunConfig, Vec<NaiveDate>)> {
-        self.load_from(None)
+    /// Reads the run config, applies these flags and `overrides`, and resolves the dates.
+    fn load(&self, overrides: &[&dyn Override]) -> Result<(RunConfig, Vec<NaiveDate>)> {
+        self.load_from(None, overrides)
     }
 
-    /// Like `load`; with `remote`, its flags apply, and if the run has a source, `all` and
+    /// Like `load`; with `remote`, its flags apply too, and if the run has a source, `all` and
     /// `latest` also see the dates at the source.
-    fn load_from(&self, remote: Option<&Remote>) -> Result<(RunConfig, Vec<NaiveDate>)> {
+    fn load_from(
+        &self,
+        remote: Option<&Remote>,
+        overrides: &[&dyn Override],
+    ) -> Result<(RunConfig, Vec<NaiveDate>)> {
         let mut cfg = RunConfig::load(&self.config)?;
         if let Some(i) = &self.input {
             cfg.input = i.clone();
         }
         if let Some(d) = &self.dates {
             cfg.dates = d.parse()?;
+        }
+        for o in overrides {
+            o.apply(&mut cfg)?;
         }
         let mut avail = available(&cfg.input, &cfg.network, cfg.window_days)?;
         if let Some(r) = remote {

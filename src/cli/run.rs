@@ -17,12 +17,10 @@ pub struct RunArgs {
     /// Worker threads (default: the config's `workers`).
     #[arg(long)]
     workers: Option<usize>,
-    /// Output root (default: the config's `output`).
-    #[arg(long)]
-    output: Option<PathBuf>,
-    /// Directory of trained models (default: the config's `models`).
-    #[arg(long)]
-    models: Option<PathBuf>,
+    #[command(flatten)]
+    output: OutputArg,
+    #[command(flatten)]
+    models: ModelsArg,
     /// Sample the whole run and write a flamegraph (SVG) here.
     #[arg(long)]
     flamegraph: Option<PathBuf>,
@@ -70,14 +68,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         cluster,
         submit,
     } = args;
-    let (mut cfg, dates) = common.load_from(Some(&remote))?;
-    if let Some(o) = output {
-        cfg.output = o;
-    }
-    if let Some(m) = models {
-        cfg.models = m;
-    }
-    submit.apply(&mut cfg);
+    let (cfg, dates) = common.load_from(Some(&remote), &[&output, &models, &submit])?;
     if cfg.validator_url.is_some()
         && cfg
             .pipeline

@@ -7,12 +7,10 @@ use super::*;
 pub struct StatusArgs {
     #[command(flatten)]
     common: Common,
-    /// Output root (default: the config's `output`).
-    #[arg(long)]
-    output: Option<PathBuf>,
-    /// Directory of trained models (default: the config's `models`).
-    #[arg(long)]
-    models: Option<PathBuf>,
+    #[command(flatten)]
+    output: OutputArg,
+    #[command(flatten)]
+    models: ModelsArg,
 }
 
 /// `pipeline status`: Show each date's state: up to date, stale (and why), missing input, or failed (and its error).
@@ -22,13 +20,7 @@ pub fn status(args: StatusArgs) -> Result<i32> {
         output,
         models,
     } = args;
-    let (mut cfg, dates) = common.load()?;
-    if let Some(o) = output {
-        cfg.output = o;
-    }
-    if let Some(m) = models {
-        cfg.models = m;
-    }
+    let (cfg, dates) = common.load(&[&output, &models])?;
     let models = crate::stages::model_paths(&cfg)?;
     let plans = plan_dates(&cfg, &models, &dates, false)?;
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();

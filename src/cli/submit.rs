@@ -22,9 +22,8 @@ pub struct SubmitTarget {
     rows_per_request: Option<usize>,
 }
 
-impl SubmitTarget {
-    /// Applies the flags given to `cfg`.
-    pub(super) fn apply(&self, cfg: &mut RunConfig) {
+impl Override for SubmitTarget {
+    fn apply(&self, cfg: &mut RunConfig) -> Result<()> {
         let set = |key: &mut Option<String>, flag: &Option<String>| {
             if let Some(v) = flag.as_ref().filter(|v| !v.is_empty()) {
                 *key = Some(v.clone());
@@ -36,6 +35,7 @@ impl SubmitTarget {
         if let Some(n) = self.rows_per_request {
             cfg.rows_per_request = n.max(1);
         }
+        Ok(())
     }
 }
 
@@ -54,9 +54,8 @@ pub struct SubmitArgs {
     /// `retry_delay_ms`, else 500).
     #[arg(long)]
     retry_delay_ms: Option<u64>,
-    /// Output root (default: the config's `output`).
-    #[arg(long)]
-    output: Option<PathBuf>,
+    #[command(flatten)]
+    output: OutputArg,
     /// Send dates again even if already submitted (the validator keeps every row it gets).
     #[arg(long)]
     force: bool,
@@ -67,11 +66,7 @@ pub struct SubmitArgs {
 
 /// `pipeline submit`: sends the scores of validated dates to the validator, each date once.
 pub fn submit(args: SubmitArgs) -> Result<i32> {
-    let (mut cfg, dates) = args.common.load()?;
-    if let Some(o) = args.output {
-        cfg.output = o;
-    }
-    args.target.apply(&mut cfg);
+    let (cfg, dates) = args.common.load(&[&args.output, &args.target])?;
     let mut retry = cfg
         .pipeline
         .params_of::<SubmitParams>()

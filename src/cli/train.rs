@@ -15,7 +15,7 @@ pub struct FeaturesArgs {
 /// `pipeline features`: Export the model matrix (one row per alert, with labels where known) as Parquet.
 pub fn features(args: FeaturesArgs) -> Result<i32> {
     let FeaturesArgs { common, out } = args;
-    let (cfg, dates) = common.load()?;
+    let (cfg, dates) = common.load(&[])?;
     let pb = bar(dates.len(), "features");
     let ms = load_dates(&cfg, &dates, &|_| pb.inc(1))?;
     pb.finish_and_clear();
@@ -37,9 +37,8 @@ pub struct TrainArgs {
     /// Which model: alert_scorer, alert_ranker, cluster_scorer or all.
     #[arg(long, default_value = "all")]
     model: String,
-    /// Where to write the models (default: the config's `models`).
-    #[arg(long)]
-    models: Option<PathBuf>,
+    #[command(flatten)]
+    models: ModelsArg,
     /// Boosting rounds.
     #[arg(long, default_value_t = 200)]
     iterations: usize,
@@ -66,7 +65,7 @@ pub fn train(args: TrainArgs) -> Result<i32> {
         tune,
         quality_report,
     } = args;
-    let (cfg, dates) = common.load()?;
+    let (cfg, dates) = common.load(&[&models])?;
     let kinds = if model == "all" {
         ModelKind::ALL.to_vec()
     } else {
@@ -76,7 +75,7 @@ pub fn train(args: TrainArgs) -> Result<i32> {
     let ms = load_dates(&cfg, &dates, &|_| pb.inc(1))?;
     pb.finish_and_clear();
     let labels = Labels::load(&cfg.input, &cfg.network)?;
-    let out = models.unwrap_or_else(|| cfg.models.clone());
+    let out = cfg.models.clone();
     if let Some(path) = quality_report {
         let opts = TrainOptions {
             kinds,

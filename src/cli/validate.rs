@@ -7,18 +7,14 @@ use super::*;
 pub struct ValidateArgs {
     #[command(flatten)]
     common: Common,
-    /// Output root (default: the config's `output`).
-    #[arg(long)]
-    output: Option<PathBuf>,
+    #[command(flatten)]
+    output: OutputArg,
 }
 
 /// `pipeline validate`: Re-validate existing outputs (all tiers) and write validation.json per date plus a summary.
 pub fn validate(args: ValidateArgs) -> Result<i32> {
     let ValidateArgs { common, output } = args;
-    let (mut cfg, dates) = common.load()?;
-    if let Some(o) = output {
-        cfg.output = o;
-    }
+    let (cfg, dates) = common.load(&[&output])?;
     let params = cfg
         .pipeline
         .params_of::<ValidateParams>()
