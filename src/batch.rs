@@ -146,7 +146,7 @@ pub struct DateMsg {
     /// The name of the stage that produced this message.
     pub from: String,
     /// The tables, or the error that failed this date (possibly upstream).
-    pub body: Result<Tables, String>,
+    pub body: Result<Tables, crate::error::DateError>,
     /// Milliseconds spent in each stage so far on this date's path, by stage name.
     pub timings: BTreeMap<String, f64>,
     /// The stages on this date's path that produced output in this run, with their records.

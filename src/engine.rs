@@ -9,6 +9,7 @@
 //! A failed date carries its error downstream and never touches its output directory.
 
 use crate::batch::{DateMsg, Tables};
+use crate::error::{DateError, ErrorKind};
 use crate::plan::{cached_tables, invalidate, record, DatePlan};
 use crate::stages::{Context, Kind, Observer, StageInput};
 use crate::state::{StageRecord, StateStore};
@@ -45,14 +46,14 @@ pub struct StageStat {
 #[derive(Debug, Default)]
 pub struct RunReport {
     /// Each date and its error, if it failed; ascending by date.
-    pub dates: Vec<(NaiveDate, Result<(), String>)>,
+    pub dates: Vec<(NaiveDate, Result<(), DateError>)>,
     /// Per stage (in pipeline order): name, kind and totals.
     pub stages: Vec<(String, &'static Kind, StageStat)>,
 }
 
 impl RunReport {
     /// The dates that failed.
-    pub fn failed(&self) -> Vec<&(NaiveDate, Result<(), String>)> {
+    pub fn failed(&self) -> Vec<&(NaiveDate, Result<(), DateError>)> {
         self.dates.iter().filter(|d| d.1.is_err()).collect()
     }
 
@@ -118,7 +119,7 @@ impl Cluster {
 type Stats = Rc<RefCell<BTreeMap<String, StageStat>>>;
 
 /// Each date and its outcome.
-type Outcomes = Vec<(NaiveDate, Result<(), String>)>;
+type Outcomes = Vec<(NaiveDate, Result<(), DateError>)>;
 
 /// What the workers share.
 struct Shared {
@@ -231,12 +232,20 @@ pub fn run(
                 let n_sinks = sinks.len();
                 streams[&sink.name].clone().inspect(move |m: &DateMsg| {
                     let error = m.body.as_ref().err().cloned();
-                    let saved = record(&sh.store, m.date, &m.done, error.clone());
+                    let saved = record(
+                        &sh.store,
+                        m.date,
+                        &m.done,
+                        error.as_ref().map(|e| e.message.clone()),
+                    );
                     let result = match (error, saved) {
                         (Some(e), _) => Err(e),
-                        (None, Err(e)) => Err(format!(
-                            "cannot record the run state: {}",
-                            crate::error::error_text(&e)
+                        (None, Err(e)) => Err(DateError::text(
+                            ErrorKind::Output,
+                            format!(
+                                "cannot record the run state: {}",
+                                crate::error::error_text(&e)
+                            ),
                         )),
                         (None, Ok(())) => Ok(()),
                     };
@@ -252,7 +261,7 @@ pub fn run(
                             .iter()
                             .filter(|(d, _)| *d == m.date)
                             .find_map(|(_, r)| r.as_ref().err());
-                        sh.observer.date_done(m.date, error.map(String::as_str));
+                        sh.observer.date_done(m.date, error);
                     }
                 });
             }
@@ -264,7 +273,7 @@ pub fn run(
             if let Err(e) = invalidate(&sh.store, plan) {
                 outcomes
                     .borrow_mut()
-                    .push((plan.date, Err(crate::error::error_text(&e))));
+                    .push((plan.date, Err(DateError::new(ErrorKind::Output, &e))));
                 continue;
             }
             input.send(i);
@@ -352,7 +361,10 @@ fn step(sh: &Shared, pos: usize, date: NaiveDate, msgs: Vec<DateMsg>, stats: &St
                     &rec.fingerprint,
                     &cached_tables(spec.kind),
                 )
-                .map_err(|e| format!("{}; delete it and rerun", crate::error::error_text(&e)))
+                .map_err(|e| {
+                    let why = crate::error::error_text(&e);
+                    DateError::text(ErrorKind::Output, format!("{why}; delete it and rerun"))
+                })
         } else {
             Ok(Tables::new())
         };
@@ -367,7 +379,7 @@ fn step(sh: &Shared, pos: usize, date: NaiveDate, msgs: Vec<DateMsg>, stats: &St
             .collect();
         sh.store
             .write_cache(date, &spec.name, &rec.fingerprint, &keep)
-            .map_err(|e| crate::error::error_text(&e))?;
+            .map_err(|e| DateError::new(ErrorKind::Output, &e))?;
         Ok(t)
     });
     if body.is_ok() {
@@ -391,7 +403,7 @@ fn run_stage(
     tables: Tables,
     timings: &BTreeMap<String, f64>,
     stats: &Stats,
-) -> (Result<Tables, String>, f64) {
+) -> (Result<Tables, DateError>, f64) {
     let ctx = &sh.ctx;
     let spec = &ctx.config.pipeline.stages[pos];
     // One span per stage and date (on the worker's thread), named by the stage's kind.
@@ -408,9 +420,11 @@ fn run_stage(
         timings,
         observer: sh.observer.as_ref(),
     };
+    let mut panicked = false;
     let result = retry_transient(&spec.name, date, || {
         std::panic::catch_unwind(AssertUnwindSafe(|| spec.stage.run(ctx, spec, &input)))
             .unwrap_or_else(|p| {
+                panicked = true;
                 let what = p
                     .downcast_ref::<String>()
                     .cloned()
@@ -423,7 +437,16 @@ fn run_stage(
             })
     });
     let ms = start.elapsed().as_secs_f64() * 1e3;
-    let body = result.map_err(|e| crate::error::error_text(&e));
+    let body = result.map_err(|e| {
+        let kind = if panicked {
+            ErrorKind::Internal
+        } else if is_transient(&e) {
+            ErrorKind::Transient
+        } else {
+            spec.kind.fails_as
+        };
+        DateError::new(kind, &e)
+    });
     if let Ok(t) = &body {
         let mut s = stats.borrow_mut();
         let st = s.entry(spec.name.clone()).or_default();

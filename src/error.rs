@@ -1,4 +1,70 @@
-//! Error text for users: an error and its causes on one line, each said once.
+//! Errors for users: an error and its causes on one line, each said once, and the typed
+//! error a failed date carries through the graph, between processes and into the run report.
+
+use serde::{Deserialize, Serialize};
+
+/// What kind of failure stopped a date: what to do about it differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The batch is missing, unreadable or breaks the upstream contract: fix or refetch it.
+    Input,
+    /// An I/O failure that may pass (interrupted, timed out, reset) and outlasted the retries.
+    Transient,
+    /// A model could not be applied.
+    Model,
+    /// The written outputs failed validation.
+    Validation,
+    /// The validator refused the scores or did not answer.
+    Submission,
+    /// Writing the outputs, the cache or the run state failed.
+    Output,
+    /// A stage panicked: a bug to report.
+    Internal,
+}
+
+impl ErrorKind {
+    /// Its name in the run summary.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Input => "input",
+            Self::Transient => "transient I/O",
+            Self::Model => "model",
+            Self::Validation => "validation",
+            Self::Submission => "submission",
+            Self::Output => "output",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// Why a date failed: its kind and the message for the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct DateError {
+    /// What kind of failure it was.
+    pub kind: ErrorKind,
+    /// The error and its causes ([`error_text`]).
+    pub message: String,
+}
+
+impl DateError {
+    /// A date error of `kind` from `e`.
+    pub fn new(kind: ErrorKind, e: &anyhow::Error) -> Self {
+        Self {
+            kind,
+            message: error_text(e),
+        }
+    }
+
+    /// A date error of `kind` with `message`.
+    pub fn text(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
 
 /// `e` and its causes joined by `: ` (as `{e:#}` does), leaving out a cause whose text the line
 /// already holds: many library errors print their source inside their own message too (a

@@ -5,6 +5,7 @@ use super::fetch::{bytes_bar, fetch_chunk, report_labels, FetchReport, FETCH_CHU
 use super::submit::SubmitTarget;
 use super::validate::print_reward;
 use super::*;
+use crate::error::{DateError, ErrorKind};
 use crate::stages::{DateInput, Observer};
 
 /// Arguments of `pipeline run`.
@@ -179,10 +180,12 @@ pub fn run(args: RunArgs) -> Result<i32> {
             pb.enable_steady_tick(std::time::Duration::from_millis(200));
             crate::history::prepare(cfg, &history_dates(cfg, &plans))?;
             pb.set_message("");
-            let unreadable: Vec<(NaiveDate, Result<(), String>)> = plans
+            let unreadable: Vec<(NaiveDate, Result<(), DateError>)> = plans
                 .iter()
                 .filter_map(|p| match &p.status {
-                    DateStatus::Unreadable(e) => Some((p.date, Err(e.clone()))),
+                    DateStatus::Unreadable(e) => {
+                        Some((p.date, Err(DateError::text(ErrorKind::Input, e.clone()))))
+                    }
                     _ => None,
                 })
                 .collect();
@@ -192,13 +195,15 @@ pub fn run(args: RunArgs) -> Result<i32> {
             report.dates.extend(unreadable);
             for d in missing {
                 let dir = cfg.input_dir(d);
-                report.dates.push((
-                    d,
-                    Err(format!("missing input: {} does not exist", dir.display())),
-                ));
+                let why = format!("missing input: {} does not exist", dir.display());
+                report
+                    .dates
+                    .push((d, Err(DateError::text(ErrorKind::Input, why))));
             }
             for (d, e) in &got.failed {
-                report.dates.push((*d, Err(e.clone())));
+                report
+                    .dates
+                    .push((*d, Err(DateError::text(ErrorKind::Input, e.clone()))));
             }
             fetched.missing.extend(got.missing);
             fetched.failed.extend(got.failed);
@@ -307,7 +312,7 @@ impl Observer for BarObserver {
         self.bar.suspend(|| println!("{stage} {date}: {text}"));
     }
 
-    fn date_done(&self, date: NaiveDate, error: Option<&str>) {
+    fn date_done(&self, date: NaiveDate, error: Option<&DateError>) {
         if let Some(e) = error {
             let f = self
                 .failed
@@ -377,7 +382,17 @@ pub(super) fn print_summary(r: &RunReport, n: usize, secs: f64) {
     let failed = r.failed();
     println!("{} of {n} dates completed in {secs:.2} s", n - failed.len());
     if !failed.is_empty() {
-        eprintln!("{} dates failed:", failed.len());
+        let mut kinds: BTreeMap<ErrorKind, usize> = BTreeMap::new();
+        for (_, e) in &failed {
+            if let Err(e) = e {
+                *kinds.entry(e.kind).or_default() += 1;
+            }
+        }
+        let kinds: Vec<String> = kinds
+            .iter()
+            .map(|(k, n)| format!("{n} {}", k.name()))
+            .collect();
+        eprintln!("{} dates failed ({}):", failed.len(), kinds.join(", "));
         for (d, e) in failed {
             eprintln!("  {d}: {}", e.as_ref().unwrap_err());
         }

@@ -16,6 +16,7 @@ pub const KIND: Kind = Kind {
     name: "cluster_score",
     consumes: &[Table::Matrix, Table::Clusters],
     produces: &[Table::ClusterScores],
+    fails_as: crate::error::ErrorKind::Model,
     parse: super::parse::<ClusterScore>,
     span: |stage, date| tracing::debug_span!("cluster_score", stage = %stage, %date),
 };

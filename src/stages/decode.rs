@@ -32,6 +32,7 @@ pub const KIND: Kind = Kind {
         Table::Flows,
         Table::BatchInfo,
     ],
+    fails_as: crate::error::ErrorKind::Input,
     parse: super::parse::<DecodeParams>,
     span: |stage, date| tracing::debug_span!("decode", stage = %stage, %date),
 };

@@ -19,6 +19,7 @@ pub const KIND: Kind = Kind {
         Table::Flows,
     ],
     produces: &[Table::Matrix],
+    fails_as: crate::error::ErrorKind::Input,
     parse: super::parse::<FeatureJoin>,
     span: |stage, date| tracing::debug_span!("feature_join", stage = %stage, %date),
 };

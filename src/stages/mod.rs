@@ -20,6 +20,7 @@ pub use prefix::{prefix_context, run_prefix, History};
 
 use crate::batch::{Table, Tables};
 use crate::config::{RunConfig, StageSpec};
+use crate::error::ErrorKind;
 use crate::model::{Model, ModelKind};
 use anyhow::{anyhow, Result};
 use chrono::NaiveDate;
@@ -57,6 +58,9 @@ pub struct Kind {
     pub consumes: &'static [Table],
     /// Tables it produces; the first is its main output (rows in the run summary).
     pub produces: &'static [Table],
+    /// What kind of failure its errors are (a panic is [`ErrorKind::Internal`], an I/O error
+    /// that outlasted the retries [`ErrorKind::Transient`]).
+    pub fails_as: ErrorKind,
     /// Parses `[stage.params]` (absent: the defaults) into the configured stage.
     pub parse: ParseFn,
     /// The tracing span of one run of a stage of this kind, named by the kind (traces and
@@ -191,7 +195,7 @@ pub trait Observer: Send + Sync {
     fn note(&self, date: NaiveDate, stage: &str, text: &str);
 
     /// A date left the graph, with the error that failed it, if any.
-    fn date_done(&self, date: NaiveDate, error: Option<&str>);
+    fn date_done(&self, date: NaiveDate, error: Option<&crate::error::DateError>);
 }
 
 /// An observer that only logs.
@@ -202,10 +206,10 @@ impl Observer for LogObserver {
         tracing::info!(%date, stage, "{text}");
     }
 
-    fn date_done(&self, date: NaiveDate, error: Option<&str>) {
+    fn date_done(&self, date: NaiveDate, error: Option<&crate::error::DateError>) {
         match error {
             None => tracing::info!(%date, "date done"),
-            Some(e) => tracing::warn!(%date, "date failed: {e}"),
+            Some(e) => tracing::warn!(%date, kind = e.kind.name(), "date failed: {e}"),
         }
     }
 }

@@ -20,6 +20,7 @@ pub const KIND: Kind = Kind {
     name: "rank",
     consumes: &[Table::Matrix, Table::AlertScores],
     produces: &[Table::AlertRankings],
+    fails_as: crate::error::ErrorKind::Model,
     parse: super::parse::<Rank>,
     span: |stage, date| tracing::debug_span!("rank", stage = %stage, %date),
 };

@@ -19,6 +19,7 @@ pub const KIND: Kind = Kind {
     name: "score",
     consumes: &[Table::Matrix],
     produces: &[Table::AlertScores],
+    fails_as: crate::error::ErrorKind::Model,
     parse: super::parse::<Score>,
     span: |stage, date| tracing::debug_span!("score", stage = %stage, %date),
 };

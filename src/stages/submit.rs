@@ -23,6 +23,7 @@ pub const KIND: Kind = Kind {
     name: "submit",
     consumes: &[Table::Validation],
     produces: &[Table::Submission],
+    fails_as: crate::error::ErrorKind::Submission,
     parse: super::parse::<SubmitParams>,
     span: |stage, date| tracing::debug_span!("submit", stage = %stage, %date),
 };

@@ -40,6 +40,7 @@ pub const KIND: Kind = Kind {
     name: "validate",
     consumes: &[Table::Alerts, Table::Clusters, Table::Written],
     produces: &[Table::Validation],
+    fails_as: crate::error::ErrorKind::Validation,
     parse: super::parse::<ValidateParams>,
     span: |stage, date| tracing::debug_span!("validate", stage = %stage, %date),
 };

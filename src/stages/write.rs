@@ -26,6 +26,7 @@ pub const KIND: Kind = Kind {
         Table::ClusterScores,
     ],
     produces: &[Table::Written],
+    fails_as: crate::error::ErrorKind::Output,
     parse: super::parse::<Write>,
     span: |stage, date| tracing::debug_span!("write", stage = %stage, %date),
 };

@@ -324,6 +324,7 @@ fn a_failed_submission_fails_its_date_and_the_next_run_reruns_only_the_submit_st
             "{err}"
         );
     }
+    assert!(err.contains("2 dates failed (2 submission)"), "{err}");
     assert!(v.stored().0.is_empty());
     assert!(!alert_ids(&out, DATES[0]).is_empty(), "outputs written");
 
