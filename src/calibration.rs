@@ -146,12 +146,20 @@ impl Calibration {
                 scores.copy_from_slice(&p);
             }
             Self::Isotonic => {
-                let Some(iso) = isotonic else {
-                    bail!("calibration = \"isotonic\" needs a scorer trained with `pipeline train` (its metadata holds the isotonic map); this one has none: retrain it, or choose another calibration")
-                };
-                let mapped: Vec<f64> = scores.iter().map(|&s| iso.apply(s)).collect();
-                keep_order(scores, mapped);
+                self.check(isotonic)?;
+                if let Some(iso) = isotonic {
+                    let mapped: Vec<f64> = scores.iter().map(|&s| iso.apply(s)).collect();
+                    keep_order(scores, mapped);
+                }
             }
+        }
+        Ok(())
+    }
+
+    /// Whether this calibration can be applied by a scorer with (or without) `isotonic`.
+    pub fn check(self, isotonic: Option<&Isotonic>) -> Result<()> {
+        if self == Self::Isotonic && isotonic.is_none() {
+            bail!("calibration = \"isotonic\" needs a scorer trained with `pipeline train` (its metadata holds the isotonic map); this one has none: retrain it, or choose another calibration")
         }
         Ok(())
     }

@@ -83,14 +83,11 @@ impl Stage for Score {
     /// An isotonic calibration needs a scorer that carries its map.
     fn check(&self, _: &crate::config::RunConfig, model: Option<&Model>) -> anyhow::Result<()> {
         match model {
-            Some(m)
-                if self.calibration == Calibration::Isotonic && m.meta.calibration.is_none() =>
-            {
-                Calibration::Isotonic
-                    .apply(&mut [], None)
-                    .with_context(|| m.path.display().to_string())
-            }
-            _ => Ok(()),
+            Some(m) => self
+                .calibration
+                .check(m.meta.calibration.as_ref())
+                .with_context(|| m.path.display().to_string()),
+            None => Ok(()),
         }
     }
 }
