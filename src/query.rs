@@ -12,9 +12,6 @@ use chrono::NaiveDate;
 use duckdb::Connection;
 use std::path::{Path, PathBuf};
 
-/// The file whose presence marks a date's outputs as complete.
-pub const COMPLETE_MARKER: &str = crate::layout::PROCESSING_METADATA;
-
 /// The views a query can use, with the file each reads in every completed date directory.
 pub const VIEWS: [(&str, &str); 5] = [
     ("alert_scores", layout::ALERT_SCORES),
@@ -76,7 +73,9 @@ pub fn completed_dates(
             };
             for (w, dir) in subdirs(&day_dir) {
                 let Ok(w) = w.parse::<u32>() else { continue };
-                if window_days.is_some_and(|x| x != w) || !dir.join(COMPLETE_MARKER).is_file() {
+                if window_days.is_some_and(|x| x != w)
+                    || !dir.join(layout::PROCESSING_METADATA).is_file()
+                {
                     continue;
                 }
                 out.push(OutputDate {

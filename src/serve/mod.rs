@@ -19,7 +19,7 @@ pub use conn::Limits;
 
 use crate::contract::{to_f64, to_str};
 use crate::layout;
-use crate::query::{completed_dates, is_network_name, parse_date, OutputDate, COMPLETE_MARKER};
+use crate::query::{completed_dates, is_network_name, parse_date, OutputDate};
 use anyhow::{Context, Result};
 use arrow::array::{Array, RecordBatch};
 use axum::body::Body;
@@ -220,7 +220,7 @@ impl AppState {
         }
         let date = parse_date(segment).map_err(|e| ApiError::bad(format!("{e:#} or latest")))?;
         let dir = layout::batch_dir(&self.cfg.output, &p.network, date, p.window_days);
-        if !dir.join(COMPLETE_MARKER).is_file() {
+        if !dir.join(layout::PROCESSING_METADATA).is_file() {
             return Err(ApiError::not_found(format!(
                 "no completed outputs for {date} (network {}, window {})",
                 p.network, p.window_days
@@ -303,7 +303,7 @@ async fn version(State(st): State<Arc<AppState>>, RawQuery(q): RawQuery) -> ApiR
     let meta = st
         .dates(&p)
         .pop()
-        .and_then(|d| st.read_json(&d.dir.join(COMPLETE_MARKER)).ok());
+        .and_then(|d| st.read_json(&d.dir.join(layout::PROCESSING_METADATA)).ok());
     let model = |k: &str| {
         meta.as_ref()
             .and_then(|m| m["model_versions"][k].as_str())
@@ -345,7 +345,7 @@ async fn dates_latest(
 ) -> ApiResult<Json<Value>> {
     let p = Params::parse(&st.cfg, q.as_deref())?;
     let d = st.resolve("latest", &p)?;
-    let meta = st.read_json(&d.dir.join(COMPLETE_MARKER))?;
+    let meta = st.read_json(&d.dir.join(layout::PROCESSING_METADATA))?;
     Ok(Json(json!({
         "latest_date": d.date.to_string(),
         "processed_at": meta["processed_at"],
@@ -494,7 +494,7 @@ async fn table_page(
     let p = Params::parse(&st.cfg, q.as_deref())?;
     tokio::task::spawn_blocking(move || {
         let d = st.resolve(&date, &p)?;
-        let meta = st.read_json(&d.dir.join(COMPLETE_MARKER))?;
+        let meta = st.read_json(&d.dir.join(layout::PROCESSING_METADATA))?;
         let rows = page(&st, &d, table, &p)?;
         if p.parquet {
             let bytes = crate::io::parquet_bytes(&rows).map_err(ApiError::unavailable)?;
@@ -654,7 +654,7 @@ pub fn router(cfg: ServeConfig) -> Result<Router> {
         .route("/scores/alerts/{date}", table_route(Table::AlertScores))
         .route("/rankings/alerts/{date}", table_route(Table::AlertRankings))
         .route("/scores/clusters/{date}", table_route(Table::ClusterScores))
-        .route("/metadata/{date}", file_route(COMPLETE_MARKER))
+        .route("/metadata/{date}", file_route(layout::PROCESSING_METADATA))
         .route("/validation/{date}", file_route(layout::VALIDATION))
         .route("/refresh", post(refresh))
         .route("/metrics", get(metrics))

@@ -120,9 +120,6 @@ pub fn feature_columns() -> Vec<&'static str> {
     cols
 }
 
-/// The four tables of a batch.
-pub const FILES: [&str; 4] = crate::layout::BATCH_FILES;
-
 /// Builds a record batch from named columns.
 pub fn make_batch(cols: Vec<(&str, ArrayRef)>) -> Result<RecordBatch> {
     let fields: Vec<Field> = cols
@@ -313,7 +310,7 @@ fn check_meta(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) -
     let shown = path.display().to_string();
     let meta = Meta::parse(&text, &shown)?;
     meta.check(&shown, date, window_days)?;
-    for f in FILES {
+    for f in crate::layout::BATCH_FILES {
         let fp = dir.join(f);
         if !present(&fp)? {
             bail!(

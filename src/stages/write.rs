@@ -7,6 +7,7 @@ use super::{output, table, Context, Kind, Stage, StageInput};
 use crate::batch::{Table, Tables};
 use crate::config::StageSpec;
 use crate::io::{json_temp, parquet_temp};
+use crate::layout;
 use crate::model::ModelKind;
 use crate::stages::decode::{make_batch, ISSUE_COUNTS};
 use anyhow::{Context as _, Result};
@@ -46,12 +47,9 @@ impl Stage for Write {
     }
 
     fn output_files(&self) -> &'static [&'static str] {
-        &OUTPUTS
+        &layout::OUTPUTS
     }
 }
-
-/// Output files of a date, in the order they are committed.
-pub use crate::layout::OUTPUTS;
 
 /// Writes the outputs; produces `written` (file, rows).
 pub fn run(ctx: &Context, input: &StageInput) -> Result<Tables> {
@@ -94,14 +92,14 @@ pub fn run(ctx: &Context, input: &StageInput) -> Result<Tables> {
         "status": "COMPLETED",
         "error_message": null,
     });
-    let staging = crate::layout::staging(&ctx.config.output);
+    let staging = layout::staging(&ctx.config.output);
     std::fs::create_dir_all(&staging)
         .with_context(|| format!("cannot create {}", staging.display()))?;
     let files = [
-        parquet_temp(&staging, &dir.join(OUTPUTS[0]), scores)?,
-        parquet_temp(&staging, &dir.join(OUTPUTS[1]), rankings)?,
-        parquet_temp(&staging, &dir.join(OUTPUTS[2]), clusters)?,
-        json_temp(&staging, &dir.join(OUTPUTS[3]), &meta)?,
+        parquet_temp(&staging, &dir.join(layout::OUTPUTS[0]), scores)?,
+        parquet_temp(&staging, &dir.join(layout::OUTPUTS[1]), rankings)?,
+        parquet_temp(&staging, &dir.join(layout::OUTPUTS[2]), clusters)?,
+        json_temp(&staging, &dir.join(layout::OUTPUTS[3]), &meta)?,
     ];
     for f in files {
         f.commit()?;
@@ -113,7 +111,10 @@ pub fn run(ctx: &Context, input: &StageInput) -> Result<Tables> {
         1,
     ];
     let written = make_batch(vec![
-        ("file", Arc::new(StringArray::from(OUTPUTS.to_vec()))),
+        (
+            "file",
+            Arc::new(StringArray::from(layout::OUTPUTS.to_vec())),
+        ),
         (
             "rows",
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|&r| r as i64))),
