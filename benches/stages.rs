@@ -2,7 +2,7 @@
 //! rows, ~1.9M money flows; `BENCH_ALERTS` changes it). The day is generated once into
 //! `bench-data/criterion-{alerts}/` and reused. Run with `cargo bench --bench stages`.
 
-use aml_pipeline::batch::{ArrowBatch, Tables};
+use aml_pipeline::batch::{ArrowBatch, Table, Tables};
 use aml_pipeline::calibration::Calibration;
 use aml_pipeline::config::RunConfig;
 use aml_pipeline::features::build_matrix;
@@ -121,7 +121,7 @@ fn stages(c: &mut Criterion) {
         b.iter(|| build_matrix(date, &tables, &history).unwrap())
     });
     let matrix = build_matrix(date, &tables, &history).unwrap();
-    tables.insert("matrix".into(), ArrowBatch(matrix.clone()));
+    tables.insert(Table::Matrix, ArrowBatch(matrix.clone()));
 
     let scorer = model(ModelKind::AlertScorer);
     g.bench_function("score", |b| {
@@ -143,7 +143,7 @@ fn stages(c: &mut Criterion) {
     });
     let scores =
         score::score_table(&scorer, &matrix, "alert_id", false, Calibration::None).unwrap();
-    tables.insert("alert_scores".into(), ArrowBatch(scores));
+    tables.insert(Table::AlertScores, ArrowBatch(scores));
 
     let ranker = model(ModelKind::AlertRanker);
     g.bench_function("rank", |b| {

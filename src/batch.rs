@@ -1,5 +1,6 @@
 //! The data that flows between stages: named Arrow record batches for one processing date.
 
+use arrow::datatypes::DataType;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
@@ -77,12 +78,15 @@ fn serde_bytes_vec<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error>
     d.deserialize_byte_buf(V)
 }
 
-/// The tables one stage hands to the next for one date, by [`Table::name`].
-pub type Tables = BTreeMap<String, ArrowBatch>;
+/// The tables one stage hands to the next for one date.
+pub type Tables = BTreeMap<Table, ArrowBatch>;
 
-/// A table that flows along the graph's edges. Stage kinds declare the tables they consume
-/// and produce ([`crate::stages::Kind`]); the pipeline file is checked against them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A table that flows along the graph's edges, with its declared schema ([`Table::schema`]).
+/// Stage kinds declare the tables they consume and produce ([`crate::stages::Kind`]); the
+/// pipeline file is checked against them when the graph is built, and every table a stage
+/// hands on is checked against its schema ([`Table::check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Table {
     /// The batch's alerts, checked and typed.
     Alerts,
@@ -111,7 +115,7 @@ pub enum Table {
 }
 
 impl Table {
-    /// Its name in [`Tables`] and in the state cache.
+    /// Its name in messages and in the state cache.
     pub const fn name(self) -> &'static str {
         match self {
             Self::Alerts => "alerts",
@@ -136,6 +140,233 @@ impl Table {
     pub const fn cached(self) -> bool {
         !matches!(self, Self::Features | Self::Flows | Self::Submission)
     }
+
+    /// Its declared schema: what every stage that produces it writes, and every reader may
+    /// rely on (column positions included).
+    pub const fn schema(self) -> Schema {
+        use ColType::{Bool, Float64, Int32, Int64, Utf8, Utf8List};
+        const fn col(name: &'static str, ty: ColType) -> Column {
+            Column {
+                name,
+                ty,
+                nullable: false,
+            }
+        }
+        const fn opt(name: &'static str, ty: ColType) -> Column {
+            Column {
+                name,
+                ty,
+                nullable: true,
+            }
+        }
+        let (columns, rest): (&'static [Column], Option<ColType>) = match self {
+            Self::Alerts => (
+                const {
+                    &[
+                        col("alert_id", Utf8),
+                        opt("address", Utf8),
+                        opt("typology_type", Utf8),
+                        opt("severity", Utf8),
+                        opt("suspected_address_type", Utf8),
+                        opt("alert_confidence_score", Float64),
+                        opt("volume_usd", Float64),
+                        opt("risk_indicator_count", Float64),
+                    ]
+                },
+                None,
+            ),
+            // One column per address feature after the address (NaN where a file lacks it).
+            Self::Features => (const { &[opt("address", Utf8)] }, Some(Float64)),
+            Self::Clusters => (
+                const {
+                    &[
+                        col("cluster_id", Utf8),
+                        opt("cluster_type", Utf8),
+                        opt("primary_alert_id", Utf8),
+                        opt("related_alert_ids", Utf8List),
+                        opt("addresses_involved", Utf8List),
+                        opt("total_alerts", Float64),
+                        opt("total_volume_usd", Float64),
+                        opt("severity_max", Utf8),
+                        opt("confidence_avg", Float64),
+                    ]
+                },
+                None,
+            ),
+            Self::Flows => (
+                const {
+                    &[
+                        col("from_address", Utf8),
+                        col("to_address", Utf8),
+                        opt("amount_usd_sum", Float64),
+                        opt("tx_count", Float64),
+                    ]
+                },
+                None,
+            ),
+            Self::BatchInfo => (
+                const {
+                    &[
+                        col("alerts", Int64),
+                        col("features", Int64),
+                        col("clusters", Int64),
+                        col("money_flows", Int64),
+                        col("volume_usd_missing", Int64),
+                        col("volume_usd_negative", Int64),
+                        col("cluster_unknown_alert_ids", Int64),
+                    ]
+                },
+                None,
+            ),
+            // One column per model feature after the keys, in the model's order.
+            Self::Matrix => (
+                const { &[col("alert_id", Utf8), opt("address", Utf8)] },
+                Some(Float64),
+            ),
+            Self::AlertScores => (
+                const {
+                    &[
+                        col("alert_id", Utf8),
+                        col("score", Float64),
+                        col("model_version", Utf8),
+                        col("latency_ms", Float64),
+                        col("explain_json", Utf8),
+                    ]
+                },
+                None,
+            ),
+            Self::AlertRankings => (
+                const {
+                    &[
+                        col("alert_id", Utf8),
+                        col("rank", Int32),
+                        col("score", Float64),
+                        col("model_version", Utf8),
+                    ]
+                },
+                None,
+            ),
+            Self::ClusterScores => (
+                const {
+                    &[
+                        col("cluster_id", Utf8),
+                        col("score", Float64),
+                        col("model_version", Utf8),
+                        col("latency_ms", Float64),
+                        col("explain_json", Utf8),
+                    ]
+                },
+                None,
+            ),
+            Self::Written => (const { &[col("file", Utf8), col("rows", Int64)] }, None),
+            Self::Validation => (const { &[col("check", Utf8), col("passed", Bool)] }, None),
+            Self::Submission => (
+                const { &[col("outcome", Utf8), col("rows_sent", Int64)] },
+                None,
+            ),
+        };
+        Schema { columns, rest }
+    }
+
+    /// Checks `batch` against the declared schema: the declared columns first, in order, with
+    /// their types and no nulls where none are allowed, then only columns of the `rest` type.
+    pub fn check(self, batch: &RecordBatch) -> Result<(), String> {
+        let schema = self.schema();
+        let fields = batch.schema_ref().fields();
+        let what = |i: usize| format!("table `{}`, column {i}", self.name());
+        for (i, c) in schema.columns.iter().enumerate() {
+            let Some(f) = fields.get(i) else {
+                return Err(format!("{}: `{}` is missing", what(i), c.name));
+            };
+            if f.name() != c.name {
+                return Err(format!(
+                    "{}: `{}` where `{}` is declared",
+                    what(i),
+                    f.name(),
+                    c.name
+                ));
+            }
+            if !c.ty.matches(f.data_type()) {
+                return Err(format!(
+                    "{}: `{}` is {}, declared {:?}",
+                    what(i),
+                    c.name,
+                    f.data_type(),
+                    c.ty
+                ));
+            }
+            if !c.nullable && batch.column(i).null_count() > 0 {
+                return Err(format!("{}: `{}` holds nulls", what(i), c.name));
+            }
+        }
+        for (i, f) in fields.iter().enumerate().skip(schema.columns.len()) {
+            match schema.rest {
+                Some(ty) if ty.matches(f.data_type()) => {}
+                Some(ty) => {
+                    return Err(format!(
+                        "{}: `{}` is {}, declared {ty:?}",
+                        what(i),
+                        f.name(),
+                        f.data_type()
+                    ))
+                }
+                None => return Err(format!("{}: `{}` is not declared", what(i), f.name())),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A table's declared schema: its leading columns, and the type of any further ones.
+#[derive(Debug, Clone, Copy)]
+pub struct Schema {
+    /// The columns every batch of the table starts with, in order.
+    pub columns: &'static [Column],
+    /// The type of the columns after them (e.g. one per feature), or `None` for none.
+    pub rest: Option<ColType>,
+}
+
+/// A declared column.
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    /// Its name.
+    pub name: &'static str,
+    /// Its type.
+    pub ty: ColType,
+    /// Whether it may hold nulls.
+    pub nullable: bool,
+}
+
+/// The Arrow types that flow between stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColType {
+    /// `utf8`.
+    Utf8,
+    /// A list of `utf8`.
+    Utf8List,
+    /// `float64`.
+    Float64,
+    /// `int64`.
+    Int64,
+    /// `int32`.
+    Int32,
+    /// `bool`.
+    Bool,
+}
+
+impl ColType {
+    /// Whether an Arrow type is this one.
+    pub fn matches(self, t: &DataType) -> bool {
+        match (self, t) {
+            (Self::Utf8, DataType::Utf8)
+            | (Self::Float64, DataType::Float64)
+            | (Self::Int64, DataType::Int64)
+            | (Self::Int32, DataType::Int32)
+            | (Self::Bool, DataType::Boolean) => true,
+            (Self::Utf8List, DataType::List(f)) => f.data_type() == &DataType::Utf8,
+            _ => false,
+        }
+    }
 }
 
 /// One stage's output for one processing date: its tables, or why the date failed.
@@ -159,6 +390,82 @@ mod tests {
     use arrow::array::{Float64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
     use std::sync::Arc;
+
+    fn batch(cols: Vec<(&str, arrow::array::ArrayRef)>) -> RecordBatch {
+        RecordBatch::try_from_iter(cols).unwrap()
+    }
+
+    #[test]
+    fn a_table_is_checked_against_its_declared_schema() {
+        use arrow::array::{BooleanArray, Int64Array};
+        let check = |b| Arc::new(StringArray::from(b)) as arrow::array::ArrayRef;
+        let ok = batch(vec![
+            ("check", check(vec!["tier1"])),
+            ("passed", Arc::new(BooleanArray::from(vec![true]))),
+        ]);
+        assert_eq!(Table::Validation.check(&ok), Ok(()));
+        let swapped = batch(vec![
+            ("passed", Arc::new(BooleanArray::from(vec![true]))),
+            ("check", check(vec!["tier1"])),
+        ]);
+        assert_eq!(
+            Table::Validation.check(&swapped).unwrap_err(),
+            "table `validation`, column 0: `passed` where `check` is declared"
+        );
+        let typed = batch(vec![
+            ("check", check(vec!["tier1"])),
+            ("passed", Arc::new(Int64Array::from(vec![1]))),
+        ]);
+        assert_eq!(
+            Table::Validation.check(&typed).unwrap_err(),
+            "table `validation`, column 1: `passed` is Int64, declared Bool"
+        );
+        let short = batch(vec![("check", check(vec!["tier1"]))]);
+        assert!(Table::Validation
+            .check(&short)
+            .unwrap_err()
+            .contains("`passed` is missing"));
+        let nulls = batch(vec![
+            ("check", Arc::new(StringArray::from(vec![None::<&str>]))),
+            ("passed", Arc::new(BooleanArray::from(vec![true]))),
+        ]);
+        assert!(Table::Validation
+            .check(&nulls)
+            .unwrap_err()
+            .contains("`check` holds nulls"));
+        let extra = batch(vec![
+            ("check", check(vec!["tier1"])),
+            ("passed", Arc::new(BooleanArray::from(vec![true]))),
+            ("why", check(vec!["x"])),
+        ]);
+        assert!(Table::Validation
+            .check(&extra)
+            .unwrap_err()
+            .contains("`why` is not declared"));
+    }
+
+    #[test]
+    fn further_columns_must_have_the_declared_rest_type() {
+        let ids = Arc::new(StringArray::from(vec!["a1"])) as arrow::array::ArrayRef;
+        let mut cols = vec![("alert_id", ids.clone()), ("address", ids.clone())];
+        cols.push(("volume_usd", Arc::new(Float64Array::from(vec![1.0]))));
+        assert_eq!(Table::Matrix.check(&batch(cols.clone())), Ok(()));
+        cols.push(("typology", ids));
+        assert_eq!(
+            Table::Matrix.check(&batch(cols)).unwrap_err(),
+            "table `matrix`, column 3: `typology` is Utf8, declared Float64"
+        );
+    }
+
+    #[test]
+    fn tables_are_keyed_by_their_names_in_messages() {
+        let json = serde_json::to_string(&Table::AlertScores).unwrap();
+        assert_eq!(json, format!("\"{}\"", Table::AlertScores.name()));
+        assert_eq!(
+            serde_json::to_string(&Table::BatchInfo).unwrap(),
+            "\"batch_info\""
+        );
+    }
 
     #[test]
     fn ipc_round_trip() {

@@ -121,7 +121,7 @@ pub fn compare(cfg: &RunConfig, dates: &[NaiveDate], opts: &CompareOptions) -> R
     for &date in dates {
         let t = crate::stages::run_prefix(&ctx, date, decode)
             .with_context(|| format!("date {date}"))?;
-        let facts = BatchFacts::from_tables(&t["alerts"].0, &t["clusters"].0);
+        let facts = BatchFacts::from_tables(&t)?;
         let mut row = serde_json::Map::new();
         row.insert("processing_date".into(), json!(date.to_string()));
         for (name, root, side, all) in [
@@ -142,12 +142,12 @@ pub fn compare(cfg: &RunConfig, dates: &[NaiveDate], opts: &CompareOptions) -> R
             row.insert(
                 name.into(),
                 json!({
-                    "total": report["total"], "integrity": report["integrity"]["score"],
-                    "behaviour": report["behaviour"]["score"], "ground_truth": report["ground_truth"]["score"],
-                    "auc_roc": report["ground_truth"]["auc_roc"], "tier1": report["validator"]["tier1"]["score"],
-                    "tier2": report["validator"]["tier2"]["score"],
-                    "tier3a_auc": report["validator"]["tier3a"]["auc"],
-                    "reward": report["validator"]["reward"]["score"], "failures": failures,
+                    "total": report.total, "integrity": report.integrity.score,
+                    "behaviour": report.behaviour.score, "ground_truth": report.ground_truth.score,
+                    "auc_roc": report.ground_truth.auc_roc, "tier1": report.validator.tier1.score,
+                    "tier2": report.validator.tier2.score,
+                    "tier3a_auc": report.validator.tier3a.auc,
+                    "reward": report.validator.reward.score, "failures": failures,
                 }),
             );
             for r in read_scores(&scores_path)?.rows {

@@ -3,7 +3,6 @@
 //! Both are checked before any work starts: unknown keys, unknown stage kinds, missing or
 //! cyclic inputs and tables no input provides are refused with the file and key named.
 
-use crate::batch::Table;
 use crate::dates::DateSelection;
 use crate::layout;
 use crate::stages::{Kind, Stage, KINDS};
@@ -294,19 +293,26 @@ impl PipelineSpec {
         let by_name: BTreeMap<&str, &StageSpec> =
             stages.iter().map(|s| (s.name.as_str(), s)).collect();
         for s in &stages {
-            let provided: BTreeSet<Table> = s
-                .inputs
-                .iter()
-                .flat_map(|i| by_name[i.as_str()].kind.produces.iter().copied())
-                .collect();
             for need in s.kind.consumes {
-                if !provided.contains(need) {
-                    bail!(
+                let from: Vec<&str> = s
+                    .inputs
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|i| by_name[i].kind.produces.contains(need))
+                    .collect();
+                match from.len() {
+                    1 => {}
+                    0 => bail!(
                         "{p}: stage `{}` needs table `{}`, which none of its inputs {:?} produces",
                         s.name,
                         need.name(),
                         s.inputs
-                    );
+                    ),
+                    _ => bail!(
+                        "{p}: stage `{}` gets table `{}` from several inputs {from:?}; keep one",
+                        s.name,
+                        need.name()
+                    ),
                 }
             }
         }

@@ -8,10 +8,10 @@
 //! [`DatePlan`] says: run (and cache its tables), load its tables from the cache, or nothing.
 //! A failed date carries its error downstream and never touches its output directory.
 
-use crate::batch::{DateMsg, Tables};
+use crate::batch::{DateMsg, Table, Tables};
 use crate::error::{DateError, ErrorKind};
-use crate::plan::{cached_tables, invalidate, record, DatePlan};
-use crate::stages::{Context, Kind, Observer, StageInput};
+use crate::plan::{invalidate, record, DatePlan};
+use crate::stages::{check_output, Context, Kind, Observer, StageInput};
 use crate::state::{StageRecord, StateStore};
 use anyhow::{anyhow, Result};
 use chrono::NaiveDate;
@@ -219,7 +219,7 @@ pub fn run(
                     let reads = reader.kind.consumes;
                     let edge = out.clone().map(move |mut msg: DateMsg| {
                         if let Ok(tables) = &mut msg.body {
-                            tables.retain(|name, _| reads.iter().any(|t| t.name() == name));
+                            tables.retain(|t, _| reads.contains(t));
                         }
                         msg
                     });
@@ -355,12 +355,7 @@ fn step(sh: &Shared, pos: usize, date: NaiveDate, msgs: Vec<DateMsg>, stats: &St
     if !plan.run.contains(&spec.name) {
         let body = if plan.load.contains(&spec.name) {
             sh.store
-                .read_cache(
-                    date,
-                    &spec.name,
-                    &rec.fingerprint,
-                    &cached_tables(spec.kind),
-                )
+                .read_cache(date, &spec.name, &rec.fingerprint, &spec.kind.cached())
                 .map_err(|e| {
                     let why = crate::error::error_text(&e);
                     DateError::text(ErrorKind::Output, format!("{why}; delete it and rerun"))
@@ -373,9 +368,11 @@ fn step(sh: &Shared, pos: usize, date: NaiveDate, msgs: Vec<DateMsg>, stats: &St
     let (body, ms) = run_stage(sh, pos, date, tables, &timings, stats);
     timings.insert(spec.name.clone(), ms);
     let body = body.and_then(|t| {
-        let keep: Tables = cached_tables(spec.kind)
+        let keep: Tables = spec
+            .kind
+            .cached()
             .into_iter()
-            .filter_map(|n| t.get(n).map(|b| (n.to_string(), b.clone())))
+            .filter_map(|n| t.get(&n).map(|b| (n, b.clone())))
             .collect();
         sh.store
             .write_cache(date, &spec.name, &rec.fingerprint, &keep)
@@ -409,10 +406,8 @@ fn run_stage(
     // One span per stage and date (on the worker's thread), named by the stage's kind.
     let span = (spec.kind.span)(&spec.name, date);
     let _span = span.entered();
-    let input_rows: BTreeMap<&str, usize> = tables
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.num_rows()))
-        .collect();
+    let input_rows: BTreeMap<Table, usize> =
+        tables.iter().map(|(k, v)| (*k, v.num_rows())).collect();
     let start = Instant::now();
     let input = StageInput {
         date,
@@ -420,33 +415,16 @@ fn run_stage(
         timings,
         observer: sh.observer.as_ref(),
     };
-    let mut panicked = false;
-    let result = retry_transient(&spec.name, date, || {
-        std::panic::catch_unwind(AssertUnwindSafe(|| spec.stage.run(ctx, spec, &input)))
-            .unwrap_or_else(|p| {
-                panicked = true;
-                let what = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
-                Err(anyhow!(
-                    "stage `{}` panicked: {}",
-                    spec.name,
-                    what.unwrap_or_default()
-                ))
-            })
+    let body = guarded(&spec.name, spec.kind.fails_as, date, || {
+        spec.stage.run(ctx, spec, &input)
+    })
+    .and_then(|t| {
+        check_output(spec.kind, &t).map(|()| t).map_err(|e| {
+            let what = format!("stage `{}` handed on a wrong table: {e}", spec.name);
+            DateError::text(ErrorKind::Internal, what)
+        })
     });
     let ms = start.elapsed().as_secs_f64() * 1e3;
-    let body = result.map_err(|e| {
-        let kind = if panicked {
-            ErrorKind::Internal
-        } else if is_transient(&e) {
-            ErrorKind::Transient
-        } else {
-            spec.kind.fails_as
-        };
-        DateError::new(kind, &e)
-    });
     if let Ok(t) = &body {
         let mut s = stats.borrow_mut();
         let st = s.entry(spec.name.clone()).or_default();
@@ -456,18 +434,54 @@ fn run_stage(
             .kind
             .produces
             .first()
-            .and_then(|n| t.get(n.name()))
+            .and_then(|n| t.get(n))
             .map_or(0, |b| b.num_rows());
-        if let Some(main_in) = spec.kind.main_input().map(|t| t.name()) {
+        if let Some(main_in) = spec.kind.main_input() {
             st.rows_in += input_rows
-                .get(main_in)
+                .get(&main_in)
                 .copied()
-                .or_else(|| t.get(main_in).map(|b| b.num_rows()))
+                .or_else(|| t.get(&main_in).map(|b| b.num_rows()))
                 .unwrap_or(0);
         }
     }
     tracing::debug!(stage = %spec.name, %date, ms, ok = body.is_ok(), "stage done");
     (body, ms)
+}
+
+/// Runs a stage's work `f` for `date`: retried while it fails with a transient I/O error; a
+/// failure is a [`DateError`] of kind `fails_as`, [`ErrorKind::Transient`] for an I/O error
+/// that outlasted the retries, or [`ErrorKind::Internal`] for a panic (caught, so the other
+/// dates go on).
+pub fn guarded<T>(
+    stage: &str,
+    fails_as: ErrorKind,
+    date: NaiveDate,
+    mut f: impl FnMut() -> Result<T>,
+) -> Result<T, DateError> {
+    let mut panicked = false;
+    retry_transient(stage, date, || {
+        std::panic::catch_unwind(AssertUnwindSafe(&mut f)).unwrap_or_else(|p| {
+            panicked = true;
+            let what = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+            Err(anyhow!(
+                "stage `{stage}` panicked: {}",
+                what.unwrap_or_default()
+            ))
+        })
+    })
+    .map_err(|e| {
+        let kind = if panicked {
+            ErrorKind::Internal
+        } else if is_transient(&e) {
+            ErrorKind::Transient
+        } else {
+            fails_as
+        };
+        DateError::new(kind, &e)
+    })
 }
 
 /// Attempts of a stage that fails with a transient I/O error.
@@ -527,6 +541,39 @@ mod tests {
             }
         });
         assert_eq!(r.unwrap(), 3);
+    }
+
+    #[test]
+    fn a_panic_is_an_internal_error_and_not_retried() {
+        let date = NaiveDate::from_ymd_opt(2025, 10, 1).unwrap();
+        let mut calls = 0;
+        let r: Result<(), DateError> = guarded("score", ErrorKind::Model, date, || {
+            calls += 1;
+            panic!("index out of bounds")
+        });
+        let e = r.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Internal);
+        assert!(
+            e.message
+                .contains("stage `score` panicked: index out of bounds"),
+            "{e}"
+        );
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn errors_take_the_kind_of_the_stage_or_transient() {
+        let date = NaiveDate::from_ymd_opt(2025, 10, 1).unwrap();
+        let r: Result<(), DateError> = guarded("score", ErrorKind::Model, date, || {
+            Err(anyhow!("no such feature"))
+        });
+        assert_eq!(r.unwrap_err().kind, ErrorKind::Model);
+        let r: Result<(), DateError> = guarded("decode", ErrorKind::Input, date, || {
+            Err(anyhow::Error::new(std::io::Error::from(
+                std::io::ErrorKind::ConnectionReset,
+            )))
+        });
+        assert_eq!(r.unwrap_err().kind, ErrorKind::Transient);
     }
 
     #[test]

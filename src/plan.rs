@@ -7,7 +7,6 @@
 //! stage reruns when its fingerprint changed (the differing parts say why), when its outputs are
 //! gone, or when a rerunning stage needs its tables and no cache of them exists.
 
-use crate::batch::Table;
 use crate::config::{RunConfig, StageSpec};
 use crate::layout::{self, BATCH_FILES};
 use crate::stages::{DateInput, Kind, Part};
@@ -26,11 +25,6 @@ pub const CODE_VERSION: &str = concat!(
     "+",
     env!("AML_PIPELINE_SOURCE_HASH")
 );
-
-/// The names of the tables of a stage's output that are cached for later runs.
-pub fn cached_tables(kind: &Kind) -> Vec<&'static str> {
-    kind.cached().into_iter().map(Table::name).collect()
-}
 
 /// Where a date stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -368,7 +362,7 @@ impl<'a> Planner<'a> {
                     }
                     let spec = stages.iter().find(|x| &x.name == i).expect("checked graph");
                     let fp = &plan.records[i].fingerprint;
-                    if !self.store.has_cache(date, i, fp, &cached_tables(spec.kind))
+                    if !self.store.has_cache(date, i, fp, &spec.kind.cached())
                         || needs_uncached(s.kind, spec.kind)
                     {
                         must.insert(i.clone());

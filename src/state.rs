@@ -6,7 +6,7 @@
 //! its outputs (cache files named by fingerprint, or the date's output files) are in place, so
 //! after a crash every record still describes outputs that exist.
 
-use crate::batch::{ArrowBatch, Tables};
+use crate::batch::{ArrowBatch, Table, Tables};
 use crate::config::RunConfig;
 use crate::layout;
 use anyhow::{bail, Context, Result};
@@ -66,9 +66,9 @@ impl StateStore {
         self.root.join("cache").join(date.to_string())
     }
 
-    fn cache_file(&self, date: NaiveDate, stage: &str, fp: &str, table: &str) -> PathBuf {
+    fn cache_file(&self, date: NaiveDate, stage: &str, fp: &str, table: Table) -> PathBuf {
         self.cache_dir(date)
-            .join(format!("{stage}.{table}.{fp}.arrow"))
+            .join(format!("{stage}.{}.{fp}.arrow", table.name()))
     }
 
     /// The recorded state of `date` (empty if never run).
@@ -98,10 +98,10 @@ impl StateStore {
     }
 
     /// Whether the cached tables of a stage's output exist.
-    pub fn has_cache(&self, date: NaiveDate, stage: &str, fp: &str, tables: &[&str]) -> bool {
+    pub fn has_cache(&self, date: NaiveDate, stage: &str, fp: &str, tables: &[Table]) -> bool {
         tables
             .iter()
-            .all(|t| self.cache_file(date, stage, fp, t).exists())
+            .all(|&t| self.cache_file(date, stage, fp, t).exists())
     }
 
     /// Writes the cached tables of a stage's output (each atomically).
@@ -115,7 +115,7 @@ impl StateStore {
         let dir = self.cache_dir(date);
         create_dir(&dir)?;
         for (name, batch) in tables {
-            let path = self.cache_file(date, stage, fp, name);
+            let path = self.cache_file(date, stage, fp, *name);
             crate::io::TempFile::write_in(&self.staging, &path, |w| {
                 let mut writer = arrow::ipc::writer::FileWriter::try_new(w, &batch.0.schema())?;
                 // In slices: the writer encodes each batch in memory before writing it.
@@ -137,10 +137,10 @@ impl StateStore {
         date: NaiveDate,
         stage: &str,
         fp: &str,
-        tables: &[&str],
+        tables: &[Table],
     ) -> Result<Tables> {
         let mut out = Tables::new();
-        for t in tables {
+        for &t in tables {
             let path = self.cache_file(date, stage, fp, t);
             let file = crate::io::open_regular(&path)
                 .with_context(|| format!("cannot open {}", path.display()))?;
@@ -155,7 +155,10 @@ impl StateStore {
                 bail!("{}: empty cache file", path.display());
             }
             let batch = arrow::compute::concat_batches(&schema, &slices).with_context(corrupt)?;
-            out.insert(t.to_string(), ArrowBatch(batch));
+            t.check(&batch).map_err(|e| {
+                anyhow::anyhow!("{}: not what the stage writes: {e}", path.display())
+            })?;
+            out.insert(t, ArrowBatch(batch));
         }
         Ok(out)
     }
@@ -258,7 +261,7 @@ fn lock_holder(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{ArrayRef, Float64Array, StringArray};
+    use arrow::array::{ArrayRef, Int64Array, StringArray};
     use arrow::record_batch::RecordBatch;
     use std::sync::Arc;
 
@@ -275,20 +278,31 @@ mod tests {
             let ids: ArrayRef = Arc::new(StringArray::from_iter_values(
                 (0..n).map(|i| format!("a{i}")),
             ));
-            let x: ArrayRef = Arc::new(Float64Array::from_iter_values((0..n).map(|i| i as f64)));
-            ArrowBatch(RecordBatch::try_from_iter([("id", ids), ("x", x)]).unwrap())
+            let x: ArrayRef = Arc::new(Int64Array::from_iter_values((0..n).map(|i| i as i64)));
+            ArrowBatch(RecordBatch::try_from_iter([("file", ids), ("rows", x)]).unwrap())
         };
-        let tables: Tables = [
-            ("big".to_string(), table(n)),
-            ("empty".to_string(), table(0)),
-        ]
-        .into();
+        let tables: Tables = [(Table::Written, table(n))].into();
         let date = NaiveDate::from_ymd_opt(2025, 10, 1).unwrap();
         store.write_cache(date, "stage", "fp", &tables).unwrap();
         let back = store
-            .read_cache(date, "stage", "fp", &["big", "empty"])
+            .read_cache(date, "stage", "fp", &[Table::Written])
             .unwrap();
         assert_eq!(back, tables);
+        let empty: Tables = [(Table::Written, table(0))].into();
+        store.write_cache(date, "empty", "fp", &empty).unwrap();
+        let back = store.read_cache(date, "empty", "fp", &[Table::Written]);
+        assert_eq!(back.unwrap(), empty);
+        // A cache file that is not what the stage writes is refused, not handed on.
+        let wrong: Tables = [(Table::Validation, table(1))].into();
+        store.write_cache(date, "wrong", "fp", &wrong).unwrap();
+        let e = store
+            .read_cache(date, "wrong", "fp", &[Table::Validation])
+            .unwrap_err();
+        assert!(
+            format!("{e:#}")
+                .contains("table `validation`, column 0: `file` where `check` is declared"),
+            "{e:#}"
+        );
     }
 
     #[test]

@@ -159,28 +159,28 @@ fn save_record(cfg: &RunConfig, date: NaiveDate, r: &Record) -> Result<()> {
 /// Why a date's outputs may not be submitted, if they may not.
 fn not_validated(cfg: &RunConfig, date: NaiveDate) -> Result<Option<String>> {
     let path = cfg.output_dir(date).join(crate::layout::VALIDATION);
-    let Some(bytes) = crate::io::read_if_present(&path)? else {
+    let Some(v) = crate::stages::validate::Report::read(&path)? else {
         return Ok(Some(format!(
             "{} missing: run or validate the date first",
             path.display()
         )));
     };
-    let v: Value =
-        serde_json::from_slice(&bytes).with_context(|| format!("{}: not JSON", path.display()))?;
-    let t1 = &v["validator"]["tier1"];
-    let own = ["completeness", "score_range", "no_duplicates"];
+    let t1 = &v.validator.tier1;
+    let own = [
+        ("completeness", t1.completeness),
+        ("score_range", t1.score_range),
+        ("no_duplicates", t1.no_duplicates),
+    ];
     let failed: Vec<&str> = own
         .iter()
-        .copied()
-        .filter(|k| t1[*k].as_f64() != Some(1.0))
+        .filter(|(_, f)| *f != 1.0)
+        .map(|(k, _)| *k)
         .collect();
-    Ok(
-        match (v["integrity"]["passed"].as_bool(), failed.is_empty()) {
-            (Some(true), true) => None,
-            (Some(true), false) => Some(format!("Tier 1 would fail: {}", failed.join(", "))),
-            _ => Some("the integrity tier failed".to_string()),
-        },
-    )
+    Ok(match (v.integrity.passed, failed.is_empty()) {
+        (true, true) => None,
+        (true, false) => Some(format!("Tier 1 would fail: {}", failed.join(", "))),
+        _ => Some("the integrity tier failed".to_string()),
+    })
 }
 
 fn read_rows(cfg: &RunConfig, sc: &SubmitConfig, date: NaiveDate) -> Result<DateRows> {

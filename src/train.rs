@@ -52,11 +52,11 @@ pub fn date_matrix(cfg: &RunConfig, date: NaiveDate) -> Result<DateMatrix> {
 /// As [`date_matrix`], in a context from [`matrix_context`].
 fn date_matrix_with(ctx: &Context, date: NaiveDate) -> Result<DateMatrix> {
     let tables = run_prefix(ctx, date, &feature_join::KIND)?;
-    let alerts = tables[Table::Matrix.name()].0.clone();
-    let clusters_in = &tables["clusters"].0;
+    let alerts = tables[&Table::Matrix].0.clone();
+    let clusters_in = &tables[&Table::Clusters].0;
     let members = cluster_memberships(clusters_in, &alerts)?;
     let clusters = build_cluster_matrix(clusters_in, &alerts, &members)?;
-    let sev = tables["alerts"]
+    let sev = tables[&Table::Alerts]
         .0
         .column_by_name("severity")
         .expect("severity")

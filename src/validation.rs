@@ -3,14 +3,14 @@
 //! template's thresholds. The subnet validator's tiers and reward are in [`crate::validator`].
 
 use crate::metrics::{auc_roc, average_precision, best_f1, variance};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
 /// One named check and its outcome.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Check {
     /// Check name, e.g. `row_count`.
-    pub name: &'static str,
+    pub name: String,
     /// Whether it passed.
     pub passed: bool,
     /// What was found.
@@ -40,7 +40,7 @@ pub struct ScoreTable {
 }
 
 /// Result of a tier: passed, score and the checks or penalties behind it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Tier {
     /// Whether the tier passed.
     pub passed: bool,
@@ -54,9 +54,9 @@ pub struct Tier {
 /// required columns, scores in [0, 1], mean latency ≤ `max_latency_ms`, equal alert_id sets.
 pub fn integrity(out: &ScoreTable, alert_ids: &[String], max_latency_ms: f64) -> Tier {
     let mut checks = Vec::new();
-    let mut run = |name, passed, detail: String| {
+    let mut run = |name: &str, passed, detail: String| {
         checks.push(Check {
-            name,
+            name: name.to_string(),
             passed,
             detail,
         });
@@ -127,7 +127,7 @@ pub fn determinism(a: &[(String, f64)], b: &[(String, f64)]) -> Check {
         }
     }
     Check {
-        name: "determinism",
+        name: "determinism".to_string(),
         passed: missing == 0 && a.len() == b.len() && max <= 1e-6,
         detail: format!("max |Δscore| {max:e}, {missing} alerts missing from the second output"),
     }
@@ -166,7 +166,7 @@ pub fn behaviour(scores: &[(String, f64)], traps: &[Trap]) -> Tier {
         penalty -= 0.1;
     }
     checks.push(Check {
-        name: "constant_scores",
+        name: "constant_scores".to_string(),
         passed: !constant,
         detail: format!("variance {var:.6} (minimum 0.001)"),
     });
@@ -181,7 +181,7 @@ pub fn behaviour(scores: &[(String, f64)], traps: &[Trap]) -> Tier {
         .count();
     penalty -= 0.05 * hits as f64;
     checks.push(Check {
-        name: "pattern_traps",
+        name: "pattern_traps".to_string(),
         passed: hits == 0,
         detail: format!("{hits} of {} traps hit", traps.len()),
     });
@@ -191,7 +191,7 @@ pub fn behaviour(scores: &[(String, f64)], traps: &[Trap]) -> Tier {
         penalty -= 0.05;
     }
     checks.push(Check {
-        name: "median_range",
+        name: "median_range".to_string(),
         passed: !skewed,
         detail: format!("median {med:.4} (expected in [0.1, 0.9])"),
     });
@@ -228,14 +228,14 @@ pub fn plagiarism(a: &[(String, f64)], b: &[(String, f64)]) -> Check {
     let r = pearson(&x, &y);
     let flagged = x.len() >= 10 && r.is_some_and(|r| r > 0.95);
     Check {
-        name: "plagiarism",
+        name: "plagiarism".to_string(),
         passed: !flagged,
         detail: format!("pearson {r:?} over {} shared alerts", x.len()),
     }
 }
 
 /// The ground-truth tier's figures.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GroundTruth {
     /// Whether there were ≥ 10 labelled alerts with both classes.
     pub passed: bool,
@@ -364,7 +364,7 @@ mod tests {
             100.0,
         );
         assert_eq!(
-            (t.checks.last().unwrap().name, t.passed),
+            (t.checks.last().unwrap().name.as_str(), t.passed),
             ("alert_id_sets", false)
         );
     }

@@ -9,7 +9,7 @@ use crate::labels::Labels;
 use crate::model::ModelKind;
 use crate::plan::{plan_dates, DatePlan, DateStatus};
 use crate::stages::validate::{
-    judge, reward_line, summarize, validator_figures, BatchFacts, Knowledge, ValidateParams,
+    judge, reward_line, summarize, BatchFacts, Knowledge, ValidateParams,
 };
 use crate::stages::Context;
 use crate::train::{load_dates, write_features, TrainOptions};

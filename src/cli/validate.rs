@@ -27,28 +27,29 @@ pub fn validate(args: ValidateArgs) -> Result<i32> {
     for &date in &dates {
         let result = (|| {
             let t = crate::stages::run_prefix(&ctx, date, decode)?;
-            let facts = BatchFacts::from_tables(&t["alerts"].0, &t["clusters"].0);
+            let facts = BatchFacts::from_tables(&t)?;
             let (report, failures) = judge(&params, &cfg, &known, date, &facts, None)?;
             crate::state::write_output_json(
                 &cfg.output,
                 &cfg.output_dir(date).join(crate::layout::VALIDATION),
                 &report,
             )?;
-            let (t1, t2, t3a, reward) = validator_figures(&report)?;
-            let t2 = match t2.score {
+            let v = &report.validator;
+            let (t1, t3a) = (&v.tier1, &v.tier3a);
+            let t2 = match v.tier2.score {
                 Some(s) => format!("{s:.3}"),
-                None => format!("{:.3}–{:.3}", t2.bounds[0], t2.bounds[1]),
+                None => format!("{:.3}–{:.3}", v.tier2.bounds[0], v.tier2.bounds[1]),
             };
             let auc = t3a.auc.map_or("–".to_string(), |a| format!("{a:.3}"));
             println!(
                     "{date}: template total {:.4} (integrity {}, behaviour {:.3}, ground truth {:.3}); validator tier1 {:.2}, tier2 {t2}, tier3a AUC {auc} × coverage {:.3}, reward {}{}",
-                    report["total"].as_f64().unwrap_or(0.0),
-                    report["integrity"]["score"],
-                    report["behaviour"]["score"].as_f64().unwrap_or(0.0),
-                    report["ground_truth"]["score"].as_f64().unwrap_or(0.0),
+                    report.total,
+                    report.integrity.score,
+                    report.behaviour.score,
+                    report.ground_truth.score,
                     t1.score,
                     t3a.coverage,
-                    reward_line(&reward),
+                    reward_line(&v.reward),
                     if failures.is_empty() { String::new() } else { format!("  FAILED: {}", failures.join("; ")) }
                 );
             anyhow::Ok(failures.is_empty())

@@ -17,7 +17,7 @@ mod joins;
 
 pub use clusters::{build_cluster_matrix, cluster_feature_names, cluster_memberships};
 
-use crate::batch::Tables;
+use crate::batch::{Table, Tables};
 use crate::contract::column;
 use anyhow::{anyhow, bail, Result};
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray, StringArray};
@@ -319,12 +319,8 @@ pub(super) struct Day<'a> {
 /// Builds the matrix (`alert_id`, `address`, then [`alert_feature_names`]) from decoded tables
 /// and the date's address-history table ([`crate::history::load`]).
 pub fn build_matrix(date: NaiveDate, t: &Tables, history: &RecordBatch) -> Result<RecordBatch> {
-    let get = |n: &str| {
-        t.get(n)
-            .map(|b| &b.0)
-            .ok_or_else(|| anyhow!("internal: table `{n}` missing"))
-    };
-    let alerts = get("alerts")?;
+    let get = |n| crate::stages::table(t, n);
+    let alerts = get(Table::Alerts)?;
     let ids = str_col(alerts, "alert_id")?;
     let addr = str_col(alerts, "address")?;
     let typ = str_col(alerts, "typology_type")?;
@@ -349,10 +345,10 @@ pub fn build_matrix(date: NaiveDate, t: &Tables, history: &RecordBatch) -> Resul
     alert::own(&day, alerts, &mut cols)?;
     alert::calendar(&day, &mut cols);
     alert::within_day(&day, &mut cols);
-    flows::network(&day, get("flows")?, &mut cols)?;
-    clusters::membership(&day, get("clusters")?, &mut cols)?;
+    flows::network(&day, get(Table::Flows)?, &mut cols)?;
+    clusters::membership(&day, get(Table::Clusters)?, &mut cols)?;
     joins::history(&day, history, &mut cols)?;
-    joins::address(&day, get("features")?, &mut cols)?;
+    joins::address(&day, get(Table::Features)?, &mut cols)?;
 
     let names = alert_feature_names();
     check_order(&cols.names, &names)?;

@@ -213,11 +213,11 @@ fn read_tables(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) 
     }
     let info = make_batch(info)?;
     Ok(Tables::from([
-        (Table::Alerts.name().to_string(), ArrowBatch(alerts)),
-        (Table::Features.name().to_string(), ArrowBatch(features)),
-        (Table::Clusters.name().to_string(), ArrowBatch(clusters)),
-        (Table::Flows.name().to_string(), ArrowBatch(flows)),
-        (Table::BatchInfo.name().to_string(), ArrowBatch(info)),
+        (Table::Alerts, ArrowBatch(alerts)),
+        (Table::Features, ArrowBatch(features)),
+        (Table::Clusters, ArrowBatch(clusters)),
+        (Table::Flows, ArrowBatch(flows)),
+        (Table::BatchInfo, ArrowBatch(info)),
     ]))
 }
 

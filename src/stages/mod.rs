@@ -318,14 +318,29 @@ pub fn model_paths(cfg: &RunConfig) -> Result<BTreeMap<String, PathBuf>> {
 /// The table `t` from a stage's inputs.
 pub fn table(tables: &Tables, t: Table) -> Result<&arrow::record_batch::RecordBatch> {
     tables
-        .get(t.name())
+        .get(&t)
         .map(|b| &b.0)
         .ok_or_else(|| anyhow!("internal: input table `{}` missing", t.name()))
 }
 
+/// Checks what a stage of `kind` handed on: exactly the tables the kind produces, each as its
+/// schema declares ([`Table::check`]). A failure is a bug in the stage.
+pub fn check_output(kind: &Kind, tables: &Tables) -> Result<(), String> {
+    for t in kind.produces {
+        let b = tables
+            .get(t)
+            .ok_or_else(|| format!("table `{}` is missing", t.name()))?;
+        t.check(&b.0)?;
+    }
+    match tables.keys().find(|t| !kind.produces.contains(t)) {
+        Some(t) => Err(format!("table `{}` is not one it declares", t.name())),
+        None => Ok(()),
+    }
+}
+
 /// One table as a stage's output.
 pub fn output(t: Table, batch: arrow::record_batch::RecordBatch) -> Tables {
-    Tables::from([(t.name().to_string(), crate::batch::ArrowBatch(batch))])
+    Tables::from([(t, crate::batch::ArrowBatch(batch))])
 }
 
 #[cfg(test)]

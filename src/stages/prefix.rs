@@ -77,6 +77,9 @@ pub fn run_prefix(ctx: &Context, date: NaiveDate, until: &Kind) -> Result<Tables
             observer: &LogObserver,
         };
         let out = s.stage.run(ctx, s, &input)?;
+        super::check_output(s.kind, &out).map_err(|e| {
+            anyhow::anyhow!("internal: stage `{}` handed on a wrong table: {e}", s.name)
+        })?;
         tables.extend(out);
     }
     Ok(tables)

@@ -21,7 +21,8 @@ use crate::layout;
 use crate::stages::decode::make_batch;
 use crate::state::write_output_json;
 use crate::validation::{
-    behaviour, ground_truth, integrity, plagiarism, Check, ScoreTable, ScoredAlert, Trap,
+    behaviour, ground_truth, integrity, plagiarism, Check, GroundTruth, ScoreTable, ScoredAlert,
+    Tier, Trap,
 };
 use crate::validator::{self, Reward, Tier1, Tier2, Tier3a, TIER3B_UNAVAILABLE};
 use anyhow::{bail, Context as _, Result};
@@ -192,12 +193,12 @@ pub fn structure(
         scored.len() == cluster_ids.len() && cluster_ids.iter().all(|c| scored.contains(c));
     vec![
         Check {
-            name: "ranks_permutation",
+            name: "ranks_permutation".to_string(),
             passed: perm && all_ranked,
             detail: format!("{} ranks for {} alerts", ranks.len(), alert_ids.len()),
         },
         Check {
-            name: "clusters_scored",
+            name: "clusters_scored".to_string(),
             passed: all_scored && clusters.num_rows() == cluster_ids.len() && cluster_scores_ok,
             detail: format!(
                 "{} cluster scores in [0, 1] for {} clusters",
@@ -219,13 +220,14 @@ pub struct BatchFacts {
 }
 
 impl BatchFacts {
-    /// From decoded `alerts` and `clusters` tables.
-    pub fn from_tables(alerts: &RecordBatch, clusters: &RecordBatch) -> Self {
-        Self {
+    /// From the decoded alerts and clusters among `tables`.
+    pub fn from_tables(tables: &Tables) -> Result<Self> {
+        let alerts = table(tables, Table::Alerts)?;
+        Ok(Self {
             alert_ids: strings(alerts, "alert_id"),
             addresses: strings(alerts, "address"),
-            cluster_ids: strings(clusters, "cluster_id"),
-        }
+            cluster_ids: strings(table(tables, Table::Clusters)?, "cluster_id"),
+        })
     }
 }
 
@@ -284,6 +286,80 @@ impl Knowledge {
     }
 }
 
+/// A date's `validation.json`: the miner template's tiers, the subnet validator's figures and
+/// the structural checks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// The date judged.
+    pub processing_date: NaiveDate,
+    /// The template's total: integrity + behaviour + ground truth.
+    pub total: f64,
+    /// Whether the template's three tiers passed.
+    pub all_passed: bool,
+    /// The template's integrity tier.
+    pub integrity: Tier,
+    /// The template's behaviour tier.
+    pub behaviour: Tier,
+    /// The template's ground-truth tier (against the generator's or the fetched labels).
+    pub ground_truth: GroundTruth,
+    /// What the subnet's validator would compute.
+    pub validator: ValidatorFigures,
+    /// The plagiarism check against the reference scores, when a reference is configured.
+    pub plagiarism_vs_reference: Option<Check>,
+    /// Rankings and cluster scores checked against the batch.
+    pub structure: Structure,
+}
+
+/// The subnet validator's tiers and reward for one date.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ValidatorFigures {
+    /// The Tier 1 gate.
+    pub tier1: Tier1,
+    /// Tier 2 (behaviour).
+    pub tier2: Tier2,
+    /// Tier 3A (AUC against address labels × coverage).
+    pub tier3a: Tier3a,
+    /// Tier 3B, which cannot be computed here.
+    pub tier3b: Unavailable,
+    /// The expected reward.
+    pub reward: Reward,
+    /// The URL the submission carries (Tier 1 needs it).
+    pub model_github_url: Option<String>,
+}
+
+/// A figure that cannot be computed, and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Unavailable {
+    /// Always false.
+    pub available: bool,
+    /// Why.
+    pub why: String,
+}
+
+/// The structural checks and whether all passed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Structure {
+    /// Whether every check passed.
+    pub passed: bool,
+    /// The checks.
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// Reads a date's report; `None` when it has none.
+    pub fn read(path: &Path) -> Result<Option<Self>> {
+        let Some(bytes) = crate::io::read_if_present(path)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes).map(Some).with_context(|| {
+            format!(
+                "{}: not a validation report of this version; rerun `pipeline validate`",
+                path.display()
+            )
+        })
+    }
+}
+
 /// Judges one date's written outputs; returns the report and the failures that fail the date.
 pub fn judge(
     p: &ValidateParams,
@@ -292,7 +368,7 @@ pub fn judge(
     date: NaiveDate,
     facts: &BatchFacts,
     previous: Option<&HashMap<String, f64>>,
-) -> Result<(serde_json::Value, Vec<String>)> {
+) -> Result<(Report, Vec<String>)> {
     let dir = cfg.output_dir(date);
     let scores = read_scores(&dir.join(layout::ALERT_SCORES))?;
     let read = |f: &str| {
@@ -342,26 +418,42 @@ pub fn judge(
         )
     });
     let structural = structure(&rankings, &clusters, &facts.alert_ids, &facts.cluster_ids);
-    let total = integ.score + behav.score + gt.score;
-    let all_passed = integ.passed && behav.passed && gt.passed;
-    let report = json!({
-        "processing_date": date.format("%Y-%m-%d").to_string(),
-        "total": total,
-        "all_passed": all_passed,
-        "integrity": integ,
-        "behaviour": behav,
-        "ground_truth": gt,
-        "validator": {
-            "tier1": t1,
-            "tier2": t2,
-            "tier3a": t3a,
-            "tier3b": { "available": false, "why": TIER3B_UNAVAILABLE },
-            "reward": reward,
-            "model_github_url": cfg.model_github_url,
+    let failures = failures(
+        &integ,
+        &structural,
+        &t1,
+        rows.is_empty() && batch.is_empty(),
+    );
+    let report = Report {
+        processing_date: date,
+        total: integ.score + behav.score + gt.score,
+        all_passed: integ.passed && behav.passed && gt.passed,
+        integrity: integ,
+        behaviour: behav,
+        ground_truth: gt,
+        validator: ValidatorFigures {
+            tier1: t1,
+            tier2: t2,
+            tier3a: t3a,
+            tier3b: Unavailable {
+                available: false,
+                why: TIER3B_UNAVAILABLE.to_string(),
+            },
+            reward,
+            model_github_url: cfg.model_github_url.clone(),
         },
-        "plagiarism_vs_reference": copied,
-        "structure": { "passed": structural.iter().all(|c| c.passed), "checks": structural },
-    });
+        plagiarism_vs_reference: copied,
+        structure: Structure {
+            passed: structural.iter().all(|c| c.passed),
+            checks: structural,
+        },
+    };
+    Ok((report, failures))
+}
+
+/// What fails a date: the integrity and structural checks that failed, and the Tier 1 figures
+/// short of 1 (`empty`: a day without alerts, where they are 0 of 0 and nothing is at fault).
+fn failures(integ: &Tier, structural: &[Check], t1: &Tier1, empty: bool) -> Vec<String> {
     let own_faults = [
         (
             "tier1 completeness",
@@ -379,32 +471,19 @@ pub fn judge(
             "distinct alert ids per row",
         ),
     ];
-    let failures: Vec<String> = integ
+    integ
         .checks
         .iter()
-        .chain(&structural)
+        .chain(structural)
         .filter(|c| !c.passed)
         .map(|c| format!("{}: {}", c.name, c.detail))
         .chain(
             own_faults
                 .iter()
-                // A day without alerts has nothing to be at fault (the fractions are 0 of 0).
-                .filter(|f| f.1 < 1.0 && !(rows.is_empty() && batch.is_empty()))
+                .filter(|f| f.1 < 1.0 && !empty)
                 .map(|(name, v, what)| format!("{name}: {v:.4} {what}")),
         )
-        .collect();
-    Ok((report, failures))
-}
-
-/// The validator's figures of a date's `validation.json`.
-pub fn validator_figures(report: &serde_json::Value) -> Result<(Tier1, Tier2, Tier3a, Reward)> {
-    let v = &report["validator"];
-    Ok((
-        serde_json::from_value(v["tier1"].clone())?,
-        serde_json::from_value(v["tier2"].clone())?,
-        serde_json::from_value(v["tier3a"].clone())?,
-        serde_json::from_value(v["reward"].clone())?,
-    ))
+        .collect()
 }
 
 /// One line on the expected reward: the score, or its bounds while the consensus is unknown,
@@ -426,10 +505,7 @@ pub fn reward_line(r: &Reward) -> String {
 
 /// Validates the written outputs and writes `validation.json`.
 pub fn run(p: &ValidateParams, ctx: &Context, input: &StageInput) -> Result<Tables> {
-    let facts = BatchFacts::from_tables(
-        table(input.tables, Table::Alerts)?,
-        table(input.tables, Table::Clusters)?,
-    );
+    let facts = BatchFacts::from_tables(input.tables)?;
     let (report, failures) = judge(p, &ctx.config, &ctx.knowledge, input.date, &facts, None)?;
     let dir = ctx.config.output_dir(input.date);
     write_output_json(&ctx.config.output, &dir.join(layout::VALIDATION), &report)?;
@@ -464,18 +540,16 @@ pub fn summarize(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<(PathBuf, Optio
     let mut all = true;
     for &date in dates {
         let dir = cfg.output_dir(date);
-        let report = dir.join(layout::VALIDATION);
-        let Ok(bytes) = crate::io::read_regular(&report) else {
+        let Some(v) = Report::read(&dir.join(layout::VALIDATION))? else {
             continue;
         };
-        let v: serde_json::Value = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{}: not JSON", report.display()))?;
-        let (t1, mut t2, t3a, mut reward) = validator_figures(&v).with_context(|| {
-            format!(
-                "{}: written by an older version; rerun `pipeline validate`",
-                report.display()
-            )
-        })?;
+        let ValidatorFigures {
+            tier1: t1,
+            tier2: mut t2,
+            tier3a: t3a,
+            mut reward,
+            ..
+        } = v.validator;
         let prev_path = cfg
             .output_dir(date.pred_opt().unwrap_or(date))
             .join(layout::ALERT_SCORES);
@@ -487,17 +561,16 @@ pub fn summarize(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<(PathBuf, Optio
             reward = validator::reward(&t1, &t2, &t3a, reward.days_since_first_submission);
             consistency = Some(c);
         }
-        let total = v["total"].as_f64().unwrap_or(0.0);
-        totals.push(total);
-        all &= v["all_passed"].as_bool().unwrap_or(false);
+        totals.push(v.total);
+        all &= v.all_passed;
         rows.push(json!({
-            "processing_date": v["processing_date"],
-            "total": total,
-            "all_passed": v["all_passed"],
-            "integrity": v["integrity"]["score"],
-            "behaviour": v["behaviour"]["score"],
-            "ground_truth": v["ground_truth"]["score"],
-            "auc_roc": v["ground_truth"]["auc_roc"],
+            "processing_date": v.processing_date,
+            "total": v.total,
+            "all_passed": v.all_passed,
+            "integrity": v.integrity.score,
+            "behaviour": v.behaviour.score,
+            "ground_truth": v.ground_truth.score,
+            "auc_roc": v.ground_truth.auc_roc,
             "tier1": t1.score,
             "tier2": t2.score,
             "tier2_bounds": t2.bounds,
