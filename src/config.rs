@@ -439,6 +439,12 @@ mod tests {
         let missing =
             "[[stage]]\nname='d'\nkind='decode'\n[[stage]]\nname='s'\nkind='score'\ninputs=['d']";
         assert!(err(missing).contains("needs table `matrix`"));
+        let two = "[[stage]]\nname='d'\nkind='decode'\n[[stage]]\nname='e'\nkind='decode'\n[[stage]]\nname='f'\nkind='feature_join'\ninputs=['d', 'e']";
+        assert!(
+            err(two).contains("gets table `alerts` from several inputs [\"d\", \"e\"]"),
+            "{}",
+            err(two)
+        );
         let twice = "[[stage]]\nname='d'\nkind='decode'\n[[stage]]\nname='f'\nkind='feature_join'\ninputs=['d', 'd']";
         assert!(
             err(twice).contains("lists input `d` twice"),
