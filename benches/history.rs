@@ -64,7 +64,8 @@ fn main() {
         .expect("listable input");
     let dates = cfg.dates.resolve(&available);
     let source_cfg = cfg.clone();
-    let source: history::AlertSource = Arc::new(move |d| history::read_alerts(&source_cfg, d));
+    let source: history::AlertSource =
+        Arc::new(move |d, keep: &history::Keep| history::read_alerts(&source_cfg, d, keep));
     let start = Instant::now();
     let mut rows = 0;
     history::compute(source, &dates, workers, &mut |_, r| {

@@ -2,13 +2,14 @@
 //! aggregates over calendar days, and the run that reads each requested date's rows from it
 //! (see the parent module for the design).
 
-use super::{batch, window_dates, AlertSource, HISTORY_DAYS, SHORT_DAYS};
+use super::{batch, window_dates, AlertSource, DayAlerts, Keep, HISTORY_DAYS, SHORT_DAYS};
 use crate::contract::USD_SCALE;
 use anyhow::{anyhow, Result};
 use arrow::record_batch::RecordBatch;
 use chrono::{Datelike, NaiveDate};
 use differential_dataflow::difference::{Abelian, IsZero, Monoid, Semigroup};
 use differential_dataflow::input::Input;
+use rustc_hash::{FxHashMap, FxHashSet as HashSet};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -158,18 +159,9 @@ pub(super) type DayAggs = Rc<Vec<(u128, Agg)>>;
 /// Aggregates a date's alerts per address; also returns its distinct `(address, key)` pairs,
 /// ascending by address.
 pub(super) fn aggregate(alerts: Vec<(String, i128)>) -> (DayAggs, Names) {
-    let mut per: BTreeMap<u128, Agg> = BTreeMap::new();
-    let mut names: BTreeMap<String, u128> = BTreeMap::new();
+    let mut per: FxHashMap<String, Agg> = FxHashMap::default();
     for (a, v) in alerts {
-        let k = match names.get(&a) {
-            Some(&k) => k,
-            None => {
-                let k = key(&a);
-                names.insert(a, k);
-                k
-            }
-        };
-        let agg = per.entry(k).or_insert(Agg {
+        let agg = per.entry(a).or_insert(Agg {
             days: 1,
             ..Agg::default()
         });
@@ -179,10 +171,16 @@ pub(super) fn aggregate(alerts: Vec<(String, i128)>) -> (DayAggs, Names) {
             volume: Wide::new(v),
         });
     }
-    (
-        Rc::new(per.into_iter().collect()),
-        names.into_iter().collect(),
-    )
+    let mut names = Vec::with_capacity(per.len());
+    let mut aggs = Vec::with_capacity(per.len());
+    for (a, agg) in per {
+        let k = key(&a);
+        aggs.push((k, agg));
+        names.push((a, k));
+    }
+    aggs.sort_unstable_by_key(|r| r.0);
+    names.sort_unstable();
+    (Rc::new(aggs), names)
 }
 
 /// An output update: (key, ((day, stats)), time, multiplicity).
@@ -213,6 +211,14 @@ pub fn compute(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    // A short run (a few requested dates, each with a month of history) needs the windows of
+    // its dates' alerted addresses only: those are read first, and the dates fed keep only
+    // their alerts. In a backfill most dates fed are requested too, so all are kept.
+    let keep = if feed.len() >= 4 * wanted.len() {
+        alerted(&source, &wanted)
+    } else {
+        Keep::All
+    };
     let wanted = Arc::new(wanted);
     let feed = Arc::new(feed);
     // Dates that fail, with the error: unreadable input dates (true: they also count as no
@@ -284,7 +290,17 @@ pub fn compute(
         };
 
         // This worker's dates; each feeds its alerts into the windows and queues their exits.
+        // A reader thread reads them ahead, in order, while the worker computes.
         let mine: Vec<NaiveDate> = feed.iter().skip(index).step_by(peers).copied().collect();
+        let (ahead, read) = std::sync::mpsc::sync_channel::<Result<DayAlerts>>(2);
+        let (source, keep, dates) = (source.clone(), keep.clone(), mine.clone());
+        std::thread::spawn(move || {
+            for d in dates {
+                if ahead.send(source(d, &keep)).is_err() {
+                    return;
+                }
+            }
+        });
         let horizon = wanted.iter().next_back().map_or(0, |&d| day(d));
         // Retractions not yet due, by day: (window, the aggregates of the date that leaves it).
         let mut exits: BTreeMap<u32, Vec<(Slot, DayAggs)>> = BTreeMap::new();
@@ -298,7 +314,10 @@ pub fn compute(
             }
             let t = day(d);
             records.advance_to(t);
-            match source(d) {
+            let alerts = read
+                .recv()
+                .unwrap_or_else(|_| Err(anyhow!("the history reader of {d} stopped")));
+            match alerts {
                 Ok(Some(alerts)) => {
                     let (aggs, addrs) = aggregate(alerts);
                     // Updates after the last requested date are never read: skipped, so that
@@ -373,6 +392,17 @@ pub fn compute(
         r.map_err(|e| anyhow!("a history worker failed: {e}"))?;
     }
     first_err.map_or(Ok(()), Err)
+}
+
+/// The addresses alerted on `dates` (a date that cannot be read adds none; the run reports it).
+fn alerted(source: &AlertSource, dates: &BTreeSet<NaiveDate>) -> Keep {
+    let mut set = HashSet::default();
+    for &d in dates {
+        if let Ok(Some(alerts)) = source(d, &Keep::All) {
+            set.extend(alerts.into_iter().map(|(a, _)| a));
+        }
+    }
+    Keep::Only(Arc::new(set))
 }
 
 /// A date's rows: each alerted address (ascending) with the stats the dataflow gave its key.

@@ -27,6 +27,7 @@ use arrow::array::{Array, ArrayRef, Float64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use chrono::{Days, NaiveDate};
+use rustc_hash::FxHashSet as HashSet;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -59,13 +60,35 @@ pub fn dependent_dates(date: NaiveDate) -> impl Iterator<Item = NaiveDate> {
 /// ([`to_usd_units`]), or `None` when the date has no batch.
 pub type DayAlerts = Option<Vec<(String, i128)>>;
 
-/// Reads a date's alerts for the history: a function so tests can feed hand-made dates.
-pub type AlertSource = Arc<dyn Fn(NaiveDate) -> Result<DayAlerts> + Send + Sync>;
+/// Reads a date's alerts for the history, keeping those of the addresses `keep` keeps: a
+/// function so tests can feed hand-made dates.
+pub type AlertSource = Arc<dyn Fn(NaiveDate, &Keep) -> Result<DayAlerts> + Send + Sync>;
+
+/// Which addresses' alerts a read keeps.
+#[derive(Debug, Clone, Default)]
+pub enum Keep {
+    /// Every address's.
+    #[default]
+    All,
+    /// Only these addresses' (the alerted addresses of the requested dates).
+    Only(Arc<HashSet<String>>),
+}
+
+impl Keep {
+    /// Whether the alerts of `address` are kept.
+    pub fn keeps(&self, address: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(set) => set.contains(address),
+        }
+    }
+}
 
 /// Reads `address` and `volume_usd` (exactly, as 10⁻¹⁸ USD units; a null, unrepresentable or
-/// negative volume counts as 0, as decode makes it missing) of one date's `alerts.parquet` with the contract's tolerant readers;
-/// `None` when the date's batch directory does not exist.
-pub fn read_alerts(cfg: &RunConfig, date: NaiveDate) -> Result<DayAlerts> {
+/// negative volume counts as 0, as decode makes it missing) of one date's `alerts.parquet` with
+/// the contract's tolerant readers, keeping the alerts of the addresses `keep` keeps; `None`
+/// when the date's batch directory does not exist.
+pub fn read_alerts(cfg: &RunConfig, date: NaiveDate, keep: &Keep) -> Result<DayAlerts> {
     let dir = cfg.input_dir(date);
     if !dir.is_dir() {
         return Ok(None);
@@ -81,20 +104,19 @@ pub fn read_alerts(cfg: &RunConfig, date: NaiveDate) -> Result<DayAlerts> {
     }
     let addr = to_str(required(&b, &file, "address")?, &file, "address")?;
     let vol = to_usd_units(required(&b, &file, "volume_usd")?, &file, "volume_usd")?;
-    (0..b.num_rows())
-        .map(|i| {
-            if addr.is_null(i) {
-                bail!("{file}: column `address` is null in row {i}");
-            }
-            let v = if vol.is_null(i) {
-                0
-            } else {
-                vol.value(i).max(0)
-            };
-            Ok((addr.value(i).to_string(), v))
-        })
-        .collect::<Result<Vec<_>>>()
-        .map(Some)
+    if let Some(i) = (0..b.num_rows()).find(|&i| addr.is_null(i)) {
+        bail!("{file}: column `address` is null in row {i}");
+    }
+    let kept = (0..b.num_rows()).filter(|&i| keep.keeps(addr.value(i)));
+    let alerts = kept.map(|i| {
+        let v = if vol.is_null(i) {
+            0
+        } else {
+            vol.value(i).max(0)
+        };
+        (addr.value(i).to_string(), v)
+    });
+    Ok(Some(alerts.collect()))
 }
 
 pub fn schema() -> Schema {
@@ -127,7 +149,7 @@ fn batch(rows: impl Iterator<Item = (String, Stats)>) -> Result<RecordBatch> {
 
 fn source_of(cfg: &RunConfig) -> AlertSource {
     let cfg = cfg.clone();
-    Arc::new(move |d| read_alerts(&cfg, d))
+    Arc::new(move |d, keep| read_alerts(&cfg, d, keep))
 }
 
 /// Where [`prepare`] keeps the history table of a date:
@@ -231,6 +253,7 @@ mod tests {
     use super::dataflow::*;
     use super::*;
     use arrow::array::AsArray;
+    use std::sync::Mutex;
 
     type Rows = BTreeMap<NaiveDate, BTreeMap<String, [f64; 5]>>;
 
@@ -252,7 +275,12 @@ mod tests {
                 .or_default()
                 .push((a.to_string(), units(v)));
         }
-        Arc::new(move |date| Ok(by_date.get(&date).cloned()))
+        Arc::new(move |date, keep: &Keep| {
+            Ok(by_date.get(&date).map(|alerts| {
+                let kept = alerts.iter().filter(|(a, _)| keep.keeps(a));
+                kept.cloned().collect()
+            }))
+        })
     }
 
     fn run(src: AlertSource, dates: &[NaiveDate], workers: usize) -> Rows {
@@ -359,7 +387,7 @@ mod tests {
     fn an_unreadable_date_fails_alone_and_counts_as_no_alerts_in_windows() {
         let base = d("2025-06-30");
         let bad = base - Days::new(10);
-        let src: AlertSource = Arc::new(move |date| {
+        let src: AlertSource = Arc::new(move |date, _: &Keep| {
             if date == bad {
                 bail!("alerts.parquet: corrupt")
             }
@@ -433,6 +461,33 @@ mod tests {
                 .collect()
         };
         assert_eq!(bits(&one), bits(&two));
+    }
+
+    #[test]
+    fn a_short_run_reading_only_its_addresses_gives_the_rows_of_a_long_one() {
+        let base = d("2025-06-30");
+        let m = month(7);
+        let dates: Vec<NaiveDate> = (0..40).map(|k| base - Days::new(k)).collect();
+        let long = run(src_of(base, &m), &dates, 1);
+        // One and two requested dates: their windows are fed with their addresses' alerts only.
+        for short in [vec![base], vec![base - Days::new(20), base]] {
+            let rows = run(src_of(base, &m), &short, 2);
+            for d in &short {
+                assert_eq!(rows[d], long[d], "{d}");
+            }
+        }
+        let read: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let seen = read.clone();
+        let inner = src_of(base, &m);
+        let counting: AlertSource = Arc::new(move |date, keep: &Keep| {
+            let r = inner(date, keep)?;
+            seen.lock().unwrap().push(r.as_ref().map_or(0, Vec::len));
+            Ok(r)
+        });
+        let _ = run(counting, &[base], 1);
+        let all: usize = m.iter().filter(|r| r.0 <= 30).count();
+        let kept: usize = read.lock().unwrap().iter().skip(1).sum();
+        assert!(kept < all, "the history dates kept {kept} of {all} alerts");
     }
 
     #[test]
