@@ -8,7 +8,6 @@ use aml_pipeline::history;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 /// The system allocator, counting the bytes in use and their peak, to tell the pass's own
@@ -63,12 +62,10 @@ fn main() {
     let available = aml_pipeline::dates::available(&cfg.input, &cfg.network, cfg.window_days)
         .expect("listable input");
     let dates = cfg.dates.resolve(&available);
-    let source_cfg = cfg.clone();
-    let source: history::AlertSource =
-        Arc::new(move |d, keep: &history::Keep| history::read_alerts(&source_cfg, d, keep));
+    let cfg = RunConfig { workers, ..cfg };
     let start = Instant::now();
     let mut rows = 0;
-    history::compute(source, &dates, workers, &mut |_, r| {
+    history::compute_for(&cfg, &dates, &mut |_, r| {
         rows += r.map_err(|e| anyhow::anyhow!(e))?.num_rows();
         Ok(())
     })

@@ -9,6 +9,7 @@
 //! {output}/.state/{network}/{window}/dates/{date}.json       per-date run records
 //! {output}/.state/{network}/{window}/cache/{date}/           cached stage tables
 //! {output}/.state/history/{network}/{window}/{date}.parquet  address-history tables
+//! {output}/.state/history/{network}/{window}/days/{date}.{hash}.arrow  per-date alert summaries
 //! {output}/.state/submissions/{network}/{window}/{date}.json what was sent to the validator
 //! {output}/.state/staging/                                   files before they are renamed into place
 //! {output}/.state/file_hashes.json                           content hashes by size and mtime
@@ -103,11 +104,20 @@ pub fn file_hashes(output: &Path) -> PathBuf {
 
 /// The address-history table of a date.
 pub fn history(output: &Path, network: &str, window_days: u32, date: NaiveDate) -> PathBuf {
+    history_root(output, network, window_days).join(format!("{}.parquet", date.format("%Y-%m-%d")))
+}
+
+/// The directory of the per-date alert summaries the history pass reads instead of a month of
+/// `alerts.parquet` ([`crate::history`]).
+pub fn history_days(output: &Path, network: &str, window_days: u32) -> PathBuf {
+    history_root(output, network, window_days).join("days")
+}
+
+fn history_root(output: &Path, network: &str, window_days: u32) -> PathBuf {
     state_root(output)
         .join("history")
         .join(network)
         .join(window_days.to_string())
-        .join(format!("{}.parquet", date.format("%Y-%m-%d")))
 }
 
 /// The record of what was submitted of a date.

@@ -2,7 +2,7 @@
 //! aggregates over calendar days, and the run that reads each requested date's rows from it
 //! (see the parent module for the design).
 
-use super::{batch, window_dates, AlertSource, DayAlerts, Keep, HISTORY_DAYS, SHORT_DAYS};
+use super::{batch, window_dates, AlertSource, Day, DayAlerts, Keep, HISTORY_DAYS, SHORT_DAYS};
 use crate::contract::USD_SCALE;
 use anyhow::{anyhow, Result};
 use arrow::record_batch::RecordBatch;
@@ -48,6 +48,22 @@ pub(super) struct Agg {
     days: i32,
     /// Summed `volume_usd`, in 10⁻¹⁸ USD.
     volume: Wide,
+}
+
+impl Agg {
+    /// Alerts, distinct dates and the volume's halves.
+    pub(super) fn parts(&self) -> (i32, i32, i64, u64) {
+        (self.alerts, self.days, self.volume.hi, self.volume.lo)
+    }
+
+    /// The inverse of [`Agg::parts`].
+    pub(super) fn from_parts(alerts: i32, days: i32, hi: i64, lo: u64) -> Self {
+        Agg {
+            alerts,
+            days,
+            volume: Wide { hi, lo },
+        }
+    }
 }
 
 impl IsZero for Agg {
@@ -156,9 +172,8 @@ pub(super) type Names = Vec<(String, u128)>;
 /// A date's alerts aggregated per address: key → one date's [`Agg`], ascending by key.
 pub(super) type DayAggs = Rc<Vec<(u128, Agg)>>;
 
-/// Aggregates a date's alerts per address; also returns its distinct `(address, key)` pairs,
-/// ascending by address.
-pub(super) fn aggregate(alerts: Vec<(String, i128)>) -> (DayAggs, Names) {
+/// Aggregates a date's alerts per address, with its distinct `(address, key)` pairs.
+pub fn aggregate(alerts: Vec<(String, i128)>) -> Day {
     let mut per: FxHashMap<String, Agg> = FxHashMap::default();
     for (a, v) in alerts {
         let agg = per.entry(a).or_insert(Agg {
@@ -180,7 +195,7 @@ pub(super) fn aggregate(alerts: Vec<(String, i128)>) -> (DayAggs, Names) {
     }
     aggs.sort_unstable_by_key(|r| r.0);
     names.sort_unstable();
-    (Rc::new(aggs), names)
+    Day { aggs, names }
 }
 
 /// An output update: (key, ((day, stats)), time, multiplicity).
@@ -302,6 +317,11 @@ pub fn compute(
             }
         });
         let horizon = wanted.iter().next_back().map_or(0, |&d| day(d));
+        // The collection is only read at requested days, so each update is moved to the first
+        // requested day at or after its own: the collection at every requested day is the
+        // same, and the reduce works once per requested day instead of once per day.
+        let requested: BTreeSet<u32> = wanted.iter().map(|&d| day(d)).collect();
+        let seen_at = |u: u32| requested.range(u..).next().copied().unwrap_or(u);
         // Retractions not yet due, by day: (window, the aggregates of the date that leaves it).
         let mut exits: BTreeMap<u32, Vec<(Slot, DayAggs)>> = BTreeMap::new();
         for (i, &d) in mine.iter().enumerate() {
@@ -318,14 +338,14 @@ pub fn compute(
                 .recv()
                 .unwrap_or_else(|_| Err(anyhow!("the history reader of {d} stopped")));
             match alerts {
-                Ok(Some(alerts)) => {
-                    let (aggs, addrs) = aggregate(alerts);
+                Ok(Some(Day { aggs, names: addrs })) => {
+                    let aggs: DayAggs = Rc::new(aggs);
                     // Updates after the last requested date are never read: skipped, so that
                     // closing the input leaves no month of retractions to process.
                     if t < horizon {
                         for &(k, agg) in aggs.iter() {
-                            records.update_at((k, Slot::Short), t + 1, agg);
-                            records.update_at((k, Slot::Long), t + 1, agg);
+                            records.update_at((k, Slot::Short), seen_at(t + 1), agg);
+                            records.update_at((k, Slot::Long), seen_at(t + 1), agg);
                         }
                     }
                     for (slot, len) in [(Slot::Short, SHORT_DAYS), (Slot::Long, HISTORY_DAYS)] {
@@ -339,7 +359,7 @@ pub fn compute(
                         for &(_, k) in &addrs {
                             records.update_at((k, mark.0), t, mark.1);
                             if t < horizon {
-                                records.update_at((k, mark.0), t + 1, -mark.1);
+                                records.update_at((k, mark.0), seen_at(t + 1), -mark.1);
                             }
                         }
                         names.lock().expect("names").insert(d, addrs);
@@ -366,7 +386,7 @@ pub fn compute(
                 let at = *entry.key();
                 for (slot, aggs) in entry.remove() {
                     for &(k, agg) in aggs.iter() {
-                        records.update_at((k, slot), at, -agg);
+                        records.update_at((k, slot), seen_at(at), -agg);
                     }
                 }
             }
@@ -396,13 +416,20 @@ pub fn compute(
 
 /// The addresses alerted on `dates` (a date that cannot be read adds none; the run reports it).
 fn alerted(source: &AlertSource, dates: &BTreeSet<NaiveDate>) -> Keep {
-    let mut set = HashSet::default();
+    let (mut addresses, mut keys) = (HashSet::default(), HashSet::default());
     for &d in dates {
-        if let Ok(Some(alerts)) = source(d, &Keep::All) {
-            set.extend(alerts.into_iter().map(|(a, _)| a));
+        if let Ok(Some(day)) = source(d, &Keep::All) {
+            for (a, k) in day.names {
+                addresses.insert(a);
+                keys.insert(k);
+            }
         }
     }
-    Keep::Only(Arc::new(set))
+    Keep::Only {
+        addresses: Arc::new(addresses),
+        keys: Arc::new(keys),
+        dates: Arc::new(dates.clone()),
+    }
 }
 
 /// A date's rows: each alerted address (ascending) with the stats the dataflow gave its key.

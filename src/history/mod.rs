@@ -28,14 +28,16 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use chrono::{Days, NaiveDate};
 use rustc_hash::FxHashSet as HashSet;
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod dataflow;
+mod summary;
 
-pub use dataflow::compute;
 use dataflow::Stats;
+pub use dataflow::{aggregate, compute};
+use summary::Summaries;
 
 /// Length of the long window, in dates: a date's history depends on the alerts of the
 /// `HISTORY_DAYS` dates before it (and on its own alerted addresses).
@@ -56,9 +58,19 @@ pub fn dependent_dates(date: NaiveDate) -> impl Iterator<Item = NaiveDate> {
     (0..=HISTORY_DAYS).map(move |k| date + Days::new(k))
 }
 
-/// One date's alerts as `(address, volume_usd)` pairs, the volume in units of 10⁻¹⁸ USD
-/// ([`to_usd_units`]), or `None` when the date has no batch.
-pub type DayAlerts = Option<Vec<(String, i128)>>;
+/// One date's alerts aggregated per address ([`aggregate`]), or `None` when the date has no
+/// batch.
+pub type DayAlerts = Option<Day>;
+
+/// One date's alerts aggregated per address key: what the windows are fed.
+#[derive(Debug, Clone, Default)]
+pub struct Day {
+    /// The aggregates, ascending by key.
+    aggs: Vec<(u128, dataflow::Agg)>,
+    /// The distinct `(address, key)` pairs, ascending by address; empty when read from a
+    /// summary, which is never done for a date whose rows are wanted.
+    names: dataflow::Names,
+}
 
 /// Reads a date's alerts for the history, keeping those of the addresses `keep` keeps: a
 /// function so tests can feed hand-made dates.
@@ -70,8 +82,15 @@ pub enum Keep {
     /// Every address's.
     #[default]
     All,
-    /// Only these addresses' (the alerted addresses of the requested dates).
-    Only(Arc<HashSet<String>>),
+    /// Only the alerted addresses of the requested dates (so every alert of those dates).
+    Only {
+        /// The addresses.
+        addresses: Arc<HashSet<String>>,
+        /// Their keys.
+        keys: Arc<HashSet<u128>>,
+        /// The requested dates.
+        dates: Arc<BTreeSet<NaiveDate>>,
+    },
 }
 
 impl Keep {
@@ -79,25 +98,74 @@ impl Keep {
     pub fn keeps(&self, address: &str) -> bool {
         match self {
             Self::All => true,
-            Self::Only(set) => set.contains(address),
+            Self::Only { addresses, .. } => addresses.contains(address),
+        }
+    }
+
+    /// Whether every alert of `date` is kept (and its addresses are wanted).
+    pub fn complete(&self, date: NaiveDate) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only { dates, .. } => dates.contains(&date),
+        }
+    }
+
+    /// Keeps the aggregates of the kept addresses.
+    fn filter(&self, aggs: Vec<(u128, dataflow::Agg)>) -> Vec<(u128, dataflow::Agg)> {
+        match self {
+            Self::All => aggs,
+            Self::Only { keys, .. } => aggs.into_iter().filter(|r| keys.contains(&r.0)).collect(),
         }
     }
 }
 
-/// Reads `address` and `volume_usd` (exactly, as 10⁻¹⁸ USD units; a null, unrepresentable or
-/// negative volume counts as 0, as decode makes it missing) of one date's `alerts.parquet` with
-/// the contract's tolerant readers, keeping the alerts of the addresses `keep` keeps; `None`
-/// when the date's batch directory does not exist.
-pub fn read_alerts(cfg: &RunConfig, date: NaiveDate, keep: &Keep) -> Result<DayAlerts> {
+/// Reads one date's alerts, keeping those of the addresses `keep` keeps, aggregated: from its
+/// summary ([`summary`]) when one matches the content of its `alerts.parquet` and not all of
+/// the date is wanted, else from the file (writing its summary when all of it was read);
+/// `None` when the date's batch directory does not exist.
+fn read_alerts(
+    cfg: &RunConfig,
+    summaries: &Summaries,
+    date: NaiveDate,
+    keep: &Keep,
+) -> Result<DayAlerts> {
     let dir = cfg.input_dir(date);
     if !dir.is_dir() {
         return Ok(None);
     }
     let path = dir.join("alerts.parquet");
+    let hash = summaries.hash(&path)?;
+    let complete = keep.complete(date);
+    if !complete {
+        match summaries.read(date, &hash) {
+            Ok(Some(aggs)) => {
+                let aggs = keep.filter(aggs);
+                return Ok(Some(Day {
+                    aggs,
+                    names: Vec::new(),
+                }));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(%date, "{e:#}; reading the alerts instead"),
+        }
+    }
+    let day = aggregate(read_file(&path, date, keep)?);
+    if complete {
+        if let Err(e) = summaries.write(date, &hash, &day.aggs) {
+            tracing::warn!(%date, "history summary not written: {e:#}");
+        }
+    }
+    Ok(Some(day))
+}
+
+/// Reads `address` and `volume_usd` (exactly, as 10⁻¹⁸ USD units; a null, unrepresentable or
+/// negative volume counts as 0, as decode makes it missing) of one date's `alerts.parquet`
+/// with the contract's tolerant readers, keeping the alerts of the addresses `keep` keeps.
+fn read_file(path: &Path, date: NaiveDate, keep: &Keep) -> Result<Vec<(String, i128)>> {
     let file = path.display().to_string();
-    let b = ParquetSource::open(&path)?.read_all(&["address", "volume_usd", "processing_date"])?;
+    let b = ParquetSource::open(path)?.read_all(&["address", "volume_usd", "processing_date"])?;
     if b.num_columns() == 0 {
-        return Ok(Some(Vec::new()));
+        return Ok(Vec::new());
     }
     if let Some(c) = column(&b, "processing_date") {
         check_dates(c, date, &file, "processing_date")?;
@@ -116,7 +184,7 @@ pub fn read_alerts(cfg: &RunConfig, date: NaiveDate, keep: &Keep) -> Result<DayA
         };
         (addr.value(i).to_string(), v)
     });
-    Ok(Some(alerts.collect()))
+    Ok(alerts.collect())
 }
 
 pub fn schema() -> Schema {
@@ -147,9 +215,18 @@ fn batch(rows: impl Iterator<Item = (String, Stats)>) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(Arc::new(schema()), arrays)?)
 }
 
-fn source_of(cfg: &RunConfig) -> AlertSource {
-    let cfg = cfg.clone();
-    Arc::new(move |d, keep| read_alerts(&cfg, d, keep))
+/// Computes the history tables of `dates` from `cfg`'s input ([`compute`]), reading the
+/// summaries under its output root where they match, and keeping the content hashes it learnt.
+pub fn compute_for(
+    cfg: &RunConfig,
+    dates: &[NaiveDate],
+    sink: &mut dyn FnMut(NaiveDate, Result<RecordBatch, String>) -> Result<()>,
+) -> Result<()> {
+    let summaries = Arc::new(Summaries::new(&cfg.output, &cfg.network, cfg.window_days));
+    let (c, s) = (cfg.clone(), summaries.clone());
+    let source: AlertSource = Arc::new(move |d, keep| read_alerts(&c, &s, d, keep));
+    compute(source, dates, cfg.workers, sink)?;
+    summaries.save_hashes(&cfg.output)
 }
 
 /// Where [`prepare`] keeps the history table of a date:
@@ -170,8 +247,9 @@ fn error_path(cfg: &RunConfig, date: NaiveDate) -> PathBuf {
 /// it fails alone; an unreadable date in another date's window counts as no alerts there
 /// (with a warning), and the planner reruns that date once the file changes. Errors only when the cache cannot be written.
 pub fn prepare(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<()> {
+    let start = std::time::Instant::now();
     let (mut written, mut unchanged, mut failed) = (0usize, 0usize, 0usize);
-    compute(source_of(cfg), dates, cfg.workers, &mut |d, result| {
+    compute_for(cfg, dates, &mut |d, result| {
         let path = cache_path(cfg, d);
         let err = error_path(cfg, d);
         if let Some(dir) = path.parent() {
@@ -198,7 +276,8 @@ pub fn prepare(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<()> {
         }
         Ok(())
     })?;
-    tracing::info!(written, unchanged, failed, "history features prepared");
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    tracing::info!(written, unchanged, failed, ms, "history features prepared");
     Ok(())
 }
 
@@ -241,7 +320,7 @@ pub fn load(cfg: &RunConfig, date: NaiveDate) -> Result<RecordBatch> {
 /// whose history cannot be computed.
 pub fn in_memory(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<BTreeMap<NaiveDate, RecordBatch>> {
     let mut out = BTreeMap::new();
-    compute(source_of(cfg), dates, cfg.workers, &mut |d, r| {
+    compute_for(cfg, dates, &mut |d, r| {
         out.insert(d, r.map_err(|e| anyhow!("history features of {d}: {e}"))?);
         Ok(())
     })?;
@@ -278,7 +357,7 @@ mod tests {
         Arc::new(move |date, keep: &Keep| {
             Ok(by_date.get(&date).map(|alerts| {
                 let kept = alerts.iter().filter(|(a, _)| keep.keeps(a));
-                kept.cloned().collect()
+                aggregate(kept.cloned().collect())
             }))
         })
     }
@@ -391,7 +470,7 @@ mod tests {
             if date == bad {
                 bail!("alerts.parquet: corrupt")
             }
-            Ok(Some(vec![("a".to_string(), units(1.0))]))
+            Ok(Some(aggregate(vec![("a".to_string(), units(1.0))])))
         });
         let dates = [
             bad - Days::new(1),
@@ -481,7 +560,10 @@ mod tests {
         let inner = src_of(base, &m);
         let counting: AlertSource = Arc::new(move |date, keep: &Keep| {
             let r = inner(date, keep)?;
-            seen.lock().unwrap().push(r.as_ref().map_or(0, Vec::len));
+            let alerts = r
+                .as_ref()
+                .map_or(0, |d| d.aggs.iter().map(|a| a.1.parts().0).sum());
+            seen.lock().unwrap().push(alerts as usize);
             Ok(r)
         });
         let _ = run(counting, &[base], 1);

@@ -205,3 +205,69 @@ fn changing_one_dates_alerts_rewrites_only_the_caches_whose_window_holds_it() {
     }
     assert!(after.iter().zip(&before).any(|(a, b)| a != b));
 }
+
+#[test]
+fn a_later_run_reads_earlier_dates_from_their_summaries_and_never_from_a_stale_one() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("input");
+    copy_tree(&f.input, &input);
+    let config = |name: &str| {
+        let path = write_config(
+            &tmp.path().join(name),
+            &input,
+            &tmp.path().join(name).join("out"),
+            &f.models,
+        );
+        RunConfig::load(&path).unwrap()
+    };
+    let (cfg, fresh) = (config("a"), config("b"));
+    let all = dates();
+    let (last, before) = all.split_last().unwrap();
+    let table = |cfg: &RunConfig| std::fs::read(history::cache_path(cfg, *last)).unwrap();
+    history::prepare(&cfg, before).unwrap();
+    let days = aml_pipeline::layout::history_days(&cfg.output, &cfg.network, cfg.window_days);
+    assert_eq!(std::fs::read_dir(&days).unwrap().count(), before.len());
+    history::prepare(&fresh, &[*last]).unwrap();
+
+    // The earlier dates' files are not read again: zeroed behind the planner's back (same
+    // size and mtime), they still give the table computed from them.
+    let zeroed = batch_dir(&input, &before[2].to_string()).join("alerts.parquet");
+    let (original, mtime) = (
+        std::fs::read(&zeroed).unwrap(),
+        std::fs::metadata(&zeroed).unwrap().modified().unwrap(),
+    );
+    std::fs::write(&zeroed, vec![0u8; original.len()]).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&zeroed)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    history::prepare(&cfg, &[*last]).unwrap();
+    assert!(table(&cfg) == table(&fresh), "read from the summaries");
+    std::fs::write(&zeroed, &original).unwrap();
+
+    // A changed file has a new summary: drop the alerts of the last date's addresses from an
+    // earlier date, and the table is what the files alone give.
+    let dir = batch_dir(&input, &before[3].to_string());
+    let alerts = read_parquet(&dir.join("alerts.parquet"));
+    let wanted = by_address(&history::load(&cfg, *last).unwrap());
+    let addr = alerts.column_by_name("address").unwrap().as_string::<i32>();
+    let keep: arrow::array::BooleanArray = (0..alerts.num_rows())
+        .map(|i| Some(!wanted.contains_key(addr.value(i))))
+        .collect();
+    assert!(
+        keep.false_count() > 0,
+        "the last date's addresses were alerted before"
+    );
+    let edited = arrow::compute::filter_record_batch(&alerts, &keep).unwrap();
+    write_parquet(&dir.join("alerts.parquet"), &edited);
+    refresh_meta(&dir);
+    let old = table(&cfg);
+    history::prepare(&cfg, &[*last]).unwrap();
+    let fresh2 = config("c");
+    history::prepare(&fresh2, &[*last]).unwrap();
+    assert!(table(&cfg) == table(&fresh2));
+    assert!(table(&cfg) != old);
+}
