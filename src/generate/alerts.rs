@@ -66,7 +66,7 @@ pub(super) fn day_alerts(
                 let conf = (base + noise.sample(rng)).clamp(0.05, 0.99);
                 let id = uuid::Uuid::new_v5(
                     &uuid::Uuid::NAMESPACE_DNS,
-                    format!("{}-{}-{}", w.addr[a as usize], TYPOLOGIES[t], day.date_s).as_bytes(),
+                    format!("{}-{}-{}", w.addr(a).as_ref(), TYPOLOGIES[t], day.date_s).as_bytes(),
                 )
                 .to_string();
                 out.push(Alert {
@@ -109,120 +109,63 @@ pub(super) fn day_alerts(
 }
 
 /// The `alerts` table of the day.
-pub(super) fn alerts_table(day: &Day, alerts: &[Alert], agg: &[Agg]) -> Table {
-    let (w, dseed) = (day.world, day.dseed);
-    let na = alerts.len();
-    let mut t = Table::new();
-    t.push(
-        "window_days",
-        Col::I64(vec![day.opts.window_days as i64; na]),
-    )
-    .push("processing_date", Col::Date(day.days32, na))
-    .push(
-        "alert_id",
-        Col::Str(alerts.iter().map(|x| x.id.clone()).collect()),
-    )
-    .push(
-        "address",
-        Col::Str(
-            alerts
-                .iter()
-                .map(|x| w.addr[x.addr as usize].clone())
-                .collect(),
-        ),
-    )
-    .push(
-        "typology_type",
-        Col::Str(
-            alerts
-                .iter()
-                .map(|x| TYPOLOGIES[x.typology].to_string())
-                .collect(),
-        ),
-    )
-    .push("pattern_id", Col::Str(vec![String::new(); na]))
-    .push("pattern_type", Col::Str(vec![String::new(); na]))
-    .push(
-        "severity",
-        Col::Str(
-            alerts
-                .iter()
-                .map(|x| severity(x.conf).to_string())
-                .collect(),
-        ),
-    )
-    .push(
-        "suspected_address_type",
-        Col::Str(
-            alerts
-                .iter()
-                .map(|x| {
-                    let a = x.addr as usize;
-                    let h = mix(dseed ^ a as u64);
-                    match () {
-                        _ if w.hub[a] => "exchange",
-                        _ if w.mixer[a] && h.is_multiple_of(2) => "mixer",
-                        _ => ["wallet", "merchant", "institutional", "unknown"][(h % 4) as usize],
-                    }
-                    .to_string()
-                })
-                .collect(),
-        ),
-    )
-    .push(
-        "suspected_address_subtype",
-        Col::Str(vec![String::new(); na]),
-    )
-    .push(
-        "alert_confidence_score",
-        Col::F32(alerts.iter().map(|x| x.conf as f32).collect()),
-    )
-    .push(
-        "description",
-        Col::Str(
-            alerts
-                .iter()
-                .map(|x| format!("{} pattern detected", TYPOLOGIES[x.typology]))
-                .collect(),
-        ),
-    )
-    .push(
-        "volume_usd",
-        Col::Dec(
-            alerts
-                .iter()
-                .map(|x| agg[x.addr as usize].volume() * (0.05 + 0.45 * unit(mix(fnv(&x.id)))))
-                .collect(),
-        ),
-    )
-    .push(
-        "evidence_json",
-        Col::Str(
-            alerts
-                .iter()
-                .map(|x| json!({"degree": agg[x.addr as usize].degree()}).to_string())
-                .collect(),
-        ),
-    )
-    .push(
-        "risk_indicators",
-        Col::ListStr(
-            alerts
-                .iter()
-                .map(|x| {
-                    let k = (mix(fnv(&x.id) ^ 9) % 5) as usize;
-                    [
-                        "high_volume",
-                        "new_counterparties",
-                        "rapid_movement",
-                        "round_amounts",
-                    ][..k.min(4)]
-                        .iter()
-                        .map(|s| s.to_string())
-                        .collect()
-                })
-                .collect(),
-        ),
-    );
+pub(super) fn alerts_table<'a>(day: &'a Day, alerts: &'a [Alert], agg: &'a [Agg]) -> Table<'a> {
+    let (w, dseed, window_days) = (day.world, day.dseed, day.opts.window_days);
+    let mut t = Table::new(alerts.len());
+    t.push("window_days", Col::i64(move |_| window_days as i64))
+        .push("processing_date", Col::Date(day.days32))
+        .push("alert_id", Col::str(move |i| &alerts[i].id))
+        .push("address", Col::str(move |i| w.addr(alerts[i].addr)))
+        .push(
+            "typology_type",
+            Col::str(move |i| TYPOLOGIES[alerts[i].typology]),
+        )
+        .push("pattern_id", Col::str(|_| ""))
+        .push("pattern_type", Col::str(|_| ""))
+        .push("severity", Col::str(move |i| severity(alerts[i].conf)))
+        .push(
+            "suspected_address_type",
+            Col::str(move |i| {
+                let a = alerts[i].addr as usize;
+                let h = mix(dseed ^ a as u64);
+                match () {
+                    _ if w.hub[a] => "exchange",
+                    _ if w.mixer[a] && h.is_multiple_of(2) => "mixer",
+                    _ => ["wallet", "merchant", "institutional", "unknown"][(h % 4) as usize],
+                }
+            }),
+        )
+        .push("suspected_address_subtype", Col::str(|_| ""))
+        .push(
+            "alert_confidence_score",
+            Col::f32(move |i| alerts[i].conf as f32),
+        )
+        .push(
+            "description",
+            Col::str(move |i| format!("{} pattern detected", TYPOLOGIES[alerts[i].typology])),
+        )
+        .push(
+            "volume_usd",
+            Col::dec(move |i| {
+                let x = &alerts[i];
+                agg[x.addr as usize].volume() * (0.05 + 0.45 * unit(mix(fnv(&x.id))))
+            }),
+        )
+        .push(
+            "evidence_json",
+            Col::str(move |i| json!({"degree": agg[alerts[i].addr as usize].degree()}).to_string()),
+        )
+        .push(
+            "risk_indicators",
+            Col::list_str(move |i| {
+                let k = (mix(fnv(&alerts[i].id) ^ 9) % 5) as usize;
+                &[
+                    "high_volume",
+                    "new_counterparties",
+                    "rapid_movement",
+                    "round_amounts",
+                ][..k.min(4)]
+            }),
+        );
     t
 }

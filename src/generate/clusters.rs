@@ -2,180 +2,154 @@
 //! `related_network` (alerted addresses trading with each other).
 
 use super::alerts::{severity, Alert};
-use super::flows::{Agg, Flows};
+use super::flows::{Agg, Flow};
 use super::writer::{Col, Table};
 use super::Day;
 use std::collections::{BTreeMap, HashMap};
 
 /// One cluster of alerted addresses.
-struct Cluster {
+pub(super) struct Cluster {
     id: String,
     kind: &'static str,
     /// Member address ids; the first is the primary address.
     members: Vec<u32>,
+    /// Ids of the members' alerts, ascending.
+    related: Vec<String>,
+    /// The largest confidence of those alerts.
+    conf_max: f64,
+    /// Their average confidence.
+    conf_avg: f32,
 }
 
 /// Root of `x` in the union-find `p`, compressing `x`'s link.
-fn find(p: &mut BTreeMap<u32, u32>, x: u32) -> u32 {
+fn find(p: &mut [u32], x: u32) -> u32 {
     let mut r = x;
-    while p[&r] != r {
-        r = p[&r];
+    while p[r as usize] != r {
+        r = p[r as usize];
     }
-    p.insert(x, r);
+    p[x as usize] = r;
     r
 }
 
-/// The `clusters` table of the day; without clusters, a table without columns.
-pub(super) fn clusters_table(
+/// The day's clusters: the same-entity ones by address, then the related networks (connected
+/// alerted addresses, by their smallest id).
+pub(super) fn day_clusters(
     day: &Day,
     alerts: &[Alert],
     alerted: &[u32],
-    flows: &Flows,
-    agg: &[Agg],
-) -> Table {
+    flows: &[Flow],
+) -> Vec<Cluster> {
     let w = day.world;
+    let conf_of: HashMap<&str, f64> = alerts.iter().map(|x| (x.id.as_str(), x.conf)).collect();
     let mut by_addr: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for (k, x) in alerts.iter().enumerate() {
         by_addr.entry(x.addr).or_default().push(k);
     }
-    let mut clusters: Vec<Cluster> = Vec::new();
+    let mut clusters: Vec<(String, &'static str, Vec<u32>)> = Vec::new();
     for (&a, ks) in &by_addr {
         if ks.len() >= 2 {
-            clusters.push(Cluster {
-                id: format!("cluster_same_entity_{}_{}", w.addr[a as usize], day.date_s),
-                kind: "same_entity",
-                members: vec![a],
-            });
+            let id = format!("cluster_same_entity_{}_{}", w.addr(a).as_ref(), day.date_s);
+            clusters.push((id, "same_entity", vec![a]));
         }
     }
-    let mut parent: BTreeMap<u32, u32> = alerted.iter().map(|&a| (a, a)).collect();
-    for &((a, b), _) in flows {
-        if parent.contains_key(&a) && parent.contains_key(&b) {
+    // Union-find over the ranks of the alerted addresses; a root is its component's smallest.
+    let mut rank = vec![u32::MAX; w.len()];
+    for (r, &a) in alerted.iter().enumerate() {
+        rank[a as usize] = r as u32;
+    }
+    let mut parent: Vec<u32> = (0..alerted.len() as u32).collect();
+    for f in flows {
+        let (a, b) = (rank[f.from as usize], rank[f.to as usize]);
+        if a != u32::MAX && b != u32::MAX {
             let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
             if ra != rb {
-                parent.insert(ra.max(rb), ra.min(rb));
+                parent[ra.max(rb) as usize] = ra.min(rb);
             }
         }
     }
     let mut comps: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-    for &a in alerted {
-        let r = find(&mut parent, a);
-        comps.entry(r).or_default().push(a);
+    for (r, &a) in alerted.iter().enumerate() {
+        let root = find(&mut parent, r as u32);
+        comps.entry(root).or_default().push(a);
     }
     for members in comps.into_values().filter(|m| m.len() >= 2) {
         let members: Vec<u32> = members.into_iter().take(6).collect();
-        clusters.push(Cluster {
-            id: format!(
-                "cluster_related_network_{}_{}",
-                w.addr[members[0] as usize], day.date_s
-            ),
-            kind: "related_network",
-            members,
-        });
+        let id = format!(
+            "cluster_related_network_{}_{}",
+            w.addr(members[0]).as_ref(),
+            day.date_s
+        );
+        clusters.push((id, "related_network", members));
     }
-    let nc = clusters.len();
-    let related: Vec<Vec<String>> = clusters
-        .iter()
-        .map(|c| {
-            let mut ids: Vec<String> = c
-                .members
+    clusters
+        .into_iter()
+        .map(|(id, kind, members)| {
+            let mut related: Vec<String> = members
                 .iter()
                 .flat_map(|a| by_addr[a].iter().map(|&k| alerts[k].id.clone()))
                 .collect();
-            ids.sort();
-            ids
+            related.sort();
+            let conf = |id: &String| conf_of[id.as_str()];
+            let conf_max = related.iter().map(conf).fold(0.0, f64::max);
+            let conf_avg = (related.iter().map(conf).sum::<f64>() / related.len() as f64) as f32;
+            Cluster {
+                id,
+                kind,
+                members,
+                related,
+                conf_max,
+                conf_avg,
+            }
         })
-        .collect();
-    let conf_of: HashMap<&str, f64> = alerts.iter().map(|x| (x.id.as_str(), x.conf)).collect();
-    let mut t = Table::new();
-    if nc > 0 {
-        t.push(
-            "window_days",
-            Col::I64(vec![day.opts.window_days as i64; nc]),
-        )
-        .push("processing_date", Col::Date(day.days32, nc))
-        .push(
-            "cluster_id",
-            Col::Str(clusters.iter().map(|c| c.id.clone()).collect()),
-        )
-        .push(
-            "cluster_type",
-            Col::Str(clusters.iter().map(|c| c.kind.to_string()).collect()),
-        )
+        .collect()
+}
+
+/// The `clusters` table of the day; without clusters, a table without columns.
+pub(super) fn clusters_table<'a>(
+    day: &'a Day,
+    clusters: &'a [Cluster],
+    agg: &'a [Agg],
+) -> Table<'a> {
+    let (w, window_days, midnight_ms) = (day.world, day.opts.window_days, day.midnight_ms);
+    let mut t = Table::new(clusters.len());
+    if clusters.is_empty() {
+        return t;
+    }
+    t.push("window_days", Col::i64(move |_| window_days as i64))
+        .push("processing_date", Col::Date(day.days32))
+        .push("cluster_id", Col::str(move |c| &clusters[c].id))
+        .push("cluster_type", Col::str(move |c| clusters[c].kind))
         .push(
             "primary_address",
-            Col::Str(
-                clusters
-                    .iter()
-                    .map(|c| w.addr[c.members[0] as usize].clone())
-                    .collect(),
-            ),
+            Col::str(move |c| w.addr(clusters[c].members[0])),
         )
-        .push("pattern_id", Col::Str(vec![String::new(); nc]))
+        .push("pattern_id", Col::str(|_| ""))
         .push(
             "primary_alert_id",
-            Col::Str(related.iter().map(|r| r[0].clone()).collect()),
+            Col::str(move |c| &clusters[c].related[0]),
         )
-        .push("related_alert_ids", Col::ListStr(related.clone()))
+        .push(
+            "related_alert_ids",
+            Col::list_str(move |c| &clusters[c].related),
+        )
         .push(
             "addresses_involved",
-            Col::ListStr(
-                clusters
-                    .iter()
-                    .map(|c| {
-                        c.members
-                            .iter()
-                            .map(|&a| w.addr[a as usize].clone())
-                            .collect()
-                    })
-                    .collect(),
-            ),
+            Col::list_str(move |c| clusters[c].members.iter().map(move |&a| w.addr(a))),
         )
         .push(
             "total_alerts",
-            Col::I64(related.iter().map(|r| r.len() as i64).collect()),
+            Col::i64(move |c| clusters[c].related.len() as i64),
         )
         .push(
             "total_volume_usd",
-            Col::Dec(
-                clusters
-                    .iter()
-                    .map(|c| agg[c.members[0] as usize].volume() * 0.3)
-                    .collect(),
-            ),
+            Col::dec(move |c| agg[clusters[c].members[0] as usize].volume() * 0.3),
         )
         .push(
             "severity_max",
-            Col::Str(
-                related
-                    .iter()
-                    .map(|r| {
-                        severity(r.iter().map(|id| conf_of[id.as_str()]).fold(0.0, f64::max))
-                            .to_string()
-                    })
-                    .collect(),
-            ),
+            Col::str(move |c| severity(clusters[c].conf_max)),
         )
-        .push(
-            "confidence_avg",
-            Col::F32(
-                related
-                    .iter()
-                    .map(|r| {
-                        (r.iter().map(|id| conf_of[id.as_str()]).sum::<f64>() / r.len() as f64)
-                            as f32
-                    })
-                    .collect(),
-            ),
-        )
-        .push(
-            "earliest_alert_timestamp",
-            Col::I64(vec![day.midnight_ms; nc]),
-        )
-        .push(
-            "latest_alert_timestamp",
-            Col::I64(vec![day.midnight_ms; nc]),
-        );
-    }
+        .push("confidence_avg", Col::f32(move |c| clusters[c].conf_avg))
+        .push("earliest_alert_timestamp", Col::i64(move |_| midnight_ms))
+        .push("latest_alert_timestamp", Col::i64(move |_| midnight_ms));
     t
 }

@@ -1,6 +1,7 @@
 //! The day's money flows (benign traffic plus planted typologies), their per-address
 //! aggregates, and the `money_flows` table.
 
+use super::par;
 use super::world::{mix, World};
 use super::writer::{Col, Table};
 use super::Day;
@@ -8,44 +9,110 @@ use crate::features::TYPOLOGIES;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, LogNormal};
-use std::collections::{HashMap, HashSet};
 
-/// One aggregated money flow (an address pair in the window).
-#[derive(Clone, Copy, Default)]
+/// One money flow: an address pair's total in the window.
+#[derive(Clone, Copy)]
 pub(super) struct Flow {
+    /// Sending address id.
+    pub(super) from: u32,
+    /// Receiving address id.
+    pub(super) to: u32,
     /// Amount in USD.
     pub(super) usd: f64,
     /// Number of transactions.
     pub(super) tx: u32,
+    /// While drawing, the draw's number; once merged, 1 if the reverse pair has a flow too.
+    tag: u32,
 }
 
-/// A day's flows as `((from, to), flow)`, in their deterministic order.
-pub(super) type Flows = Vec<((u32, u32), Flow)>;
-
-fn add_flow(flows: &mut HashMap<(u32, u32), Flow>, from: u32, to: u32, usd: f64, tx: u32) {
-    if from == to {
-        return;
+impl Flow {
+    /// Whether the reverse pair has a flow too.
+    pub(super) fn reciprocal(&self) -> bool {
+        self.tag != 0
     }
-    let f = flows.entry((from, to)).or_default();
-    f.usd += usd;
-    f.tx += tx;
+}
+
+/// The day's draws of flows, each an address pair's share; [`merge`] sums them per pair.
+struct Draws(Vec<Flow>);
+
+impl Draws {
+    fn add(&mut self, from: u32, to: u32, usd: f64, tx: u32) {
+        if from != to {
+            let tag = self.0.len() as u32;
+            self.0.push(Flow {
+                from,
+                to,
+                usd,
+                tx,
+                tag,
+            });
+        }
+    }
 }
 
 fn pick(rng: &mut ChaCha8Rng, v: &[u32]) -> u32 {
     v[rng.gen_range(0..v.len())]
 }
 
+/// `x`'s rank in [`f64::total_cmp`] order, as an unsigned integer.
+fn total_rank(x: f64) -> u64 {
+    let b = x.to_bits();
+    if b >> 63 == 1 {
+        !b
+    } else {
+        b | 1 << 63
+    }
+}
+
+/// The draws summed per pair, in draw order (as accumulating them in a map would), each marked
+/// with whether its reverse pair has a flow too; sorted on `threads` threads.
+fn merge(mut d: Vec<Flow>, threads: usize) -> Vec<Flow> {
+    let pair = |f: &Flow| (f.from.min(f.to), f.from.max(f.to));
+    let key = |f: &Flow| {
+        let (lo, hi) = pair(f);
+        (lo as u128) << 65 | (hi as u128) << 33 | ((f.from > f.to) as u128) << 32 | f.tag as u128
+    };
+    par::sort_by_key(&mut d, key, threads);
+    let (mut out, mut i) = (0, 0);
+    while i < d.len() {
+        let p = pair(&d[i]);
+        let end = i + d[i..].iter().take_while(|f| pair(f) == p).count();
+        let both = d[i].from != d[end - 1].from;
+        while i < end {
+            let (from, to) = (d[i].from, d[i].to);
+            let (mut usd, mut tx) = (0.0, 0);
+            while i < end && d[i].from == from {
+                usd += d[i].usd;
+                tx += d[i].tx;
+                i += 1;
+            }
+            let tag = both as u32;
+            d[out] = Flow {
+                from,
+                to,
+                usd,
+                tx,
+                tag,
+            };
+            out += 1;
+        }
+    }
+    d.truncate(out);
+    d
+}
+
 /// The day's flows in a deterministic order: by USD descending, then pair.
-pub(super) fn sorted_day_flows(w: &World, rng: &mut ChaCha8Rng) -> Flows {
-    let mut flows: Flows = day_flows(w, rng).into_iter().collect();
-    flows.sort_unstable_by(|a, b| b.1.usd.total_cmp(&a.1.usd).then(a.0.cmp(&b.0)));
+pub(super) fn sorted_day_flows(w: &World, rng: &mut ChaCha8Rng, threads: usize) -> Vec<Flow> {
+    let mut flows = merge(day_flows(w, rng), threads);
+    let key = |f: &Flow| (!total_rank(f.usd) as u128) << 64 | (f.from as u128) << 32 | f.to as u128;
+    par::sort_by_key(&mut flows, key, threads);
     flows
 }
 
 /// The day's flows: benign traffic plus the planted typologies.
-fn day_flows(w: &World, rng: &mut ChaCha8Rng) -> HashMap<(u32, u32), Flow> {
-    let n = w.addr.len() as u32;
-    let mut flows: HashMap<(u32, u32), Flow> = HashMap::with_capacity(n as usize * 4);
+fn day_flows(w: &World, rng: &mut ChaCha8Rng) -> Vec<Flow> {
+    let n = w.len() as u32;
+    let mut flows = Draws(Vec::with_capacity(n as usize * 4));
     let amount = LogNormal::new(6.0, 1.6).expect("valid");
     let benign = (n as f64 * 3.4) as usize;
     for _ in 0..benign {
@@ -56,7 +123,7 @@ fn day_flows(w: &World, rng: &mut ChaCha8Rng) -> HashMap<(u32, u32), Flow> {
             rng.gen_range(0..n)
         };
         let tx = 1 + (rng.gen::<f64>().powi(3) * 20.0) as u32;
-        add_flow(&mut flows, from, to, amount.sample(rng) * tx as f64, tx);
+        flows.add(from, to, amount.sample(rng) * tx as f64, tx);
     }
     let any = |rng: &mut ChaCha8Rng| rng.gen_range(0..n);
     for &i in &w.illicit_ids {
@@ -71,26 +138,14 @@ fn day_flows(w: &World, rng: &mut ChaCha8Rng) -> HashMap<(u32, u32), Flow> {
                     } else {
                         amount.sample(rng) * 3.0
                     };
-                    add_flow(&mut flows, any(rng), i, usd * tx as f64, tx);
+                    flows.add(any(rng), i, usd * tx as f64, tx);
                 }
-                add_flow(
-                    &mut flows,
-                    i,
-                    pick(rng, &w.hubs),
-                    amount.sample(rng) * 20.0,
-                    3,
-                );
+                flows.add(i, pick(rng, &w.hubs), amount.sample(rng) * 20.0, 3);
             }
             "MOTIF_FANOUT" | "RAPID_FANOUT" => {
                 for _ in 0..size {
                     let tx = rng.gen_range(1..4);
-                    add_flow(
-                        &mut flows,
-                        i,
-                        any(rng),
-                        amount.sample(rng) * 2.0 * tx as f64,
-                        tx,
-                    );
+                    flows.add(i, any(rng), amount.sample(rng) * 2.0 * tx as f64, tx);
                 }
             }
             "PEEL_CHAIN" | "LAYERING_PATH" => {
@@ -102,8 +157,8 @@ fn day_flows(w: &World, rng: &mut ChaCha8Rng) -> HashMap<(u32, u32), Flow> {
                     } else {
                         any(rng)
                     };
-                    add_flow(&mut flows, cur, next, usd, 1);
-                    add_flow(&mut flows, cur, any(rng), usd * 0.05, 1);
+                    flows.add(cur, next, usd, 1);
+                    flows.add(cur, any(rng), usd * 0.05, 1);
                     usd *= 0.9;
                     cur = next;
                 }
@@ -112,10 +167,10 @@ fn day_flows(w: &World, rng: &mut ChaCha8Rng) -> HashMap<(u32, u32), Flow> {
                 let j = pick(rng, &w.illicit_ids);
                 let k = pick(rng, &w.illicit_ids);
                 let usd = amount.sample(rng) * 10.0;
-                add_flow(&mut flows, i, j, usd, 4);
-                add_flow(&mut flows, j, k, usd * 0.97, 4);
-                add_flow(&mut flows, k, i, usd * 0.94, 4);
-                add_flow(&mut flows, j, i, usd * 0.5, 2);
+                flows.add(i, j, usd, 4);
+                flows.add(j, k, usd * 0.97, 4);
+                flows.add(k, i, usd * 0.94, 4);
+                flows.add(j, i, usd * 0.5, 2);
             }
             "MIXING_BEHAVIOR" => {
                 let mixer = if w.mixers.is_empty() {
@@ -124,44 +179,25 @@ fn day_flows(w: &World, rng: &mut ChaCha8Rng) -> HashMap<(u32, u32), Flow> {
                     pick(rng, &w.mixers)
                 };
                 for _ in 0..size {
-                    add_flow(
-                        &mut flows,
-                        any(rng),
-                        mixer,
-                        1000.0 * rng.gen_range(0.98..1.02),
-                        1,
-                    );
-                    add_flow(
-                        &mut flows,
-                        mixer,
-                        any(rng),
-                        1000.0 * rng.gen_range(0.97..1.0),
-                        1,
-                    );
+                    flows.add(any(rng), mixer, 1000.0 * rng.gen_range(0.98..1.02), 1);
+                    flows.add(mixer, any(rng), 1000.0 * rng.gen_range(0.97..1.0), 1);
                 }
-                add_flow(&mut flows, i, mixer, amount.sample(rng) * 10.0, 5);
+                flows.add(i, mixer, amount.sample(rng) * 10.0, 5);
             }
             _ => {
                 for _ in 0..size / 2 {
-                    add_flow(
-                        &mut flows,
+                    flows.add(
                         i,
                         pick(rng, &w.hubs),
                         amount.sample(rng) * 8.0,
                         rng.gen_range(2..12),
                     );
-                    add_flow(
-                        &mut flows,
-                        pick(rng, &w.illicit_ids),
-                        i,
-                        amount.sample(rng) * 4.0,
-                        2,
-                    );
+                    flows.add(pick(rng, &w.illicit_ids), i, amount.sample(rng) * 4.0, 2);
                 }
             }
         }
     }
-    flows
+    flows.0
 }
 
 /// Per-address aggregates of the day's flows.
@@ -204,8 +240,9 @@ pub(super) struct AggRow {
 }
 
 impl Agg {
-    /// The aggregates of every address (indexed by address id) over `flows`.
-    pub(super) fn of_flows(n: usize, flows: &Flows) -> Vec<Agg> {
+    /// The aggregates of every address (indexed by address id) over `flows`, in their order;
+    /// each of up to `threads` threads takes a range of addresses.
+    pub(super) fn of_flows(n: usize, flows: &[Flow], threads: usize) -> Vec<Agg> {
         let mut agg = vec![
             Agg {
                 min: f64::INFINITY,
@@ -213,25 +250,31 @@ impl Agg {
             };
             n
         ];
-        for &((f, t), fl) in flows {
-            let avg = fl.usd / fl.tx as f64;
-            for (a, incoming) in [(f, false), (t, true)] {
-                let g = &mut agg[a as usize];
-                if incoming {
-                    g.din += 1;
-                    g.inu += fl.usd;
-                    g.intx += fl.tx;
-                } else {
-                    g.dout += 1;
-                    g.outu += fl.usd;
-                    g.outtx += fl.tx;
+        par::for_parts(&mut agg, threads, |first, part| {
+            let range = first as u32..(first + part.len()) as u32;
+            for fl in flows {
+                let avg = fl.usd / fl.tx as f64;
+                for (a, incoming) in [(fl.from, false), (fl.to, true)] {
+                    if !range.contains(&a) {
+                        continue;
+                    }
+                    let g = &mut part[(a - range.start) as usize];
+                    if incoming {
+                        g.din += 1;
+                        g.inu += fl.usd;
+                        g.intx += fl.tx;
+                    } else {
+                        g.dout += 1;
+                        g.outu += fl.usd;
+                        g.outtx += fl.tx;
+                    }
+                    g.max = g.max.max(avg);
+                    g.min = g.min.min(avg);
+                    g.sq += avg * avg;
+                    g.structuring += (9000.0..10000.0).contains(&avg) as u32;
                 }
-                g.max = g.max.max(avg);
-                g.min = g.min.min(avg);
-                g.sq += avg * avg;
-                g.structuring += (9000.0..10000.0).contains(&avg) as u32;
             }
-        }
+        });
         agg
     }
 
@@ -265,125 +308,72 @@ impl Agg {
 }
 
 /// The `money_flows` table of the day.
-pub(super) fn flows_table(day: &Day, flows: &Flows) -> Table {
+pub(super) fn flows_table<'a>(day: &'a Day, flows: &'a [Flow]) -> Table<'a> {
     let (w, dseed) = (day.world, day.dseed);
-    let (midnight_ms, window_ms) = (day.midnight_ms, day.window_ms);
-    let pair_set: HashSet<(u32, u32)> = flows.iter().map(|f| f.0).collect();
-    let nf = flows.len();
-    let mut hourly = Vec::with_capacity(nf * 24);
-    let mut weekly = Vec::with_capacity(nf * 7);
-    for (k, f) in flows.iter().enumerate() {
-        let h = mix(dseed ^ k as u64);
-        let mut hrs = [0u32; 24];
-        let mut wk = [0u32; 7];
-        for j in 0..f.1.tx.min(3) {
-            let share = f.1.tx / f.1.tx.min(3) + u32::from(j < f.1.tx % f.1.tx.min(3));
-            hrs[((h >> (j * 5)) % 24) as usize] += share;
-            wk[((h >> (j * 3 + 20)) % 7) as usize] += share;
+    let (midnight_ms, window_ms, window_days) =
+        (day.midnight_ms, day.window_ms, day.opts.window_days);
+    // Up to three transactions' hours (or weekdays) from the row's hash, the count shared out.
+    let pattern = move |k: usize, out: &mut Vec<i64>, (slots, step, shift): (usize, u32, u32)| {
+        let (h, f) = (mix(dseed ^ k as u64), &flows[k]);
+        let start = out.len();
+        out.resize(start + slots, 0);
+        for j in 0..f.tx.min(3) {
+            let share = f.tx / f.tx.min(3) + u32::from(j < f.tx % f.tx.min(3));
+            out[start + ((h >> (j * step + shift)) % slots as u64) as usize] += i64::from(share);
         }
-        hourly.extend_from_slice(&hrs);
-        weekly.extend_from_slice(&wk);
-    }
-    let recip: Vec<f32> = flows
-        .iter()
-        .map(|((a, b), f)| match pair_set.contains(&(*b, *a)) {
+    };
+    let recip = move |k: usize| {
+        let f = &flows[k];
+        match f.reciprocal() {
             true => 0.5f32.min(f.usd as f32 / (f.usd as f32 + 1.0)),
             false => 0.0,
-        })
-        .collect();
-    let mut t = Table::new();
-    t.push(
-        "from_address",
-        Col::Str(
-            flows
-                .iter()
-                .map(|f| w.addr[f.0 .0 as usize].clone())
-                .collect(),
-        ),
-    )
-    .push(
-        "to_address",
-        Col::Str(
-            flows
-                .iter()
-                .map(|f| w.addr[f.0 .1 as usize].clone())
-                .collect(),
-        ),
-    )
-    .push(
-        "tx_count",
-        Col::I64(flows.iter().map(|f| f.1.tx as i64).collect()),
-    )
-    .push(
-        "amount_sum",
-        Col::Dec(flows.iter().map(|f| f.1.usd / 1.7).collect()),
-    )
-    .push(
-        "amount_usd_sum",
-        Col::Dec(flows.iter().map(|f| f.1.usd).collect()),
-    )
-    .push(
-        "first_seen_timestamp",
-        Col::I64(
-            flows
-                .iter()
-                .enumerate()
-                .map(|(k, _)| {
-                    midnight_ms - window_ms
-                        + (mix(dseed ^ k as u64 ^ 7) % window_ms as u64 / 2) as i64
-                })
-                .collect(),
-        ),
-    )
-    .push(
-        "last_seen_timestamp",
-        Col::I64(
-            flows
-                .iter()
-                .enumerate()
-                .map(|(k, _)| {
-                    midnight_ms - (mix(dseed ^ k as u64 ^ 8) % window_ms as u64 / 2) as i64
-                })
-                .collect(),
-        ),
-    )
-    .push(
-        "active_days",
-        Col::I64(
-            flows
-                .iter()
-                .map(|f| f.1.tx.min(day.opts.window_days) as i64)
-                .collect(),
-        ),
-    )
-    .push(
-        "avg_tx_size_usd",
-        Col::Dec(flows.iter().map(|f| f.1.usd / f.1.tx as f64).collect()),
-    )
-    .push(
-        "unique_assets",
-        Col::I64(flows.iter().map(|f| 1 + (f.1.tx > 5) as i64).collect()),
-    )
-    .push(
-        "dominant_asset",
-        Col::Str(
-            flows
-                .iter()
-                .map(|f| if f.1.usd > 5000.0 { "USDT" } else { "TOR" }.to_string())
-                .collect(),
-        ),
-    )
-    .push("hourly_pattern", Col::ListI64(hourly, 24))
-    .push("weekly_pattern", Col::ListI64(weekly, 7))
-    .push("reciprocity_ratio", Col::F32(recip.clone()))
-    .push(
-        "is_bidirectional",
-        Col::Bool(recip.iter().map(|&r| r > 0.0).collect()),
-    )
-    .push("processing_date", Col::Str(vec![day.date_s.clone(); nf]))
-    .push(
-        "window_days",
-        Col::I64(vec![day.opts.window_days as i64; nf]),
-    );
+        }
+    };
+    let mut t = Table::new(flows.len());
+    t.push("from_address", Col::str(move |k| w.addr(flows[k].from)))
+        .push("to_address", Col::str(move |k| w.addr(flows[k].to)))
+        .push("tx_count", Col::i64(move |k| flows[k].tx as i64))
+        .push("amount_sum", Col::dec(move |k| flows[k].usd / 1.7))
+        .push("amount_usd_sum", Col::dec(move |k| flows[k].usd))
+        .push(
+            "first_seen_timestamp",
+            Col::i64(move |k| {
+                midnight_ms - window_ms + (mix(dseed ^ k as u64 ^ 7) % window_ms as u64 / 2) as i64
+            }),
+        )
+        .push(
+            "last_seen_timestamp",
+            Col::i64(move |k| {
+                midnight_ms - (mix(dseed ^ k as u64 ^ 8) % window_ms as u64 / 2) as i64
+            }),
+        )
+        .push(
+            "active_days",
+            Col::i64(move |k| flows[k].tx.min(window_days) as i64),
+        )
+        .push(
+            "avg_tx_size_usd",
+            Col::dec(move |k| flows[k].usd / flows[k].tx as f64),
+        )
+        .push(
+            "unique_assets",
+            Col::i64(move |k| 1 + (flows[k].tx > 5) as i64),
+        )
+        .push(
+            "dominant_asset",
+            Col::str(move |k| if flows[k].usd > 5000.0 { "USDT" } else { "TOR" }),
+        )
+        .push(
+            "hourly_pattern",
+            Col::list_i64(24, move |k, out| pattern(k, out, (24, 5, 0))),
+        )
+        .push(
+            "weekly_pattern",
+            Col::list_i64(7, move |k, out| pattern(k, out, (7, 3, 20))),
+        )
+        .push("reciprocity_ratio", Col::f32(recip))
+        .push("is_bidirectional", Col::bool(move |k| recip(k) > 0.0))
+        .push("processing_date", Col::str(move |_| &day.date_s))
+        .push("window_days", Col::i64(move |_| window_days as i64));
     t
 }

@@ -18,6 +18,7 @@ pub(super) fn write_labels(
     w: &World,
     alerted: &BTreeSet<u32>,
     path: &Path,
+    threads: usize,
 ) -> Result<usize> {
     let mut rows: BTreeMap<String, (String, String, f32)> = BTreeMap::new();
     if path.exists() {
@@ -42,7 +43,7 @@ pub(super) fn write_labels(
             }
         }
     }
-    for a in 0..w.addr.len() as u32 {
+    for a in 0..w.len() as u32 {
         let h = mix(opts.seed ^ 0x6c61_6265 ^ mix(a as u64));
         let p = if alerted.contains(&a) { 0.3 } else { 0.01 };
         if unit(h) >= p {
@@ -64,7 +65,7 @@ pub(super) fn write_labels(
             "retail"
         };
         rows.insert(
-            w.addr[a as usize].clone(),
+            w.addr(a).as_ref().to_string(),
             (
                 label.into(),
                 risk.into(),
@@ -73,49 +74,38 @@ pub(super) fn write_labels(
         );
     }
     let n = rows.len();
-    let mut t = Table::new();
-    t.push("network", Col::Str(vec![opts.network.clone(); n]))
-        .push("network_type", Col::Str(vec!["substrate".into(); n]))
-        .push("address", Col::Str(rows.keys().cloned().collect()))
-        .push(
-            "label",
-            Col::Str(rows.values().map(|r| r.0.clone()).collect()),
-        )
+    let rows: Vec<(String, (String, String, f32))> = rows.into_iter().collect();
+    let rows = &rows;
+    let mut t = Table::new(n);
+    t.push("network", Col::str(|_| &opts.network))
+        .push("network_type", Col::str(|_| "substrate"))
+        .push("address", Col::str(|i| &rows[i].0))
+        .push("label", Col::str(|i| &rows[i].1 .0))
         .push(
             "address_type",
-            Col::Str(
-                rows.values()
-                    .map(|r| {
-                        if r.0 == "exchange" {
-                            "exchange"
-                        } else {
-                            "wallet"
-                        }
-                        .into()
-                    })
-                    .collect(),
-            ),
+            Col::str(|i| match rows[i].1 .0.as_str() {
+                "exchange" => "exchange",
+                _ => "wallet",
+            }),
         )
-        .push("address_subtype", Col::Str(vec![String::new(); n]))
-        .push("trust_level", Col::Str(vec!["verified".into(); n]))
-        .push("source", Col::Str(vec!["synthetic".into(); n]))
-        .push(
-            "risk_level",
-            Col::Str(rows.values().map(|r| r.1.clone()).collect()),
-        )
-        .push(
-            "confidence_score",
-            Col::F32(rows.values().map(|r| r.2).collect()),
-        )
-        .push("created_timestamp", Col::I64(vec![0; n]))
-        .push("updated_timestamp", Col::I64(vec![0; n]));
-    t.write(path)?.commit()?;
+        .push("address_subtype", Col::str(|_| ""))
+        .push("trust_level", Col::str(|_| "verified"))
+        .push("source", Col::str(|_| "synthetic"))
+        .push("risk_level", Col::str(|i| &rows[i].1 .1))
+        .push("confidence_score", Col::f32(|i| rows[i].1 .2))
+        .push("created_timestamp", Col::i64(|_| 0))
+        .push("updated_timestamp", Col::i64(|_| 0));
+    t.write(path, threads)?.0.commit()?;
     Ok(n)
 }
 
 /// Writes `ground_truth.parquet` at `path` from `truth` (alert id → SAR filed), keeping the
 /// rows of an existing file for other alerts; returns its row count.
-pub(super) fn write_truth(mut truth: BTreeMap<String, bool>, path: &Path) -> Result<usize> {
+pub(super) fn write_truth(
+    mut truth: BTreeMap<String, bool>,
+    path: &Path,
+    threads: usize,
+) -> Result<usize> {
     if path.exists() {
         let b = ParquetSource::open(path)?.read_all(&["alert_id", "is_sar_filed"])?;
         if b.num_columns() == 2 {
@@ -126,9 +116,10 @@ pub(super) fn write_truth(mut truth: BTreeMap<String, bool>, path: &Path) -> Res
         }
     }
     let n = truth.len();
-    let mut t = Table::new();
-    t.push("alert_id", Col::Str(truth.keys().cloned().collect()))
-        .push("is_sar_filed", Col::Bool(truth.values().copied().collect()));
-    t.write(path)?.commit()?;
+    let truth: Vec<(String, bool)> = truth.into_iter().collect();
+    let mut t = Table::new(n);
+    t.push("alert_id", Col::str(|i| &truth[i].0))
+        .push("is_sar_filed", Col::bool(|i| truth[i].1));
+    t.write(path, threads)?.0.commit()?;
     Ok(n)
 }

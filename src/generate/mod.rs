@@ -12,13 +12,16 @@
 //! `processing_date` as date32 (a string in money flows), and a table without rows as a
 //! 0-row, 0-column file.
 //!
-//! Every date depends only on the seed and the date, never on the other dates generated.
+//! Every date depends only on the seed and the date, never on the other dates generated, and
+//! the bytes written never depend on the number of threads. Tables are streamed to Parquet a
+//! row group at a time (see [`writer`]), so memory stays far below the size of a date's data.
 
 mod alerts;
 mod clusters;
 mod features;
 mod flows;
 mod labels;
+mod par;
 mod world;
 mod writer;
 
@@ -28,14 +31,15 @@ use chrono::{Datelike, NaiveDate};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
 use alerts::{alerts_table, day_alerts};
-use clusters::clusters_table;
-use features::feature_table;
-use flows::{flows_table, sorted_day_flows, Agg, AggRow};
+use clusters::{clusters_table, day_clusters};
+use features::{feature_table, Noise};
+use flows::{flows_table, sorted_day_flows, Agg};
 use labels::{write_labels, write_truth};
 use world::{fnv, mix, unit, World};
-use writer::write_batch;
+use writer::write_meta;
 
 /// Options of `pipeline generate`.
 #[derive(Debug, Clone)]
@@ -73,9 +77,20 @@ pub struct GenerateSummary {
     pub ground_truth: usize,
 }
 
-/// Writes the requested dates and the labels; `progress` is called after each date.
+/// Writes the requested dates and the labels, with as many threads as there are cores;
+/// `progress` is called after each date.
 pub fn generate(
     opts: &GenerateOptions,
+    progress: &mut dyn FnMut(NaiveDate),
+) -> Result<GenerateSummary> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    generate_with(opts, threads, progress)
+}
+
+/// [`generate`] with up to `threads` threads working at once (the output is the same).
+fn generate_with(
+    opts: &GenerateOptions,
+    threads: usize,
     progress: &mut dyn FnMut(NaiveDate),
 ) -> Result<GenerateSummary> {
     let n_addr = (opts.alerts_per_day * 10).max(200);
@@ -84,7 +99,7 @@ pub fn generate(
     let mut alerted: BTreeSet<u32> = BTreeSet::new();
     let mut truth: BTreeMap<String, bool> = BTreeMap::new();
     for &date in &opts.dates {
-        let day = generate_date(opts, &world, date)?;
+        let day = generate_date(opts, &world, date, threads)?;
         summary.dates += 1;
         summary.alerts += day.alerts;
         summary.features += day.features;
@@ -107,8 +122,9 @@ pub fn generate(
         &world,
         &alerted,
         &net_dir.join(layout::ADDRESS_LABELS),
+        threads,
     )?;
-    summary.ground_truth = write_truth(truth, &net_dir.join(layout::GROUND_TRUTH))?;
+    summary.ground_truth = write_truth(truth, &net_dir.join(layout::GROUND_TRUTH), threads)?;
     Ok(summary)
 }
 
@@ -141,9 +157,22 @@ struct DayCounts {
     alert_ids: Vec<(String, u32)>,
 }
 
+/// Logs how long a stage of a date took.
+fn lap(t: &mut Instant, date: NaiveDate, stage: &str) {
+    tracing::debug!(%date, stage, ms = t.elapsed().as_millis() as u64, "generate");
+    *t = Instant::now();
+}
+
 /// Writes one date's batch: its four tables and `META.json`. The date's random stream is
-/// drawn by the flows, then the alerts, then the features, in that order.
-fn generate_date(opts: &GenerateOptions, w: &World, date: NaiveDate) -> Result<DayCounts> {
+/// drawn by the flows, then the alerts, then the features, in that order; the tables are
+/// committed together once all are written.
+fn generate_date(
+    opts: &GenerateOptions,
+    w: &World,
+    date: NaiveDate,
+    threads: usize,
+) -> Result<DayCounts> {
+    let mut t = Instant::now();
     let dseed = mix(opts.seed ^ mix(date.num_days_from_ce() as u64));
     let mut rng = ChaCha8Rng::seed_from_u64(dseed);
     let days32 = (date - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32;
@@ -158,46 +187,63 @@ fn generate_date(opts: &GenerateOptions, w: &World, date: NaiveDate) -> Result<D
         window_ms: opts.window_days as i64 * 86_400_000,
     };
 
-    let flows = sorted_day_flows(w, &mut rng);
-    let agg = Agg::of_flows(w.addr.len(), &flows);
-    let active: Vec<u32> = (0..w.addr.len() as u32)
-        .filter(|&a| agg[a as usize].degree() > 0)
-        .collect();
-    let alerts = day_alerts(&day, &agg, &active, &mut rng);
-    let alerted: Vec<u32> = alerts
-        .iter()
-        .map(|x| x.addr)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-
+    let flows = sorted_day_flows(w, &mut rng, threads);
+    lap(&mut t, date, "flows");
     let dir = layout::batch_dir(&opts.out, &opts.network, date, opts.window_days);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let t_alerts = alerts_table(&day, &alerts, &agg);
-    let rows: Vec<AggRow> = active.iter().map(|&a| agg[a as usize].row()).collect();
-    let t_features = feature_table(&day, &rows, &active, &mut rng);
-    let t_clusters = clusters_table(&day, &alerts, &alerted, &flows, &agg);
+    let file = |name: &str| dir.join(name);
     let t_flows = flows_table(&day, &flows);
-
-    let counts = DayCounts {
-        alerts: alerts.len(),
-        features: active.len(),
-        clusters: t_clusters.rows(),
-        flows: flows.len(),
-        alerted,
-        alert_ids: alerts.into_iter().map(|x| (x.id, x.addr)).collect(),
-    };
-    write_batch(
-        &day,
-        &dir,
-        [
-            ("alerts.parquet", &t_alerts),
-            ("features.parquet", &t_features),
-            ("clusters.parquet", &t_clusters),
-            ("money_flows.parquet", &t_flows),
-        ],
-        &counts,
-    )?;
+    // The money flows are written while everything else is drawn and written.
+    let (files, counts) = std::thread::scope(|s| {
+        let flows_file = s.spawn(|| t_flows.write(&file("money_flows.parquet"), threads));
+        let agg = Agg::of_flows(w.len(), &flows, threads);
+        let active: Vec<u32> = (0..w.len() as u32)
+            .filter(|&a| agg[a as usize].degree() > 0)
+            .collect();
+        let alerts = day_alerts(&day, &agg, &active, &mut rng);
+        let alerted: Vec<u32> = alerts
+            .iter()
+            .map(|x| x.addr)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let clusters = day_clusters(&day, &alerts, &alerted, &flows);
+        lap(&mut t, date, "aggregates, alerts and clusters");
+        let noise = Noise::new(rng, active.len());
+        let t_features = feature_table(&day, &agg, &active, &noise);
+        noise.prepare();
+        lap(&mut t, date, "features' noise");
+        let t_clusters = clusters_table(&day, &clusters, &agg);
+        let files = [
+            alerts_table(&day, &alerts, &agg).write(&file("alerts.parquet"), threads),
+            t_features.write(&file("features.parquet"), threads),
+            t_clusters.write(&file("clusters.parquet"), threads),
+            flows_file.join().expect("money flows writer"),
+        ];
+        let counts = DayCounts {
+            alerts: alerts.len(),
+            features: active.len(),
+            clusters: t_clusters.rows(),
+            flows: flows.len(),
+            alerted,
+            alert_ids: alerts.into_iter().map(|x| (x.id, x.addr)).collect(),
+        };
+        (files, counts)
+    });
+    lap(&mut t, date, "tables written");
+    let names = [
+        "alerts.parquet",
+        "features.parquet",
+        "clusters.parquet",
+        "money_flows.parquet",
+    ];
+    let files = files.into_iter().collect::<Result<Vec<_>>>()?;
+    let mut sums = Vec::new();
+    for (name, (tmp, sum)) in names.into_iter().zip(files) {
+        tmp.commit()?;
+        sums.push((name, sum));
+    }
+    write_meta(&day, &dir, &sums, &counts)?;
     Ok(counts)
 }
 
@@ -330,6 +376,24 @@ mod tests {
             for id in rel.value(i).as_string::<i32>().iter() {
                 assert!(ids.contains(id.unwrap()));
             }
+        }
+    }
+
+    #[test]
+    fn the_bytes_do_not_depend_on_the_thread_count() {
+        // Enough flows for two row groups and several chunks per column.
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        generate_with(&opts(a.path(), &["2025-10-01"], 30_000), 1, &mut |_| {}).unwrap();
+        generate_with(&opts(b.path(), &["2025-10-01"], 30_000), 3, &mut |_| {}).unwrap();
+        let flows = a.path().join("torus/2025-10-01/195/money_flows.parquet");
+        let file = std::fs::File::open(flows).unwrap();
+        let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+        use parquet::file::reader::FileReader;
+        assert!(reader.metadata().num_row_groups() >= 2);
+        assert!(files(a.path(), "2025-10-01") == files(b.path(), "2025-10-01"));
+        for f in ["address_labels.parquet", "ground_truth.parquet"] {
+            let read = |d: &Path| std::fs::read(d.join("torus").join(f)).unwrap();
+            assert!(read(a.path()) == read(b.path()));
         }
     }
 

@@ -23,10 +23,41 @@ pub(super) fn fnv(s: &str) -> u64 {
     })
 }
 
+/// An address as text, `0x` and 40 lowercase hex digits, made on demand (no allocation).
+#[derive(Clone, Copy)]
+pub(super) struct Addr([u8; 42]);
+
+impl Addr {
+    /// The address of hash `h`: `mix(h)`, `mix(h ^ 1)` and the low half of `mix(h ^ 2)` in hex.
+    fn of_hash(h: u64) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut s = [0u8; 42];
+        s[..2].copy_from_slice(b"0x");
+        let parts = [
+            (mix(h), 16),
+            (mix(h ^ 1), 16),
+            (mix(h ^ 2) & 0xffff_ffff, 8),
+        ];
+        let mut at = 2;
+        for (v, digits) in parts {
+            for d in (0..digits).rev() {
+                s[at] = HEX[((v >> (4 * d)) & 15) as usize];
+                at += 1;
+            }
+        }
+        Addr(s)
+    }
+}
+
+impl AsRef<str> for Addr {
+    fn as_ref(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits")
+    }
+}
+
 /// The latent world: addresses and which are illicit, fixed by the seed.
 pub(super) struct World {
-    /// Address strings, indexed by address id.
-    pub(super) addr: Vec<String>,
+    seed: u64,
     /// Whether each address is illicit.
     pub(super) illicit: Vec<bool>,
     /// Each address's home typology (an index into [`TYPOLOGIES`]).
@@ -47,7 +78,7 @@ impl World {
     /// The world of `n` addresses for `seed`.
     pub(super) fn new(seed: u64, n: usize) -> Self {
         let mut w = World {
-            addr: Vec::with_capacity(n),
+            seed,
             illicit: Vec::with_capacity(n),
             home: Vec::with_capacity(n),
             hub: Vec::with_capacity(n),
@@ -57,13 +88,7 @@ impl World {
             mixers: Vec::new(),
         };
         for i in 0..n as u64 {
-            let h = mix(seed ^ mix(i));
-            w.addr.push(format!(
-                "0x{:016x}{:016x}{:08x}",
-                mix(h),
-                mix(h ^ 1),
-                mix(h ^ 2) as u32
-            ));
+            let h = w.hash(i as u32);
             let ill = unit(mix(h ^ 3)) < 0.03;
             let home = (mix(h ^ 4) % TYPOLOGIES.len() as u64) as u8;
             let hub = !ill && unit(mix(h ^ 5)) < 0.002;
@@ -88,5 +113,20 @@ impl World {
             w.hubs.push(first_benign);
         }
         w
+    }
+
+    /// Number of addresses.
+    pub(super) fn len(&self) -> usize {
+        self.illicit.len()
+    }
+
+    /// The hash every property of address `i` derives from.
+    fn hash(&self, i: u32) -> u64 {
+        mix(self.seed ^ mix(i as u64))
+    }
+
+    /// The text of address `i`.
+    pub(super) fn addr(&self, i: u32) -> Addr {
+        Addr::of_hash(self.hash(i))
     }
 }

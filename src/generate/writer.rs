@@ -1,53 +1,121 @@
-//! Parquet output: the [`Table`] builder, which imitates pandas-written files, and the batch
-//! writer that encodes a date's tables in parallel and records their checksums in `META.json`.
+//! Parquet output: the [`Table`] of column generators, which imitates pandas-written files, and
+//! its streaming writer. A table is never held whole: each column is generated and encoded a
+//! row group at a time, columns in parallel, and the file's checksum is taken as it is written.
+//! The bytes are those of an `ArrowWriter` fed the rows in chunks of [`CHUNK`].
 
+use super::par;
 use super::{Day, DayCounts};
-use crate::io::{sha256_file, TempFile};
+use crate::io::TempFile;
 use anyhow::Result;
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array,
-    Int64Array, ListArray, StringArray,
+    ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float32Array, Float64Array, Int64Array,
+    ListArray, StringArray, StringBuilder,
 };
 use arrow::buffer::OffsetBuffer;
-use arrow::datatypes::{DataType, Field, Schema};
-use arrow::record_batch::RecordBatch;
+use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowColumnWriter};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{WriterProperties, DEFAULT_MAX_ROW_GROUP_SIZE};
 use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::io::{BufWriter, Write};
+use std::ops::Range;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-/// A column being built for a table.
-pub(super) enum Col {
+/// Rows generated and handed to the encoder at a time.
+pub(super) const CHUNK: usize = 131_072;
+/// Rows of a row group (Parquet's default), a whole number of chunks.
+const ROW_GROUP: usize = DEFAULT_MAX_ROW_GROUP_SIZE;
+const _: () = assert!(ROW_GROUP.is_multiple_of(CHUNK));
+
+/// Appends a column's values for a range of rows.
+type Fill<'a, T> = Box<dyn Fn(Range<usize>, &mut Vec<T>) + Sync + 'a>;
+/// Appends a text column's values for a range of rows.
+type FillStr<'a> = Box<dyn Fn(Range<usize>, &mut StringBuilder) + Sync + 'a>;
+/// Appends the values of a row of a list-of-text column; returns how many.
+type FillList<'a> = Box<dyn Fn(usize, &mut StringBuilder) -> usize + Sync + 'a>;
+
+/// A column of a table: how to generate its values for any range of rows.
+pub(super) enum Col<'a> {
     /// int64.
-    I64(Vec<i64>),
+    I64(Fill<'a, i64>),
     /// float64.
-    F64(Vec<f64>),
+    F64(Fill<'a, f64>),
     /// float32.
-    F32(Vec<f32>),
+    F32(Fill<'a, f32>),
     /// `decimal128(p, 18)`, `p` from the data.
-    Dec(Vec<f64>),
+    Dec(Fill<'a, f64>),
     /// bool.
-    Bool(Vec<bool>),
+    Bool(Fill<'a, bool>),
     /// utf8.
-    Str(Vec<String>),
-    /// date32: the same day (days since the epoch) on every one of the rows.
-    Date(i32, usize),
-    /// list of int64: the rows' values concatenated, and the list length of every row.
-    ListI64(Vec<u32>, usize),
-    /// list of utf8.
-    ListStr(Vec<Vec<String>>),
+    Str(FillStr<'a>),
+    /// date32: the same day (days since the epoch) on every row.
+    Date(i32),
+    /// list of int64, the same length on every row.
+    ListI64(usize, Fill<'a, i64>),
+    /// list of utf8: appends a row's values, returns how many.
+    ListStr(FillList<'a>),
 }
 
-/// A table written in row chunks with one schema; decimal precision is set by the data, as pandas does.
-pub(super) struct Table {
-    cols: Vec<(&'static str, Col)>,
+impl<'a> Col<'a> {
+    /// int64 column of `f(row)`.
+    pub(super) fn i64(f: impl Fn(usize) -> i64 + Sync + 'a) -> Self {
+        Col::I64(Box::new(move |r, out| out.extend(r.map(&f))))
+    }
+
+    /// float64 column of `f(row)`.
+    pub(super) fn f64(f: impl Fn(usize) -> f64 + Sync + 'a) -> Self {
+        Col::F64(Box::new(move |r, out| out.extend(r.map(&f))))
+    }
+
+    /// float32 column of `f(row)`.
+    pub(super) fn f32(f: impl Fn(usize) -> f32 + Sync + 'a) -> Self {
+        Col::F32(Box::new(move |r, out| out.extend(r.map(&f))))
+    }
+
+    /// Decimal column of `f(row)`.
+    pub(super) fn dec(f: impl Fn(usize) -> f64 + Sync + 'a) -> Self {
+        Col::Dec(Box::new(move |r, out| out.extend(r.map(&f))))
+    }
+
+    /// bool column of `f(row)`.
+    pub(super) fn bool(f: impl Fn(usize) -> bool + Sync + 'a) -> Self {
+        Col::Bool(Box::new(move |r, out| out.extend(r.map(&f))))
+    }
+
+    /// utf8 column of `f(row)`.
+    pub(super) fn str<S: AsRef<str>>(f: impl Fn(usize) -> S + Sync + 'a) -> Self {
+        Col::Str(Box::new(move |r, b| r.for_each(|i| b.append_value(f(i)))))
+    }
+
+    /// list-of-int64 column: `f(row, out)` appends the row's `width` values.
+    pub(super) fn list_i64(width: usize, f: impl Fn(usize, &mut Vec<i64>) + Sync + 'a) -> Self {
+        Col::ListI64(width, Box::new(move |r, out| r.for_each(|i| f(i, out))))
+    }
+
+    /// list-of-utf8 column of the values `f(row)`.
+    pub(super) fn list_str<I>(f: impl Fn(usize) -> I + Sync + 'a) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        Col::ListStr(Box::new(move |i, b| {
+            f(i).into_iter().map(|s| b.append_value(s)).count()
+        }))
+    }
 }
 
-/// Decimal precision for values `v` at scale 18: the integer digits plus 18, within 19..=38.
-fn dec_precision(v: &[f64]) -> u8 {
-    let max = v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+/// A table of `rows` rows with one schema; decimal precision is set by the data, as pandas does.
+pub(super) struct Table<'a> {
+    rows: usize,
+    cols: Vec<(&'static str, Col<'a>)>,
+}
+
+/// Decimal precision for a largest absolute value `max` at scale 18: the integer digits plus
+/// 18, within 19..=38.
+fn dec_precision(max: f64) -> u8 {
     let digits = if max < 1.0 {
         1
     } else {
@@ -61,142 +129,230 @@ fn to_dec(v: f64) -> i128 {
     (v * 1e6).round() as i128 * 1_000_000_000_000
 }
 
-impl Table {
-    /// An empty table.
-    pub(super) fn new() -> Self {
-        Table { cols: Vec::new() }
+/// A list field's item, as pandas names it.
+fn element(t: DataType) -> FieldRef {
+    Arc::new(Field::new("element", t, true))
+}
+
+/// `row` chunks of `rows`, aligned on multiples of [`CHUNK`].
+fn chunks(rows: Range<usize>) -> impl Iterator<Item = Range<usize>> {
+    let end = rows.end;
+    rows.step_by(CHUNK).map(move |a| a..(a + CHUNK).min(end))
+}
+
+impl<'a> Table<'a> {
+    /// A table of `rows` rows, without columns yet.
+    pub(super) fn new(rows: usize) -> Self {
+        Table {
+            rows,
+            cols: Vec::new(),
+        }
     }
 
     /// Appends column `name`.
-    pub(super) fn push(&mut self, name: &'static str, c: Col) -> &mut Self {
+    pub(super) fn push(&mut self, name: &'static str, c: Col<'a>) -> &mut Self {
         self.cols.push((name, c));
         self
     }
 
-    /// Number of rows (0 without columns).
+    /// Number of rows written (0 without columns).
     pub(super) fn rows(&self) -> usize {
-        match self.cols.first().map(|c| &c.1) {
-            None => 0,
-            Some(Col::I64(v)) => v.len(),
-            Some(Col::F64(v)) | Some(Col::Dec(v)) => v.len(),
-            Some(Col::F32(v)) => v.len(),
-            Some(Col::Bool(v)) => v.len(),
-            Some(Col::Str(v)) => v.len(),
-            Some(Col::Date(_, n)) => *n,
-            Some(Col::ListI64(v, w)) => v.len() / w,
-            Some(Col::ListStr(v)) => v.len(),
+        if self.cols.is_empty() {
+            0
+        } else {
+            self.rows
         }
     }
 
-    fn slice(&self, a: usize, b: usize, precisions: &[u8]) -> Result<RecordBatch> {
-        let mut fields = Vec::new();
-        let mut arrays: Vec<ArrayRef> = Vec::new();
-        for ((name, c), &p) in self.cols.iter().zip(precisions) {
-            let arr: ArrayRef = match c {
-                Col::I64(v) => Arc::new(Int64Array::from(v[a..b].to_vec())),
-                Col::F64(v) => Arc::new(Float64Array::from(v[a..b].to_vec())),
-                Col::F32(v) => Arc::new(Float32Array::from(v[a..b].to_vec())),
-                Col::Dec(v) => Arc::new(
-                    Decimal128Array::from_iter_values(v[a..b].iter().map(|&x| to_dec(x)))
-                        .with_precision_and_scale(p, 18)?,
-                ),
-                Col::Bool(v) => Arc::new(BooleanArray::from(v[a..b].to_vec())),
-                Col::Str(v) => Arc::new(StringArray::from_iter_values(v[a..b].iter())),
-                Col::Date(d, _) => Arc::new(Date32Array::from(vec![*d; b - a])),
-                Col::ListI64(v, w) => {
-                    let values =
-                        Int64Array::from_iter_values(v[a * w..b * w].iter().map(|&x| x as i64));
-                    let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(*w, b - a));
-                    Arc::new(ListArray::new(
-                        Arc::new(Field::new("element", DataType::Int64, true)),
-                        offsets,
-                        Arc::new(values),
-                        None,
-                    ))
-                }
-                Col::ListStr(v) => {
-                    let rows = &v[a..b];
-                    let values: StringArray = rows.iter().flatten().map(Some).collect();
-                    let offsets = OffsetBuffer::from_lengths(rows.iter().map(|r| r.len()));
-                    Arc::new(ListArray::new(
-                        Arc::new(Field::new("element", DataType::Utf8, true)),
-                        offsets,
-                        Arc::new(values),
-                        None,
-                    ))
-                }
+    /// The precision of every decimal column (0 for the others), from all its values.
+    fn precisions(&self, threads: usize) -> Vec<u8> {
+        let dec: Vec<usize> = (0..self.cols.len())
+            .filter(|&c| matches!(self.cols[c].1, Col::Dec(_)))
+            .collect();
+        let mut p = vec![0; self.cols.len()];
+        let mut at = dec.iter();
+        let max_abs = |k: usize| {
+            let Col::Dec(f) = &self.cols[dec[k]].1 else {
+                unreachable!()
             };
-            fields.push(Field::new(*name, arr.data_type().clone(), true));
-            arrays.push(arr);
-        }
-        Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
+            let mut v = Vec::with_capacity(CHUNK);
+            chunks(0..self.rows).fold(0.0f64, |m, r| {
+                v.clear();
+                f(r, &mut v);
+                v.iter().fold(m, |m, x| m.max(x.abs()))
+            })
+        };
+        par::ordered(threads, dec.len(), max_abs, |m| {
+            p[*at.next().expect("a decimal column")] = dec_precision(m)
+        });
+        p
     }
 
-    /// Writes the table to a temporary file beside `path` (renamed by the caller).
-    pub(super) fn write(&self, path: &Path) -> Result<TempFile> {
-        let n = self.rows();
-        let precisions: Vec<u8> = self
-            .cols
-            .iter()
-            .map(|(_, c)| {
-                if let Col::Dec(v) = c {
-                    dec_precision(v)
-                } else {
-                    0
-                }
+    /// The schema; without rows, one without columns.
+    fn schema(&self, precisions: &[u8]) -> SchemaRef {
+        if self.rows == 0 {
+            return Arc::new(Schema::empty());
+        }
+        let fields: Vec<Field> = (self.cols.iter().zip(precisions))
+            .map(|((name, c), &p)| {
+                let t = match c {
+                    Col::I64(_) => DataType::Int64,
+                    Col::F64(_) => DataType::Float64,
+                    Col::F32(_) => DataType::Float32,
+                    Col::Dec(_) => DataType::Decimal128(p, 18),
+                    Col::Bool(_) => DataType::Boolean,
+                    Col::Str(_) => DataType::Utf8,
+                    Col::Date(_) => DataType::Date32,
+                    Col::ListI64(..) => DataType::List(element(DataType::Int64)),
+                    Col::ListStr(_) => DataType::List(element(DataType::Utf8)),
+                };
+                Field::new(*name, t, true)
             })
             .collect();
-        let first = if n == 0 {
-            RecordBatch::new_empty(Arc::new(Schema::empty()))
-        } else {
-            self.slice(0, n.min(1), &precisions)?
-        };
-        TempFile::write(path, |w| {
+        Arc::new(Schema::new(fields))
+    }
+
+    /// Column `c`'s values for rows `r`.
+    fn array(&self, c: usize, r: Range<usize>, precision: u8) -> Result<ArrayRef> {
+        let n = r.len();
+        fn vals<T>(f: &Fill<'_, T>, r: Range<usize>) -> Vec<T> {
+            let mut v = Vec::with_capacity(r.len());
+            f(r, &mut v);
+            v
+        }
+        Ok(match &self.cols[c].1 {
+            Col::I64(f) => Arc::new(Int64Array::from(vals(f, r))),
+            Col::F64(f) => Arc::new(Float64Array::from(vals(f, r))),
+            Col::F32(f) => Arc::new(Float32Array::from(vals(f, r))),
+            Col::Dec(f) => Arc::new(
+                Decimal128Array::from_iter_values(vals(f, r).into_iter().map(to_dec))
+                    .with_precision_and_scale(precision, 18)?,
+            ),
+            Col::Bool(f) => Arc::new(BooleanArray::from(vals(f, r))),
+            Col::Str(f) => {
+                let mut b = StringBuilder::with_capacity(n, n * 16);
+                f(r, &mut b);
+                Arc::new(b.finish())
+            }
+            Col::Date(d) => Arc::new(Date32Array::from(vec![*d; n])),
+            Col::ListI64(w, f) => {
+                let mut v = Vec::with_capacity(n * w);
+                f(r, &mut v);
+                let values = Int64Array::from(v);
+                Arc::new(ListArray::new(
+                    element(DataType::Int64),
+                    OffsetBuffer::from_lengths(std::iter::repeat_n(*w, n)),
+                    Arc::new(values),
+                    None,
+                ))
+            }
+            Col::ListStr(f) => {
+                let mut b = StringBuilder::new();
+                let lengths: Vec<usize> = r.map(|i| f(i, &mut b)).collect();
+                let values: StringArray = b.finish();
+                Arc::new(ListArray::new(
+                    element(DataType::Utf8),
+                    OffsetBuffer::from_lengths(lengths),
+                    Arc::new(values),
+                    None,
+                ))
+            }
+        })
+    }
+
+    /// Encodes column `c` of the row group `rows` with `w`.
+    fn encode(
+        &self,
+        c: usize,
+        field: &Field,
+        mut w: ArrowColumnWriter,
+        rows: Range<usize>,
+        precision: u8,
+    ) -> Result<ArrowColumnChunk> {
+        for r in chunks(rows) {
+            for leaf in compute_leaves(field, &self.array(c, r, precision)?)? {
+                w.write(&leaf)?;
+            }
+        }
+        Ok(w.close()?)
+    }
+
+    /// Writes the table to a temporary file beside `path` (renamed by the caller), using up to
+    /// `threads` threads; returns it with its SHA-256 in hex.
+    pub(super) fn write(&self, path: &Path, threads: usize) -> Result<(TempFile, String)> {
+        let precisions = self.precisions(threads);
+        let schema = self.schema(&precisions);
+        let mut sum = String::new();
+        let tmp = TempFile::write(path, |file| {
             let props = WriterProperties::builder()
                 .set_compression(Compression::SNAPPY)
                 .build();
-            let mut writer = ArrowWriter::try_new(w, first.schema(), Some(props))?;
-            const CHUNK: usize = 131_072;
-            let mut a = 0;
-            while a < n {
-                let b = (a + CHUNK).min(n);
-                writer.write(&self.slice(a, b, &precisions)?)?;
-                a = b;
+            anyhow::ensure!(props.max_row_group_size() == ROW_GROUP);
+            let out = BufWriter::with_capacity(1 << 20, HashingWriter(file, Sha256::new()));
+            let writer = ArrowWriter::try_new(out, schema.clone(), Some(props))?;
+            let (mut file_writer, factory) = writer.into_serialized_writer()?;
+            let rows = self.rows();
+            for (g, start) in (0..rows).step_by(ROW_GROUP).enumerate() {
+                let group = start..(start + ROW_GROUP).min(rows);
+                let writers: Vec<Mutex<Option<ArrowColumnWriter>>> = factory
+                    .create_column_writers(g)?
+                    .into_iter()
+                    .map(|w| Mutex::new(Some(w)))
+                    .collect();
+                anyhow::ensure!(writers.len() == self.cols.len(), "one leaf per column");
+                let mut rg = file_writer.next_row_group()?;
+                let mut result = Ok(());
+                let job = |c: usize| {
+                    let w = writers[c].lock().expect("column writer").take();
+                    let w = w.expect("each column encoded once");
+                    self.encode(c, &schema.fields()[c], w, group.clone(), precisions[c])
+                };
+                par::ordered(threads, self.cols.len(), job, |chunk| {
+                    if result.is_ok() {
+                        result = chunk.and_then(|c| Ok(c.append_to_row_group(&mut rg)?));
+                    }
+                });
+                result?;
+                rg.close()?;
             }
-            writer.close()?;
+            let out = file_writer.into_inner()?;
+            let HashingWriter(_, sha) = out.into_inner().map_err(|e| e.into_error())?;
+            sum = hex::encode(sha.finalize());
             Ok(())
-        })
+        })?;
+        Ok((tmp, sum))
     }
 }
 
-/// Writes a date's `tables` (file name, table) into `dir`, encoded in parallel and then moved
-/// into place, then `META.json` with the `counts` and the files' checksums.
-pub(super) fn write_batch(
+/// Passes writes through to `W` and hashes them.
+struct HashingWriter<W>(W, Sha256);
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.0.write(buf)?;
+        self.1.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Writes a date's `META.json` into `dir`, with the `counts` and the checksums of the tables
+/// (file name, SHA-256 in hex).
+pub(super) fn write_meta(
     day: &Day,
     dir: &Path,
-    tables: [(&'static str, &Table); 4],
+    sums: &[(&str, String)],
     counts: &DayCounts,
 ) -> Result<()> {
     let opts = day.opts;
     let date_s = &day.date_s;
-    let temps: Vec<(&str, TempFile)> = std::thread::scope(|s| {
-        let handles: Vec<_> = tables
-            .iter()
-            .map(|&(name, t)| {
-                let path = dir.join(name);
-                s.spawn(move || t.write(&path).map(|f| (name, f)))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("writer thread"))
-            .collect::<Result<Vec<_>>>()
-    })?;
-    let mut sums = serde_json::Map::new();
-    for (name, tmp) in temps {
-        tmp.commit()?;
-        sums.insert(name.to_string(), json!(sha256_file(&dir.join(name))?));
-    }
+    let sums: serde_json::Map<String, serde_json::Value> = sums
+        .iter()
+        .map(|(name, sum)| (name.to_string(), json!(sum)))
+        .collect();
     let meta = json!({
         "schema_version": "1.0.0",
         "batch_id": format!("{}-{}-{}d", opts.network, date_s, opts.window_days),
