@@ -489,3 +489,126 @@ fn dot(a: &[Chunk], b: &[Chunk]) -> f64 {
     }
     (acc[0] + acc[1]) + (acc[2] + acc[3])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Forest;
+
+    /// Two trees: one splits twice on `a` (missing type NaN, then None) and on the category
+    /// `c` (bitset {1, 3}); one on `b` with missing type Zero.
+    const MODEL: &str = "tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\nlabel_index=0\nmax_feature_idx=2\nobjective=regression\nfeature_names=a b c\nfeature_infos=none none none\n\nTree=0\nnum_leaves=4\nnum_cat=1\nsplit_feature=0 0 2\nthreshold=0.5 -1 0\ndecision_type=10 0 1\nleft_child=1 -1 -3\nright_child=2 -2 -4\nleaf_value=1 2 4 8\nleaf_count=10 30 25 35\ninternal_count=100 40 60\ncat_boundaries=0 1\ncat_threshold=10\nshrinkage=1\n\nTree=1\nnum_leaves=2\nnum_cat=0\nsplit_feature=1\nthreshold=0\ndecision_type=6\nleft_child=-1\nright_child=-2\nleaf_value=0.5 -0.25\nleaf_count=70 30\ninternal_count=100\nshrinkage=1\n\n\nend of trees\n";
+
+    /// One tree of `MODEL` as plain arrays, with its decisions written out.
+    struct Tree {
+        feature: &'static [usize],
+        left: &'static [i64],
+        right: &'static [i64],
+        internal: &'static [f64],
+        leaf: &'static [f64],
+        value: &'static [f64],
+        goes_left: fn(usize, f64) -> bool,
+    }
+
+    fn trees() -> [Tree; 2] {
+        [
+            Tree {
+                feature: &[0, 0, 2],
+                left: &[1, -1, -3],
+                right: &[2, -2, -4],
+                internal: &[100.0, 40.0, 60.0],
+                leaf: &[10.0, 30.0, 25.0, 35.0],
+                value: &[1.0, 2.0, 4.0, 8.0],
+                goes_left: |node, x| match node {
+                    0 => x.is_nan() || x <= 0.5,
+                    1 => !x.is_nan() && x <= -1.0,
+                    _ => !x.is_nan() && x >= 0.0 && matches!(x as i32, 1 | 3),
+                },
+            },
+            Tree {
+                feature: &[1],
+                left: &[-1],
+                right: &[-2],
+                internal: &[100.0],
+                leaf: &[70.0, 30.0],
+                value: &[0.5, -0.25],
+                goes_left: |_, x| x.is_nan() || x.abs() <= 1e-35f32 as f64 || x <= 0.0,
+            },
+        ]
+    }
+
+    /// The tree's output expected given the features in `known` (a bit set): a known feature's
+    /// split is followed, an unknown one's children are weighed by their training counts.
+    fn expect(t: &Tree, node: i64, x: &[f64], known: u32) -> f64 {
+        if node < 0 {
+            return t.value[!node as usize];
+        }
+        let i = node as usize;
+        let f = t.feature[i];
+        if known >> f & 1 == 1 {
+            let next = if (t.goes_left)(i, x[f]) {
+                t.left[i]
+            } else {
+                t.right[i]
+            };
+            return expect(t, next, x, known);
+        }
+        let count = |c: i64| {
+            if c < 0 {
+                t.leaf[!c as usize]
+            } else {
+                t.internal[c as usize]
+            }
+        };
+        (count(t.left[i]) * expect(t, t.left[i], x, known)
+            + count(t.right[i]) * expect(t, t.right[i], x, known))
+            / t.internal[i]
+    }
+
+    #[test]
+    fn treeshap_is_the_shapley_value_of_the_path_dependent_expectation() {
+        let forest = Forest::parse(MODEL).unwrap();
+        let nan = f64::NAN;
+        let rows = [
+            [0.2, 1.0, 1.0],
+            [-3.0, -1.0, 3.0],
+            [nan, 0.0, 2.0],
+            [0.0, nan, nan],
+            [7.0, 1e-36, -1.0],
+            [-1.0, 2.0, 3.9],
+            [0.5, -0.0, 1e12],
+        ];
+        let got = forest.contributions(rows.as_flattened(), 1).unwrap();
+        let m = 3;
+        let fact = |k: u32| (1..=k).product::<u32>() as f64;
+        for (x, phi) in rows.iter().zip(got.chunks(m + 1)) {
+            let mut want = vec![0.0; m + 1];
+            for t in &trees() {
+                let v = |s: u32| expect(t, 0, x, s);
+                want[m] += v(0);
+                for (i, w) in want.iter_mut().enumerate().take(m) {
+                    for s in (0..1u32 << m).filter(|s| s >> i & 1 == 0) {
+                        let k = s.count_ones();
+                        let weight = fact(k) * fact(m as u32 - k - 1) / fact(m as u32);
+                        *w += weight * (v(s | 1 << i) - v(s));
+                    }
+                }
+            }
+            for (g, w) in phi.iter().zip(&want) {
+                assert!((g - w).abs() < 1e-12, "{x:?}: {phi:?}, expected {want:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_model_without_node_counts_cannot_be_explained() {
+        let text: String = MODEL
+            .lines()
+            .filter(|l| !l.starts_with("leaf_count=") && !l.starts_with("internal_count="))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let forest = Forest::parse(&text).unwrap();
+        assert_eq!(forest.predict(&[0.2, 1.0, 1.0], 1).unwrap().len(), 1);
+        let e = forest.contributions(&[0.2, 1.0, 1.0], 1).unwrap_err();
+        assert!(e.to_string().contains("node counts"), "{e}");
+    }
+}
