@@ -27,6 +27,8 @@
 //! multiplications and additions, no divisions (all factors and weights are precomputed when
 //! the model is parsed), no data-dependent branches, in 4-wide chunks of quadrature nodes (AVX2
 //! when the CPU has it, with the same results: no fused operations, fixed summation order).
+//! Rows go through a tree 4 at a time (the rest one by one, with the same bits), so that its
+//! nodes and tables are read once for the 4 and their independent arithmetic overlaps.
 //! LightGBM's recursion costs `O(leaves * D^2)` per row and tree, with dependent divisions.
 //!
 //! Matching LightGBM: the bias is LightGBM's `ExpectedValue` (`sum_l count_l / count_root *
@@ -42,6 +44,8 @@ use std::hint::select_unpredictable;
 
 /// Fewest rows worth a thread of their own.
 const MIN_ROWS_PER_THREAD: usize = 64;
+/// Rows that go through a tree together.
+const ROWS: usize = 4;
 /// No node.
 const NONE: u32 = u32::MAX;
 
@@ -330,54 +334,79 @@ impl Forest {
         Ok(out)
     }
 
-    /// Contributions of `rows` into `out` (zeroed), row by row.
+    /// Contributions of `rows` into `out` (zeroed), `ROWS` rows at a time (then one by one).
     fn contributions_chunk(&self, trees: &[ShapTree], rows: &[f64], out: &mut [f64]) {
-        let nf = self.num_features;
         let most = |f: fn(&ShapTree) -> usize| trees.iter().map(f).max().unwrap_or(0);
         let mut s = Scratch {
-            left: vec![0; most(|t| t.splits.len())],
-            follow: vec![false; most(|t| t.nodes.len())],
-            values: vec![[0.0; 4]; most(|t| t.nodes.len() * t.chunks)],
-            own: vec![[0.0; 4]; most(|t| t.chunks)],
+            left: vec![0; ROWS * most(|t| t.splits.len())],
+            follow: vec![false; ROWS * most(|t| t.nodes.len())],
+            values: vec![[0.0; 4]; ROWS * most(|t| t.nodes.len() * t.chunks)],
+            own: vec![[0.0; 4]; ROWS * most(|t| t.chunks)],
         };
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
-            for (row, phi) in rows.chunks_exact(nf).zip(out.chunks_exact_mut(nf + 1)) {
-                // SAFETY: the CPU has AVX2.
-                unsafe { self.row_avx2(trees, row, phi, &mut s) };
-            }
+            // SAFETY: the CPU has AVX2.
+            unsafe { self.rows_avx2(trees, rows, out, &mut s) };
             return;
         }
-        for (row, phi) in rows.chunks_exact(nf).zip(out.chunks_exact_mut(nf + 1)) {
-            self.row(trees, row, phi, &mut s);
-        }
+        self.rows(trees, rows, out, &mut s);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn row_avx2(&self, trees: &[ShapTree], row: &[f64], phi: &mut [f64], s: &mut Scratch) {
-        self.row(trees, row, phi, s)
+    unsafe fn rows_avx2(&self, trees: &[ShapTree], rows: &[f64], out: &mut [f64], s: &mut Scratch) {
+        self.rows(trees, rows, out, s)
     }
 
-    /// One row's contributions, tree by tree.
+    /// Contributions of `rows` into `out`, in groups of `ROWS` rows, then one by one.
     #[inline(always)]
-    fn row(&self, trees: &[ShapTree], row: &[f64], phi: &mut [f64], s: &mut Scratch) {
-        let nf = self.num_features;
+    fn rows(&self, trees: &[ShapTree], rows: &[f64], out: &mut [f64], s: &mut Scratch) {
+        let (nf, width) = (self.num_features, self.num_features + 1);
+        let whole = rows.len() / (ROWS * nf) * ROWS;
+        for (x, phi) in rows[..whole * nf]
+            .chunks_exact(ROWS * nf)
+            .zip(out.chunks_exact_mut(ROWS * width))
+        {
+            self.group::<ROWS>(trees, x, phi, s);
+        }
+        for (x, phi) in rows[whole * nf..]
+            .chunks_exact(nf)
+            .zip(out[whole * width..].chunks_exact_mut(width))
+        {
+            self.group::<1>(trees, x, phi, s);
+        }
+    }
+
+    /// The contributions of `R` rows, tree by tree: the trees' tables are read once for all.
+    #[inline(always)]
+    fn group<const R: usize>(
+        &self,
+        trees: &[ShapTree],
+        x: &[f64],
+        phi: &mut [f64],
+        s: &mut Scratch,
+    ) {
+        let (nf, width) = (self.num_features, self.num_features + 1);
         for t in trees {
-            phi[nf] += t.expected;
+            for r in 0..R {
+                phi[r * width + nf] += t.expected;
+            }
             if t.nodes.len() <= 1 {
                 continue;
             }
-            for (l, sp) in s.left.iter_mut().zip(&t.splits) {
-                *l = self.goes_left(*sp, row[(sp.meta & FEATURE) as usize]) as u8;
+            for (k, sp) in t.splits.iter().enumerate() {
+                for r in 0..R {
+                    let v = x[r * nf + (sp.meta & FEATURE) as usize];
+                    s.left[k * R + r] = self.goes_left(*sp, v) as u8;
+                }
             }
             // Constant chunk counts for the usual depths (up to 32 features on a path).
             match t.chunks {
-                1 => add_tree(t, 1, phi, s),
-                2 => add_tree(t, 2, phi, s),
-                3 => add_tree(t, 3, phi, s),
-                4 => add_tree(t, 4, phi, s),
-                c => add_tree(t, c, phi, s),
+                1 => add_tree::<R>(t, 1, width, phi, s),
+                2 => add_tree::<R>(t, 2, width, phi, s),
+                3 => add_tree::<R>(t, 3, width, phi, s),
+                4 => add_tree::<R>(t, 4, width, phi, s),
+                c => add_tree::<R>(t, c, width, phi, s),
             }
         }
     }
@@ -397,60 +426,82 @@ impl Forest {
     }
 }
 
-/// Adds the contributions of tree `t` for the row whose decisions are in `s.left`; `c` is
-/// `t.chunks` (a constant where inlined).
+/// Adds the contributions of tree `t` for `R` rows whose decisions are in `s.left` (split
+/// `k`, row `r` at `k * R + r`) to their `phi` (`width` apart); `c` is `t.chunks` (a constant
+/// where inlined). Node `k`'s chunk `i` for row `r` is at `(k * c + i) * R + r`.
 #[inline(always)]
-fn add_tree(t: &ShapTree, c: usize, phi: &mut [f64], s: &mut Scratch) {
+fn add_tree<const R: usize>(
+    t: &ShapTree,
+    c: usize,
+    width: usize,
+    phi: &mut [f64],
+    s: &mut Scratch,
+) {
     let n = t.nodes.len();
-    let values = &mut s.values[..n * c];
-    let follow = &mut s.follow[..n];
-    let own = &mut s.own[..c];
+    let values = &mut s.values[..n * c * R];
+    let follow = &mut s.follow[..n * R];
+    let own = &mut s.own[..c * R];
     let tables = &t.tables[..4 * n * c];
     // Top down: P, and whether the row follows each edge's feature so far.
-    values[..c].fill([1.0; 4]);
-    follow[0] = true;
+    values[..c * R].fill([1.0; 4]);
+    follow[..R].fill(true);
     for k in 1..n {
         let node = &t.nodes[k];
-        let goes = s.left[(node.edge >> 1) as usize] as u32 == node.edge & 1;
-        let before = node.prev == NONE || follow[node.prev as usize];
-        follow[k] = goes & before;
-        let which = select_unpredictable(before, select_unpredictable(goes, 0, 1), 2);
-        let factor = &tables[(4 * k + which) * c..][..c];
-        let parent = node.parent as usize * c;
-        for (i, f) in factor.iter().enumerate() {
-            let mut p = values[parent + i];
-            mul(&mut p, f);
-            values[k * c + i] = p;
+        let (split, side) = ((node.edge >> 1) as usize, node.edge & 1);
+        let parent = node.parent as usize;
+        for r in 0..R {
+            let goes = s.left[split * R + r] as u32 == side;
+            let before = node.prev == NONE || follow[node.prev as usize * R + r];
+            follow[k * R + r] = goes & before;
+            let which = select_unpredictable(before, select_unpredictable(goes, 0, 1), 2);
+            let factor = &tables[(4 * k + which) * c..][..c];
+            for (i, f) in factor.iter().enumerate() {
+                let mut p = values[(parent * c + i) * R + r];
+                mul(&mut p, f);
+                values[(k * c + i) * R + r] = p;
+            }
         }
     }
     // Bottom up: T, and each edge's contribution from the leaves it is the last split on its
     // feature for.
+    let excluded_weights = &t.not_followed[..c];
     for k in (1..n).rev() {
         let node = &t.nodes[k];
-        for (i, o) in own.iter_mut().enumerate() {
-            let mut v = values[k * c + i];
-            if node.right == 0 {
-                for x in v.iter_mut() {
-                    *x *= node.value;
+        let right = node.right as usize;
+        for i in 0..c {
+            for r in 0..R {
+                let at = (k * c + i) * R + r;
+                let mut v = values[at];
+                if right == 0 {
+                    for x in v.iter_mut() {
+                        *x *= node.value;
+                    }
+                } else {
+                    v = values[((k + 1) * c + i) * R + r];
+                    add(&mut v, &values[(right * c + i) * R + r]);
                 }
-            } else {
-                v = values[(k + 1) * c + i];
-                add(&mut v, &values[node.right as usize * c + i]);
+                values[at] = v;
+                own[i * R + r] = v;
             }
-            values[k * c + i] = v;
-            *o = v;
         }
         for &m in &t.excluded[node.excluded.0 as usize..node.excluded.1 as usize] {
-            for (i, o) in own.iter_mut().enumerate() {
-                sub(o, &values[m as usize * c + i]);
+            for i in 0..c {
+                for r in 0..R {
+                    sub(&mut own[i * R + r], &values[(m as usize * c + i) * R + r]);
+                }
             }
         }
-        let weights = select_unpredictable(
-            follow[k],
-            &tables[(4 * k + 3) * c..][..c],
-            &t.not_followed[..c],
-        );
-        phi[node.feature as usize] += dot(own, weights);
+        let followed = &tables[(4 * k + 3) * c..][..c];
+        for r in 0..R {
+            let weights = select_unpredictable(follow[k * R + r], followed, excluded_weights);
+            let mut acc = [0.0; 4];
+            for (i, w) in weights.iter().enumerate() {
+                for ((a, x), w) in acc.iter_mut().zip(&own[i * R + r]).zip(w) {
+                    *a += x * w;
+                }
+            }
+            phi[r * width + node.feature as usize] += (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        }
     }
 }
 
@@ -476,18 +527,6 @@ fn sub(p: &mut Chunk, a: &Chunk) {
     for (p, a) in p.iter_mut().zip(a) {
         *p -= a;
     }
-}
-
-/// `sum_q a_q b_q` over chunks, in a fixed order.
-#[inline(always)]
-fn dot(a: &[Chunk], b: &[Chunk]) -> f64 {
-    let mut acc = [0.0; 4];
-    for (x, y) in a.iter().zip(b) {
-        for ((s, x), y) in acc.iter_mut().zip(x).zip(y) {
-            *s += x * y;
-        }
-    }
-    (acc[0] + acc[1]) + (acc[2] + acc[3])
 }
 
 #[cfg(test)]
