@@ -1,6 +1,7 @@
 //! LightGBM models: the installed model files, their metadata, loading with a feature-order
 //! check, prediction through the flattened evaluator ([`crate::forest`], bit-identical to
-//! LightGBM's), SHAP contributions through LightGBM itself, and training through its C API.
+//! LightGBM's), SHAP contributions through its TreeSHAP (within rounding of LightGBM's), and
+//! training through LightGBM's C API.
 
 use crate::forest::Forest;
 use anyhow::{anyhow, bail, Context, Result};
@@ -222,8 +223,20 @@ impl Model {
         self.meta.feature_names.len()
     }
 
+    /// TreeSHAP feature contributions for row-major rows, by the flattened forest on all cores
+    /// ([`Forest::contributions`]): per row, one value per feature and then the bias, in raw
+    /// score; each row sums to the raw margin. Within 1e-9 of LightGBM's
+    /// [`Model::contributions`], and several times faster.
+    pub fn shap(&self, rows: &[f64]) -> Result<Vec<f64>> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.forest
+            .contributions(rows, threads)
+            .map_err(|e| anyhow!("{}: feature contributions failed: {e}", self.path.display()))
+    }
+
     /// LightGBM's TreeSHAP feature contributions for row-major rows: per row, one value per
-    /// feature and then the bias; each row sums to the raw margin.
+    /// feature and then the bias; each row sums to the raw margin. The reference
+    /// [`Model::shap`] matches.
     pub fn contributions(&self, rows: &[f64]) -> Result<Vec<f64>> {
         if rows.is_empty() {
             return Ok(Vec::new());
@@ -243,11 +256,21 @@ impl Model {
             .map_err(|e| anyhow!("{}: prediction failed: {e}", self.path.display()))
     }
 
-    /// `explain_json` for each row: the score and the 5 features with the largest |SHAP value|.
+    /// `explain_json` for each row: the score and the 5 features with the largest |SHAP value|
+    /// ([`Model::shap`]).
     pub fn explain(&self, rows: &[f64], scores: &[f64]) -> Result<Vec<String>> {
+        Ok(self.explain_from(&self.shap(rows)?, scores))
+    }
+
+    /// [`Model::explain`] from LightGBM's own contributions ([`Model::contributions`]): the
+    /// reference.
+    pub fn explain_lightgbm(&self, rows: &[f64], scores: &[f64]) -> Result<Vec<String>> {
+        Ok(self.explain_from(&self.contributions(rows)?, scores))
+    }
+
+    fn explain_from(&self, contrib: &[f64], scores: &[f64]) -> Vec<String> {
         let width = self.num_features() + 1;
-        let contrib = self.contributions(rows)?;
-        Ok(contrib
+        contrib
             .chunks(width)
             .zip(scores)
             .map(|(c, &score)| {
@@ -260,7 +283,7 @@ impl Model {
                     .collect();
                 serde_json::json!({ "score": score, "top_features": top }).to_string()
             })
-            .collect())
+            .collect()
     }
 
     /// The prediction for row-major rows (probabilities for binary models, scores for the

@@ -17,6 +17,7 @@
 //! leaf is its own right child and nothing is `<=` its NaN value), so their walks overlap
 //! instead of stalling on mispredicted branches. Other trees are walked row by row.
 
+mod shap;
 mod text;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -86,6 +87,8 @@ pub struct Forest {
     num_features: usize,
     average: bool,
     convert: Convert,
+    /// Per tree, its TreeSHAP data (`shap`); `None` when the model has no node counts.
+    shap: Option<Vec<shap::ShapTree>>,
 }
 
 impl Forest {
@@ -136,6 +139,7 @@ impl Forest {
             num_features: max_feature_idx as usize + 1,
             average: header.contains_key("average_output"),
             convert,
+            shap: Some(Vec::new()),
         };
         while let Some(l) = lines.next() {
             let Some(id) = l.strip_prefix("Tree=") else {
@@ -386,11 +390,12 @@ impl Forest {
             !(has_cat && dt & 1 != 0) && (dt >> 2) & 3 != 1 && !t.threshold[i].is_nan()
         });
         self.simple.push(simple);
+        let cat_base = self.cat_bits.len();
         if t.num_leaves <= 1 {
             self.push_leaf(t.leaf_value[0], true);
+            self.push_shap(t, cat_base);
             return Ok(());
         }
-        let cat_base = self.cat_bits.len();
         if has_cat {
             self.cat_bits.extend_from_slice(&t.cat_threshold);
         }
@@ -473,7 +478,18 @@ impl Forest {
         if seen != 2 * t.num_leaves - 1 {
             bail!("its nodes do not form a tree");
         }
+        self.push_shap(t, cat_base);
         Ok(())
+    }
+
+    /// Appends the TreeSHAP data of a tree `push` validated.
+    fn push_shap(&mut self, t: &TextTree, cat_base: usize) {
+        if let Some(trees) = &mut self.shap {
+            match shap::ShapTree::new(t, cat_base) {
+                Some(s) => trees.push(s),
+                None => self.shap = None,
+            }
+        }
     }
 }
 

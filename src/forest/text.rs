@@ -15,6 +15,10 @@ pub(super) struct TextTree {
     pub(super) cat_boundaries: Vec<i64>,
     pub(super) cat_threshold: Vec<u32>,
     pub(super) num_cat: usize,
+    /// Training rows that reached each leaf (`leaf_count`), empty if the model has none.
+    pub(super) leaf_count: Vec<f64>,
+    /// Training rows that reached each internal node (`internal_count`), empty if none.
+    pub(super) internal_count: Vec<f64>,
 }
 
 /// The output conversion of the model's `objective=` line.
@@ -172,6 +176,15 @@ impl TextTree {
             Ok(v)
         }
         let leaf_value = list(kv, "leaf_value", num_leaves)?;
+        // The node counts TreeSHAP weighs by: optional, as LightGBM reads them.
+        let counts = |k: &str, n: usize| -> Result<Vec<f64>> {
+            if !kv.contains_key(k) {
+                return Ok(vec![]);
+            }
+            let v: Vec<i64> = list(kv, k, n)?;
+            Ok(v.into_iter().map(|c| c as f64).collect())
+        };
+        let leaf_count = counts("leaf_count", num_leaves)?;
         if num_leaves == 1 {
             return Ok(Self {
                 num_leaves,
@@ -184,6 +197,8 @@ impl TextTree {
                 cat_boundaries: vec![],
                 cat_threshold: vec![],
                 num_cat,
+                leaf_count,
+                internal_count: vec![],
             });
         }
         let m = num_leaves - 1;
@@ -210,6 +225,8 @@ impl TextTree {
             cat_boundaries,
             cat_threshold,
             num_cat,
+            leaf_count,
+            internal_count: counts("internal_count", m)?,
         })
     }
 }

@@ -1,4 +1,5 @@
-//! The flattened forest evaluator against LightGBM's own predict, bit for bit: on the shipped
+//! The flattened forest evaluator against LightGBM's own predict, bit for bit, and its TreeSHAP
+//! against LightGBM's `predict_contrib` (within 1e-9, the bias bit for bit): on the shipped
 //! models with generated days (and those rows with missing, zero, tiny and extreme values
 //! injected), and on small models trained here on random data with NaNs, zeros, negative
 //! values, categorical features, several missing-value settings and objectives.
@@ -95,6 +96,101 @@ fn compare(text: &str, rows: &[f64], what: &str) -> usize {
     want.len()
 }
 
+/// Largest difference allowed between a TreeSHAP contribution and LightGBM's.
+const SHAP_TOLERANCE: f64 = 1e-9;
+
+/// Compares the forest's TreeSHAP with LightGBM's `predict_contrib` on `rows`: every value
+/// within [`SHAP_TOLERANCE`], the bias bit for bit, the same bits with 1 and 3 threads, and each
+/// row summing to the raw score. Returns the largest difference.
+fn compare_shap(text: &str, rows: &[f64], what: &str) -> f64 {
+    let forest = Forest::parse(text).unwrap();
+    let booster = Booster::from_string(text).unwrap();
+    let nf = forest.num_features();
+    let want = booster.predict_contrib(rows, nf as i32, true).unwrap();
+    let got = forest.contributions(rows, 1).unwrap();
+    assert_bits(
+        &forest.contributions(rows, 3).unwrap(),
+        &got,
+        &format!("{what}, TreeSHAP with 3 threads"),
+    );
+    assert_eq!(got.len(), want.len(), "{what}: TreeSHAP lengths differ");
+    // Rows go through the trees 4 at a time, the rest one by one: the same bits either way.
+    for r in [0, 5.min(rows.len() / nf - 1)] {
+        assert_bits(
+            &forest
+                .contributions(&rows[r * nf..(r + 1) * nf], 1)
+                .unwrap(),
+            &got[r * (nf + 1)..(r + 1) * (nf + 1)],
+            &format!("{what}, TreeSHAP of row {r} alone"),
+        );
+    }
+    let mut max = 0.0f64;
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        let (row, f) = (i / (nf + 1), i % (nf + 1));
+        let d = (g - w).abs();
+        assert!(
+            d <= SHAP_TOLERANCE,
+            "{what}: row {row}, feature {f}: TreeSHAP {g}, LightGBM {w}"
+        );
+        if f == nf {
+            assert_eq!(g.to_bits(), w.to_bits(), "{what}: row {row}: bias");
+        }
+        max = max.max(d);
+    }
+    // As LightGBM's, they add up to the raw score (the sum of the trees, also for a random
+    // forest, whose prediction averages them).
+    let raw = forest.predict_raw(rows, 1).unwrap();
+    for (r, (c, w)) in got.chunks(nf + 1).zip(&raw).enumerate() {
+        let s: f64 = c.iter().sum();
+        assert!(
+            (s - w).abs() <= 1e-9 * (1.0 + w.abs()),
+            "{what}: row {r}: contributions sum to {s}, the raw score is {w}"
+        );
+    }
+    max
+}
+
+/// `explain_json` from our TreeSHAP against the same from LightGBM's contributions: the same
+/// top-5 features in the same order, impacts within [`SHAP_TOLERANCE`]. Returns how many
+/// strings are byte-identical.
+fn compare_explain(model: &Model, x: &[f64], what: &str) -> usize {
+    let scores = model.predict(x).unwrap();
+    let ours = model.explain(x, &scores).unwrap();
+    let theirs = model.explain_lightgbm(x, &scores).unwrap();
+    assert_eq!(ours.len(), theirs.len());
+    let top = |s: &str| -> Vec<(String, f64)> {
+        let v: serde_json::Value = serde_json::from_str(s).unwrap();
+        v["top_features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["feature"].as_str().unwrap().to_string(),
+                    t["impact"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    for (r, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+        let (ta, tb) = (top(a), top(b));
+        assert_eq!(ta.len(), 5.min(model.num_features()));
+        let names = |t: &[(String, f64)]| t.iter().map(|p| p.0.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            names(&ta),
+            names(&tb),
+            "{what}: row {r}: top features differ"
+        );
+        for ((_, ia), (_, ib)) in ta.iter().zip(&tb) {
+            assert!(
+                (ia - ib).abs() <= SHAP_TOLERANCE,
+                "{what}: row {r}: {a} vs {b}"
+            );
+        }
+    }
+    ours.iter().zip(&theirs).filter(|(a, b)| a == b).count()
+}
+
 #[test]
 fn shipped_models_predict_exactly_as_lightgbm_on_generated_days() {
     let tmp = tempfile::tempdir().unwrap();
@@ -129,6 +225,8 @@ fn shipped_models_predict_exactly_as_lightgbm_on_generated_days() {
     let m = aml_pipeline::train::date_matrix(&cfg, date).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let mut compared = 0;
+    let mut shap_max = 0.0f64;
+    let (mut identical, mut explained) = (0, 0);
     for (path, meta) in aml_pipeline::model::installed(&models).unwrap() {
         let kind = meta.model_type;
         let table = match kind {
@@ -146,12 +244,30 @@ fn shipped_models_predict_exactly_as_lightgbm_on_generated_days() {
         );
         let text = std::fs::read_to_string(&path).unwrap();
         compared += compare(&text, &x, &what);
+        shap_max = shap_max.max(compare_shap(&text, &x, &what));
         let noisy = perturb(&x, &text, &mut rng);
         assert!(noisy.iter().any(|v| v.is_nan()));
         compared += compare(&text, &noisy, &format!("{what} with special values"));
+        shap_max = shap_max.max(compare_shap(
+            &text,
+            &noisy,
+            &format!("{what} with special values"),
+        ));
+        // Random rows: negative values, zeros and NaNs in every feature.
+        let random = random_rows(&mut rng, 500, model.num_features());
+        shap_max = shap_max.max(compare_shap(
+            &text,
+            &random,
+            &format!("{what}, random rows"),
+        ));
+        identical += compare_explain(&model, &x, &what);
+        explained += x.len() / model.num_features();
     }
     assert!(compared > 0, "no shipped models in {}", models.display());
-    eprintln!("shipped models: {compared} rows compared bit for bit");
+    eprintln!(
+        "shipped models: {compared} rows compared bit for bit; TreeSHAP within {shap_max:e} of \
+         LightGBM's; explain_json byte-identical for {identical} of {explained} rows"
+    );
 }
 
 /// A random matrix: `nf` features, feature 0 categorical-like (small integers), the others
@@ -267,6 +383,7 @@ fn random_models_predict_exactly_as_lightgbm() {
     ];
     let mut models = 0;
     let mut rows = 0;
+    let mut shap_max = 0.0f64;
     for seed in 0..3u64 {
         for (params, label, groups) in &cases {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -288,12 +405,68 @@ fn random_models_predict_exactly_as_lightgbm() {
                 x[i * 6] = v;
             }
             rows += compare(&text, &x, &format!("{params} seed={seed}"));
+            shap_max = shap_max.max(compare_shap(&text, &x, &format!("{params} seed={seed}")));
             models += 1;
         }
     }
     assert_eq!(models, 42);
-    eprintln!("random models: {models} models, {rows} rows compared bit for bit");
+    eprintln!(
+        "random models: {models} models, {rows} rows compared bit for bit; TreeSHAP within \
+         {shap_max:e} of LightGBM's"
+    );
     assert!(rows >= 42 * 3000);
+}
+
+#[test]
+fn treeshap_handles_single_leaf_trees() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let (n, nf) = (300, 6);
+    let x = random_rows(&mut rng, n, nf);
+    let y: Vec<f32> = x
+        .chunks(nf)
+        .map(|r| (signal(r) > 1.0) as u8 as f32)
+        .collect();
+    let names: Vec<String> = (0..nf).map(|i| format!("f{i}")).collect();
+    let set = TrainSet {
+        x: &x,
+        names: &names,
+        label: &y,
+        weight: &vec![1.0; n],
+        groups: None,
+    };
+    // No split can have 1000 rows on each side: LightGBM keeps one single-leaf tree.
+    let stump = train_lightgbm(
+        &set,
+        "objective=binary min_data_in_leaf=1000 verbosity=-1 num_threads=2",
+        5,
+        None,
+    )
+    .unwrap()
+    .text;
+    assert!(stump.contains("num_leaves=1\n"), "{stump}");
+    let rows = random_rows(&mut rng, 200, nf);
+    compare_shap(&stump, &rows, "a single-leaf model");
+    // A single-leaf tree among ordinary ones: its block spliced in place of tree 1.
+    let text = train(
+        &mut rng,
+        "objective=binary categorical_feature=0",
+        |s, r| (s + r.gen_range(-1.0..1.0) > 1.0) as u8 as f32,
+        false,
+    );
+    let block = |t: &str, id: usize| -> String {
+        let start = t.find(&format!("Tree={id}\n")).unwrap();
+        let end = start + t[start..].find("\n\n\n").unwrap() + 3;
+        t[start..end].to_string()
+    };
+    let leaf = block(&stump, 0).replace("Tree=0", "Tree=1");
+    let mixed: String = text
+        .replace(&block(&text, 1), &leaf)
+        .lines()
+        .filter(|l| !l.starts_with("tree_sizes="))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(mixed.contains("num_leaves=1\n") && mixed.contains("num_leaves=15\n"));
+    compare_shap(&mixed, &rows, "a model with a single-leaf tree");
 }
 
 #[test]
