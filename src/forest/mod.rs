@@ -190,6 +190,21 @@ impl Forest {
     }
 
     fn run(&self, rows: &[f64], threads: usize, convert: bool) -> Result<Vec<f64>> {
+        let chunk = |x: &[f64], o: &mut [f64]| self.predict_chunk(x, o, convert);
+        self.by_row_blocks(rows, threads, MIN_ROWS_PER_THREAD, 1, chunk)
+    }
+
+    /// Splits `rows` (row-major, whole rows) into at most `threads` blocks of at least
+    /// `min_rows` rows and runs `chunk` on each, on its own thread, with the block's share of
+    /// the output (`width` values a row, zeroed); returns the output.
+    fn by_row_blocks(
+        &self,
+        rows: &[f64],
+        threads: usize,
+        min_rows: usize,
+        width: usize,
+        chunk: impl Fn(&[f64], &mut [f64]) + Sync,
+    ) -> Result<Vec<f64>> {
         let nf = self.num_features;
         if !rows.len().is_multiple_of(nf) {
             bail!(
@@ -198,15 +213,16 @@ impl Forest {
             );
         }
         let n = rows.len() / nf;
-        let mut out = vec![0.0; n];
-        let threads = threads.clamp(1, n.div_ceil(MIN_ROWS_PER_THREAD).max(1));
+        let mut out = vec![0.0; n * width];
+        let threads = threads.clamp(1, n.div_ceil(min_rows).max(1));
         let per = n.div_ceil(threads).max(1);
         if threads == 1 {
-            self.predict_chunk(rows, &mut out, convert);
+            chunk(rows, &mut out);
         } else {
+            let chunk = &chunk;
             std::thread::scope(|s| {
-                for (x, o) in rows.chunks(per * nf).zip(out.chunks_mut(per)) {
-                    s.spawn(move || self.predict_chunk(x, o, convert));
+                for (x, o) in rows.chunks(per * nf).zip(out.chunks_mut(per * width)) {
+                    s.spawn(move || chunk(x, o));
                 }
             });
         }

@@ -39,7 +39,7 @@
 
 use super::text::TextTree;
 use super::{Forest, CAT, FEATURE, K_ZERO, NAN_LEFT, ZERO_LEFT};
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use std::hint::select_unpredictable;
 
 /// Fewest rows worth a thread of their own.
@@ -310,28 +310,14 @@ impl Forest {
                 "the model has no node counts (leaf_count, internal_count), which TreeSHAP needs"
             )
         })?;
-        let nf = self.num_features;
-        if !rows.len().is_multiple_of(nf) {
-            bail!(
-                "{} values are not whole rows of the model's {nf} features",
-                rows.len()
-            );
-        }
-        let n = rows.len() / nf;
-        let width = nf + 1;
-        let mut out = vec![0.0; n * width];
-        let threads = threads.clamp(1, n.div_ceil(MIN_ROWS_PER_THREAD).max(1));
-        let per = n.div_ceil(threads).max(1);
-        if threads == 1 {
-            self.contributions_chunk(trees, rows, &mut out);
-        } else {
-            std::thread::scope(|s| {
-                for (x, o) in rows.chunks(per * nf).zip(out.chunks_mut(per * width)) {
-                    s.spawn(move || self.contributions_chunk(trees, x, o));
-                }
-            });
-        }
-        Ok(out)
+        let chunk = |x: &[f64], o: &mut [f64]| self.contributions_chunk(trees, x, o);
+        self.by_row_blocks(
+            rows,
+            threads,
+            MIN_ROWS_PER_THREAD,
+            self.num_features + 1,
+            chunk,
+        )
     }
 
     /// Contributions of `rows` into `out` (zeroed), `ROWS` rows at a time (then one by one).
