@@ -340,16 +340,26 @@ impl Forest {
                 return self.leaf(n);
             }
             let x = row[(n.meta & FEATURE) as usize];
-            let left = if n.meta & CAT != 0 {
-                self.category_left(n.value.to_bits(), x)
-            } else if x.abs() > K_ZERO {
-                x <= n.value
-            } else if x.is_nan() {
-                n.meta & NAN_LEFT != 0
+            i = if self.goes_left(n.meta, n.value, x) {
+                i + 1
             } else {
-                n.meta & ZERO_LEFT != 0
+                n.right as usize
             };
-            i = if left { i + 1 } else { n.right as usize };
+        }
+    }
+
+    /// LightGBM's `Decision` for value `x` at a split of flags `meta` and threshold (or
+    /// categorical bitset reference) `value`: whether `x` goes left.
+    #[inline(always)]
+    fn goes_left(&self, meta: u32, value: f64, x: f64) -> bool {
+        if meta & CAT != 0 {
+            self.category_left(value.to_bits(), x)
+        } else if x.abs() > K_ZERO {
+            x <= value
+        } else if x.is_nan() {
+            meta & NAN_LEFT != 0
+        } else {
+            meta & ZERO_LEFT != 0
         }
     }
 

@@ -38,7 +38,7 @@
 //! trees. Multiclass models are refused by the forest's parser, as by the evaluator.
 
 use super::text::TextTree;
-use super::{Forest, CAT, FEATURE, K_ZERO, NAN_LEFT, ZERO_LEFT};
+use super::{Forest, CAT, FEATURE, NAN_LEFT, ZERO_LEFT};
 use anyhow::{anyhow, Result};
 use std::hint::select_unpredictable;
 
@@ -383,7 +383,7 @@ impl Forest {
             for (k, sp) in t.splits.iter().enumerate() {
                 for r in 0..R {
                     let v = x[r * nf + (sp.meta & FEATURE) as usize];
-                    s.left[k * R + r] = self.goes_left(*sp, v) as u8;
+                    s.left[k * R + r] = self.goes_left(sp.meta, sp.value, v) as u8;
                 }
             }
             // Constant chunk counts for the usual depths (up to 32 features on a path).
@@ -394,20 +394,6 @@ impl Forest {
                 4 => add_tree::<R>(t, 4, width, phi, s),
                 c => add_tree::<R>(t, c, width, phi, s),
             }
-        }
-    }
-
-    /// LightGBM's `Decision` for value `x` at split `s` (as the evaluator's `leaf_value`).
-    #[inline(always)]
-    fn goes_left(&self, s: Split, x: f64) -> bool {
-        if s.meta & CAT != 0 {
-            self.category_left(s.value.to_bits(), x)
-        } else if x.abs() > K_ZERO {
-            x <= s.value
-        } else if x.is_nan() {
-            s.meta & NAN_LEFT != 0
-        } else {
-            s.meta & ZERO_LEFT != 0
         }
     }
 }
