@@ -55,6 +55,20 @@ struct Node {
     right: u32,
 }
 
+/// Where a numerical split of LightGBM `decision_type` `dt` and threshold `thr` sends zeros
+/// and NaN: `(zeros go left, NaN goes left)`, by its missing type.
+fn missing_left(dt: i64, thr: f64) -> (bool, bool) {
+    let default_left = dt & 2 != 0;
+    match (dt >> 2) & 3 {
+        // Zero: zeros (and NaN, which becomes 0) go the default way.
+        1 => (default_left, default_left),
+        // NaN: NaN goes the default way, zeros are compared.
+        2 => (0.0 <= thr, default_left),
+        // None: NaN becomes 0, compared like any value.
+        _ => (0.0 <= thr, 0.0 <= thr),
+    }
+}
+
 /// How raw scores become predictions: LightGBM's `ObjectiveFunction::ConvertOutput`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Convert {
@@ -455,7 +469,6 @@ impl Forest {
                 bail!("split feature {f} out of range");
             }
             let dt = t.decision_type[i];
-            let default_left = dt & 2 != 0;
             let mut meta = f as u32;
             let value;
             if has_cat && dt & 1 != 0 {
@@ -476,14 +489,7 @@ impl Forest {
                 value = f64::from_bits((((cat_base + lo) as u64) << 32) | (hi - lo) as u64);
             } else {
                 let thr = t.threshold[i];
-                let (zero_left, nan_left) = match (dt >> 2) & 3 {
-                    // Zero: zeros (and NaN, which becomes 0) go the default way.
-                    1 => (default_left, default_left),
-                    // NaN: NaN goes the default way, zeros are compared.
-                    2 => (0.0 <= thr, default_left),
-                    // None: NaN becomes 0, compared like any value.
-                    _ => (0.0 <= thr, 0.0 <= thr),
-                };
+                let (zero_left, nan_left) = missing_left(dt, thr);
                 if simple {
                     meta = 2 * meta + nan_left as u32;
                 } else {

@@ -157,7 +157,6 @@ impl ShapTree {
         let has_cat = t.num_cat > 0;
         for i in 0..internal {
             let dt = t.decision_type[i];
-            let default_left = dt & 2 != 0;
             let mut meta = t.split_feature[i] as u32;
             let value = if has_cat && dt & 1 != 0 {
                 // `Forest::push` checked the bitset's bounds.
@@ -170,11 +169,7 @@ impl ShapTree {
                 f64::from_bits((((cat_base + lo) as u64) << 32) | (hi - lo) as u64)
             } else {
                 let thr = t.threshold[i];
-                let (zero_left, nan_left) = match (dt >> 2) & 3 {
-                    1 => (default_left, default_left),
-                    2 => (0.0 <= thr, default_left),
-                    _ => (0.0 <= thr, 0.0 <= thr),
-                };
+                let (zero_left, nan_left) = super::missing_left(dt, thr);
                 meta |= if zero_left { ZERO_LEFT } else { 0 } | if nan_left { NAN_LEFT } else { 0 };
                 thr
             };
