@@ -6,7 +6,8 @@ use crate::layout;
 use anyhow::{bail, Result};
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::DataType;
-use std::collections::HashMap;
+/// Labels by alert id or address: many (a month of alerts), hashed with FxHash.
+pub type LabelMap<V> = rustc_hash::FxHashMap<String, V>;
 use std::path::Path;
 
 /// A label: illicit or not, with a sample weight.
@@ -22,9 +23,9 @@ pub struct Label {
 #[derive(Debug, Default)]
 pub struct Labels {
     /// `alert_id → is_sar_filed` from `ground_truth.parquet`.
-    pub alerts: HashMap<String, bool>,
+    pub alerts: LabelMap<bool>,
     /// `address → label` from `address_labels.parquet` (high/critical = illicit, low/medium = not).
-    pub addresses: HashMap<String, Label>,
+    pub addresses: LabelMap<Label>,
 }
 
 impl Labels {
@@ -78,8 +79,8 @@ impl Labels {
     /// `address → [illicit, …]`, one entry per row whose `risk_level` is exactly `low`,
     /// `medium` (false), `high` or `critical` (true); an address with several rows counts
     /// several times. Empty when the file is absent.
-    pub fn validator_rows(input: &Path, network: &str) -> Result<HashMap<String, Vec<bool>>> {
-        let mut out: HashMap<String, Vec<bool>> = HashMap::new();
+    pub fn validator_rows(input: &Path, network: &str) -> Result<LabelMap<Vec<bool>>> {
+        let mut out: LabelMap<Vec<bool>> = LabelMap::default();
         let al = layout::network_dir(input, network).join(layout::ADDRESS_LABELS);
         if !crate::io::present(&al)? {
             return Ok(out);
@@ -108,8 +109,8 @@ impl Labels {
     }
 
     /// Reads a ground-truth file (`alert_id, is_sar_filed`) into `alert_id → is_sar_filed`.
-    pub fn ground_truth(gt: &Path) -> Result<HashMap<String, bool>> {
-        let mut out = HashMap::new();
+    pub fn ground_truth(gt: &Path) -> Result<LabelMap<bool>> {
+        let mut out = LabelMap::default();
         let f = gt.display().to_string();
         let b = ParquetSource::open(gt)?.read_all(&["alert_id", "is_sar_filed"])?;
         if b.num_columns() > 0 {

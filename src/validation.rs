@@ -261,7 +261,10 @@ pub struct GroundTruth {
 }
 
 /// Ground-truth tier over the alerts with a label.
-pub fn ground_truth(scores: &[(String, f64)], labels: &HashMap<String, bool>) -> GroundTruth {
+pub fn ground_truth(
+    scores: &[(String, f64)],
+    labels: &crate::labels::LabelMap<bool>,
+) -> GroundTruth {
     let (s, y): (Vec<f64>, Vec<bool>) = scores
         .iter()
         .filter_map(|(k, v)| labels.get(k).map(|l| (*v, *l)))
@@ -427,7 +430,7 @@ mod tests {
         // AUC 0.75 and AP 0.8333… (see metrics tests), replicated to 12 alerts with ties.
         let sc = s(&[("a", 0.1), ("b", 0.4), ("c", 0.35), ("d", 0.8)]);
         let mut scores = Vec::new();
-        let mut labels = HashMap::new();
+        let mut labels = crate::labels::LabelMap::default();
         for r in 0..3 {
             for (k, v) in &sc {
                 let id = format!("{k}{r}");
@@ -446,7 +449,8 @@ mod tests {
         assert!((g.brier.unwrap() - brier).abs() < 1e-12);
         // Fewer than 10 labelled alerts, or one class: not passed, score 0.
         assert!(!ground_truth(&scores[..8], &labels).passed);
-        let neg: HashMap<String, bool> = labels.keys().map(|k| (k.clone(), false)).collect();
+        let neg: crate::labels::LabelMap<bool> =
+            labels.keys().map(|k| (k.clone(), false)).collect();
         assert_eq!(ground_truth(&scores, &neg).score, 0.0);
     }
 }

@@ -16,7 +16,7 @@ use crate::batch::{Table, Tables};
 use crate::config::{RunConfig, StageSpec};
 use crate::contract::column;
 use crate::io::ParquetSource;
-use crate::labels::Labels;
+use crate::labels::{LabelMap, Labels};
 use crate::layout;
 use crate::stages::decode::make_batch;
 use crate::state::write_output_json;
@@ -263,9 +263,9 @@ pub fn load_traps(p: &ValidateParams, cfg: &RunConfig) -> Result<Vec<Trap>> {
 #[derive(Debug, Default)]
 pub struct Knowledge {
     /// Ground truth, `alert_id → is_sar_filed` (the template's ground-truth tier).
-    pub ground_truth: HashMap<String, bool>,
+    pub ground_truth: LabelMap<bool>,
     /// Address label rows, `address → [illicit, …]` (the validator's Tier 3A).
-    pub address_labels: HashMap<String, Vec<bool>>,
+    pub address_labels: LabelMap<Vec<bool>>,
     /// Pattern traps (the template's behaviour tier).
     pub traps: Vec<Trap>,
 }
@@ -278,7 +278,7 @@ impl Knowledge {
             ground_truth: if crate::io::present(&gt)? {
                 Labels::ground_truth(&gt)?
             } else {
-                HashMap::new()
+                LabelMap::default()
             },
             address_labels: Labels::validator_rows(&cfg.input, &cfg.network)?,
             traps: load_traps(p, cfg)?,
