@@ -228,12 +228,14 @@ pub fn compute(
         .collect();
     // A short run (a few requested dates, each with a month of history) needs the windows of
     // its dates' alerted addresses only: those are read first, and the dates fed keep only
-    // their alerts. In a backfill most dates fed are requested too, so all are kept.
-    let keep = if feed.len() >= 4 * wanted.len() {
+    // their alerts. In a backfill most dates fed are requested too, so all are kept. The
+    // requested dates read first are fed as read, not read again.
+    let (keep, read_first) = if feed.len() >= 4 * wanted.len() {
         alerted(&source, &wanted)
     } else {
-        Keep::All
+        (Keep::All, BTreeMap::new())
     };
+    let read_first = Arc::new(Mutex::new(read_first));
     let wanted = Arc::new(wanted);
     let feed = Arc::new(feed);
     // Dates that fail, with the error: unreadable input dates (true: they also count as no
@@ -309,9 +311,12 @@ pub fn compute(
         let mine: Vec<NaiveDate> = feed.iter().skip(index).step_by(peers).copied().collect();
         let (ahead, read) = std::sync::mpsc::sync_channel::<Result<DayAlerts>>(2);
         let (source, keep, dates) = (source.clone(), keep.clone(), mine.clone());
+        let read_first = read_first.clone();
         std::thread::spawn(move || {
             for d in dates {
-                if ahead.send(source(d, &keep)).is_err() {
+                let first = read_first.lock().expect("read first").remove(&d);
+                let day = first.map_or_else(|| source(d, &keep), |day| Ok(Some(day)));
+                if ahead.send(day).is_err() {
                     return;
                 }
             }
@@ -414,22 +419,26 @@ pub fn compute(
     first_err.map_or(Ok(()), Err)
 }
 
-/// The addresses alerted on `dates` (a date that cannot be read adds none; the run reports it).
-fn alerted(source: &AlertSource, dates: &BTreeSet<NaiveDate>) -> Keep {
+/// The addresses alerted on `dates`, and the dates as read (a date that cannot be read adds
+/// none and is read again in the run, which reports it).
+fn alerted(source: &AlertSource, dates: &BTreeSet<NaiveDate>) -> (Keep, BTreeMap<NaiveDate, Day>) {
     let (mut addresses, mut keys) = (HashSet::default(), HashSet::default());
+    let mut read = BTreeMap::new();
     for &d in dates {
         if let Ok(Some(day)) = source(d, &Keep::All) {
-            for (a, k) in day.names {
-                addresses.insert(a);
-                keys.insert(k);
+            for (a, k) in &day.names {
+                addresses.insert(a.clone());
+                keys.insert(*k);
             }
+            read.insert(d, day);
         }
     }
-    Keep::Only {
+    let keep = Keep::Only {
         addresses: Arc::new(addresses),
         keys: Arc::new(keys),
         dates: Arc::new(dates.clone()),
-    }
+    };
+    (keep, read)
 }
 
 /// A date's rows: each alerted address (ascending) with the stats the dataflow gave its key.
