@@ -117,7 +117,7 @@ pub fn compare(cfg: &RunConfig, dates: &[NaiveDate], opts: &CompareOptions) -> R
     let (mut side_a, mut side_b): (Side, Side) = (HashMap::new(), HashMap::new());
     let (mut all_a, mut all_b) = (Vec::new(), Vec::new());
     let decode = &crate::stages::decode::KIND;
-    let ctx = crate::stages::prefix_context(cfg, decode, crate::stages::History::Prepared)?;
+    let ctx = crate::stages::prefix_context(cfg, decode, crate::stages::History::prepared())?;
     for &date in dates {
         let t = crate::stages::run_prefix(&ctx, date, decode)
             .with_context(|| format!("date {date}"))?;

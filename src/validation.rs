@@ -449,8 +449,7 @@ mod tests {
         assert!((g.brier.unwrap() - brier).abs() < 1e-12);
         // Fewer than 10 labelled alerts, or one class: not passed, score 0.
         assert!(!ground_truth(&scores[..8], &labels).passed);
-        let neg: crate::labels::LabelMap<bool> =
-            labels.keys().map(|k| (k.clone(), false)).collect();
+        let neg: crate::labels::LabelMap<bool> = labels.keys().map(|k| (k, false)).collect();
         assert_eq!(ground_truth(&scores, &neg).score, 0.0);
     }
 }

@@ -22,7 +22,7 @@ pub fn validate(args: ValidateArgs) -> Result<i32> {
         .unwrap_or_default();
     let known = Knowledge::load(&cfg, &params)?;
     let decode = &crate::stages::decode::KIND;
-    let ctx = crate::stages::prefix_context(&cfg, decode, crate::stages::History::Prepared)?;
+    let ctx = crate::stages::prefix_context(&cfg, decode, crate::stages::History::prepared())?;
     let mut failed = 0;
     for &date in &dates {
         let result = (|| {

@@ -18,6 +18,7 @@ pub mod write;
 
 pub use prefix::{prefix_context, run_prefix, History};
 
+use crate::background::Background;
 use crate::batch::{Table, Tables};
 use crate::config::{RunConfig, StageSpec};
 use crate::error::ErrorKind;
@@ -182,8 +183,9 @@ pub struct Context {
     pub config: RunConfig,
     /// Models by the name of the stage that applies them.
     pub models: BTreeMap<String, Arc<Model>>,
-    /// The labels and traps validation judges with (empty without a validate stage).
-    pub knowledge: validate::Knowledge,
+    /// The labels and traps validation judges with (empty without a validate stage), read
+    /// while the first stages run.
+    pub knowledge: Background<validate::Knowledge>,
     /// Where feature join finds each date's address history.
     pub history: History,
 }
@@ -228,10 +230,12 @@ pub struct StageInput<'a> {
 
 impl Context {
     /// Loads every model the pipeline's stages need and checks what each stage needs of the
-    /// configuration; fails before any work if something is missing. Feature join reads the
-    /// address history `pipeline run` prepared ([`crate::history::prepare`]).
+    /// configuration; fails before any work if something is missing. The labels validation
+    /// judges with are read on a thread of their own meanwhile (an unreadable labels file
+    /// fails the dates at validate). Feature join reads the address history `pipeline run`
+    /// prepares ([`crate::history::prepare`], [`History::start`]).
     pub fn new(config: RunConfig) -> Result<Self> {
-        Self::for_stages(config, |_| true, History::Prepared)
+        Self::for_stages(config, |_| true, History::prepared())
     }
 
     /// A context for the stages `include` selects only (their models, their checks), with
@@ -259,9 +263,14 @@ impl Context {
             .stages
             .iter()
             .any(|s| s.kind == &validate::KIND && include(s));
+        const LABELS: &str = "the labels validation judges with";
         let knowledge = match config.pipeline.params_of::<validate::ValidateParams>() {
-            Some(p) if validates => validate::Knowledge::load(&config, p)?,
-            _ => validate::Knowledge::default(),
+            Some(p) if validates => {
+                let traps = validate::load_traps(p, &config)?;
+                let cfg = config.clone();
+                Background::spawn(LABELS, move || validate::Knowledge::with_traps(&cfg, traps))
+            }
+            _ => Background::ready(LABELS, validate::Knowledge::default()),
         };
         Ok(Self {
             config,

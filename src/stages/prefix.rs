@@ -3,26 +3,59 @@
 //! the pipeline file's parameters, exactly as a run computes them.
 
 use super::{Context, Kind, LogObserver, StageInput};
+use crate::background::Background;
 use crate::batch::Tables;
 use crate::config::RunConfig;
 use anyhow::{anyhow, Result};
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 
 /// Where feature join finds a date's address history.
 pub enum History {
-    /// The tables `pipeline run` prepared under the output root ([`crate::history::prepare`]).
-    Prepared,
+    /// The tables `pipeline run` prepares under the output root ([`crate::history::prepare`]),
+    /// on a thread of its own while the first stages run ([`History::start`]).
+    Prepared(Mutex<Option<Arc<Background<()>>>>),
     /// Tables computed in memory ([`crate::history::in_memory`]), by date.
     InMemory(BTreeMap<NaiveDate, RecordBatch>),
 }
 
 impl History {
+    /// The tables prepared under the output root, with no pass under way.
+    pub fn prepared() -> Self {
+        Self::Prepared(Mutex::default())
+    }
+
+    /// Makes [`History::of`] wait for `pass`, the preparation of the dates about to run.
+    pub fn start(&self, pass: Background<()>) {
+        if let Self::Prepared(p) = self {
+            *p.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(pass));
+        }
+    }
+
+    /// Waits for the pass [`History::start`] began; its error, if it failed.
+    pub fn finish(&self) -> Result<()> {
+        match self.pass() {
+            Some(p) => p.get().map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    fn pass(&self) -> Option<Arc<Background<()>>> {
+        match self {
+            Self::Prepared(p) => p.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            Self::InMemory(_) => None,
+        }
+    }
+
     /// The history table of `date`.
     pub fn of(&self, cfg: &RunConfig, date: NaiveDate) -> Result<RecordBatch> {
+        if let Some(p) = self.pass() {
+            p.get()?;
+        }
         match self {
-            Self::Prepared => crate::history::load(cfg, date),
+            Self::Prepared(_) => crate::history::load(cfg, date),
             Self::InMemory(m) => m
                 .get(&date)
                 .cloned()

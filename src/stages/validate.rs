@@ -273,6 +273,11 @@ pub struct Knowledge {
 impl Knowledge {
     /// Reads the labels of `cfg`'s network (either file may be absent) and `p`'s traps.
     pub fn load(cfg: &RunConfig, p: &ValidateParams) -> Result<Self> {
+        Self::with_traps(cfg, load_traps(p, cfg)?)
+    }
+
+    /// Reads the labels of `cfg`'s network (either file may be absent), with `traps`.
+    pub fn with_traps(cfg: &RunConfig, traps: Vec<Trap>) -> Result<Self> {
         let gt = cfg.labels_dir().join(layout::GROUND_TRUTH);
         Ok(Self {
             ground_truth: if crate::io::present(&gt)? {
@@ -281,7 +286,7 @@ impl Knowledge {
                 LabelMap::default()
             },
             address_labels: Labels::validator_rows(&cfg.input, &cfg.network)?,
-            traps: load_traps(p, cfg)?,
+            traps,
         })
     }
 }
@@ -506,7 +511,14 @@ pub fn reward_line(r: &Reward) -> String {
 /// Validates the written outputs and writes `validation.json`.
 pub fn run(p: &ValidateParams, ctx: &Context, input: &StageInput) -> Result<Tables> {
     let facts = BatchFacts::from_tables(input.tables)?;
-    let (report, failures) = judge(p, &ctx.config, &ctx.knowledge, input.date, &facts, None)?;
+    let (report, failures) = judge(
+        p,
+        &ctx.config,
+        ctx.knowledge.get()?,
+        input.date,
+        &facts,
+        None,
+    )?;
     let dir = ctx.config.output_dir(input.date);
     write_output_json(&ctx.config.output, &dir.join(layout::VALIDATION), &report)?;
     if !failures.is_empty() {

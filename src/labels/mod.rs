@@ -6,9 +6,10 @@ use crate::layout;
 use anyhow::{bail, Result};
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::DataType;
-/// Labels by alert id or address: many (a month of alerts), hashed with FxHash.
-pub type LabelMap<V> = rustc_hash::FxHashMap<String, V>;
 use std::path::Path;
+
+mod map;
+pub use map::LabelMap;
 
 /// A label: illicit or not, with a sample weight.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -68,7 +69,7 @@ impl Labels {
                         bail!("{f}: confidence_score in row {i} is {w}, expected a non-negative weight");
                     }
                     out.addresses
-                        .insert(addr.value(i).to_owned(), Label { illicit, weight: w });
+                        .insert(addr.value(i), Label { illicit, weight: w });
                 }
             }
         }
@@ -92,6 +93,7 @@ impl Labels {
         }
         let addr = to_str(required(&b, &f, "address")?, &f, "address")?;
         let risk = to_str(required(&b, &f, "risk_level")?, &f, "risk_level")?;
+        out = LabelMap::with_capacity(addr.len(), addr.value_data().len());
         for i in 0..b.num_rows() {
             if addr.is_null(i) || risk.is_null(i) {
                 continue;
@@ -101,8 +103,7 @@ impl Labels {
                 "low" | "medium" => false,
                 _ => continue,
             };
-            out.entry(addr.value(i).to_owned())
-                .or_default()
+            out.get_or_insert_with(addr.value(i), Vec::new)
                 .push(illicit);
         }
         Ok(out)
@@ -110,11 +111,12 @@ impl Labels {
 
     /// Reads a ground-truth file (`alert_id, is_sar_filed`) into `alert_id → is_sar_filed`.
     pub fn ground_truth(gt: &Path) -> Result<LabelMap<bool>> {
-        let mut out = LabelMap::default();
         let f = gt.display().to_string();
         let b = ParquetSource::open(gt)?.read_all(&["alert_id", "is_sar_filed"])?;
+        let mut out = LabelMap::default();
         if b.num_columns() > 0 {
             let ids = to_str(required(&b, &f, "alert_id")?, &f, "alert_id")?;
+            out = LabelMap::with_capacity(ids.len(), ids.value_data().len());
             let sar = required(&b, &f, "is_sar_filed")?;
             let sar = match sar.data_type() {
                 DataType::Boolean => sar
@@ -126,7 +128,7 @@ impl Labels {
             };
             for (id, s) in ids.iter().zip(sar) {
                 if let (Some(id), Some(s)) = (id, s) {
-                    out.insert(id.to_owned(), s != 0.0);
+                    out.insert(id, s != 0.0);
                 }
             }
         }

@@ -1,0 +1,97 @@
+//! Work started on a thread of its own when a run starts and waited for where its result is
+//! first needed, so loading what the last stages use (labels, the address history) overlaps
+//! the first stages of the graph instead of delaying them.
+
+use anyhow::{anyhow, Result};
+use std::sync::{Mutex, OnceLock};
+use std::thread::JoinHandle;
+
+/// A value computed on its own thread; [`Background::get`] waits for it.
+pub struct Background<T> {
+    what: &'static str,
+    handle: Mutex<Option<JoinHandle<Result<T>>>>,
+    value: OnceLock<Result<T, String>>,
+}
+
+impl<T: Send + 'static> Background<T> {
+    /// Starts computing `what` with `f` on a new thread (named `what`).
+    pub fn spawn(what: &'static str, f: impl FnOnce() -> Result<T> + Send + 'static) -> Self {
+        let span = tracing::Span::current();
+        let handle = std::thread::Builder::new()
+            .name(what.to_string())
+            .spawn(move || span.in_scope(f));
+        let out = Self::empty(what);
+        match handle {
+            Ok(h) => *out.handle.lock().unwrap_or_else(|p| p.into_inner()) = Some(h),
+            Err(e) => {
+                let _ = out.value.set(Err(format!("cannot start a thread: {e}")));
+            }
+        }
+        out
+    }
+}
+
+impl<T> Background<T> {
+    /// A value already at hand.
+    pub fn ready(what: &'static str, value: T) -> Self {
+        let out = Self::empty(what);
+        let _ = out.value.set(Ok(value));
+        out
+    }
+
+    fn empty(what: &'static str) -> Self {
+        Self {
+            what,
+            handle: Mutex::new(None),
+            value: OnceLock::new(),
+        }
+    }
+
+    /// The value, once computed (the first caller waits for the thread, any other for the
+    /// first); its error, naming what was computed, if it failed or panicked.
+    pub fn get(&self) -> Result<&T> {
+        self.value
+            .get_or_init(|| {
+                let handle = self.handle.lock().unwrap_or_else(|p| p.into_inner()).take();
+                match handle.map(JoinHandle::join) {
+                    Some(Ok(Ok(v))) => Ok(v),
+                    Some(Ok(Err(e))) => Err(format!("{e:#}")),
+                    Some(Err(_)) => Err("panicked".to_string()),
+                    None => Err("never started".to_string()),
+                }
+            })
+            .as_ref()
+            .map_err(|e| anyhow!("{}: {e}", self.what))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_caller_gets_the_value_computed_once() {
+        let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let r = runs.clone();
+        let b = Background::spawn("answer", move || {
+            r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(42)
+        });
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| assert_eq!(*b.get().unwrap(), 42));
+            }
+        });
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(*Background::ready("x", 7).get().unwrap(), 7);
+    }
+
+    #[test]
+    fn an_error_or_a_panic_names_what_was_computed() {
+        let b: Background<u8> = Background::spawn("the labels", || Err(anyhow!("bad row 3")));
+        assert_eq!(b.get().unwrap_err().to_string(), "the labels: bad row 3");
+        assert!(b.get().is_err(), "the error stays");
+        let p: Background<u8> = Background::spawn("the history", || panic!("boom"));
+        assert_eq!(p.get().unwrap_err().to_string(), "the history: panicked");
+    }
+}
