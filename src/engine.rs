@@ -12,7 +12,7 @@ use crate::batch::{DateMsg, Table, Tables};
 use crate::error::{DateError, ErrorKind};
 use crate::plan::{invalidate, record, DatePlan};
 use crate::stages::{check_output, Context, Kind, Observer, StageInput};
-use crate::state::{StageRecord, StateStore};
+use crate::state::{CacheWriter, StageRecord, StateStore};
 use anyhow::{anyhow, Result};
 use chrono::NaiveDate;
 use std::cell::RefCell;
@@ -130,6 +130,7 @@ struct Shared {
     by_date: HashMap<NaiveDate, usize>,
     next: AtomicUsize,
     observer: Arc<dyn Observer>,
+    cache: CacheWriter,
 }
 
 /// Runs this process's planned dates through the pipeline (in a multi-process run, each process
@@ -143,8 +144,10 @@ pub fn run(
     observer: Arc<dyn Observer>,
 ) -> Result<RunReport> {
     let plans: Vec<DatePlan> = plans.into_iter().filter(|pl| !pl.run.is_empty()).collect();
+    let store = StateStore::new(&ctx.config);
     let shared = Arc::new(Shared {
-        store: StateStore::new(&ctx.config),
+        cache: CacheWriter::new(store.clone())?,
+        store,
         ctx: ctx.clone(),
         run_id: run_id.to_string(),
         by_date: plans.iter().enumerate().map(|(i, p)| (p.date, i)).collect(),
@@ -231,11 +234,19 @@ pub fn run(
                 let (outcomes, finished, sh) = (outcomes.clone(), finished.clone(), sh.clone());
                 let n_sinks = sinks.len();
                 streams[&sink.name].clone().inspect(move |m: &DateMsg| {
-                    let error = m.body.as_ref().err().cloned();
+                    let mut error = m.body.as_ref().err().cloned();
+                    let mut done = &m.done;
+                    let nothing = BTreeMap::new();
+                    // A stage whose tables could not be cached is not recorded as done.
+                    if let Err(e) = sh.cache.wait(m.date) {
+                        let why = format!("cannot write the state cache: {e}");
+                        error.get_or_insert(DateError::text(ErrorKind::Output, why));
+                        done = &nothing;
+                    }
                     let saved = record(
                         &sh.store,
                         m.date,
-                        &m.done,
+                        done,
                         error.as_ref().map(|e| e.message.clone()),
                     );
                     let result = match (error, saved) {
@@ -367,18 +378,15 @@ fn step(sh: &Shared, pos: usize, date: NaiveDate, msgs: Vec<DateMsg>, stats: &St
     }
     let (body, ms) = run_stage(sh, pos, date, tables, &timings, stats);
     timings.insert(spec.name.clone(), ms);
-    let body = body.and_then(|t| {
+    if let Ok(t) = &body {
         let keep: Tables = spec
             .kind
             .cached()
             .into_iter()
             .filter_map(|n| t.get(&n).map(|b| (n, b.clone())))
             .collect();
-        sh.store
-            .write_cache(date, &spec.name, &rec.fingerprint, &keep)
-            .map_err(|e| DateError::new(ErrorKind::Output, &e))?;
-        Ok(t)
-    });
+        sh.cache.submit(date, &spec.name, &rec.fingerprint, keep);
+    }
     if body.is_ok() {
         done.insert(
             spec.name.clone(),

@@ -12,10 +12,13 @@ use crate::layout;
 use anyhow::{bail, Context, Result};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
 /// Rows per IPC batch in a cache file, which bounds the writer's in-memory encoding.
 const CACHE_CHUNK_ROWS: usize = 8192;
@@ -183,6 +186,117 @@ impl StateStore {
     }
 }
 
+/// Writes stages' cached tables on a thread of its own, so that a date's next stage need not
+/// wait for them (an IPC encoding and an fsync); [`CacheWriter::wait`] tells when all of a
+/// date's are in place, which its state record must wait for (the consistency rule above).
+pub struct CacheWriter {
+    jobs: Mutex<Option<Sender<CacheJob>>>,
+    pending: Arc<Pending>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct CacheJob {
+    date: NaiveDate,
+    stage: String,
+    fingerprint: String,
+    tables: Tables,
+}
+
+/// Per date: cache writes not yet done, and the first that failed.
+#[derive(Default)]
+struct Pending {
+    dates: Mutex<HashMap<NaiveDate, (usize, Option<String>)>>,
+    done: Condvar,
+}
+
+impl Pending {
+    fn lock(&self) -> MutexGuard<'_, HashMap<NaiveDate, (usize, Option<String>)>> {
+        self.dates.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn finish(&self, date: NaiveDate, result: Result<()>) {
+        let mut dates = self.lock();
+        let entry = dates.entry(date).or_default();
+        entry.0 = entry.0.saturating_sub(1);
+        if let Err(e) = result {
+            entry.1.get_or_insert_with(|| crate::error::error_text(&e));
+        }
+        self.done.notify_all();
+    }
+}
+
+impl CacheWriter {
+    /// A writer into `store`, with its thread started.
+    pub fn new(store: StateStore) -> Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<CacheJob>();
+        let pending = Arc::new(Pending::default());
+        let p = pending.clone();
+        let thread = std::thread::Builder::new()
+            .name("cache writer".to_string())
+            .spawn(move || {
+                for job in rx {
+                    let r = store.write_cache(job.date, &job.stage, &job.fingerprint, &job.tables);
+                    p.finish(job.date, r);
+                }
+            })
+            .context("cannot start the cache writer thread")?;
+        Ok(Self {
+            jobs: Mutex::new(Some(tx)),
+            pending,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues the cached tables of a stage's output for `date` (nothing if `tables` is empty).
+    pub fn submit(&self, date: NaiveDate, stage: &str, fingerprint: &str, tables: Tables) {
+        if tables.is_empty() {
+            return;
+        }
+        self.pending.lock().entry(date).or_default().0 += 1;
+        let job = CacheJob {
+            date,
+            stage: stage.to_string(),
+            fingerprint: fingerprint.to_string(),
+            tables,
+        };
+        let sent = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|tx| tx.send(job));
+        if !matches!(sent, Some(Ok(()))) {
+            let why = anyhow::anyhow!("the cache writer thread stopped");
+            self.pending.finish(date, Err(why));
+        }
+    }
+
+    /// Waits until the tables queued for `date` are written; the first error, if one failed.
+    pub fn wait(&self, date: NaiveDate) -> Result<(), String> {
+        let mut dates = self.pending.lock();
+        while dates.get(&date).is_some_and(|e| e.0 > 0) {
+            dates = self
+                .pending
+                .done
+                .wait(dates)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        match dates.remove(&date) {
+            Some((_, Some(e))) => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for CacheWriter {
+    fn drop(&mut self) {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Writes JSON to `path` under the output root `output` through a temporary file in the
 /// staging directory, so no partial file ever shows beside the outputs.
 pub fn write_output_json(output: &Path, path: &Path, value: &impl serde::Serialize) -> Result<()> {
@@ -303,6 +417,43 @@ mod tests {
                 .contains("table `validation`, column 0: `file` where `check` is declared"),
             "{e:#}"
         );
+    }
+
+    #[test]
+    fn the_cache_writer_says_when_a_dates_tables_are_in_place_or_failed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = StateStore {
+            root: tmp.path().join("state"),
+            staging: tmp.path().join("staging"),
+        };
+        std::fs::create_dir_all(&store.staging).unwrap();
+        let ids: ArrayRef = Arc::new(StringArray::from(vec!["a", "b"]));
+        let x: ArrayRef = Arc::new(Int64Array::from(vec![1, 2]));
+        let batch = ArrowBatch(RecordBatch::try_from_iter([("file", ids), ("rows", x)]).unwrap());
+        let tables: Tables = [(Table::Written, batch)].into();
+        let (ok, blocked) = (
+            NaiveDate::from_ymd_opt(2025, 10, 1).unwrap(),
+            NaiveDate::from_ymd_opt(2025, 10, 2).unwrap(),
+        );
+        // A file where the second date's cache directory belongs: its writes fail.
+        std::fs::create_dir_all(store.cache_dir(blocked).parent().unwrap()).unwrap();
+        std::fs::write(store.cache_dir(blocked), b"in the way").unwrap();
+        let writer = CacheWriter::new(store.clone()).unwrap();
+        for stage in ["a", "b", "c"] {
+            writer.submit(ok, stage, "fp", tables.clone());
+            writer.submit(blocked, stage, "fp", tables.clone());
+        }
+        writer.submit(ok, "nothing", "fp", Tables::new());
+        assert_eq!(writer.wait(ok), Ok(()));
+        for stage in ["a", "b", "c"] {
+            assert!(
+                store.has_cache(ok, stage, "fp", &[Table::Written]),
+                "{stage}"
+            );
+        }
+        let e = writer.wait(blocked).unwrap_err();
+        assert!(e.contains("cannot create"), "{e}");
+        assert_eq!(writer.wait(blocked), Ok(()), "an error is told once");
     }
 
     #[test]

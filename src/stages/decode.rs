@@ -171,9 +171,26 @@ fn read_tables(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) 
         &dir.join("alerts.parquet").display().to_string(),
         "alert_id",
     )?;
-    let (features, n_features) =
-        read_features(&dir.join("features.parquet"), date, &alerted, p.batch_size)?;
-    let clusters = read_clusters(&dir.join("clusters.parquet"), date)?;
+    // The two large files are read side by side, features on a thread of its own.
+    let (features, rest) = std::thread::scope(|s| {
+        let features =
+            s.spawn(|| read_features(&dir.join("features.parquet"), date, &alerted, p.batch_size));
+        let rest = read_clusters(&dir.join("clusters.parquet"), date).and_then(|clusters| {
+            let flows = read_flows(
+                &dir.join("money_flows.parquet"),
+                date,
+                &alerted,
+                p.batch_size,
+            )?;
+            Ok((clusters, flows))
+        });
+        (features.join(), rest)
+    });
+    let (features, n_features) = match features {
+        Ok(f) => f?,
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
+    let (clusters, (flows, n_flows)) = rest?;
     let issues = [
         volume_missing,
         volume_negative,
@@ -184,12 +201,6 @@ fn read_tables(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) 
             tracing::warn!(%date, "{}: {n} × {name} (accepted; see input_issues in processing_metadata.json)", dir.display());
         }
     }
-    let (flows, n_flows) = read_flows(
-        &dir.join("money_flows.parquet"),
-        date,
-        &alerted,
-        p.batch_size,
-    )?;
     let mut info: Vec<(&str, ArrayRef)> = vec![
         (
             "alerts",

@@ -447,3 +447,38 @@ fn a_process_without_dates_still_joins_the_cluster() {
         .join("processing_metadata.json")
         .exists());
 }
+
+#[test]
+fn a_date_whose_state_cache_cannot_be_written_fails_and_reruns_whole() {
+    let s = setup();
+    let date = DATES[1];
+    // A file where the date's cache directory belongs: its cached tables cannot be written.
+    let cache = s
+        .out
+        .join(format!(".state/{NETWORK}/{WINDOW}/cache/{date}"));
+    std::fs::create_dir_all(cache.parent().unwrap()).unwrap();
+    std::fs::write(&cache, b"in the way").unwrap();
+    let out = run(&s, &["--dates", date]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("cannot write the state cache"), "{text}");
+    let state = s
+        .out
+        .join(format!(".state/{NETWORK}/{WINDOW}/dates/{date}.json"));
+    assert!(
+        run_ids(&s.out, date).is_empty(),
+        "no stage recorded: {}",
+        std::fs::read_to_string(&state).unwrap()
+    );
+    std::fs::remove_file(&cache).unwrap();
+    let both = format!("{}..{date}", DATES[0]);
+    ok(run(&s, &["--dates", &both]));
+    let (stages, clean) = (run_ids(&s.out, date), run_ids(&s.out, DATES[0]));
+    assert!(!clean.is_empty());
+    assert_eq!(
+        stages.keys().collect::<Vec<_>>(),
+        clean.keys().collect::<Vec<_>>(),
+        "every stage reran and is recorded"
+    );
+}
