@@ -1,5 +1,6 @@
 //! The `features` table: address features from the day's flow aggregates plus noise,
-//! shifted moderately for illicit addresses; most anomaly scores and `is_*` flags disappear
+//! shifted moderately for illicit addresses (in the laundering profile, by a fraction of
+//! that); most anomaly scores and `is_*` flags disappear
 //! from the drift date on, as upstream's did.
 
 use super::flows::{Agg, AggRow};
@@ -109,8 +110,13 @@ pub(super) fn feature_table<'a>(
     let (w, opts, days32) = (day.world, day.opts, day.days32);
     let (midnight_ms, window_ms, window_days) = (day.midnight_ms, day.window_ms, opts.window_days);
     let drift = day.date >= drift_date();
+    // The laundering profile scales the score shifts down and leaves the flags alone.
+    let (scale, flags) = day
+        .laundering
+        .map_or((1.0, true), |l| (l.feature_shift, false));
     let ill = move |i: usize| w.illicit[active[i] as usize];
-    let score = |base: f64, shift: f64| noise.column(base, shift, ill);
+    let flag = move |i: usize| flags && ill(i);
+    let score = |base: f64, shift: f64| noise.column(base, shift * scale, ill);
     let row = move |i: usize| {
         let r = agg[active[i] as usize].row();
         let (total, txt) = (r.inu + r.outu, r.txin + r.txout);
@@ -125,6 +131,7 @@ pub(super) fn feature_table<'a>(
     let hash =
         move |i: usize, k: u64| unit(mix(mix(active[i] as u64 ^ opts.seed) ^ k ^ days32 as u64));
     let mut t = Table::new(active.len());
+    t.encoded(day.encoding);
     t.push("window_days", Col::i64(move |_| window_days as i64))
         .push("processing_date", Col::Date(days32))
         .push("address", Col::str(move |i| w.addr(active[i])))
@@ -314,7 +321,7 @@ pub(super) fn feature_table<'a>(
             .push("global_anomaly_score", score(0.25, 0.18))
             .push(
                 "outlier_transactions",
-                Col::i64(move |i| (hash(i, 21) * if ill(i) { 8.0 } else { 4.0 }) as i64),
+                Col::i64(move |i| (hash(i, 21) * if flag(i) { 8.0 } else { 4.0 }) as i64),
             )
             .push("suspicious_pattern_score", score(0.2, 0.2))
             .push(
@@ -330,11 +337,11 @@ pub(super) fn feature_table<'a>(
     }
     t.push(
         "is_new_address",
-        Col::bool(move |i| hash(i, 24) < if ill(i) { 0.25 } else { 0.1 }),
+        Col::bool(move |i| hash(i, 24) < if flag(i) { 0.25 } else { 0.1 }),
     )
     .push(
         "is_dormant_reactivated",
-        Col::bool(move |i| hash(i, 25) < if ill(i) { 0.1 } else { 0.03 }),
+        Col::bool(move |i| hash(i, 25) < if flag(i) { 0.1 } else { 0.03 }),
     );
     if !drift {
         t.push(
