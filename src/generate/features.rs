@@ -8,6 +8,7 @@ use super::world::{mix, unit};
 use super::writer::{Col, Table, CHUNK};
 use super::Day;
 use chrono::NaiveDate;
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,9 +22,12 @@ fn drift_date() -> NaiveDate {
 /// The noise of the score columns: the date's random stream from where the alerts left it,
 /// `rows` normal draws per score column, column after column. [`Noise::prepare`] walks the
 /// stream once and records where each chunk of each column starts, so that chunks can then be
-/// drawn in any order, on any thread.
+/// drawn in any order, on any thread. A [`Noise::seeded`] noise instead seeds each chunk of
+/// each column on its own, with nothing to walk.
 pub(super) struct Noise {
     start: ChaCha8Rng,
+    /// The seed of the chunks of a [`Noise::seeded`] noise.
+    chunk_seed: Option<u64>,
     rows: usize,
     columns: AtomicUsize,
     /// Word position of chunk `c` of column `k`, at `k * chunks + c`.
@@ -35,9 +39,19 @@ impl Noise {
     pub(super) fn new(rng: ChaCha8Rng, rows: usize) -> Self {
         Noise {
             start: rng,
+            chunk_seed: None,
             rows,
             columns: AtomicUsize::new(0),
             starts: OnceLock::new(),
+        }
+    }
+
+    /// The noise of `rows` rows per column, each chunk of each column seeded by `seed`, the
+    /// column's number and the chunk's.
+    pub(super) fn seeded(seed: u64, rows: usize) -> Self {
+        Noise {
+            chunk_seed: Some(seed),
+            ..Noise::new(ChaCha8Rng::seed_from_u64(seed), rows)
         }
     }
 
@@ -47,6 +61,9 @@ impl Noise {
 
     /// Records where every chunk starts, for the columns made so far.
     pub(super) fn prepare(&self) {
+        if self.chunk_seed.is_some() {
+            return;
+        }
         let (mut rng, normal) = (self.start.clone(), Self::normal());
         let mut starts = Vec::new();
         for _ in 0..self.columns.load(Ordering::SeqCst) {
@@ -69,9 +86,18 @@ impl Noise {
     ) -> Col<'a> {
         let k = self.columns.fetch_add(1, Ordering::SeqCst);
         Col::F32(Box::new(move |r, out| {
-            let starts = self.starts.get().expect("noise prepared");
-            let mut rng = self.start.clone();
-            rng.set_word_pos(starts[k * self.rows.div_ceil(CHUNK) + r.start / CHUNK]);
+            let chunk = r.start / CHUNK;
+            let mut rng = match self.chunk_seed {
+                Some(seed) => {
+                    ChaCha8Rng::seed_from_u64(mix(seed ^ mix((k as u64) << 32 | chunk as u64)))
+                }
+                None => {
+                    let starts = self.starts.get().expect("noise prepared");
+                    let mut rng = self.start.clone();
+                    rng.set_word_pos(starts[k * self.rows.div_ceil(CHUNK) + chunk]);
+                    rng
+                }
+            };
             let normal = Self::normal();
             out.extend(r.map(|i| {
                 (base + normal.sample(&mut rng) + if ill(i) { shift } else { 0.0 }).clamp(0.0, 1.0)

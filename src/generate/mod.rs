@@ -293,7 +293,10 @@ fn generate_date(
             .collect();
         let clusters = day_clusters(&day, &alerts, &alerted, &flows);
         lap(&mut t, date, "aggregates, alerts and clusters");
-        let noise = Noise::new(rng, active.len());
+        let noise = match laundering {
+            None => Noise::new(rng, active.len()),
+            Some(_) => Noise::seeded(mix(dseed ^ 0x6e6f_6973), active.len()),
+        };
         let t_features = feature_table(&day, &agg, &active, &noise);
         noise.prepare();
         lap(&mut t, date, "features' noise");
