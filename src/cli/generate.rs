@@ -45,6 +45,9 @@ pub struct GenerateArgs {
     /// Share of alerted addresses with an address label [default: 0.3].
     #[arg(long)]
     label_coverage: Option<f64>,
+    /// Share of never-alerted addresses with an address label [default: 0.01].
+    #[arg(long)]
+    background_label_coverage: Option<f64>,
     /// Share of labelled laundering addresses labelled low or medium risk [default: 0.1].
     #[arg(long)]
     label_missed: Option<f64>,
@@ -76,6 +79,7 @@ impl GenerateArgs {
             self.weak_sar,
             self.truth_coverage,
             self.label_coverage,
+            self.background_label_coverage,
             self.label_missed,
             self.label_false,
             self.feature_shift,
@@ -97,6 +101,7 @@ impl GenerateArgs {
             &mut l.weak_sar,
             &mut l.truth_coverage,
             &mut l.label_coverage,
+            &mut l.background_label_coverage,
             &mut l.label_missed,
             &mut l.label_false,
             &mut l.feature_shift,

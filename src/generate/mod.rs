@@ -234,6 +234,12 @@ fn day_flows(
     let transfer_day = day.days32 - 1;
     let instances = patterns::active_on(w, cfg, opts.seed, opts.alerts_per_day, transfer_day);
     let launderers = patterns::plant(&instances, transfer_day, &mut draws);
+    tracing::debug!(
+        date = %day.date,
+        instances = instances.len(),
+        launderers = launderers.len(),
+        "laundering patterns"
+    );
     (flows::sorted(draws.0, threads), launderers)
 }
 
