@@ -33,6 +33,17 @@ pub(super) fn severity(conf: f64) -> &'static str {
     }
 }
 
+/// The id of the alert of the day on address `a` for typology `t`, as upstream makes it.
+pub(super) fn alert_id(day: &Day, a: u32, t: usize) -> String {
+    let text = format!(
+        "{}-{}-{}",
+        day.world.addr(a).as_ref(),
+        TYPOLOGIES[t],
+        day.date_s
+    );
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_DNS, text.as_bytes()).to_string()
+}
+
 /// The day's alerts, by id descending: about half of the active illicit addresses, then benign
 /// false positives drawn from the `active` addresses, leaning toward hubs and high volumes.
 pub(super) fn day_alerts(
@@ -64,13 +75,8 @@ pub(super) fn day_alerts(
                 let ill = w.illicit[a as usize];
                 let base: f64 = if ill { 0.66 } else { 0.58 };
                 let conf = (base + noise.sample(rng)).clamp(0.05, 0.99);
-                let id = uuid::Uuid::new_v5(
-                    &uuid::Uuid::NAMESPACE_DNS,
-                    format!("{}-{}-{}", w.addr(a).as_ref(), TYPOLOGIES[t], day.date_s).as_bytes(),
-                )
-                .to_string();
                 out.push(Alert {
-                    id,
+                    id: alert_id(day, a, t),
                     addr: a,
                     typology: t,
                     conf,
@@ -112,6 +118,7 @@ pub(super) fn day_alerts(
 pub(super) fn alerts_table<'a>(day: &'a Day, alerts: &'a [Alert], agg: &'a [Agg]) -> Table<'a> {
     let (w, dseed, window_days) = (day.world, day.dseed, day.opts.window_days);
     let mut t = Table::new(alerts.len());
+    t.encoded(day.encoding);
     t.push("window_days", Col::i64(move |_| window_days as i64))
         .push("processing_date", Col::Date(day.days32))
         .push("alert_id", Col::str(move |i| &alerts[i].id))

@@ -112,6 +112,7 @@ pub(super) fn clusters_table<'a>(
 ) -> Table<'a> {
     let (w, window_days, midnight_ms) = (day.world, day.opts.window_days, day.midnight_ms);
     let mut t = Table::new(clusters.len());
+    t.encoded(day.encoding);
     if clusters.is_empty() {
         return t;
     }

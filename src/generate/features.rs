@@ -1,5 +1,6 @@
 //! The `features` table: address features from the day's flow aggregates plus noise,
-//! shifted moderately for illicit addresses; most anomaly scores and `is_*` flags disappear
+//! shifted moderately for illicit addresses (in the laundering profile, by a fraction of
+//! that); most anomaly scores and `is_*` flags disappear
 //! from the drift date on, as upstream's did.
 
 use super::flows::{Agg, AggRow};
@@ -7,6 +8,7 @@ use super::world::{mix, unit};
 use super::writer::{Col, Table, CHUNK};
 use super::Day;
 use chrono::NaiveDate;
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,9 +22,12 @@ fn drift_date() -> NaiveDate {
 /// The noise of the score columns: the date's random stream from where the alerts left it,
 /// `rows` normal draws per score column, column after column. [`Noise::prepare`] walks the
 /// stream once and records where each chunk of each column starts, so that chunks can then be
-/// drawn in any order, on any thread.
+/// drawn in any order, on any thread. A [`Noise::seeded`] noise instead seeds each chunk of
+/// each column on its own, with nothing to walk.
 pub(super) struct Noise {
     start: ChaCha8Rng,
+    /// The seed of the chunks of a [`Noise::seeded`] noise.
+    chunk_seed: Option<u64>,
     rows: usize,
     columns: AtomicUsize,
     /// Word position of chunk `c` of column `k`, at `k * chunks + c`.
@@ -34,9 +39,19 @@ impl Noise {
     pub(super) fn new(rng: ChaCha8Rng, rows: usize) -> Self {
         Noise {
             start: rng,
+            chunk_seed: None,
             rows,
             columns: AtomicUsize::new(0),
             starts: OnceLock::new(),
+        }
+    }
+
+    /// The noise of `rows` rows per column, each chunk of each column seeded by `seed`, the
+    /// column's number and the chunk's.
+    pub(super) fn seeded(seed: u64, rows: usize) -> Self {
+        Noise {
+            chunk_seed: Some(seed),
+            ..Noise::new(ChaCha8Rng::seed_from_u64(seed), rows)
         }
     }
 
@@ -46,6 +61,9 @@ impl Noise {
 
     /// Records where every chunk starts, for the columns made so far.
     pub(super) fn prepare(&self) {
+        if self.chunk_seed.is_some() {
+            return;
+        }
         let (mut rng, normal) = (self.start.clone(), Self::normal());
         let mut starts = Vec::new();
         for _ in 0..self.columns.load(Ordering::SeqCst) {
@@ -68,9 +86,18 @@ impl Noise {
     ) -> Col<'a> {
         let k = self.columns.fetch_add(1, Ordering::SeqCst);
         Col::F32(Box::new(move |r, out| {
-            let starts = self.starts.get().expect("noise prepared");
-            let mut rng = self.start.clone();
-            rng.set_word_pos(starts[k * self.rows.div_ceil(CHUNK) + r.start / CHUNK]);
+            let chunk = r.start / CHUNK;
+            let mut rng = match self.chunk_seed {
+                Some(seed) => {
+                    ChaCha8Rng::seed_from_u64(mix(seed ^ mix((k as u64) << 32 | chunk as u64)))
+                }
+                None => {
+                    let starts = self.starts.get().expect("noise prepared");
+                    let mut rng = self.start.clone();
+                    rng.set_word_pos(starts[k * self.rows.div_ceil(CHUNK) + chunk]);
+                    rng
+                }
+            };
             let normal = Self::normal();
             out.extend(r.map(|i| {
                 (base + normal.sample(&mut rng) + if ill(i) { shift } else { 0.0 }).clamp(0.0, 1.0)
@@ -109,8 +136,13 @@ pub(super) fn feature_table<'a>(
     let (w, opts, days32) = (day.world, day.opts, day.days32);
     let (midnight_ms, window_ms, window_days) = (day.midnight_ms, day.window_ms, opts.window_days);
     let drift = day.date >= drift_date();
+    // The laundering profile scales the score shifts down and leaves the flags alone.
+    let (scale, flags) = day
+        .laundering
+        .map_or((1.0, true), |l| (l.feature_shift, false));
     let ill = move |i: usize| w.illicit[active[i] as usize];
-    let score = |base: f64, shift: f64| noise.column(base, shift, ill);
+    let flag = move |i: usize| flags && ill(i);
+    let score = |base: f64, shift: f64| noise.column(base, shift * scale, ill);
     let row = move |i: usize| {
         let r = agg[active[i] as usize].row();
         let (total, txt) = (r.inu + r.outu, r.txin + r.txout);
@@ -125,6 +157,7 @@ pub(super) fn feature_table<'a>(
     let hash =
         move |i: usize, k: u64| unit(mix(mix(active[i] as u64 ^ opts.seed) ^ k ^ days32 as u64));
     let mut t = Table::new(active.len());
+    t.encoded(day.encoding);
     t.push("window_days", Col::i64(move |_| window_days as i64))
         .push("processing_date", Col::Date(days32))
         .push("address", Col::str(move |i| w.addr(active[i])))
@@ -314,7 +347,7 @@ pub(super) fn feature_table<'a>(
             .push("global_anomaly_score", score(0.25, 0.18))
             .push(
                 "outlier_transactions",
-                Col::i64(move |i| (hash(i, 21) * if ill(i) { 8.0 } else { 4.0 }) as i64),
+                Col::i64(move |i| (hash(i, 21) * if flag(i) { 8.0 } else { 4.0 }) as i64),
             )
             .push("suspicious_pattern_score", score(0.2, 0.2))
             .push(
@@ -330,11 +363,11 @@ pub(super) fn feature_table<'a>(
     }
     t.push(
         "is_new_address",
-        Col::bool(move |i| hash(i, 24) < if ill(i) { 0.25 } else { 0.1 }),
+        Col::bool(move |i| hash(i, 24) < if flag(i) { 0.25 } else { 0.1 }),
     )
     .push(
         "is_dormant_reactivated",
-        Col::bool(move |i| hash(i, 25) < if ill(i) { 0.1 } else { 0.03 }),
+        Col::bool(move |i| hash(i, 25) < if flag(i) { 0.1 } else { 0.03 }),
     );
     if !drift {
         t.push(

@@ -23,6 +23,10 @@ pub(super) struct Flow {
     pub(super) tx: u32,
     /// While drawing, the draw's number; once merged, 1 if the reverse pair has a flow too.
     tag: u32,
+    /// First transaction, in seconds after the start of the transfer day (laundering profile).
+    pub(super) t0: u32,
+    /// Last transaction, in seconds after the start of the transfer day (laundering profile).
+    pub(super) t1: u32,
 }
 
 impl Flow {
@@ -33,10 +37,15 @@ impl Flow {
 }
 
 /// The day's draws of flows, each an address pair's share; [`merge`] sums them per pair.
-struct Draws(Vec<Flow>);
+pub(super) struct Draws(pub(super) Vec<Flow>);
 
 impl Draws {
     fn add(&mut self, from: u32, to: u32, usd: f64, tx: u32) {
+        self.add_at(from, to, usd, tx, (0, 0));
+    }
+
+    /// Adds a draw whose transactions span seconds `t0..=t1` of the transfer day.
+    pub(super) fn add_at(&mut self, from: u32, to: u32, usd: f64, tx: u32, (t0, t1): (u32, u32)) {
         if from != to {
             let tag = self.0.len() as u32;
             self.0.push(Flow {
@@ -45,6 +54,8 @@ impl Draws {
                 usd,
                 tx,
                 tag,
+                t0,
+                t1,
             });
         }
     }
@@ -80,10 +91,12 @@ fn merge(mut d: Vec<Flow>, threads: usize) -> Vec<Flow> {
         let both = d[i].from != d[end - 1].from;
         while i < end {
             let (from, to) = (d[i].from, d[i].to);
-            let (mut usd, mut tx) = (0.0, 0);
+            let (mut usd, mut tx, mut t0, mut t1) = (0.0, 0, u32::MAX, 0);
             while i < end && d[i].from == from {
                 usd += d[i].usd;
                 tx += d[i].tx;
+                t0 = t0.min(d[i].t0);
+                t1 = t1.max(d[i].t1);
                 i += 1;
             }
             let tag = both as u32;
@@ -93,6 +106,8 @@ fn merge(mut d: Vec<Flow>, threads: usize) -> Vec<Flow> {
                 usd,
                 tx,
                 tag,
+                t0,
+                t1,
             };
             out += 1;
         }
@@ -103,7 +118,12 @@ fn merge(mut d: Vec<Flow>, threads: usize) -> Vec<Flow> {
 
 /// The day's flows in a deterministic order: by USD descending, then pair.
 pub(super) fn sorted_day_flows(w: &World, rng: &mut ChaCha8Rng, threads: usize) -> Vec<Flow> {
-    let mut flows = merge(day_flows(w, rng), threads);
+    sorted(day_flows(w, rng), threads)
+}
+
+/// The draws summed per pair, by USD descending, then pair.
+pub(super) fn sorted(draws: Vec<Flow>, threads: usize) -> Vec<Flow> {
+    let mut flows = merge(draws, threads);
     let key = |f: &Flow| (!total_rank(f.usd) as u128) << 64 | (f.from as u128) << 32 | f.to as u128;
     par::sort_by_key(&mut flows, key, threads);
     flows
@@ -307,12 +327,16 @@ impl Agg {
     }
 }
 
-/// The `money_flows` table of the day.
-pub(super) fn flows_table<'a>(day: &'a Day, flows: &'a [Flow]) -> Table<'a> {
-    let (w, dseed) = (day.world, day.dseed);
+/// The timing columns of the `money_flows` table: first and last seen, active days, hourly and
+/// weekly patterns.
+type Timing<'a> = [Col<'a>; 5];
+
+/// The classic profile's timing: first and last seen anywhere in the window, up to three
+/// transactions' hours and weekdays from the row's hash.
+fn window_timing<'a>(day: &'a Day, flows: &'a [Flow]) -> Timing<'a> {
+    let dseed = day.dseed;
     let (midnight_ms, window_ms, window_days) =
         (day.midnight_ms, day.window_ms, day.opts.window_days);
-    // Up to three transactions' hours (or weekdays) from the row's hash, the count shared out.
     let pattern = move |k: usize, out: &mut Vec<i64>, (slots, step, shift): (usize, u32, u32)| {
         let (h, f) = (mix(dseed ^ k as u64), &flows[k]);
         let start = out.len();
@@ -322,6 +346,53 @@ pub(super) fn flows_table<'a>(day: &'a Day, flows: &'a [Flow]) -> Table<'a> {
             out[start + ((h >> (j * step + shift)) % slots as u64) as usize] += i64::from(share);
         }
     };
+    [
+        Col::i64(move |k| {
+            midnight_ms - window_ms + (mix(dseed ^ k as u64 ^ 7) % window_ms as u64 / 2) as i64
+        }),
+        Col::i64(move |k| midnight_ms - (mix(dseed ^ k as u64 ^ 8) % window_ms as u64 / 2) as i64),
+        Col::i64(move |k| flows[k].tx.min(window_days) as i64),
+        Col::list_i64(24, move |k, out| pattern(k, out, (24, 5, 0))),
+        Col::list_i64(7, move |k, out| pattern(k, out, (7, 3, 20))),
+    ]
+}
+
+/// The laundering profile's timing: every transaction on the transfer day (the day before the
+/// processing date), between the flow's first and last second; the first in the hour of
+/// `t0`, the last in the hour of `t1`, the others in hours between from the row's hash.
+fn day_timing<'a>(day: &'a Day, flows: &'a [Flow]) -> Timing<'a> {
+    let (dseed, start_ms) = (day.dseed, day.midnight_ms - 86_400_000);
+    // The transfer day's weekday, Monday 0 (1970-01-01 was a Thursday).
+    let weekday = (day.days32 - 1 + 3).rem_euclid(7) as usize;
+    [
+        Col::i64(move |k| start_ms + flows[k].t0 as i64 * 1000),
+        Col::i64(move |k| start_ms + flows[k].t1 as i64 * 1000),
+        Col::i64(|_| 1),
+        Col::list_i64(24, move |k, out| {
+            let f = &flows[k];
+            let (h0, h1) = (f.t0 as u64 / 3600, f.t1 as u64 / 3600);
+            let start = out.len();
+            out.resize(start + 24, 0);
+            out[start + h0 as usize] += 1;
+            if f.tx > 1 {
+                out[start + h1 as usize] += 1;
+            }
+            let h = mix(dseed ^ k as u64);
+            for j in 2..f.tx as u64 {
+                out[start + (h0 + mix(h ^ j) % (h1 - h0 + 1)) as usize] += 1;
+            }
+        }),
+        Col::list_i64(7, move |k, out| {
+            let start = out.len();
+            out.resize(start + 7, 0);
+            out[start + weekday] = flows[k].tx as i64;
+        }),
+    ]
+}
+
+/// The `money_flows` table of the day.
+pub(super) fn flows_table<'a>(day: &'a Day, flows: &'a [Flow]) -> Table<'a> {
+    let (w, window_days) = (day.world, day.opts.window_days);
     let recip = move |k: usize| {
         let f = &flows[k];
         match f.reciprocal() {
@@ -329,28 +400,19 @@ pub(super) fn flows_table<'a>(day: &'a Day, flows: &'a [Flow]) -> Table<'a> {
             false => 0.0,
         }
     };
+    let [first, last, active, hourly, weekly] = match day.laundering {
+        None => window_timing(day, flows),
+        Some(_) => day_timing(day, flows),
+    };
     let mut t = Table::new(flows.len());
     t.push("from_address", Col::str(move |k| w.addr(flows[k].from)))
         .push("to_address", Col::str(move |k| w.addr(flows[k].to)))
         .push("tx_count", Col::i64(move |k| flows[k].tx as i64))
         .push("amount_sum", Col::dec(move |k| flows[k].usd / 1.7))
         .push("amount_usd_sum", Col::dec(move |k| flows[k].usd))
-        .push(
-            "first_seen_timestamp",
-            Col::i64(move |k| {
-                midnight_ms - window_ms + (mix(dseed ^ k as u64 ^ 7) % window_ms as u64 / 2) as i64
-            }),
-        )
-        .push(
-            "last_seen_timestamp",
-            Col::i64(move |k| {
-                midnight_ms - (mix(dseed ^ k as u64 ^ 8) % window_ms as u64 / 2) as i64
-            }),
-        )
-        .push(
-            "active_days",
-            Col::i64(move |k| flows[k].tx.min(window_days) as i64),
-        )
+        .push("first_seen_timestamp", first)
+        .push("last_seen_timestamp", last)
+        .push("active_days", active)
         .push(
             "avg_tx_size_usd",
             Col::dec(move |k| flows[k].usd / flows[k].tx as f64),
@@ -363,17 +425,12 @@ pub(super) fn flows_table<'a>(day: &'a Day, flows: &'a [Flow]) -> Table<'a> {
             "dominant_asset",
             Col::str(move |k| if flows[k].usd > 5000.0 { "USDT" } else { "TOR" }),
         )
-        .push(
-            "hourly_pattern",
-            Col::list_i64(24, move |k, out| pattern(k, out, (24, 5, 0))),
-        )
-        .push(
-            "weekly_pattern",
-            Col::list_i64(7, move |k, out| pattern(k, out, (7, 3, 20))),
-        )
+        .push("hourly_pattern", hourly)
+        .push("weekly_pattern", weekly)
         .push("reciprocity_ratio", Col::f32(recip))
         .push("is_bidirectional", Col::bool(move |k| recip(k) > 0.0))
         .push("processing_date", Col::str(move |_| &day.date_s))
         .push("window_days", Col::i64(move |_| window_days as i64));
+    t.encoded(day.encoding);
     t
 }

@@ -1,5 +1,5 @@
 //! The labels beside the batches, merged with the files already there: `address_labels`
-//! (a fraction of the addresses, more of the alerted ones, with a little noise) and
+//! (a fraction of the addresses, more of the alerted ones, with some noise) and
 //! `ground_truth` (whether a SAR was filed for an alert).
 
 use super::world::{mix, unit, World};
@@ -11,12 +11,35 @@ use arrow::array::AsArray;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+/// Which addresses get a label, and how often it is wrong.
+pub(super) struct LabelNoise {
+    /// Share of the alerted addresses labelled.
+    pub(super) alerted: f64,
+    /// Share of the other addresses labelled.
+    pub(super) other: f64,
+    /// Share of illicit addresses labelled low or medium risk.
+    pub(super) missed: f64,
+    /// Share of licit addresses labelled high or critical risk.
+    pub(super) false_alarm: f64,
+}
+
+impl LabelNoise {
+    /// The classic world's: 30% of the alerted addresses, 1% of the others, 3% wrong.
+    pub(super) const CLASSIC: LabelNoise = LabelNoise {
+        alerted: 0.3,
+        other: 0.01,
+        missed: 0.03,
+        false_alarm: 0.03,
+    };
+}
+
 /// Writes `address_labels.parquet` at `path`, keeping the rows of an existing file for
 /// addresses not labelled now; returns its row count.
 pub(super) fn write_labels(
     opts: &GenerateOptions,
     w: &World,
     alerted: &BTreeSet<u32>,
+    noise: &LabelNoise,
     path: &Path,
     threads: usize,
 ) -> Result<usize> {
@@ -45,12 +68,17 @@ pub(super) fn write_labels(
     }
     for a in 0..w.len() as u32 {
         let h = mix(opts.seed ^ 0x6c61_6265 ^ mix(a as u64));
-        let p = if alerted.contains(&a) { 0.3 } else { 0.01 };
+        let p = if alerted.contains(&a) {
+            noise.alerted
+        } else {
+            noise.other
+        };
         if unit(h) >= p {
             continue;
         }
-        let flip = unit(mix(h ^ 1)) < 0.03;
-        let bad = w.illicit[a as usize] ^ flip;
+        let ill = w.illicit[a as usize];
+        let flip = unit(mix(h ^ 1)) < if ill { noise.missed } else { noise.false_alarm };
+        let bad = ill ^ flip;
         let risk = match (bad, unit(mix(h ^ 2)) < 0.5) {
             (true, true) => "critical",
             (true, false) => "high",

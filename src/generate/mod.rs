@@ -1,5 +1,9 @@
 //! `pipeline generate`: seeded synthetic batches in exactly the upstream format.
 //!
+//! Two worlds ([`Profile`]): `laundering`, described in `docs/generator.md`, hides AMLworld's
+//! eight laundering patterns in the money flows among a heavy-tailed background, with about 3%
+//! of alerts SAR-filed; `classic`, the default, is the original world described here.
+//!
 //! A fixed universe of addresses (about ten per alert) holds a latent set of illicit
 //! addresses (3%), the same on every date. Each date gets benign money flows (random pairs,
 //! exchange hubs) plus planted typologies around the illicit addresses: fan-in, fan-out, peel
@@ -12,18 +16,27 @@
 //! `processing_date` as date32 (a string in money flows), and a table without rows as a
 //! 0-row, 0-column file.
 //!
-//! Every date depends only on the seed and the date, never on the other dates generated, and
-//! the bytes written never depend on the number of threads. Tables are streamed to Parquet a
-//! row group at a time (see [`writer`]), so memory stays far below the size of a date's data.
+//! In both worlds every date depends only on the seed and the date, never on the other dates
+//! generated, and the bytes written never depend on the number of threads. Tables are streamed
+//! to Parquet a row group at a time (see [`writer`]), so memory stays far below the size of a
+//! date's data.
 
 mod alerts;
+mod background;
 mod clusters;
+mod detect;
 mod features;
 mod flows;
 mod labels;
 mod par;
+mod patterns;
+mod planted;
+mod profile;
 mod world;
 mod writer;
+
+pub use planted::{planted, Planted, PlantedHop};
+pub use profile::{Kind, Laundering, PatternMix, Profile};
 
 use crate::layout;
 use anyhow::{Context, Result};
@@ -34,12 +47,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use alerts::{alerts_table, day_alerts};
+use background::Activity;
 use clusters::{clusters_table, day_clusters};
 use features::{feature_table, Noise};
-use flows::{flows_table, sorted_day_flows, Agg};
-use labels::{write_labels, write_truth};
+use flows::{flows_table, sorted_day_flows, Agg, Flow};
+use labels::{write_labels, write_truth, LabelNoise};
 use world::{fnv, mix, unit, World};
-use writer::write_meta;
+use writer::{write_meta, Encoding};
 
 /// Options of `pipeline generate`.
 #[derive(Debug, Clone)]
@@ -77,39 +91,68 @@ pub struct GenerateSummary {
     pub ground_truth: usize,
 }
 
-/// Writes the requested dates and the labels, with as many threads as there are cores;
-/// `progress` is called after each date.
+/// Writes the requested dates of the classic world and the labels, with as many threads as
+/// there are cores; `progress` is called after each date.
 pub fn generate(
     opts: &GenerateOptions,
     progress: &mut dyn FnMut(NaiveDate),
 ) -> Result<GenerateSummary> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    generate_with(opts, threads, progress)
+    generate_profile(opts, &Profile::Classic, None, progress)
 }
 
-/// [`generate`] with up to `threads` threads working at once (the output is the same).
-fn generate_with(
+/// [`generate`] for the world of `profile`, with up to `threads` threads working at once (all
+/// cores if `None`; the output is the same).
+pub fn generate_profile(
     opts: &GenerateOptions,
-    threads: usize,
+    profile: &Profile,
+    threads: Option<usize>,
     progress: &mut dyn FnMut(NaiveDate),
 ) -> Result<GenerateSummary> {
-    let n_addr = (opts.alerts_per_day * 10).max(200);
-    let world = World::new(opts.seed, n_addr);
+    let threads = threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let n_addr = universe(opts);
+    let (world, activity, label_noise, (cover, missed, weak)) = match profile {
+        Profile::Classic => (
+            World::new(opts.seed, n_addr),
+            None,
+            LabelNoise::CLASSIC,
+            (0.5, 0.03, 0.03),
+        ),
+        Profile::Laundering(l) => {
+            l.check()?;
+            let act = Activity::new(opts.seed, n_addr);
+            let noise = LabelNoise {
+                alerted: l.label_coverage,
+                other: l.background_label_coverage,
+                missed: l.label_missed,
+                false_alarm: l.label_false,
+            };
+            let w = World::laundering(opts.seed, n_addr, l.pool_share, act.hubs());
+            let truth = (l.truth_coverage, l.missed_sar, l.weak_sar);
+            (w, Some(act), noise, truth)
+        }
+    };
+    let laundering = match profile {
+        Profile::Laundering(l) => Some(l),
+        Profile::Classic => None,
+    };
     let mut summary = GenerateSummary::default();
     let mut alerted: BTreeSet<u32> = BTreeSet::new();
     let mut truth: BTreeMap<String, bool> = BTreeMap::new();
     for &date in &opts.dates {
-        let day = generate_date(opts, &world, date, threads)?;
+        let ctx = (&world, laundering.zip(activity.as_ref()));
+        let day = generate_date(opts, ctx, date, threads)?;
         summary.dates += 1;
         summary.alerts += day.alerts;
         summary.features += day.features;
         summary.clusters += day.clusters;
         summary.money_flows += day.flows;
         alerted.extend(day.alerted);
-        for (id, a) in day.alert_ids {
-            if unit(mix(opts.seed ^ 0x6774 ^ fnv(&id))) < 0.5 {
-                let noisy = unit(mix(opts.seed ^ 0x6e6f ^ fnv(&id))) < 0.03;
-                truth.insert(id, world.illicit[a as usize] ^ noisy);
+        for (id, bad) in day.alert_ids {
+            if unit(mix(opts.seed ^ 0x6774 ^ fnv(&id))) < cover {
+                let u = unit(mix(opts.seed ^ 0x6e6f ^ fnv(&id)));
+                truth.insert(id, if bad { u >= missed } else { u < weak });
             }
         }
         progress(date);
@@ -121,11 +164,17 @@ fn generate_with(
         opts,
         &world,
         &alerted,
+        &label_noise,
         &net_dir.join(layout::ADDRESS_LABELS),
         threads,
     )?;
     summary.ground_truth = write_truth(truth, &net_dir.join(layout::GROUND_TRUTH), threads)?;
     Ok(summary)
+}
+
+/// Number of addresses in the universe: about ten per alert.
+fn universe(opts: &GenerateOptions) -> usize {
+    (opts.alerts_per_day * 10).max(200)
 }
 
 /// What every table of one date is built from.
@@ -143,6 +192,10 @@ struct Day<'a> {
     midnight_ms: i64,
     /// The window, in milliseconds.
     window_ms: i64,
+    /// The laundering profile's knobs; `None` in the classic world.
+    laundering: Option<&'a Laundering>,
+    /// How the tables are encoded.
+    encoding: Encoding,
 }
 
 /// What one date wrote.
@@ -153,8 +206,8 @@ struct DayCounts {
     flows: usize,
     /// Alerted address ids, ascending.
     alerted: Vec<u32>,
-    /// (alert id, address id) of every alert.
-    alert_ids: Vec<(String, u32)>,
+    /// Every alert's id, and whether its address was laundering (the truth before noise).
+    alert_ids: Vec<(String, bool)>,
 }
 
 /// Logs how long a stage of a date took.
@@ -163,12 +216,39 @@ fn lap(t: &mut Instant, date: NaiveDate, stage: &str) {
     *t = Instant::now();
 }
 
+/// The day's flows and the addresses laundering that day: the classic world's from the date's
+/// random stream; the laundering world's background from its own blocks and the patterns from
+/// their instances, which leaves the date's stream to the alerts and features.
+fn day_flows(
+    w: &World,
+    laundering: Option<(&Laundering, &Activity)>,
+    opts: &GenerateOptions,
+    day: &Day,
+    rng: &mut ChaCha8Rng,
+    threads: usize,
+) -> (Vec<Flow>, BTreeMap<u32, profile::Kind>) {
+    let Some((cfg, act)) = laundering else {
+        return (sorted_day_flows(w, rng, threads), BTreeMap::new());
+    };
+    let mut draws = background::background(w, act, day.dseed, threads);
+    let transfer_day = day.days32 - 1;
+    let instances = patterns::active_on(w, cfg, opts.seed, opts.alerts_per_day, transfer_day);
+    let launderers = patterns::plant(&instances, transfer_day, &mut draws);
+    tracing::debug!(
+        date = %day.date,
+        instances = instances.len(),
+        launderers = launderers.len(),
+        "laundering patterns"
+    );
+    (flows::sorted(draws.0, threads), launderers)
+}
+
 /// Writes one date's batch: its four tables and `META.json`. The date's random stream is
 /// drawn by the flows, then the alerts, then the features, in that order; the tables are
 /// committed together once all are written.
 fn generate_date(
     opts: &GenerateOptions,
-    w: &World,
+    (w, laundering): (&World, Option<(&Laundering, &Activity)>),
     date: NaiveDate,
     threads: usize,
 ) -> Result<DayCounts> {
@@ -185,9 +265,14 @@ fn generate_date(
         days32,
         midnight_ms: days32 as i64 * 86_400_000,
         window_ms: opts.window_days as i64 * 86_400_000,
+        laundering: laundering.map(|l| l.0),
+        encoding: match laundering {
+            None => Encoding::Pandas,
+            Some(_) => Encoding::Fast,
+        },
     };
 
-    let flows = sorted_day_flows(w, &mut rng, threads);
+    let (flows, launderers) = day_flows(w, laundering, opts, &day, &mut rng, threads);
     lap(&mut t, date, "flows");
     let dir = layout::batch_dir(&opts.out, &opts.network, date, opts.window_days);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -200,7 +285,12 @@ fn generate_date(
         let active: Vec<u32> = (0..w.len() as u32)
             .filter(|&a| agg[a as usize].degree() > 0)
             .collect();
-        let alerts = day_alerts(&day, &agg, &active, &mut rng);
+        let alerts = match laundering {
+            None => day_alerts(&day, &agg, &active, &mut rng),
+            Some((cfg, act)) => {
+                detect::day_alerts(&day, cfg, act, &agg, &active, &launderers, &mut rng)
+            }
+        };
         let alerted: Vec<u32> = alerts
             .iter()
             .map(|x| x.addr)
@@ -209,7 +299,10 @@ fn generate_date(
             .collect();
         let clusters = day_clusters(&day, &alerts, &alerted, &flows);
         lap(&mut t, date, "aggregates, alerts and clusters");
-        let noise = Noise::new(rng, active.len());
+        let noise = match laundering {
+            None => Noise::new(rng, active.len()),
+            Some(_) => Noise::seeded(mix(dseed ^ 0x6e6f_6973), active.len()),
+        };
         let t_features = feature_table(&day, &agg, &active, &noise);
         noise.prepare();
         lap(&mut t, date, "features' noise");
@@ -226,7 +319,13 @@ fn generate_date(
             clusters: t_clusters.rows(),
             flows: flows.len(),
             alerted,
-            alert_ids: alerts.into_iter().map(|x| (x.id, x.addr)).collect(),
+            alert_ids: alerts
+                .into_iter()
+                .map(|x| match laundering {
+                    None => (x.id, w.illicit[x.addr as usize]),
+                    Some(_) => (x.id, launderers.contains_key(&x.addr)),
+                })
+                .collect(),
         };
         (files, counts)
     });
@@ -383,8 +482,20 @@ mod tests {
     fn the_bytes_do_not_depend_on_the_thread_count() {
         // Enough flows for two row groups and several chunks per column.
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        generate_with(&opts(a.path(), &["2025-10-01"], 30_000), 1, &mut |_| {}).unwrap();
-        generate_with(&opts(b.path(), &["2025-10-01"], 30_000), 3, &mut |_| {}).unwrap();
+        generate_profile(
+            &opts(a.path(), &["2025-10-01"], 30_000),
+            &Profile::Classic,
+            Some(1),
+            &mut |_| {},
+        )
+        .unwrap();
+        generate_profile(
+            &opts(b.path(), &["2025-10-01"], 30_000),
+            &Profile::Classic,
+            Some(3),
+            &mut |_| {},
+        )
+        .unwrap();
         let flows = a.path().join("torus/2025-10-01/195/money_flows.parquet");
         let file = std::fs::File::open(flows).unwrap();
         let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();

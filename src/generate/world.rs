@@ -115,6 +115,36 @@ impl World {
         w
     }
 
+    /// The laundering profile's world of `n` addresses for `seed`: a `pool_share` of them
+    /// launder (independently of their activity), `hubs` are the exchanges, and one address in
+    /// 5,000 outside both is a mixer. Addresses are those of [`World::new`] for the same seed.
+    pub(super) fn laundering(seed: u64, n: usize, pool_share: f64, hubs: Vec<u32>) -> Self {
+        let mut w = World {
+            seed,
+            illicit: vec![false; n],
+            home: vec![0; n],
+            hub: vec![false; n],
+            mixer: vec![false; n],
+            illicit_ids: Vec::new(),
+            hubs,
+            mixers: Vec::new(),
+        };
+        for &h in &w.hubs {
+            w.hub[h as usize] = true;
+        }
+        for i in 0..n as u32 {
+            let h = w.hash(i);
+            if !w.hub[i as usize] && unit(mix(h ^ 13)) < pool_share {
+                w.illicit[i as usize] = true;
+                w.illicit_ids.push(i);
+            } else if !w.hub[i as usize] && unit(mix(h ^ 14)) < 0.0002 {
+                w.mixer[i as usize] = true;
+                w.mixers.push(i);
+            }
+        }
+        w
+    }
+
     /// Number of addresses.
     pub(super) fn len(&self) -> usize {
         self.illicit.len()

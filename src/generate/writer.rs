@@ -15,8 +15,9 @@ use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowColumnWriter};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
-use parquet::file::properties::{WriterProperties, DEFAULT_MAX_ROW_GROUP_SIZE};
+use parquet::basic::{Compression, Encoding as PageEncoding};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, DEFAULT_MAX_ROW_GROUP_SIZE};
+use parquet::schema::types::ColumnPath;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::io::{BufWriter, Write};
@@ -107,10 +108,24 @@ impl<'a> Col<'a> {
     }
 }
 
+/// How a table's columns are encoded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) enum Encoding {
+    /// The arrow writer's defaults with Snappy, as pandas writes: dictionary pages and column
+    /// statistics (the classic profile's bytes are pinned to these).
+    #[default]
+    Pandas,
+    /// No statistics; integers delta-encoded, text of few values dictionary-encoded, both with
+    /// Snappy; numbers and other text (addresses, ids) plain and uncompressed: much cheaper to
+    /// write, and as readable by pandas and pyarrow.
+    Fast,
+}
+
 /// A table of `rows` rows with one schema; decimal precision is set by the data, as pandas does.
 pub(super) struct Table<'a> {
     rows: usize,
     cols: Vec<(&'static str, Col<'a>)>,
+    encoding: Encoding,
 }
 
 /// Decimal precision for a largest absolute value `max` at scale 18: the integer digits plus
@@ -146,7 +161,14 @@ impl<'a> Table<'a> {
         Table {
             rows,
             cols: Vec::new(),
+            encoding: Encoding::Pandas,
         }
+    }
+
+    /// Sets how the columns are encoded.
+    pub(super) fn encoded(&mut self, e: Encoding) -> &mut Self {
+        self.encoding = e;
+        self
     }
 
     /// Appends column `name`.
@@ -162,6 +184,53 @@ impl<'a> Table<'a> {
         } else {
             self.rows
         }
+    }
+
+    /// The writer's properties for the table's encoding.
+    fn properties(&self) -> WriterProperties {
+        let b = WriterProperties::builder().set_compression(Compression::SNAPPY);
+        if self.encoding == Encoding::Pandas {
+            return b.build();
+        }
+        let mut b = b
+            .set_dictionary_enabled(false)
+            .set_statistics_enabled(EnabledStatistics::None)
+            .set_data_page_size_limit(4 << 20);
+        for (c, (name, col)) in self.cols.iter().enumerate() {
+            let path = |leaf: &[&str]| {
+                let p = std::iter::once(*name).chain(leaf.iter().copied());
+                ColumnPath::new(p.map(String::from).collect())
+            };
+            b = match col {
+                Col::I64(_) => b.set_column_encoding(path(&[]), PageEncoding::DELTA_BINARY_PACKED),
+                Col::ListI64(..) => b.set_column_encoding(
+                    path(&["list", "element"]),
+                    PageEncoding::DELTA_BINARY_PACKED,
+                ),
+                Col::F32(_) | Col::F64(_) | Col::Dec(_) => {
+                    b.set_column_compression(path(&[]), Compression::UNCOMPRESSED)
+                }
+                Col::Str(_) if self.few_values(c) => {
+                    b.set_column_dictionary_enabled(path(&[]), true)
+                }
+                Col::Str(_) => b.set_column_compression(path(&[]), Compression::UNCOMPRESSED),
+                _ => b,
+            };
+        }
+        b.build()
+    }
+
+    /// Whether text column `c` takes at most 16 values in its first 256 rows (such columns
+    /// are dictionary-encoded; the others, addresses and ids, hardly compress).
+    fn few_values(&self, c: usize) -> bool {
+        let Col::Str(f) = &self.cols[c].1 else {
+            return false;
+        };
+        let mut b = StringBuilder::new();
+        f(0..self.rows.min(256), &mut b);
+        let values = b.finish();
+        let distinct: std::collections::BTreeSet<&str> = values.iter().flatten().collect();
+        distinct.len() <= 16
     }
 
     /// The precision of every decimal column (0 for the others), from all its values.
@@ -284,9 +353,7 @@ impl<'a> Table<'a> {
         let schema = self.schema(&precisions);
         let mut sum = String::new();
         let tmp = TempFile::write(path, |file| {
-            let props = WriterProperties::builder()
-                .set_compression(Compression::SNAPPY)
-                .build();
+            let props = self.properties();
             anyhow::ensure!(props.max_row_group_size() == ROW_GROUP);
             let out = BufWriter::with_capacity(1 << 20, HashingWriter(file, Sha256::new()));
             let writer = ArrowWriter::try_new(out, schema.clone(), Some(props))?;

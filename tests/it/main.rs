@@ -12,3 +12,4 @@ mod pipeline;
 mod serve;
 mod submit;
 mod validate;
+mod world;
