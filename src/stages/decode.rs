@@ -2,6 +2,7 @@
 //! normalises it. Features and money flows stream in batches and keep only the rows that
 //! concern an alerted address, so a day's memory is bounded by its alerts, not its flows.
 
+use super::alerted::Alerted;
 use super::{Context, DateInput, Kind, Stage, StageInput};
 use crate::batch::{ArrowBatch, Table, Tables};
 use crate::config::StageSpec;
@@ -165,7 +166,7 @@ fn read_tables(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) 
         .as_any()
         .downcast_ref::<StringArray>()
         .expect("address");
-    let alerted: HashSet<&str> = addrs.iter().flatten().collect();
+    let alerted = Alerted::new(addrs.iter().flatten());
     check_unique(
         ids,
         &dir.join("alerts.parquet").display().to_string(),
@@ -505,7 +506,7 @@ fn empty_alerts_input() -> RecordBatch {
 fn read_features(
     path: &Path,
     date: NaiveDate,
-    alerted: &HashSet<&str>,
+    alerted: &Alerted,
     batch_size: usize,
 ) -> Result<(RecordBatch, usize)> {
     let file = path.display().to_string();
@@ -628,7 +629,7 @@ fn read_clusters(path: &Path, date: NaiveDate) -> Result<RecordBatch> {
 fn read_flows(
     path: &Path,
     date: NaiveDate,
-    alerted: &HashSet<&str>,
+    alerted: &Alerted,
     batch_size: usize,
 ) -> Result<(RecordBatch, usize)> {
     let file = path.display().to_string();
