@@ -473,7 +473,7 @@ mod tests {
         assert!((c - 0.9).abs() < 1e-12, "{c}");
         // No alert with an address: 0, as upstream's empty join.
         assert_eq!(
-            tier2(&sc, None, None, &HashMap::new()).address_consistency,
+            tier2(&sc, None, None, &HashMap::<String, String>::new()).address_consistency,
             0.0
         );
     }
