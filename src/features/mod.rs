@@ -259,7 +259,9 @@ pub(super) fn list_values(l: &ListArray, i: usize) -> impl Iterator<Item = &str>
     } else {
         offsets[i] as usize..offsets[i + 1] as usize
     };
-    range.filter_map(move |j| values.is_valid(j).then(|| values.value(j)))
+    range
+        .filter(move |&j| values.is_valid(j))
+        .map(move |j| values.value(j))
 }
 
 /// Mean and sample standard deviation (NaN for no values).
