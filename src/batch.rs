@@ -200,6 +200,9 @@ impl Table {
                         col("to_address", Utf8),
                         opt("amount_usd_sum", Float64),
                         opt("tx_count", Float64),
+                        // The row in `alerts` of the first alert of each end, if alerted.
+                        opt("from_alert", Int32),
+                        opt("to_alert", Int32),
                     ]
                 },
                 None,

@@ -3,8 +3,8 @@
 //! template's thresholds. The subnet validator's tiers and reward are in [`crate::validator`].
 
 use crate::metrics::{auc_roc, average_precision, best_f1, variance};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
 
 /// One named check and its outcome.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -170,7 +170,11 @@ pub fn behaviour(scores: &[(String, f64)], traps: &[Trap]) -> Tier {
         passed: !constant,
         detail: format!("variance {var:.6} (minimum 0.001)"),
     });
-    let by_id: HashMap<&str, f64> = scores.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let by_id: HashMap<&str, f64> = if traps.is_empty() {
+        HashMap::default()
+    } else {
+        scores.iter().map(|(k, v)| (k.as_str(), *v)).collect()
+    };
     let hits = traps
         .iter()
         .filter(|t| {

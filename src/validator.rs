@@ -6,8 +6,11 @@
 
 use crate::metrics::{auc_roc, average_ranks};
 use crate::validation::pearson;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hash};
 
 /// Days of flat reward at the start of a miner's life (`days < 29` is flat).
 pub const FLAT_PERIOD_DAYS: i64 = 29;
@@ -50,9 +53,9 @@ pub struct Tier1 {
 
 /// Tier 1 over the submitted rows and the batch's alert ids. Upstream raises on a batch
 /// without alerts; here an empty batch with nothing submitted is complete.
-pub fn tier1(rows: &[Row], batch: &HashSet<&str>) -> Tier1 {
+pub fn tier1<S: BuildHasher>(rows: &[Row], batch: &HashSet<&str, S>) -> Tier1 {
     let n = rows.len() as f64;
-    let distinct: HashSet<&str> = rows.iter().map(|r| r.alert_id).collect();
+    let distinct: FxHashSet<&str> = rows.iter().map(|r| r.alert_id).collect();
     let u = distinct.len() as f64;
     let frac = |bad: usize| if n == 0.0 { 0.0 } else { 1.0 - bad as f64 / n };
     let completeness = if batch.is_empty() {
@@ -170,12 +173,17 @@ pub const NO_HISTORY: f64 = 0.7;
 /// address. Address consistency: for each address with ≥ 2 scores, population std < 0.10 → 0,
 /// < 0.15 → −0.05, < 0.25 → −0.10, else −0.15; 1 + the mean penalty (1 when no address has
 /// two scores, 0 when no alert has an address, as upstream's empty join gives).
-pub fn tier2(
+pub fn tier2<K, V, S>(
     scores: &[(String, f64)],
     consensus: Option<&HashMap<String, f64>>,
     previous: Option<&HashMap<String, f64>>,
-    address_of: &HashMap<String, String>,
-) -> Tier2 {
+    address_of: &HashMap<K, V, S>,
+) -> Tier2
+where
+    K: Borrow<str> + Hash + Eq,
+    V: AsRef<str>,
+    S: BuildHasher,
+{
     let values: Vec<f64> = scores.iter().map(|s| s.1).collect();
     let entropy = entropy(&values);
     let rank_correlation = consensus.and_then(|c| {
@@ -201,14 +209,21 @@ pub fn tier2(
             }
         })
         .unwrap_or(NO_HISTORY);
-    let mut by_addr: HashMap<&str, Vec<f64>> = HashMap::new();
+    // Each address's scores, the addresses in the order of their first scored alert (the
+    // penalties are summed in that order, so the total does not depend on a hash order).
+    let mut group: FxHashMap<&str, usize> = FxHashMap::default();
+    let mut by_addr: Vec<Vec<f64>> = Vec::new();
     for (k, v) in scores {
-        if let Some(a) = address_of.get(k) {
-            by_addr.entry(a.as_str()).or_default().push(*v);
+        if let Some(a) = address_of.get(k.as_str()) {
+            let g = *group.entry(a.as_ref()).or_insert_with(|| {
+                by_addr.push(Vec::new());
+                by_addr.len() - 1
+            });
+            by_addr[g].push(*v);
         }
     }
     let penalties: Vec<f64> = by_addr
-        .values()
+        .iter()
         .filter(|v| v.len() >= 2)
         .map(|v| match population_std(v) {
             s if s < 0.10 => 0.0,
@@ -285,21 +300,26 @@ pub struct Tier3a {
 }
 
 /// Tier 3A of `scores`; `labels_of` gives the label rows (true = illicit) of an address.
-pub fn tier3a(
+pub fn tier3a<K, V, S>(
     scores: &[(String, f64)],
-    address_of: &HashMap<String, String>,
+    address_of: &HashMap<K, V, S>,
     labels_of: &dyn Fn(&str) -> Vec<bool>,
-) -> Tier3a {
+) -> Tier3a
+where
+    K: Borrow<str> + Hash + Eq,
+    V: AsRef<str>,
+    S: BuildHasher,
+{
     let (mut s, mut y) = (Vec::new(), Vec::new());
     for (k, v) in scores {
-        if let Some(a) = address_of.get(k) {
-            for l in labels_of(a) {
+        if let Some(a) = address_of.get(k.as_str()) {
+            for l in labels_of(a.as_ref()) {
                 s.push(*v);
                 y.push(l);
             }
         }
     }
-    let distinct: HashSet<&str> = scores.iter().map(|(k, _)| k.as_str()).collect();
+    let distinct: FxHashSet<&str> = scores.iter().map(|(k, _)| k.as_str()).collect();
     Tier3a {
         auc: auc_roc(&s, &y),
         coverage: if distinct.is_empty() {
@@ -453,9 +473,32 @@ mod tests {
         assert!((c - 0.9).abs() < 1e-12, "{c}");
         // No alert with an address: 0, as upstream's empty join.
         assert_eq!(
-            tier2(&sc, None, None, &HashMap::new()).address_consistency,
+            tier2(&sc, None, None, &HashMap::<String, String>::new()).address_consistency,
             0.0
         );
+    }
+
+    #[test]
+    fn address_consistency_does_not_depend_on_a_hash_order() {
+        // 600 addresses with two scores each, penalised 0, −0.05, −0.10 and −0.15 in turn: the
+        // sum of such penalties depends on its order, which was a SipHash map's (random) order.
+        let (mut sc, mut addr) = (Vec::new(), HashMap::new());
+        for i in 0..600 {
+            let d = [0.0, 0.25, 0.4, 0.6][i % 4];
+            for (j, s) in [0.2, 0.2 + d].into_iter().enumerate() {
+                sc.push((format!("{i}-{j}"), s));
+                addr.insert(format!("{i}-{j}"), format!("addr-{i}"));
+            }
+        }
+        let want = 1.0
+            + (0..600)
+                .map(|i| [0.0, -0.05, -0.10, -0.15][i % 4])
+                .sum::<f64>()
+                / 600.0;
+        for _ in 0..20 {
+            let got = tier2(&sc, None, None, &addr).address_consistency;
+            assert_eq!(got.to_bits(), want.to_bits(), "{got} vs {want}");
+        }
     }
 
     #[test]

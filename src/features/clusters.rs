@@ -30,7 +30,7 @@ pub(super) fn membership(day: &Day, clusters: &RecordBatch, out: &mut Columns) -
     let cvol = f64_col(clusters, "total_volume_usd")?;
     for c in 0..clusters.num_rows() {
         let members = cluster_members(c, &rel, &prim, &inv, &row_of, &day.by_addr);
-        let n_addr = list_values(&inv, c).len() as f64;
+        let n_addr = list_values(&inv, c).count() as f64;
         for i in members {
             c_count[i] += 1.0;
             c_alerts[i] = nan_max(c_alerts[i], get_f(&total, c));
@@ -70,15 +70,14 @@ pub(super) fn cluster_members(
     by_addr: &HashMap<&str, Vec<usize>>,
 ) -> Vec<usize> {
     let mut m: Vec<usize> = list_values(rel, c)
-        .iter()
-        .filter_map(|id| row_of.get(id.as_str()).copied())
+        .filter_map(|id| row_of.get(id).copied())
         .collect();
     if m.is_empty() && prim.is_valid(c) {
         m.extend(row_of.get(prim.value(c)).copied());
     }
     if m.is_empty() {
         for a in list_values(inv, c) {
-            m.extend(by_addr.get(a.as_str()).into_iter().flatten().copied());
+            m.extend(by_addr.get(a).into_iter().flatten().copied());
         }
     }
     m.sort_unstable();
@@ -148,8 +147,7 @@ pub fn build_cluster_matrix(
     let m = clusters.num_rows();
     let width = cluster_feature_names().len();
     let mut cols: Vec<Vec<f64>> = vec![Vec::with_capacity(m); width];
-    for c in 0..m {
-        let members = &members[c];
+    for (c, members) in members.iter().enumerate().take(m) {
         let own = [
             members.len() as f64,
             get_f(&total, c),
@@ -167,25 +165,28 @@ pub fn build_cluster_matrix(
                 "time_based" => 4.0,
                 _ => 0.0,
             },
-            list_values(&inv, c).len() as f64,
+            list_values(&inv, c).count() as f64,
         ];
         for (k, v) in own.into_iter().enumerate() {
             cols[k].push(v);
         }
-        for (j, f) in feats.iter().enumerate() {
-            let vs: Vec<f64> = members
-                .iter()
-                .map(|&i| f.value(i))
-                .filter(|v| !v.is_nan())
-                .collect();
+    }
+    // Feature by feature, so that one alert column at a time is read at the members' rows
+    // (it stays in cache; cluster by cluster, every column of the matrix would be).
+    let mut vs: Vec<f64> = Vec::new();
+    for (j, f) in feats.iter().enumerate() {
+        let (means, rest) = cols[CLUSTER_OWN.len() + 2 * j..].split_at_mut(1);
+        let (means, maxes) = (&mut means[0], &mut rest[0]);
+        for members in &members[..m] {
+            vs.clear();
+            vs.extend(members.iter().map(|&i| f.value(i)).filter(|v| !v.is_nan()));
             let mean = if vs.is_empty() {
                 f64::NAN
             } else {
                 vs.iter().sum::<f64>() / vs.len() as f64
             };
-            let max = vs.iter().copied().fold(f64::NAN, nan_max);
-            cols[CLUSTER_OWN.len() + 2 * j].push(mean);
-            cols[CLUSTER_OWN.len() + 2 * j + 1].push(max);
+            means.push(mean);
+            maxes.push(vs.iter().copied().fold(f64::NAN, nan_max));
         }
     }
     let mut fields = vec![Field::new("cluster_id", DataType::Utf8, false)];

@@ -249,13 +249,19 @@ pub(super) fn list_col(b: &RecordBatch, name: &str) -> Result<ListArray> {
         .clone())
 }
 
-pub(super) fn list_values(l: &ListArray, i: usize) -> Vec<String> {
-    if l.is_null(i) {
-        return Vec::new();
-    }
-    let v = l.value(i);
-    let s = v.as_string::<i32>();
-    s.iter().flatten().map(str::to_owned).collect()
+/// The non-null strings of list `i` of a list-of-strings column (none when the list is null),
+/// borrowed from the column.
+pub(super) fn list_values(l: &ListArray, i: usize) -> impl Iterator<Item = &str> {
+    let values = l.values().as_string::<i32>();
+    let offsets = l.value_offsets();
+    let range = if l.is_null(i) {
+        0..0
+    } else {
+        offsets[i] as usize..offsets[i + 1] as usize
+    };
+    range
+        .filter(move |&j| values.is_valid(j))
+        .map(move |j| values.value(j))
 }
 
 /// Mean and sample standard deviation (NaN for no values).
@@ -400,9 +406,19 @@ pub fn row_major(matrix: &RecordBatch, names: &[String]) -> Result<Vec<f64>> {
                 })
         })
         .collect::<Result<_>>()?;
-    let mut out = Vec::with_capacity(n * names.len());
-    for r in 0..n {
-        out.extend(cols.iter().map(|c| c.value(r)));
+    // Transposed in blocks of rows, so that both the columns' slices and the rows written
+    // stay in cache however many columns there are.
+    const BLOCK: usize = 128;
+    let w = names.len();
+    let mut out = vec![0.0; n * w];
+    for (b, rows) in out.chunks_mut(BLOCK * w.max(1)).enumerate() {
+        let r0 = b * BLOCK;
+        for (j, c) in cols.iter().enumerate() {
+            let vals = &c.values()[r0..r0 + rows.len() / w];
+            for (row, v) in rows.chunks_exact_mut(w).zip(vals) {
+                row[j] = *v;
+            }
+        }
     }
     Ok(out)
 }

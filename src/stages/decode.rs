@@ -2,6 +2,7 @@
 //! normalises it. Features and money flows stream in batches and keep only the rows that
 //! concern an alerted address, so a day's memory is bounded by its alerts, not its flows.
 
+use super::alerted::Alerted;
 use super::{Context, DateInput, Kind, Stage, StageInput};
 use crate::batch::{ArrowBatch, Table, Tables};
 use crate::config::StageSpec;
@@ -10,7 +11,8 @@ use crate::features::ADDRESS_FEATURES;
 use crate::io::{present, read_if_present, sha256_file, ParquetSource};
 use anyhow::{anyhow, bail, Context as _, Result};
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, ListArray, StringArray, StringBuilder,
+    Array, ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, ListArray, StringArray,
+    StringBuilder,
 };
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Schema};
@@ -165,7 +167,7 @@ fn read_tables(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) 
         .as_any()
         .downcast_ref::<StringArray>()
         .expect("address");
-    let alerted: HashSet<&str> = addrs.iter().flatten().collect();
+    let alerted = Alerted::new(addrs.iter().enumerate().filter_map(|(r, a)| Some((r, a?))));
     check_unique(
         ids,
         &dir.join("alerts.parquet").display().to_string(),
@@ -516,7 +518,7 @@ fn empty_alerts_input() -> RecordBatch {
 fn read_features(
     path: &Path,
     date: NaiveDate,
-    alerted: &HashSet<&str>,
+    alerted: &Alerted,
     batch_size: usize,
 ) -> Result<(RecordBatch, usize)> {
     let file = path.display().to_string();
@@ -635,11 +637,12 @@ fn read_clusters(path: &Path, date: NaiveDate) -> Result<RecordBatch> {
     ])
 }
 
-/// Streams `money_flows.parquet`, keeping flows that touch an alerted address; returns them and the file's row count.
+/// Streams `money_flows.parquet`, keeping flows that touch an alerted address, each with the
+/// row of the first alert of its alerted end(s); returns them and the file's row count.
 fn read_flows(
     path: &Path,
     date: NaiveDate,
-    alerted: &HashSet<&str>,
+    alerted: &Alerted,
     batch_size: usize,
 ) -> Result<(RecordBatch, usize)> {
     let file = path.display().to_string();
@@ -648,6 +651,7 @@ fn read_flows(
     let empty = src.schema().fields().is_empty();
     let (mut from, mut to) = (StringBuilder::new(), StringBuilder::new());
     let (mut usd, mut tx) = (Vec::new(), Vec::new());
+    let (mut from_alert, mut to_alert) = (Vec::new(), Vec::new());
     if !empty {
         for b in src.read(FLOW_COLUMNS, batch_size)? {
             let b = b?;
@@ -671,9 +675,12 @@ fn read_flows(
                 let (Some(fv), Some(tv)) = (fv, tv) else {
                     continue;
                 };
-                if alerted.contains(fv) || alerted.contains(tv) {
+                let (fa, ta) = (alerted.first_row(fv), alerted.first_row(tv));
+                if fa.is_some() || ta.is_some() {
                     from.append_value(fv);
                     to.append_value(tv);
+                    from_alert.push(fa);
+                    to_alert.push(ta);
                     usd.push(if u.is_valid(i) { u.value(i) } else { f64::NAN });
                     tx.push(if x.is_valid(i) { x.value(i) } else { f64::NAN });
                 }
@@ -685,6 +692,8 @@ fn read_flows(
         ("to_address", Arc::new(to.finish())),
         ("amount_usd_sum", Arc::new(Float64Array::from(usd))),
         ("tx_count", Arc::new(Float64Array::from(tx))),
+        ("from_alert", Arc::new(Int32Array::from(from_alert))),
+        ("to_alert", Arc::new(Int32Array::from(to_alert))),
     ])?;
     Ok((b, total))
 }

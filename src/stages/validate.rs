@@ -30,9 +30,10 @@ use arrow::array::{AsArray, BooleanArray, StringArray};
 use arrow::datatypes::{Float64Type, Int32Type};
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -152,6 +153,13 @@ pub fn read_scores(path: &Path) -> Result<ScoreTable> {
     })
 }
 
+/// The strings of column `name` (none without it; a null as ""), borrowed from `b`.
+fn borrowed_strings<'a>(b: &'a RecordBatch, name: &str) -> impl Iterator<Item = &'a str> {
+    column(b, name)
+        .into_iter()
+        .flat_map(|c| c.as_string::<i32>().iter().map(Option::unwrap_or_default))
+}
+
 fn score_pairs(t: &ScoreTable) -> Vec<(String, f64)> {
     t.rows
         .iter()
@@ -179,18 +187,18 @@ pub fn structure(
     ranks.sort_unstable();
     let perm =
         ranks.len() == alert_ids.len() && ranks.iter().enumerate().all(|(i, &r)| r == i as i32 + 1);
-    let ranked: HashSet<String> = strings(rankings, "alert_id").into_iter().collect();
+    let ranked: FxHashSet<&str> = borrowed_strings(rankings, "alert_id").collect();
     let all_ranked =
-        ranked.len() == alert_ids.len() && alert_ids.iter().all(|a| ranked.contains(a));
-    let scored: HashSet<String> = strings(clusters, "cluster_id").into_iter().collect();
+        ranked.len() == alert_ids.len() && alert_ids.iter().all(|a| ranked.contains(a.as_str()));
+    let scored: FxHashSet<&str> = borrowed_strings(clusters, "cluster_id").collect();
     let cluster_scores_ok = column(clusters, "score")
         .and_then(|c| c.as_primitive_opt::<Float64Type>())
         .is_some_and(|s| {
             s.iter()
                 .all(|v| v.is_some_and(|v| (0.0..=1.0).contains(&v)))
         });
-    let all_scored =
-        scored.len() == cluster_ids.len() && cluster_ids.iter().all(|c| scored.contains(c));
+    let all_scored = scored.len() == cluster_ids.len()
+        && cluster_ids.iter().all(|c| scored.contains(c.as_str()));
     vec![
         Check {
             name: "ranks_permutation".to_string(),
@@ -392,11 +400,11 @@ pub fn judge(
         )?,
         None => None,
     };
-    let address_of: HashMap<String, String> = facts
+    let address_of: FxHashMap<&str, &str> = facts
         .alert_ids
         .iter()
-        .cloned()
-        .zip(facts.addresses.iter().cloned())
+        .map(String::as_str)
+        .zip(facts.addresses.iter().map(String::as_str))
         .collect();
     let url = cfg.model_github_url.as_deref().unwrap_or("");
     let rows: Vec<validator::Row> = scores
@@ -409,7 +417,7 @@ pub fn judge(
             model_github_url: url,
         })
         .collect();
-    let batch: HashSet<&str> = facts.alert_ids.iter().map(String::as_str).collect();
+    let batch: FxHashSet<&str> = facts.alert_ids.iter().map(String::as_str).collect();
     let t1 = validator::tier1(&rows, &batch);
     let t2 = validator::tier2(&pairs, consensus.as_ref(), previous, &address_of);
     let labels_of = |a: &str| known.address_labels.get(a).cloned().unwrap_or_default();
@@ -568,7 +576,13 @@ pub fn summarize(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<(PathBuf, Optio
         let mut consistency = None;
         if let Some(prev) = score_map(&prev_path)? {
             let scores = score_pairs(&read_scores(&dir.join(layout::ALERT_SCORES))?);
-            let c = validator::tier2(&scores, None, Some(&prev), &HashMap::new()).consistency;
+            let c = validator::tier2(
+                &scores,
+                None,
+                Some(&prev),
+                &FxHashMap::<&str, &str>::default(),
+            )
+            .consistency;
             t2 = t2.with_consistency(c);
             reward = validator::reward(&t1, &t2, &t3a, reward.days_since_first_submission);
             consistency = Some(c);
