@@ -58,11 +58,7 @@ pub(super) fn day_alerts(
     let mut alerts: Vec<Alert> = Vec::new();
     let alert_typologies =
         |rng: &mut ChaCha8Rng, a: u32, home: Option<usize>, out: &mut Vec<Alert>| {
-            let k = match rng.gen::<f64>() {
-                x if x < 0.75 => 1,
-                x if x < 0.93 => 2,
-                _ => 3,
-            };
+            let k = typology_count(rng);
             let mut used = BTreeSet::new();
             for j in 0..k {
                 let t = match (j, home) {
@@ -175,4 +171,13 @@ pub(super) fn alerts_table<'a>(day: &'a Day, alerts: &'a [Alert], agg: &'a [Agg]
             }),
         );
     t
+}
+
+/// How many typologies one alerted address is flagged with: 1 (75%), 2 (18%) or 3 (7%).
+pub(super) fn typology_count(rng: &mut ChaCha8Rng) -> usize {
+    match rng.gen::<f64>() {
+        x if x < 0.75 => 1,
+        x if x < 0.93 => 2,
+        _ => 3,
+    }
 }

@@ -2,7 +2,7 @@
 //! as many as the SAR rate asks for, and false positives on the rest, leaning toward busy
 //! addresses, exchanges and legitimate structuring.
 
-use super::alerts::{alert_id, Alert};
+use super::alerts::{alert_id, typology_count, Alert};
 use super::background::Activity;
 use super::flows::Agg;
 use super::profile::{Kind, Laundering};
@@ -51,11 +51,7 @@ fn alert_address(
     laundering: bool,
     out: &mut Vec<Alert>,
 ) {
-    let k = match rng.gen::<f64>() {
-        x if x < 0.75 => 1,
-        x if x < 0.93 => 2,
-        _ => 3,
-    };
+    let k = typology_count(rng);
     let mut used = BTreeSet::new();
     for j in 0..k {
         let t = match hint {
