@@ -3,8 +3,10 @@
 //! LightGBM's), SHAP contributions through its TreeSHAP (within rounding of LightGBM's), and
 //! training through LightGBM's C API.
 
+use crate::features::row_major_rows;
 use crate::forest::Forest;
 use anyhow::{anyhow, bail, Context, Result};
+use arrow::record_batch::RecordBatch;
 use lightgbm3::Booster;
 use serde::{Deserialize, Serialize};
 use std::ffi::{c_char, c_void, CStr, CString};
@@ -286,6 +288,28 @@ impl Model {
             .collect()
     }
 
+    /// [`Model::predict`] of every row of `matrix` (its columns named by the model), made
+    /// [`ROW_BLOCK`] rows at a time.
+    pub fn predict_matrix(&self, matrix: &RecordBatch) -> Result<Vec<f64>> {
+        let mut out = Vec::with_capacity(matrix.num_rows());
+        for rows in row_blocks(matrix.num_rows()) {
+            let x = row_major_rows(matrix, &self.meta.feature_names, rows)?;
+            out.extend(self.predict(&x)?);
+        }
+        Ok(out)
+    }
+
+    /// [`Model::explain`] of every row of `matrix` with its score in `scores`, made
+    /// [`ROW_BLOCK`] rows at a time.
+    pub fn explain_matrix(&self, matrix: &RecordBatch, scores: &[f64]) -> Result<Vec<String>> {
+        let mut out = Vec::with_capacity(matrix.num_rows());
+        for rows in row_blocks(matrix.num_rows()) {
+            let x = row_major_rows(matrix, &self.meta.feature_names, rows.clone())?;
+            out.extend(self.explain(&x, &scores[rows])?);
+        }
+        Ok(out)
+    }
+
     /// The prediction for row-major rows (probabilities for binary models, scores for the
     /// ranker), by the flattened evaluator on all cores: bit-identical to LightGBM's predict.
     pub fn predict(&self, rows: &[f64]) -> Result<Vec<f64>> {
@@ -304,6 +328,19 @@ impl Model {
             .predict(rows, self.num_features() as i32, true)
             .map_err(|e| anyhow!("{}: prediction failed: {e}", self.path.display()))
     }
+}
+
+/// Rows a model is applied to at once by [`Model::predict_matrix`] and
+/// [`Model::explain_matrix`]: the row-major copy (and the SHAP values) of a day's matrix are
+/// made one block at a time, so they do not grow with the day (16,384 rows × 130 features is
+/// 17 MB).
+pub const ROW_BLOCK: usize = 16_384;
+
+/// `0..n` in consecutive ranges of [`ROW_BLOCK`] rows.
+fn row_blocks(n: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    (0..n)
+        .step_by(ROW_BLOCK)
+        .map(move |start| start..(start + ROW_BLOCK).min(n))
 }
 
 /// Every installed model in `dir` (files `{kind}_v{version}.txt` with readable metadata), by kind then newest first.

@@ -395,7 +395,17 @@ fn check_order(got: &[String], want: &[String]) -> Result<()> {
 
 /// Extracts the named feature columns of a matrix as one row-major `f64` buffer.
 pub fn row_major(matrix: &RecordBatch, names: &[String]) -> Result<Vec<f64>> {
-    let n = matrix.num_rows();
+    row_major_rows(matrix, names, 0..matrix.num_rows())
+}
+
+/// Extracts rows `rows` of the named feature columns of a matrix as one row-major `f64`
+/// buffer.
+pub fn row_major_rows(
+    matrix: &RecordBatch,
+    names: &[String],
+    rows: std::ops::Range<usize>,
+) -> Result<Vec<f64>> {
+    let (first, n) = (rows.start, rows.len());
     let cols: Vec<Float64Array> = names
         .iter()
         .map(|f| {
@@ -414,7 +424,7 @@ pub fn row_major(matrix: &RecordBatch, names: &[String]) -> Result<Vec<f64>> {
     for (b, rows) in out.chunks_mut(BLOCK * w.max(1)).enumerate() {
         let r0 = b * BLOCK;
         for (j, c) in cols.iter().enumerate() {
-            let vals = &c.values()[r0..r0 + rows.len() / w];
+            let vals = &c.values()[first + r0..first + r0 + rows.len() / w];
             for (row, v) in rows.chunks_exact_mut(w).zip(vals) {
                 row[j] = *v;
             }

@@ -5,7 +5,6 @@ use super::score::ModelParams;
 use super::{output, table, Context, Kind, Stage, StageInput};
 use crate::batch::{Table, Tables};
 use crate::config::StageSpec;
-use crate::features::row_major;
 use crate::model::{Model, ModelKind};
 use crate::stages::decode::make_batch;
 use anyhow::Result;
@@ -53,7 +52,7 @@ pub fn run(model: &Model, input: &StageInput) -> Result<Tables> {
         .column_by_name("alert_id")
         .expect("alert_id")
         .as_string::<i32>();
-    let relevance = model.predict(&row_major(m, &model.meta.feature_names)?)?;
+    let relevance = model.predict_matrix(m)?;
     let sid = s
         .column_by_name("alert_id")
         .expect("alert_id")

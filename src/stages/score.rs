@@ -4,7 +4,6 @@ use super::{output, table, Context, Kind, Stage, StageInput};
 use crate::batch::{Table, Tables};
 use crate::calibration::Calibration;
 use crate::config::StageSpec;
-use crate::features::row_major;
 use crate::model::{Model, ModelKind};
 use crate::stages::decode::make_batch;
 use anyhow::{bail, Context as _, Result};
@@ -104,8 +103,7 @@ pub fn score_table(
     calibration: Calibration,
 ) -> Result<RecordBatch> {
     let start = Instant::now();
-    let x = row_major(t, &model.meta.feature_names)?;
-    let mut scores = model.predict(&x)?;
+    let mut scores = model.predict_matrix(t)?;
     if let Some(s) = scores.iter().find(|s| !(0.0..=1.0).contains(*s)) {
         bail!(
             "{}: produced score {s} outside [0, 1]; is it a binary model?",
@@ -118,7 +116,7 @@ pub fn score_table(
     let n = t.num_rows();
     let per_row = start.elapsed().as_secs_f64() * 1e3 / n.max(1) as f64;
     let explain_json = if explain {
-        model.explain(&x, &scores)?
+        model.explain_matrix(t, &scores)?
     } else {
         vec![String::new(); n]
     };

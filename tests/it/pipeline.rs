@@ -381,6 +381,54 @@ fn shap_contributions_add_up_to_the_raw_margin() {
 }
 
 #[test]
+fn a_matrix_scored_in_row_blocks_scores_as_it_does_whole() {
+    use aml_pipeline::model::{Model, ModelKind, ROW_BLOCK};
+    let f = fixture();
+    let cfg_path = write_config(
+        &f.root.join("blocks-cfg"),
+        &f.input,
+        &f.root.join("blocks-out"),
+        &f.models,
+    );
+    let cfg = aml_pipeline::config::RunConfig::load(&cfg_path).unwrap();
+    let m = aml_pipeline::train::date_matrix(&cfg, aml_pipeline::dates::parse_date(FIRST).unwrap())
+        .unwrap();
+    // Enough copies of the day's matrix for two whole blocks and a part of a third.
+    let copies = (2 * ROW_BLOCK + ROW_BLOCK / 3).div_ceil(m.alerts.num_rows());
+    let big = arrow::compute::concat_batches(&m.alerts.schema(), &vec![m.alerts.clone(); copies])
+        .unwrap();
+    let model = Model::load(
+        &Model::resolve(&f.models, ModelKind::AlertScorer, "latest").unwrap(),
+        ModelKind::AlertScorer,
+    )
+    .unwrap();
+    let x = aml_pipeline::features::row_major(&big, &model.meta.feature_names).unwrap();
+    let whole = model.predict(&x).unwrap();
+    let blocks = model.predict_matrix(&big).unwrap();
+    assert!(big.num_rows() > 2 * ROW_BLOCK && big.num_rows() % ROW_BLOCK != 0);
+    assert_eq!(blocks.len(), whole.len());
+    for (i, (a, b)) in blocks.iter().zip(&whole).enumerate() {
+        assert_eq!(
+            a.to_bits(),
+            b.to_bits(),
+            "row {i}: {a} in blocks, {b} whole"
+        );
+    }
+    // Rows at both sides of each block boundary, and the last.
+    let n = big.num_rows();
+    let probe: Vec<usize> = [0, ROW_BLOCK - 1, ROW_BLOCK, 2 * ROW_BLOCK, n - 1].into();
+    let explained = model.explain_matrix(&big, &whole).unwrap();
+    assert_eq!(explained.len(), n);
+    let w = model.num_features();
+    for i in probe {
+        let one = model
+            .explain(&x[i * w..(i + 1) * w], &whole[i..=i])
+            .unwrap();
+        assert_eq!(explained[i], one[0], "row {i}");
+    }
+}
+
+#[test]
 fn a_model_trained_in_python_scores_as_python_predicts() {
     let f = fixture();
     let tmp = tempfile::tempdir().unwrap();
