@@ -116,6 +116,10 @@ impl Cluster {
     }
 }
 
+/// The longest a worker with nothing to do sleeps before it looks again (it wakes at once
+/// when a message or progress update reaches it).
+pub const IDLE: Duration = Duration::from_millis(20);
+
 type Stats = Rc<RefCell<BTreeMap<String, StageStat>>>;
 
 /// Each date and its outcome.
@@ -290,11 +294,13 @@ pub fn run(
             input.send(i);
             input.flush();
             while finished.borrow().get(&plan.date).copied().unwrap_or(0) < n_sinks {
-                worker.step();
+                worker.step_or_park(Some(IDLE));
             }
         }
         input.close();
-        while worker.step() {}
+        // A worker without dates parks until the others are done, instead of spinning on a
+        // core their stages need.
+        while worker.step_or_park(Some(IDLE)) {}
         let stats = stats.borrow().clone();
         let outcomes = outcomes.borrow().clone();
         (outcomes, stats)

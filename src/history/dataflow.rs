@@ -333,7 +333,7 @@ pub fn compute(
             // At most one of this worker's dates in flight.
             if i > 0 {
                 while probe.less_equal(&day(mine[i - 1])) {
-                    worker.step();
+                    worker.step_or_park(Some(crate::engine::IDLE));
                     flush(&probe, false);
                 }
             }
@@ -399,7 +399,7 @@ pub fn compute(
             records.flush();
         }
         records.close();
-        while worker.step() {
+        while worker.step_or_park(Some(crate::engine::IDLE)) {
             flush(&probe, false);
         }
         flush(&probe, true);
