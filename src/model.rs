@@ -661,3 +661,25 @@ pub fn train_lightgbm(
         valid_metric: valid.map(|_| best.1),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_may_use_any_subset_of_the_computed_features_in_any_order() {
+        let computed: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let p = Path::new("m.txt");
+        let text = "tree\nfeature_names=c a\nend\n";
+        assert!(check_features(p, text, &names(&["c", "a"]), &computed).is_ok());
+        let e = check_features(p, text, &names(&["a", "c"]), &computed).unwrap_err();
+        assert!(e.to_string().contains("position 0"), "{e}");
+        let e =
+            check_features(p, "feature_names=c z\n", &names(&["c", "z"]), &computed).unwrap_err();
+        assert!(e.to_string().contains("feature `z`"), "{e}");
+        let e =
+            check_features(p, "feature_names=c c\n", &names(&["c", "c"]), &computed).unwrap_err();
+        assert!(e.to_string().contains("`c` twice"), "{e}");
+    }
+}

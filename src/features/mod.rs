@@ -489,6 +489,18 @@ mod tests {
     }
 
     #[test]
+    fn graph_features_are_computed_for_a_model_that_uses_one_or_without_models() {
+        let old: Vec<String> = ["volume_usd", "af_pagerank"].map(String::from).to_vec();
+        let graph: Vec<String> = ["volume_usd", "graph_cycle3"].map(String::from).to_vec();
+        let cluster = vec!["max_graph_sg_sinks".to_string()];
+        assert!(!graph_features_needed([old.as_slice()]));
+        assert!(graph_features_needed([old.as_slice(), graph.as_slice()]));
+        assert!(graph_features_needed([cluster.as_slice()]));
+        assert!(graph_features_needed(std::iter::empty::<&[String]>()));
+        assert!(!is_graph_feature("mean_net_in_degree"));
+    }
+
+    #[test]
     fn names_are_unique() {
         let mut n = alert_feature_names();
         let len = n.len();
