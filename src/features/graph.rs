@@ -450,10 +450,10 @@ mod tests {
             &[(0, 1, 10.0), (1, 2, 20.0), (2, 0, 30.0), (1, 3, 5.0)],
             &[],
         );
-        for v in 0..3 {
-            assert_eq!(feature(&f[v], "graph_cycle3"), 1.0, "node {v}");
-            assert_eq!(feature(&f[v], "graph_cycle2"), 0.0);
-            assert_eq!(feature(&f[v], "graph_cycle4"), 0.0);
+        for (v, row) in f.iter().enumerate().take(3) {
+            assert_eq!(feature(row, "graph_cycle3"), 1.0, "node {v}");
+            assert_eq!(feature(row, "graph_cycle2"), 0.0);
+            assert_eq!(feature(row, "graph_cycle4"), 0.0);
         }
         assert_eq!(feature(&f[3], "graph_cycle3"), 0.0);
         // 0 → 1 → {2, 3}: two walks carrying 25; into 0: 1 → 2 → 0 carrying 20.
@@ -477,8 +477,8 @@ mod tests {
             (2, 1, 1.0),
         ];
         let f = all(4, &e, &[]);
-        for v in 0..4 {
-            assert_eq!(feature(&f[v], "graph_cycle4"), 1.0, "node {v}");
+        for (v, row) in f.iter().enumerate() {
+            assert_eq!(feature(row, "graph_cycle4"), 1.0, "node {v}");
         }
         assert_eq!(feature(&f[0], "graph_cycle2"), 1.0);
         assert_eq!(feature(&f[1], "graph_cycle2"), 2.0);
