@@ -3,7 +3,7 @@
 #   W1/W30: 30 realistic days (50K alerts, ~500K feature rows, ~2M money flows each);
 #   S365:   365 small days, for the no-op rerun.
 # Reports: seconds per day (W1, 1 and 2 workers), W30 with 1 and 2 workers and the speed-up,
-# the decode floor (merely reading the needed columns with arrow-rs), the address-history pass
+# W1 with a model that uses the graph features, the decode floor (merely reading the needed columns with arrow-rs), the address-history pass
 # alone (benches/history.rs: time, peak RSS and heap), peak RSS of W1 and W30,
 # and the no-op rerun over 365 dates. Every figure is wall clock of the whole command
 # (process start, model loading and the address-history pass included).
@@ -31,14 +31,14 @@ du -sh "$data/input/torus/$first/195" | awk '{print "one day on disk: " $1}'
 # The shipped graph, and the same without SHAP explanations (explain_json, upstream's default
 # '') — the explanations alone cost more than everything else, so both are reported.
 sed 's/^explain = true/explain = false/' pipelines/daily.toml > bench-data/daily-no-explain.toml
-config() { # data dir, pipeline file → config path
+config() { # data dir, pipeline file[, models dir] → config path
   cat > "$1/config.toml" <<TOML
 pipeline = "$PWD/$2"
 network = "torus"
 window_days = 195
 input = "$PWD/$1/input"
 output = "$PWD/$1/output"
-models = "$PWD/trained_models"
+models = "$PWD/${3:-trained_models}"
 dates = "all"
 workers = 1
 TOML
@@ -70,6 +70,19 @@ w1=$secs w1rss=$rss
 run "W1, 2 workers" 2 "$first"
 w1b=$secs w1rss2=$rss
 cp "$data/last-run.txt" "$data/w1-run.txt"
+# The graph features (docs/features.md) keep every flow and are computed only for a model that
+# uses them: an alert scorer trained with them on the first two days (50 rounds) prices them.
+gm="$data/models-graph"
+if ! ls "$gm"/alert_scorer_v*.txt > /dev/null 2>&1; then
+  mkdir -p "$gm"
+  cp trained_models/alert_ranker_v* trained_models/cluster_scorer_v* "$gm"/
+  "$bin" train "$cfg" --dates "$first..$(date -d "$first + 1 day" +%F)" --model alert_scorer \
+    --models "$PWD/$gm" --iterations 50 > /dev/null
+fi
+cfg=$(config "$data" bench-data/daily-no-explain.toml "$gm")
+run "W1 with graph features, 2 w" 2 "$first"
+cp "$data/last-run.txt" "$data/w1-graph-run.txt"
+cfg=$(config "$data" bench-data/daily-no-explain.toml)
 run "W$days, 1 worker" 1 "$first..$last"
 w30a=$secs w30rss1=$rss
 run "W$days, 2 workers" 2 "$first..$last"
@@ -88,6 +101,8 @@ echo "== per-stage summary of W1 with SHAP, 2 workers"
 cat "$data/w1-shap-run.txt"
 echo "== per-stage summary of W1 without SHAP, 2 workers"
 cat "$data/w1-run.txt"
+echo "== per-stage summary of W1 without SHAP, with the graph features, 2 workers"
+cat "$data/w1-graph-run.txt"
 
 small=bench-data/s${small_days}
 slast=$(date -d "2025-01-01 + $((small_days - 1)) days" +%F)

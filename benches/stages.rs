@@ -102,25 +102,33 @@ fn stages(c: &mut Criterion) {
         })
     });
     g.bench_function("decode", |b| {
-        b.iter(|| decode::run(&DecodeParams::default(), &dir, date, 195).unwrap())
+        b.iter(|| decode::run(&DecodeParams::default(), &dir, date, 195, false).unwrap())
+    });
+    // With every flow kept, for a model that uses the graph features.
+    g.bench_function("decode_whole_graph", |b| {
+        b.iter(|| decode::run(&DecodeParams::default(), &dir, date, 195, true).unwrap())
     });
     let no_checksums = DecodeParams {
         verify_checksums: false,
         ..DecodeParams::default()
     };
     g.bench_function("decode_without_checksums", |b| {
-        b.iter(|| decode::run(&no_checksums, &dir, date, 195).unwrap())
+        b.iter(|| decode::run(&no_checksums, &dir, date, 195, false).unwrap())
     });
-    let mut tables = decode::run(&DecodeParams::default(), &dir, date, 195).unwrap();
+    let mut tables = decode::run(&DecodeParams::default(), &dir, date, 195, false).unwrap();
+    let whole = decode::run(&DecodeParams::default(), &dir, date, 195, true).unwrap();
 
     g.bench_function("history_features", |b| {
         b.iter(|| aml_pipeline::history::in_memory(&ctx.config, &[date]).unwrap())
     });
     let history = aml_pipeline::history::in_memory(&ctx.config, &[date]).unwrap()[&date].clone();
     g.bench_function("feature_join", |b| {
-        b.iter(|| build_matrix(date, &tables, &history).unwrap())
+        b.iter(|| build_matrix(date, &tables, &history, false).unwrap())
     });
-    let matrix = build_matrix(date, &tables, &history).unwrap();
+    g.bench_function("feature_join_with_graph", |b| {
+        b.iter(|| build_matrix(date, &whole, &history, true).unwrap())
+    });
+    let matrix = build_matrix(date, &tables, &history, false).unwrap();
     tables.insert(Table::Matrix, ArrowBatch(matrix.clone()));
 
     let scorer = model(ModelKind::AlertScorer);

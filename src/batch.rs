@@ -94,7 +94,7 @@ pub enum Table {
     Features,
     /// The batch's alert clusters.
     Clusters,
-    /// The batch's money flows (large).
+    /// The batch's money flows, all of them, as a graph of numbered addresses (large).
     Flows,
     /// What decode learned of the batch (row counts, input issues).
     BatchInfo,
@@ -196,8 +196,9 @@ impl Table {
             Self::Flows => (
                 const {
                     &[
-                        col("from_address", Utf8),
-                        col("to_address", Utf8),
+                        // Each end's address, numbered by first appearance in the file.
+                        col("from_node", Int32),
+                        col("to_node", Int32),
                         opt("amount_usd_sum", Float64),
                         opt("tx_count", Float64),
                         // The row in `alerts` of the first alert of each end, if alerted.

@@ -144,6 +144,21 @@ pub fn best_f1(scores: &[f64], labels: &[bool]) -> Option<(f64, f64, f64, f64)> 
         })
 }
 
+/// The highest recall at a threshold whose precision is at least `min_precision` (0 if none
+/// is); `None` without positives.
+pub fn recall_at_precision(scores: &[f64], labels: &[bool], min_precision: f64) -> Option<f64> {
+    if !labels.iter().any(|&l| l) {
+        return None;
+    }
+    Some(
+        pr_points(scores, labels)
+            .into_iter()
+            .filter(|&(_, p, _)| p >= min_precision)
+            .map(|(_, _, r)| r)
+            .fold(0.0, f64::max),
+    )
+}
+
 /// NDCG@k of one query with graded relevance, ordered by descending score (ties by index).
 pub fn ndcg_at(scores: &[f64], relevance: &[f64], k: usize) -> Option<f64> {
     let dcg = |order: &[usize]| -> f64 {
@@ -215,5 +230,20 @@ mod tests {
         assert_eq!(ndcg_at(&[3.0, 2.0, 1.0], &[2.0, 1.0, 0.0], 10), Some(1.0));
         let n = ndcg_at(&[1.0, 2.0, 3.0], &[2.0, 1.0, 0.0], 10).unwrap();
         assert!(n < 1.0 && n > 0.0);
+    }
+
+    #[test]
+    fn recall_at_a_precision_floor() {
+        let scores = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4];
+        let labels = [true, false, true, false, false, true];
+        // Cuts: 1/1, 1/2, 2/3, 2/4, 2/5, 3/6 precision; recall 1/3, 1/3, 2/3, 2/3, 2/3, 1.
+        assert_eq!(recall_at_precision(&scores, &labels, 0.5), Some(1.0));
+        assert_eq!(recall_at_precision(&scores, &labels, 0.6), Some(2.0 / 3.0));
+        assert_eq!(recall_at_precision(&scores, &labels, 0.9), Some(1.0 / 3.0));
+        assert_eq!(
+            recall_at_precision(&[0.9, 0.1], &[false, true], 0.6),
+            Some(0.0)
+        );
+        assert_eq!(recall_at_precision(&[0.9], &[false], 0.5), None);
     }
 }

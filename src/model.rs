@@ -134,8 +134,61 @@ pub fn meta_path(model: &Path) -> PathBuf {
     model.with_extension("json")
 }
 
+/// The metadata beside a model file.
+pub fn read_meta(model: &Path) -> Result<ModelMeta> {
+    let mp = meta_path(model);
+    serde_json::from_slice(
+        &crate::io::read_regular(&mp)
+            .with_context(|| format!("cannot read model metadata {}", mp.display()))?,
+    )
+    .with_context(|| format!("{}: not valid model metadata", mp.display()))
+}
+
+/// Checks a model's features: its metadata lists the model file's own `feature_names`, in
+/// order, and each is a feature the pipeline computes (`computed`). The stages pick the
+/// model's columns from the matrix by name, so a model trained before features were added to
+/// the matrix keeps scoring the same.
+fn check_features(path: &Path, text: &str, names: &[String], computed: &[String]) -> Result<()> {
+    let in_file: Vec<&str> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("feature_names="))
+        .map(|l| l.split(' ').collect())
+        .unwrap_or_default();
+    if in_file != names {
+        let first = names.iter().zip(&in_file).position(|(a, b)| a != b);
+        bail!(
+            "{}: feature order mismatch: its metadata lists {} features where the model file has {}{}; reinstall it, or retrain it with `pipeline train`",
+            path.display(),
+            names.len(),
+            in_file.len(),
+            first.map_or(String::new(), |i| format!(
+                " (first difference at position {i}: metadata `{}`, model file `{}`)",
+                names[i], in_file[i]
+            ))
+        );
+    }
+    let known: rustc_hash::FxHashSet<&str> = computed.iter().map(String::as_str).collect();
+    if let Some(f) = names.iter().find(|f| !known.contains(f.as_str())) {
+        bail!(
+            "{}: the model needs feature `{f}`, which this pipeline does not compute; retrain it with `pipeline train`",
+            path.display()
+        );
+    }
+    let mut sorted: Vec<&str> = in_file;
+    sorted.sort_unstable();
+    if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+        bail!(
+            "{}: the model lists feature `{}` twice",
+            path.display(),
+            w[0]
+        );
+    }
+    Ok(())
+}
+
 impl Model {
-    /// Loads a model file and its metadata, checking that its features are those `kind` expects.
+    /// Loads a model file and its metadata, checking that its features are ones `kind`'s matrix
+    /// has ([`check_features`]).
     pub fn load(path: &Path, kind: ModelKind) -> Result<Self> {
         let text = crate::io::read_text(path).with_context(|| {
             format!(
@@ -143,12 +196,7 @@ impl Model {
                 path.display()
             )
         })?;
-        let mp = meta_path(path);
-        let meta: ModelMeta = serde_json::from_slice(
-            &crate::io::read_regular(&mp)
-                .with_context(|| format!("cannot read model metadata {}", mp.display()))?,
-        )
-        .with_context(|| format!("{}: not valid model metadata", mp.display()))?;
+        let meta = read_meta(path)?;
         if meta.model_type != kind {
             bail!(
                 "{}: is a {} model, expected {}",
@@ -157,32 +205,15 @@ impl Model {
                 kind.name()
             );
         }
-        let expected = kind.feature_names();
-        if meta.feature_names != expected {
-            let first = meta
-                .feature_names
-                .iter()
-                .zip(&expected)
-                .position(|(a, b)| a != b);
-            bail!(
-                "{}: feature order mismatch: the model has {} features, the pipeline computes {}{}; retrain it with `pipeline train`",
-                path.display(),
-                meta.feature_names.len(),
-                expected.len(),
-                first.map_or(String::new(), |i| format!(
-                    " (first difference at position {i}: model `{}`, pipeline `{}`)",
-                    meta.feature_names[i], expected[i]
-                ))
-            );
-        }
+        check_features(path, &text, &meta.feature_names, &kind.feature_names())?;
         let booster = Booster::from_string(&text)
             .map_err(|e| anyhow!("{}: LightGBM cannot load it: {e}", path.display()))?;
-        if booster.num_features() as usize != expected.len() {
+        if booster.num_features() as usize != meta.feature_names.len() {
             bail!(
                 "{}: the model file has {} features but its metadata lists {}",
                 path.display(),
                 booster.num_features(),
-                expected.len()
+                meta.feature_names.len()
             );
         }
         let forest = Forest::parse(&text)
@@ -666,4 +697,26 @@ pub fn train_lightgbm(
         best_iteration: keep,
         valid_metric: valid.map(|_| best.1),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_may_use_any_subset_of_the_computed_features_in_any_order() {
+        let computed: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let p = Path::new("m.txt");
+        let text = "tree\nfeature_names=c a\nend\n";
+        assert!(check_features(p, text, &names(&["c", "a"]), &computed).is_ok());
+        let e = check_features(p, text, &names(&["a", "c"]), &computed).unwrap_err();
+        assert!(e.to_string().contains("position 0"), "{e}");
+        let e =
+            check_features(p, "feature_names=c z\n", &names(&["c", "z"]), &computed).unwrap_err();
+        assert!(e.to_string().contains("feature `z`"), "{e}");
+        let e =
+            check_features(p, "feature_names=c c\n", &names(&["c", "c"]), &computed).unwrap_err();
+        assert!(e.to_string().contains("`c` twice"), "{e}");
+    }
 }

@@ -9,7 +9,7 @@
 
 use crate::config::{RunConfig, StageSpec};
 use crate::layout::{self, BATCH_FILES};
-use crate::stages::{DateInput, Kind, Part};
+use crate::stages::{decode, feature_join, DateInput, Kind, Part};
 use crate::state::{DateState, StageRecord, StateStore};
 use anyhow::Result;
 use chrono::NaiveDate;
@@ -203,10 +203,23 @@ impl<'a> Planner<'a> {
     pub fn new(cfg: &'a RunConfig, models: &BTreeMap<String, PathBuf>) -> Result<Self> {
         let mut hashes = HashCache::load(&cfg.output);
         let mut common = BTreeMap::new();
+        let metas = models
+            .values()
+            .map(|m| crate::model::read_meta(m))
+            .collect::<Result<Vec<_>>>()?;
+        let graph = crate::features::graph_features_needed(
+            metas.iter().map(|m| m.feature_names.as_slice()),
+        );
         for s in &cfg.pipeline.stages {
             let mut parts = BTreeMap::new();
             parts.insert("code".to_string(), CODE_VERSION.to_string());
             parts.insert("stage".to_string(), stage_json(s));
+            // Decode keeps every flow and feature join computes the graph features only for
+            // a model that uses them: a matrix made without them is no use to one that does.
+            let graph_stage = [decode::KIND.name, feature_join::KIND.name].contains(&s.kind.name);
+            if graph && graph_stage {
+                parts.insert("graph_features".to_string(), "computed".to_string());
+            }
             if let Some(m) = models.get(&s.name) {
                 parts.insert("model".to_string(), hashes.sha256(m)?);
             }

@@ -8,7 +8,7 @@ use crate::batch::Table;
 use crate::config::RunConfig;
 use crate::features::{build_cluster_matrix, cluster_memberships, row_major, severity_code};
 use crate::labels::{Label, Labels};
-use crate::metrics::{auc_roc, average_precision, best_f1, ndcg_at};
+use crate::metrics::{auc_roc, average_precision, best_f1, ndcg_at, recall_at_precision};
 use crate::model::{
     meta_path, train_lightgbm, DataStats, ModelKind, ModelMeta, TrainSet, TrainingPeriod,
 };
@@ -563,6 +563,7 @@ fn evaluate(
         "best_f1_threshold": f1.map(|f| f.1),
         "precision_at_best_f1": f1.map(|f| f.2),
         "recall_at_best_f1": f1.map(|f| f.3),
+        "recall_at_precision_50": recall_at_precision(&pred, &y, 0.5),
     }))
 }
 
@@ -581,9 +582,16 @@ pub fn feature_sets() -> Vec<(&'static str, Vec<String>)> {
             .cloned()
             .collect()
     };
+    let graph: Vec<String> = all
+        .iter()
+        .filter(|f| f.starts_with("net_") || f.starts_with("graph_"))
+        .cloned()
+        .collect();
     vec![
         ("raw alert + address features", raw.clone()),
+        ("graph only: network + graph features", graph),
         ("raw + network (money flows)", with(&["net_"])),
+        ("raw + network + graph", with(&["net_", "graph_"])),
         ("raw + clusters", with(&["in_cluster", "cluster_"])),
         ("raw + address history", with(&["hist_"])),
         (
@@ -615,7 +623,7 @@ pub fn quality_report(ms: &[DateMatrix], labels: &Labels, opts: &TrainOptions) -
             0
         };
     let mut out =
-        "| feature set | features | held-out AUC-ROC | PR-AUC | best F1 | precision | recall |\n|---|---|---|---|---|---|---|\n"
+        "| feature set | features | held-out AUC-ROC | PR-AUC | best F1 | precision | recall | recall at precision ≥ 50% |\n|---|---|---|---|---|---|---|---|\n"
             .to_string();
     for (name, keep) in feature_sets() {
         let cols: Vec<usize> = keep
@@ -657,15 +665,29 @@ pub fn quality_report(ms: &[DateMatrix], labels: &Labels, opts: &TrainOptions) -
                 .map_or_else(|| "–".to_string(), |v| format!("{v:.4}"))
         };
         out.push_str(&format!(
-            "| {name} | {} | {} | {} | {} | {} | {} |\n",
+            "| {name} | {} | {} | {} | {} | {} | {} | {} |\n",
             keep.len(),
             f("auc_roc"),
             f("pr_auc"),
             f("best_f1"),
             f("precision_at_best_f1"),
-            f("recall_at_best_f1")
+            f("recall_at_best_f1"),
+            f("recall_at_precision_50")
         ));
     }
+    let te = subset(&rows, all_names.len(), |d| d >= first_holdout);
+    let positive = te.label.iter().filter(|&&l| l > 0.0).count();
+    out.push_str(&format!(
+        "\nTrained on {} dates ({} to {}), held out the {} latest ({} to {}: {} labelled alerts, {:.1}% positive).\n",
+        first_holdout,
+        ms[0].date,
+        ms[first_holdout.max(1) - 1].date,
+        ms.len() - first_holdout,
+        ms[first_holdout.min(ms.len() - 1)].date,
+        ms[ms.len() - 1].date,
+        te.label.len(),
+        100.0 * positive as f64 / te.label.len().max(1) as f64
+    ));
     Ok(out)
 }
 

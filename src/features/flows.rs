@@ -1,21 +1,18 @@
 //! Features of the money flows of the alert's address on the day.
 
-use super::{f64_col, get_f, str_col, Columns, Day};
+use super::{f64_col, get_f, Columns, Day};
 use crate::contract::column;
 use anyhow::{anyhow, bail, Result};
-use arrow::array::{Array, AsArray, Int32Array, StringArray};
+use arrow::array::{Array, AsArray, Int32Array};
 use arrow::datatypes::Int32Type;
 use arrow::record_batch::RecordBatch;
-use rustc_hash::FxBuildHasher;
-use std::hash::BuildHasher;
 
-/// What the day's flows say of one alerted address. A counterparty is kept as
-/// [`counterparty`]: its flow row with a hash of its address, so that counting distinct
-/// counterparties needs no table of every address the flows name.
+/// What the day's flows say of one alerted address; counterparties are the numbers decode gave
+/// their addresses (`from_node`, `to_node`).
 #[derive(Default, Clone)]
 struct Flow {
-    in_from: Vec<u64>,
-    out_to: Vec<u64>,
+    in_from: Vec<i32>,
+    out_to: Vec<i32>,
     in_usd: f64,
     out_usd: f64,
     in_n: f64,
@@ -59,8 +56,7 @@ pub(super) fn network(day: &Day, flows: &RecordBatch, out: &mut Columns) -> Resu
     }
     let mut fl = vec![Flow::default(); n_addr as usize];
     let mut alerted_cp: Vec<Vec<u32>> = vec![Vec::new(); n_addr as usize];
-    let from = str_col(flows, "from_address")?;
-    let to = str_col(flows, "to_address")?;
+    let (from, to) = (i32_col(flows, "from_node")?, i32_col(flows, "to_node")?);
     let usd = f64_col(flows, "amount_usd_sum")?;
     let tx = f64_col(flows, "tx_count")?;
     let (from_alert, to_alert) = (i32_col(flows, "from_alert")?, i32_col(flows, "to_alert")?);
@@ -83,14 +79,17 @@ pub(super) fn network(day: &Day, flows: &RecordBatch, out: &mut Columns) -> Resu
         );
     }
     for r in 0..flows.num_rows() {
+        let (fa, ta) = (number_of(from_alert, r)?, number_of(to_alert, r)?);
+        if fa.is_none() && ta.is_none() {
+            continue;
+        }
         let u = get_f(&usd, r);
         let u = if u.is_finite() { u } else { 0.0 };
         let x = get_f(&tx, r);
         let x = if x.is_finite() { x } else { 0.0 };
-        let (fa, ta) = (number_of(from_alert, r)?, number_of(to_alert, r)?);
         if let Some(k) = ta {
             let e = &mut fl[k as usize];
-            e.in_from.push(counterparty(from.value(r), r));
+            e.in_from.push(from.value(r));
             e.in_usd += u;
             e.in_n += 1.0;
             e.in_tx += x;
@@ -100,7 +99,7 @@ pub(super) fn network(day: &Day, flows: &RecordBatch, out: &mut Columns) -> Resu
         }
         if let Some(k) = fa {
             let e = &mut fl[k as usize];
-            e.out_to.push(counterparty(to.value(r), r));
+            e.out_to.push(to.value(r));
             e.out_usd += u;
             e.out_n += 1.0;
             e.out_tx += x;
@@ -109,15 +108,10 @@ pub(super) fn network(day: &Day, flows: &RecordBatch, out: &mut Columns) -> Resu
             }
         }
     }
-    let distinct = |v: &mut Vec<u32>| {
-        v.sort_unstable();
-        v.dedup();
-        v.len() as f64
-    };
     let mut net: Vec<[f64; 11]> = Vec::with_capacity(fl.len());
     for (k, e) in fl.iter_mut().enumerate() {
-        let ind = distinct_counterparties(&mut e.in_from, &from);
-        let outd = distinct_counterparties(&mut e.out_to, &to);
+        let ind = distinct(&mut e.in_from);
+        let outd = distinct(&mut e.out_to);
         let cp = {
             let v = &mut alerted_cp[k];
             v.retain(|&x| x as usize != k);
@@ -147,48 +141,15 @@ pub(super) fn network(day: &Day, flows: &RecordBatch, out: &mut Columns) -> Resu
     Ok(())
 }
 
-fn i32_col<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a Int32Array> {
+pub(super) fn i32_col<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a Int32Array> {
     column(b, name)
         .and_then(|c| c.as_primitive_opt::<Int32Type>())
         .ok_or_else(|| anyhow!("internal: column `{name}` missing"))
 }
 
-/// A counterparty as a flow keeps it: a 32-bit hash of its address above the flow's row.
-fn counterparty(address: &str, row: usize) -> u64 {
-    let h = FxBuildHasher.hash_one(address) >> 32;
-    (h << 32) | row as u64
-}
-
-/// The distinct addresses among `cps` (see [`counterparty`]; `col` holds each row's address):
-/// sorted by hash, equal hashes are told apart by their addresses.
-fn distinct_counterparties(cps: &mut [u64], col: &StringArray) -> f64 {
-    cps.sort_unstable();
-    let mut n = 0;
-    for run in cps.chunk_by(|a, b| a >> 32 == b >> 32) {
-        n += if run.len() == 1 {
-            1
-        } else {
-            let mut names: Vec<&str> = run.iter().map(|c| col.value(*c as u32 as usize)).collect();
-            names.sort_unstable();
-            names.dedup();
-            names.len()
-        };
-    }
-    n as f64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counterparties_with_equal_hashes_are_told_apart_by_address() {
-        let col = StringArray::from(vec!["a", "b", "a", "c", "b"]);
-        // Rows 0-4 all under one hash: three distinct addresses.
-        let mut same: Vec<u64> = (0..5).map(|r| (7 << 32) | r).collect();
-        assert_eq!(distinct_counterparties(&mut same, &col), 3.0);
-        let mut real: Vec<u64> = (0..5).map(|r| counterparty(col.value(r), r)).collect();
-        assert_eq!(distinct_counterparties(&mut real, &col), 3.0);
-        assert_eq!(distinct_counterparties(&mut [], &col), 0.0);
-    }
+/// The number of distinct values of `v` (sorted and deduplicated in place).
+fn distinct<T: Ord>(v: &mut Vec<T>) -> f64 {
+    v.sort_unstable();
+    v.dedup();
+    v.len() as f64
 }

@@ -6,16 +6,19 @@
 //!
 //! The features come in groups, one function each, in matrix order: the alert itself, the
 //! calendar and the day's other alerts ([`alert`]), the money flows ([`flows`]), the clusters
-//! ([`clusters`]), then the address history and the address features ([`joins`]). Every group
+//! ([`clusters`]), the flow graph around the address ([`graph`]), then the address history
+//! and the address features ([`joins`]). Every group
 //! pushes each column together with its name, and [`build_matrix`] refuses a matrix whose
 //! names are not [`alert_feature_names`] in order, so a column can never be mislabelled.
 
 mod alert;
 mod clusters;
 mod flows;
+mod graph;
 mod joins;
 
 pub use clusters::{build_cluster_matrix, cluster_feature_names, cluster_memberships};
+pub use graph::{GRAPH_FEATURES, HUB_DEGREE};
 
 use crate::batch::{Table, Tables};
 use crate::contract::column;
@@ -161,8 +164,8 @@ pub const DERIVED_FEATURES: &[&str] = &[
     "cluster_max_addresses",
 ];
 
-/// Address-history features (see [`crate::history`]), in matrix order, between the derived
-/// features and the `af_*` address features: alerts and summed alert volume over the previous
+/// Address-history features (see [`crate::history`]), in matrix order, between the graph
+/// features ([`GRAPH_FEATURES`]) and the `af_*` address features: alerts and summed alert volume over the previous
 /// 7 and 30 dates, and the distinct dates alerted in the previous 30 (all 0 without history).
 pub const HISTORY_FEATURES: &[&str] = &[
     "hist_alerts_7d",
@@ -196,10 +199,36 @@ pub const TYPOLOGIES: &[&str] = &[
 pub fn alert_feature_names() -> Vec<String> {
     DERIVED_FEATURES
         .iter()
+        .chain(GRAPH_FEATURES)
         .chain(HISTORY_FEATURES)
         .map(|s| s.to_string())
         .chain(ADDRESS_FEATURES.iter().map(|s| format!("af_{s}")))
         .collect()
+}
+
+/// Whether `name` is a graph feature ([`GRAPH_FEATURES`]) or a cluster feature made of one
+/// (`mean_…`, `max_…`).
+pub fn is_graph_feature(name: &str) -> bool {
+    let base = name
+        .strip_prefix("mean_")
+        .or_else(|| name.strip_prefix("max_"))
+        .unwrap_or(name);
+    GRAPH_FEATURES.contains(&base)
+}
+
+/// Whether a run computes the graph features, given the feature names of the models it
+/// applies: when one of them uses one, or when it applies none (training, `pipeline features`).
+/// Otherwise decode keeps only the flows that touch an alerted address, and the graph
+/// features' columns are NaN.
+pub fn graph_features_needed<'a>(models: impl IntoIterator<Item = &'a [String]>) -> bool {
+    let mut any_model = false;
+    for names in models {
+        any_model = true;
+        if names.iter().any(|n| is_graph_feature(n)) {
+            return true;
+        }
+    }
+    !any_model
 }
 
 /// Severity as a number: low 1, medium 2, high 3, critical 4; anything else 2.
@@ -323,8 +352,14 @@ pub(super) struct Day<'a> {
 }
 
 /// Builds the matrix (`alert_id`, `address`, then [`alert_feature_names`]) from decoded tables
-/// and the date's address-history table ([`crate::history::load`]).
-pub fn build_matrix(date: NaiveDate, t: &Tables, history: &RecordBatch) -> Result<RecordBatch> {
+/// and the date's address-history table ([`crate::history::load`]); the graph features are NaN
+/// unless `graph_features` ([`graph_features_needed`]; decode must then have kept every flow).
+pub fn build_matrix(
+    date: NaiveDate,
+    t: &Tables,
+    history: &RecordBatch,
+    graph_features: bool,
+) -> Result<RecordBatch> {
     let get = |n| crate::stages::table(t, n);
     let alerts = get(Table::Alerts)?;
     let ids = str_col(alerts, "alert_id")?;
@@ -353,6 +388,13 @@ pub fn build_matrix(date: NaiveDate, t: &Tables, history: &RecordBatch) -> Resul
     alert::within_day(&day, &mut cols);
     flows::network(&day, get(Table::Flows)?, &mut cols)?;
     clusters::membership(&day, get(Table::Clusters)?, &mut cols)?;
+    if graph_features {
+        graph::features(&day, get(Table::Flows)?, &mut cols)?;
+    } else {
+        for name in GRAPH_FEATURES {
+            cols.push(*name, vec![f64::NAN; n]);
+        }
+    }
     joins::history(&day, history, &mut cols)?;
     joins::address(&day, get(Table::Features)?, &mut cols)?;
 
@@ -454,6 +496,18 @@ mod tests {
         let e = check_order(&swapped, &want).unwrap_err().to_string();
         assert!(e.contains("position 1 is `volume_usd_log`"), "{e}");
         assert!(check_order(&want[1..], &want).is_err());
+    }
+
+    #[test]
+    fn graph_features_are_computed_for_a_model_that_uses_one_or_without_models() {
+        let old: Vec<String> = ["volume_usd", "af_pagerank"].map(String::from).to_vec();
+        let graph: Vec<String> = ["volume_usd", "graph_cycle3"].map(String::from).to_vec();
+        let cluster = vec!["max_graph_sg_sinks".to_string()];
+        assert!(!graph_features_needed([old.as_slice()]));
+        assert!(graph_features_needed([old.as_slice(), graph.as_slice()]));
+        assert!(graph_features_needed([cluster.as_slice()]));
+        assert!(graph_features_needed(std::iter::empty::<&[String]>()));
+        assert!(!is_graph_feature("mean_net_in_degree"));
     }
 
     #[test]

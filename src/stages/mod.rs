@@ -189,6 +189,9 @@ pub struct Context {
     pub knowledge: Background<validate::Knowledge>,
     /// Where feature join finds each date's address history.
     pub history: History,
+    /// Whether decode keeps every money flow and feature join computes the graph features
+    /// ([`crate::features::graph_features_needed`] of the models loaded).
+    pub graph_features: bool,
 }
 
 /// What a run reports as it goes, to whoever shows it (a progress display, a log); the engine
@@ -273,11 +276,15 @@ impl Context {
             }
             _ => Background::ready(LABELS, validate::Knowledge::default()),
         };
+        let graph_features = crate::features::graph_features_needed(
+            models.values().map(|m| m.meta.feature_names.as_slice()),
+        );
         Ok(Self {
             config,
             models,
             knowledge,
             history,
+            graph_features,
         })
     }
 

@@ -1,6 +1,8 @@
 //! decode: reads one date's batch, checks it against the data contract and META.json, and
 //! normalises it. Features and money flows stream in batches and keep only the rows that
-//! concern an alerted address, so a day's memory is bounded by its alerts, not its flows.
+//! concern an alerted address, so a day's memory is bounded by its alerts, not its flows;
+//! when a model uses the graph features every flow is kept, as a graph of numbered addresses
+//! (about 30 bytes a flow).
 
 mod meta;
 
@@ -13,6 +15,7 @@ use crate::config::StageSpec;
 use crate::contract::{check_dates, check_unique, column, required, to_f64, to_str, to_str_list};
 use crate::features::ADDRESS_FEATURES;
 use crate::io::ParquetSource;
+use crate::labels::LabelMap;
 use anyhow::{bail, Result};
 use arrow::array::{
     Array, ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, ListArray, StringArray,
@@ -70,6 +73,7 @@ impl Stage for DecodeParams {
             &cfg.input_dir(input.date),
             input.date,
             cfg.window_days,
+            ctx.graph_features,
         )
     }
 
@@ -138,8 +142,16 @@ pub fn make_batch(cols: Vec<(&str, ArrayRef)>) -> Result<RecordBatch> {
     )?)
 }
 
-/// Decodes the batch in `dir` for `date`.
-pub fn run(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) -> Result<Tables> {
+/// Decodes the batch in `dir` for `date`, keeping every money flow if `whole_graph` (for the
+/// graph features, [`crate::features::graph_features_needed`]), else those that touch an
+/// alerted address.
+pub fn run(
+    p: &DecodeParams,
+    dir: &Path,
+    date: NaiveDate,
+    window_days: u32,
+    whole_graph: bool,
+) -> Result<Tables> {
     if !dir.is_dir() {
         bail!("{}: no batch for {date} (directory missing)", dir.display());
     }
@@ -147,7 +159,7 @@ pub fn run(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) -> R
     // wins over a read error, since a corrupt file explains both.
     let (meta, tables) = std::thread::scope(|s| {
         let meta = s.spawn(|| meta::check_meta(p.verify_checksums, dir, date, window_days));
-        let tables = read_tables(p, dir, date, window_days);
+        let tables = read_tables(p, dir, date, window_days, whole_graph);
         (meta.join(), tables)
     });
     match meta {
@@ -158,7 +170,13 @@ pub fn run(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) -> R
 }
 
 /// Reads the four tables of a batch (what [`run`] returns, without the META.json checks).
-fn read_tables(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) -> Result<Tables> {
+fn read_tables(
+    p: &DecodeParams,
+    dir: &Path,
+    date: NaiveDate,
+    window_days: u32,
+    whole_graph: bool,
+) -> Result<Tables> {
     let (alerts, [volume_missing, volume_negative]) =
         read_alerts(&dir.join("alerts.parquet"), date, window_days)?;
     let ids = alerts
@@ -187,6 +205,7 @@ fn read_tables(p: &DecodeParams, dir: &Path, date: NaiveDate, window_days: u32) 
                 date,
                 &alerted,
                 p.batch_size,
+                whole_graph,
             )?;
             Ok((clusters, flows))
         });
@@ -523,19 +542,31 @@ fn read_clusters(path: &Path, date: NaiveDate) -> Result<RecordBatch> {
     ])
 }
 
-/// Streams `money_flows.parquet`, keeping flows that touch an alerted address, each with the
-/// row of the first alert of its alerted end(s); returns them and the file's row count.
+/// Streams `money_flows.parquet` into the day's flow graph: the flows with both ends (all of
+/// them if `whole`, else those that touch an alerted address), in file order, their ends
+/// numbered by first appearance among them (`from_node`, `to_node`, so no address string is
+/// kept) and given the row of the first alert of each alerted end (`from_alert`, `to_alert`);
+/// returns it and the file's row count.
 fn read_flows(
     path: &Path,
     date: NaiveDate,
     alerted: &Alerted,
     batch_size: usize,
+    whole: bool,
 ) -> Result<(RecordBatch, usize)> {
     let file = path.display().to_string();
     let src = ParquetSource::open(path)?;
     let total = src.num_rows();
     let empty = src.schema().fields().is_empty();
-    let (mut from, mut to) = (StringBuilder::new(), StringBuilder::new());
+    let mut nodes: LabelMap<i32> = LabelMap::default();
+    let mut node = |a: &str| -> Result<i32> {
+        let n = nodes.len();
+        if n > i32::MAX as usize {
+            bail!("{file}: more than 2^31 distinct addresses in one day's flows; not supported");
+        }
+        Ok(*nodes.get_or_insert_with(a, || n as i32))
+    };
+    let (mut from, mut to) = (Vec::new(), Vec::new());
     let (mut usd, mut tx) = (Vec::new(), Vec::new());
     let (mut from_alert, mut to_alert) = (Vec::new(), Vec::new());
     if !empty {
@@ -562,20 +593,21 @@ fn read_flows(
                     continue;
                 };
                 let (fa, ta) = (alerted.first_row(fv), alerted.first_row(tv));
-                if fa.is_some() || ta.is_some() {
-                    from.append_value(fv);
-                    to.append_value(tv);
-                    from_alert.push(fa);
-                    to_alert.push(ta);
-                    usd.push(if u.is_valid(i) { u.value(i) } else { f64::NAN });
-                    tx.push(if x.is_valid(i) { x.value(i) } else { f64::NAN });
+                if !whole && fa.is_none() && ta.is_none() {
+                    continue;
                 }
+                from.push(node(fv)?);
+                to.push(node(tv)?);
+                from_alert.push(fa);
+                to_alert.push(ta);
+                usd.push(if u.is_valid(i) { u.value(i) } else { f64::NAN });
+                tx.push(if x.is_valid(i) { x.value(i) } else { f64::NAN });
             }
         }
     }
     let b = make_batch(vec![
-        ("from_address", Arc::new(from.finish())),
-        ("to_address", Arc::new(to.finish())),
+        ("from_node", Arc::new(Int32Array::from(from))),
+        ("to_node", Arc::new(Int32Array::from(to))),
         ("amount_usd_sum", Arc::new(Float64Array::from(usd))),
         ("tx_count", Arc::new(Float64Array::from(tx))),
         ("from_alert", Arc::new(Int32Array::from(from_alert))),
