@@ -342,19 +342,25 @@ fn models_with_another_feature_order_are_refused() {
     assert!(!tmp.path().join("out").exists());
 }
 
+/// The fixture's first date's matrices, computed as `pipeline train` does (config under
+/// `{name}-cfg`).
+fn first_date_matrix(name: &str) -> aml_pipeline::train::DateMatrix {
+    let f = fixture();
+    let cfg_path = write_config(
+        &f.root.join(format!("{name}-cfg")),
+        &f.input,
+        &f.root.join(format!("{name}-out")),
+        &f.models,
+    );
+    let cfg = aml_pipeline::config::RunConfig::load(&cfg_path).unwrap();
+    aml_pipeline::train::date_matrix(&cfg, aml_pipeline::dates::parse_date(FIRST).unwrap()).unwrap()
+}
+
 #[test]
 fn shap_contributions_add_up_to_the_raw_margin() {
     use aml_pipeline::model::{Model, ModelKind};
     let f = fixture();
-    let cfg_path = write_config(
-        &f.root.join("shap-cfg"),
-        &f.input,
-        &f.root.join("shap-out"),
-        &f.models,
-    );
-    let cfg = aml_pipeline::config::RunConfig::load(&cfg_path).unwrap();
-    let m = aml_pipeline::train::date_matrix(&cfg, aml_pipeline::dates::parse_date(FIRST).unwrap())
-        .unwrap();
+    let m = first_date_matrix("shap");
     for (kind, table) in [
         (ModelKind::AlertScorer, &m.alerts),
         (ModelKind::ClusterScorer, &m.clusters),
@@ -384,15 +390,7 @@ fn shap_contributions_add_up_to_the_raw_margin() {
 fn a_matrix_scored_in_row_blocks_scores_as_it_does_whole() {
     use aml_pipeline::model::{Model, ModelKind, ROW_BLOCK};
     let f = fixture();
-    let cfg_path = write_config(
-        &f.root.join("blocks-cfg"),
-        &f.input,
-        &f.root.join("blocks-out"),
-        &f.models,
-    );
-    let cfg = aml_pipeline::config::RunConfig::load(&cfg_path).unwrap();
-    let m = aml_pipeline::train::date_matrix(&cfg, aml_pipeline::dates::parse_date(FIRST).unwrap())
-        .unwrap();
+    let m = first_date_matrix("blocks");
     // Enough copies of the day's matrix for two whole blocks and a part of a third.
     let copies = (2 * ROW_BLOCK + ROW_BLOCK / 3).div_ceil(m.alerts.num_rows());
     let big = arrow::compute::concat_batches(&m.alerts.schema(), &vec![m.alerts.clone(); copies])
