@@ -3,6 +3,7 @@
 //! row group at a time, columns in parallel, and the file's checksum is taken as it is written.
 //! The bytes are those of an `ArrowWriter` fed the rows in chunks of [`CHUNK`].
 
+use super::chunk::{ChunkWriter, Config, Dec, Value};
 use super::par;
 use super::{Day, DayCounts};
 use crate::io::TempFile;
@@ -13,11 +14,14 @@ use arrow::array::{
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
+use bytes::Bytes;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowColumnWriter};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding as PageEncoding};
+use parquet::column::writer::ColumnCloseResult;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, DEFAULT_MAX_ROW_GROUP_SIZE};
-use parquet::schema::types::ColumnPath;
+use parquet::file::writer::SerializedRowGroupWriter;
+use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::io::{BufWriter, Write};
@@ -126,6 +130,52 @@ pub(super) struct Table<'a> {
     rows: usize,
     cols: Vec<(&'static str, Col<'a>)>,
     encoding: Encoding,
+    /// Whether columns [`super::chunk`] reproduces are encoded there rather than by parquet-rs
+    /// (the bytes are the same).
+    native: bool,
+}
+
+/// An encoded column chunk, by parquet-rs or by [`super::chunk`].
+enum Encoded {
+    Arrow(ArrowColumnChunk),
+    Native(Bytes, ColumnCloseResult),
+}
+
+impl Encoded {
+    fn append<W: Write + Send>(self, rg: &mut SerializedRowGroupWriter<'_, W>) -> Result<()> {
+        match self {
+            Encoded::Arrow(c) => c.append_to_row_group(rg)?,
+            Encoded::Native(data, close) => rg.append_column(&data, close)?,
+        }
+        Ok(())
+    }
+}
+
+/// Encodes rows `rows` of a column with [`ChunkWriter`], `width` values a row, each value
+/// `conv` of what `fill` generates; `None` if the column's properties are not reproduced.
+fn native<T: Copy, V: Value>(
+    descr: &ColumnDescPtr,
+    props: &WriterProperties,
+    width: usize,
+    rows: Range<usize>,
+    fill: &Fill<'_, T>,
+    conv: impl Fn(T) -> V,
+) -> Result<Option<Encoded>> {
+    let Some(cfg) = Config::of::<V>(descr, props) else {
+        return Ok(None);
+    };
+    let mut w = ChunkWriter::<V>::new(descr.clone(), cfg, width);
+    let mut raw = Vec::with_capacity(CHUNK * width);
+    let mut values = Vec::with_capacity(CHUNK * width);
+    for r in chunks(rows) {
+        raw.clear();
+        fill(r, &mut raw);
+        values.clear();
+        values.extend(raw.iter().map(|&v| conv(v)));
+        w.write(&values)?;
+    }
+    let (data, close) = w.close()?;
+    Ok(Some(Encoded::Native(data, close)))
 }
 
 /// Decimal precision for a largest absolute value `max` at scale 18: the integer digits plus
@@ -162,7 +212,15 @@ impl<'a> Table<'a> {
             rows,
             cols: Vec::new(),
             encoding: Encoding::Pandas,
+            native: true,
         }
+    }
+
+    /// Encodes every column with parquet-rs (to compare the bytes with).
+    #[cfg(test)]
+    pub(super) fn through_arrow(&mut self) -> &mut Self {
+        self.native = false;
+        self
     }
 
     /// Sets how the columns are encoded.
@@ -329,21 +387,39 @@ impl<'a> Table<'a> {
         })
     }
 
-    /// Encodes column `c` of the row group `rows` with `w`.
+    /// Column `c` of the row group `rows`, encoded natively if it can be, else with `w`.
     fn encode(
         &self,
         c: usize,
-        field: &Field,
+        (field, descr, props): (&Field, &ColumnDescPtr, &WriterProperties),
         mut w: ArrowColumnWriter,
         rows: Range<usize>,
-        precision: u8,
-    ) -> Result<ArrowColumnChunk> {
+    ) -> Result<Encoded> {
+        if self.native {
+            let r = rows.clone();
+            let done = match &self.cols[c].1 {
+                Col::I64(f) => native(descr, props, 1, r, f, |v| v)?,
+                Col::F64(f) => native(descr, props, 1, r, f, |v| v)?,
+                Col::F32(f) => native(descr, props, 1, r, f, |v| v)?,
+                Col::Bool(f) => native(descr, props, 1, r, f, |v| v)?,
+                Col::Dec(f) => native(descr, props, 1, r, f, |v| Dec(to_dec(v)))?,
+                Col::ListI64(width, f) => native(descr, props, *width, r, f, |v| v)?,
+                Col::Str(_) | Col::Date(_) | Col::ListStr(_) => None,
+            };
+            if let Some(done) = done {
+                return Ok(done);
+            }
+        }
+        let precision = match field.data_type() {
+            DataType::Decimal128(p, _) => *p,
+            _ => 0,
+        };
         for r in chunks(rows) {
             for leaf in compute_leaves(field, &self.array(c, r, precision)?)? {
                 w.write(&leaf)?;
             }
         }
-        Ok(w.close()?)
+        Ok(Encoded::Arrow(w.close()?))
     }
 
     /// Writes the table to a temporary file beside `path` (renamed by the caller), using up to
@@ -358,6 +434,11 @@ impl<'a> Table<'a> {
             let out = BufWriter::with_capacity(1 << 20, HashingWriter(file, Sha256::new()));
             let writer = ArrowWriter::try_new(out, schema.clone(), Some(props))?;
             let (mut file_writer, factory) = writer.into_serialized_writer()?;
+            let leaves = file_writer.schema_descr().num_columns();
+            let descrs: Vec<ColumnDescPtr> = (0..leaves)
+                .map(|c| file_writer.schema_descr().column(c))
+                .collect();
+            let props = file_writer.properties().clone();
             let rows = self.rows();
             for (g, start) in (0..rows).step_by(ROW_GROUP).enumerate() {
                 let group = start..(start + ROW_GROUP).min(rows);
@@ -372,11 +453,12 @@ impl<'a> Table<'a> {
                 let job = |c: usize| {
                     let w = writers[c].lock().expect("column writer").take();
                     let w = w.expect("each column encoded once");
-                    self.encode(c, &schema.fields()[c], w, group.clone(), precisions[c])
+                    let column = (schema.fields()[c].as_ref(), &descrs[c], props.as_ref());
+                    self.encode(c, column, w, group.clone())
                 };
                 par::ordered(threads, self.cols.len(), job, |chunk| {
                     if result.is_ok() {
-                        result = chunk.and_then(|c| Ok(c.append_to_row_group(&mut rg)?));
+                        result = chunk.and_then(|c| c.append(&mut rg));
                     }
                 });
                 result?;
