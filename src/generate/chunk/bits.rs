@@ -33,6 +33,28 @@ impl BitWriter {
         }
     }
 
+    /// Appends `values`, `n` bits each: as many [`BitWriter::put_value`] calls would, but a word
+    /// at a time when the writer is on a byte boundary and the values fill whole bytes.
+    pub(super) fn put_packed(&mut self, values: &[u64], n: usize) {
+        if !self.bits.is_multiple_of(8) || !(values.len() * n).is_multiple_of(8) {
+            values.iter().for_each(|&v| self.put_value(v, n));
+            return;
+        }
+        // Flushing on a byte boundary leaves the bytes as they would be.
+        self.flush();
+        let (mut acc, mut bits) = (0u128, 0);
+        for &v in values {
+            acc |= (v as u128) << bits;
+            bits += n;
+            if bits >= 64 {
+                self.buf.extend_from_slice(&(acc as u64).to_le_bytes());
+                acc >>= 64;
+                bits -= 64;
+            }
+        }
+        self.buf.extend_from_slice(&acc.to_le_bytes()[..bits / 8]);
+    }
+
     /// Writes out the buffered bits, padding to a whole byte.
     pub(super) fn flush(&mut self) {
         let n = self.bits.div_ceil(8) as usize;
@@ -152,6 +174,26 @@ impl Rle {
         }
     }
 
+    /// Encodes `values` in order. Where a group of 8 starts with nothing buffered and no run
+    /// pending and its values are not all equal, `put` would end up bit-packing it as it
+    /// stands, so that is done directly.
+    pub(super) fn put_all(&mut self, values: &[u32]) {
+        let mut groups = values.chunks_exact(8);
+        for g in groups.by_ref() {
+            if self.n_buffered == 0 && self.repeats == 0 && g.iter().any(|&v| v != g[0]) {
+                for (b, &v) in self.buffered.iter_mut().zip(g) {
+                    *b = v as u64;
+                }
+                self.current = g[7] as u64;
+                self.n_buffered = 8;
+                self.flush_buffered();
+            } else {
+                g.iter().for_each(|&v| self.put(v as u64));
+            }
+        }
+        groups.remainder().iter().for_each(|&v| self.put(v as u64));
+    }
+
     /// Encodes `v` `n` times.
     pub(super) fn put_run(&mut self, v: u64, mut n: usize) {
         while n > 0 {
@@ -213,9 +255,8 @@ impl Rle {
             Some(at) => at,
             None => *self.indicator.insert(self.out.skip(1)),
         };
-        for &v in &self.buffered[..self.n_buffered] {
-            self.out.put_value(v, self.width as usize);
-        }
+        self.out
+            .put_packed(&self.buffered[..self.n_buffered], self.width as usize);
         self.n_buffered = 0;
         if close {
             self.out.write_at(at, ((self.packed / 8) << 1 | 1) as u8);
@@ -336,16 +377,17 @@ impl Delta {
         let min = deltas.iter().copied().min().expect("a delta");
         self.out.put_zigzag(min);
         let widths_at = self.out.skip(MINI_BLOCKS);
+        let mut packed = [0u64; MINI];
         for (i, mini) in deltas.chunks(MINI).enumerate() {
             let max = mini.iter().copied().max().expect("a delta");
             let width = bits_for(max.wrapping_sub(min) as u64) as usize;
             self.out.write_at(widths_at + i, width as u8);
-            for &d in mini {
-                self.out.put_value(d.wrapping_sub(min) as u64, width);
+            // A short last mini-block is padded with zeros.
+            packed.fill(0);
+            for (p, &d) in packed.iter_mut().zip(mini) {
+                *p = d.wrapping_sub(min) as u64;
             }
-            for _ in mini.len()..MINI {
-                self.out.put_value(0, width);
-            }
+            self.out.put_packed(&packed, width);
         }
         self.in_block = 0;
     }

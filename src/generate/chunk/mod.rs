@@ -161,6 +161,8 @@ pub(crate) struct ChunkWriter<V: Value> {
     page_hist: Histograms,
     chunk_min_max: Option<(V, V)>,
     chunk_hist: Histograms,
+    /// The encoded repetition levels of the last page with repetition levels, and its rows.
+    rep_levels: (usize, Vec<u8>),
     /// Dictionary-encoded pages wait for the dictionary page.
     waiting: VecDeque<CompressedPage>,
     sink: TrackedWrite<Vec<u8>>,
@@ -189,7 +191,7 @@ impl<V: Value> ChunkWriter<V> {
             "a list column has repetition levels"
         );
         let values = match (cfg.dictionary, cfg.delta) {
-            (true, _) => Values::Dict(Dict::new()),
+            (true, _) => Values::Dict(Dict::new(cfg.dict_bytes / V::DICT_BYTES + cfg.batch)),
             (false, true) => Values::Delta(Delta::default()),
             (false, false) => Values::Plain(Plain::default()),
         };
@@ -202,6 +204,7 @@ impl<V: Value> ChunkWriter<V> {
         ChunkWriter {
             type_len: descr.type_length().max(0) as usize,
             page_hist: Histograms::new(cfg.statistics, max_rep, max_def),
+            rep_levels: (0, Vec::new()),
             chunk_hist: Histograms::new(cfg.statistics, max_rep, max_def),
             descr,
             cfg,
@@ -294,9 +297,12 @@ impl<V: Value> ChunkWriter<V> {
         let (max_rep, max_def) = (self.descr.max_rep_level(), self.descr.max_def_level());
         let mut buf = Vec::with_capacity(data.len() + 64);
         if max_rep > 0 {
-            let rows = self.page_rows;
-            let width = self.width;
-            buf.extend(levels_v1(max_rep, |r| r.put_pattern(rows, width)));
+            // Pages mostly have the same number of rows, so the same repetition levels.
+            let (rows, width) = (self.page_rows, self.width);
+            if self.rep_levels.0 != rows {
+                self.rep_levels = (rows, levels_v1(max_rep, |r| r.put_pattern(rows, width)));
+            }
+            buf.extend_from_slice(&self.rep_levels.1);
         }
         if max_def > 0 {
             let n = self.page_values;

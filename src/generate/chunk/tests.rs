@@ -24,6 +24,14 @@ fn table(rows: usize, encoding: Encoding) -> Table<'static> {
         .push("ascending", Col::i64(|i| i as i64 * 3 - 7))
         .push("descending", Col::i64(|i| -(i as i64)))
         .push("medium", Col::i64(|i| (u(i, 3) * 40_000.0) as i64))
+        .push("runs", Col::i64(|i| (i / 37 % 5) as i64))
+        .push(
+            "bursts",
+            Col::i64(|i| match i / 16 % 2 {
+                0 => 3,
+                _ => (u(i, 12) * 4.0) as i64,
+            }),
+        )
         .push(
             "extremes",
             Col::i64(|i| match i % 5 {

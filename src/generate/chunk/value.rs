@@ -255,15 +255,19 @@ pub(super) struct Dict<V> {
     entries: Vec<V>,
     small: Box<[u32; SMALL]>,
     map: FxHashMap<u64, u32>,
+    /// Entries the map makes room for at once (about as many as fit before the fallback).
+    room: usize,
     indices: Vec<u32>,
 }
 
 impl<V: Value> Dict<V> {
-    pub(super) fn new() -> Self {
+    /// A dictionary of up to about `room` entries.
+    pub(super) fn new(room: usize) -> Self {
         Dict {
             entries: Vec::new(),
             small: Box::new([u32::MAX; SMALL]),
             map: FxHashMap::default(),
+            room,
             indices: Vec::new(),
         }
     }
@@ -276,6 +280,9 @@ impl<V: Value> Dict<V> {
             let slot = if (k as usize) < SMALL {
                 &mut self.small[k as usize]
             } else {
+                if self.map.capacity() == 0 {
+                    self.map.reserve(self.room);
+                }
                 self.map.entry(k).or_insert(u32::MAX)
             };
             if *slot == u32::MAX {
@@ -306,9 +313,7 @@ impl<V: Value> Dict<V> {
         let mut buf = Vec::with_capacity(self.estimated_size() + 1);
         buf.push(w);
         let mut rle = Rle::new(w, buf);
-        for &i in &self.indices {
-            rle.put(i as u64);
-        }
+        rle.put_all(&self.indices);
         self.indices.clear();
         rle.into_bytes()
     }
