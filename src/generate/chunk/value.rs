@@ -202,11 +202,16 @@ impl Value for Dec {
     }
 
     fn plain(values: &[Self], width: usize, out: &mut Plain) {
-        out.bytes.reserve(values.len() * width);
-        for v in values {
-            out.bytes
-                .extend_from_slice(&v.0.to_be_bytes()[16 - width..]);
+        // Each value is stored as 16 bytes whose first `width` are its low bytes, big-endian;
+        // the next value overwrites the rest (fixed-size stores, no copy call per value).
+        let (start, n) = (out.bytes.len(), values.len() * width);
+        out.bytes.resize(start + n + 16, 0);
+        let shift = 8 * (16 - width) as u32;
+        for (at, v) in (start..).step_by(width).zip(values) {
+            let b = ((v.0 as u128) << shift).to_be_bytes();
+            out.bytes[at..at + 16].copy_from_slice(&b);
         }
+        out.bytes.truncate(start + n);
     }
 
     fn bytes(self, width: usize) -> Vec<u8> {
