@@ -174,24 +174,35 @@ impl Rle {
         }
     }
 
-    /// Encodes `values` in order. Where a group of 8 starts with nothing buffered and no run
-    /// pending and its values are not all equal, `put` would end up bit-packing it as it
-    /// stands, so that is done directly.
+    /// Encodes `values` in order, taking two exact shortcuts: the rest of a run longer than 8
+    /// is only counted (as `put` does value by value), and a group of 8 that starts with
+    /// nothing buffered and no run pending, its values not all equal, is bit-packed as `put`
+    /// would end up doing.
     pub(super) fn put_all(&mut self, values: &[u32]) {
-        let mut groups = values.chunks_exact(8);
-        for g in groups.by_ref() {
-            if self.n_buffered == 0 && self.repeats == 0 && g.iter().any(|&v| v != g[0]) {
-                for (b, &v) in self.buffered.iter_mut().zip(g) {
-                    *b = v as u64;
-                }
-                self.current = g[7] as u64;
-                self.n_buffered = 8;
-                self.flush_buffered();
-            } else {
-                g.iter().for_each(|&v| self.put(v as u64));
+        let mut i = 0;
+        while i < values.len() {
+            let v = values[i];
+            if self.current == v as u64 && self.repeats >= 8 {
+                let run = values[i..].iter().take_while(|&&x| x == v).count();
+                self.repeats += run;
+                i += run;
+                continue;
             }
+            if let Some(g) = values.get(i..i + 8) {
+                if self.n_buffered == 0 && self.repeats == 0 && g.iter().any(|&x| x != g[0]) {
+                    for (b, &x) in self.buffered.iter_mut().zip(g) {
+                        *b = x as u64;
+                    }
+                    self.current = g[7] as u64;
+                    self.n_buffered = 8;
+                    self.flush_buffered();
+                    i += 8;
+                    continue;
+                }
+            }
+            self.put(v as u64);
+            i += 1;
         }
-        groups.remainder().iter().for_each(|&v| self.put(v as u64));
     }
 
     /// Encodes `v` `n` times.
@@ -390,5 +401,88 @@ impl Delta {
             self.out.put_packed(&packed, width);
         }
         self.in_block = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values with runs of every length, from a hash.
+    fn sequence(n: usize, seed: u64, max: u32) -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut h = seed;
+        while out.len() < n {
+            h = crate::generate::world::mix(h);
+            let (v, run) = ((h % max as u64) as u32, (h >> 32) % 20);
+            out.extend(std::iter::repeat_n(
+                v,
+                1 + run as usize * (h >> 60 & 1) as usize,
+            ));
+        }
+        out.truncate(n);
+        out
+    }
+
+    fn one_by_one(values: &[u32], width: u8) -> Vec<u8> {
+        let mut r = Rle::new(width, vec![7]);
+        values.iter().for_each(|&v| r.put(v as u64));
+        r.into_bytes()
+    }
+
+    #[test]
+    fn shortcuts_encode_as_put_does() {
+        for (seed, max) in [(1, 2), (2, 3), (3, 17), (4, 1000)] {
+            let width = bits_for(max as u64 - 1);
+            for n in [0, 1, 7, 8, 9, 100, 5000] {
+                let v = sequence(n, seed, max);
+                let mut r = Rle::new(width, vec![7]);
+                r.put_all(&v);
+                assert_eq!(r.into_bytes(), one_by_one(&v, width), "put_all {seed} {n}");
+                let mut r = Rle::new(width, vec![7]);
+                v.chunks(13).for_each(|c| r.put_run(c[0] as u64, c.len()));
+                let runs: Vec<u32> = v.chunks(13).flat_map(|c| vec![c[0]; c.len()]).collect();
+                assert_eq!(
+                    r.into_bytes(),
+                    one_by_one(&runs, width),
+                    "put_run {seed} {n}"
+                );
+            }
+        }
+        for (rows, width) in [(1, 1), (5, 3), (43, 24), (1000, 7)] {
+            let mut r = Rle::new(1, vec![]);
+            r.put_pattern(rows, width);
+            let levels: Vec<u32> = (0..rows * width).map(|i| (i % width != 0) as u32).collect();
+            assert_eq!(r.into_bytes(), one_by_one_from(&levels, 1, vec![]));
+        }
+    }
+
+    fn one_by_one_from(values: &[u32], width: u8, buf: Vec<u8>) -> Vec<u8> {
+        let mut r = Rle::new(width, buf);
+        values.iter().for_each(|&v| r.put(v as u64));
+        r.into_bytes()
+    }
+
+    #[test]
+    fn packing_writes_the_bits_put_value_does() {
+        for width in [0, 1, 3, 8, 13, 31, 57, 64] {
+            let mask = if width == 64 {
+                u64::MAX
+            } else {
+                (1 << width) - 1
+            };
+            let v: Vec<u64> = (0..64)
+                .map(|i| crate::generate::world::mix(i) & mask)
+                .collect();
+            for lead in [0, 8, 5] {
+                let (mut a, mut b) = (BitWriter::default(), BitWriter::default());
+                let head = 0x15 & ((1 << lead) - 1);
+                a.put_value(head, lead);
+                b.put_value(head, lead);
+                a.put_packed(&v, width);
+                v.iter().for_each(|&x| b.put_value(x, width));
+                assert_eq!(a.into_bytes(), b.into_bytes(), "width {width} lead {lead}");
+            }
+        }
     }
 }

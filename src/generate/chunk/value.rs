@@ -280,8 +280,16 @@ impl<V: Value> Dict<V> {
     /// Buffers `values`' entries, adding new values to the dictionary.
     pub(super) fn put(&mut self, values: &[V]) {
         self.indices.reserve(values.len());
+        // The previous value's key and entry (values often repeat: zeros in lists).
+        let mut last = None;
         for &v in values {
             let k = v.key();
+            if let Some((lk, li)) = last {
+                if lk == k {
+                    self.indices.push(li);
+                    continue;
+                }
+            }
             let slot = if (k as usize) < SMALL {
                 &mut self.small[k as usize]
             } else {
@@ -295,6 +303,7 @@ impl<V: Value> Dict<V> {
                 self.entries.push(v);
             }
             self.indices.push(*slot);
+            last = Some((k, *slot));
         }
     }
 
