@@ -23,6 +23,7 @@
 
 mod alerts;
 mod background;
+mod chunk;
 mod clusters;
 mod detect;
 mod features;

@@ -30,28 +30,37 @@ pub(super) struct Addr([u8; 42]);
 impl Addr {
     /// The address of hash `h`: `mix(h)`, `mix(h ^ 1)` and the low half of `mix(h ^ 2)` in hex.
     fn of_hash(h: u64) -> Self {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut s = [0u8; 42];
         s[..2].copy_from_slice(b"0x");
-        let parts = [
-            (mix(h), 16),
-            (mix(h ^ 1), 16),
-            (mix(h ^ 2) & 0xffff_ffff, 8),
-        ];
+        let parts = [(mix(h), 8), (mix(h ^ 1), 8), (mix(h ^ 2) & 0xffff_ffff, 4)];
         let mut at = 2;
-        for (v, digits) in parts {
-            for d in (0..digits).rev() {
-                s[at] = HEX[((v >> (4 * d)) & 15) as usize];
-                at += 1;
+        for (v, bytes) in parts {
+            for b in (0..bytes).rev() {
+                s[at..at + 2].copy_from_slice(&HEX_PAIRS[(v >> (8 * b) & 0xff) as usize]);
+                at += 2;
             }
         }
         Addr(s)
     }
 }
 
+/// Each byte's two lowercase hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [HEX[i >> 4], HEX[i & 15]];
+        i += 1;
+    }
+    t
+};
+
 impl AsRef<str> for Addr {
     fn as_ref(&self) -> &str {
-        std::str::from_utf8(&self.0).expect("hex digits")
+        debug_assert!(self.0.is_ascii());
+        // SAFETY: `of_hash` writes only ASCII ("0x" and hex digits), which is valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(&self.0) }
     }
 }
 

@@ -6,6 +6,7 @@ mod bad_input;
 mod common;
 mod fetch;
 mod forest;
+mod generated_bytes;
 mod history;
 mod incremental;
 mod pipeline;
