@@ -173,8 +173,11 @@ pub(super) type Names = Vec<(String, u128)>;
 pub(super) type DayAggs = Rc<Vec<(u128, Agg)>>;
 
 /// Aggregates a date's alerts per address, with its distinct `(address, key)` pairs.
-pub fn aggregate(alerts: Vec<(String, i128)>) -> Day {
-    let mut per: FxHashMap<String, Agg> = FxHashMap::default();
+pub fn aggregate<S>(alerts: impl IntoIterator<Item = (S, i128)>) -> Day
+where
+    S: AsRef<str> + std::hash::Hash + Eq,
+{
+    let mut per: FxHashMap<S, Agg> = FxHashMap::default();
     for (a, v) in alerts {
         let agg = per.entry(a).or_insert(Agg {
             days: 1,
@@ -189,9 +192,9 @@ pub fn aggregate(alerts: Vec<(String, i128)>) -> Day {
     let mut names = Vec::with_capacity(per.len());
     let mut aggs = Vec::with_capacity(per.len());
     for (a, agg) in per {
-        let k = key(&a);
+        let k = key(a.as_ref());
         aggs.push((k, agg));
-        names.push((a, k));
+        names.push((a.as_ref().to_string(), k));
     }
     aggs.sort_unstable_by_key(|r| r.0);
     names.sort_unstable();

@@ -149,7 +149,7 @@ fn read_alerts(
             Err(e) => tracing::warn!(%date, "{e:#}; reading the alerts instead"),
         }
     }
-    let day = aggregate(read_file(&path, date, keep)?);
+    let day = read_file(&path, date, keep)?;
     if complete {
         if let Err(e) = summaries.write(date, &hash, &day.aggs) {
             tracing::warn!(%date, "history summary not written: {e:#}");
@@ -160,12 +160,13 @@ fn read_alerts(
 
 /// Reads `address` and `volume_usd` (exactly, as 10⁻¹⁸ USD units; a null, unrepresentable or
 /// negative volume counts as 0, as decode makes it missing) of one date's `alerts.parquet`
-/// with the contract's tolerant readers, keeping the alerts of the addresses `keep` keeps.
-fn read_file(path: &Path, date: NaiveDate, keep: &Keep) -> Result<Vec<(String, i128)>> {
+/// with the contract's tolerant readers, keeping the alerts of the addresses `keep` keeps,
+/// and aggregates them ([`aggregate`]: the addresses are copied once each, not once per alert).
+fn read_file(path: &Path, date: NaiveDate, keep: &Keep) -> Result<Day> {
     let file = path.display().to_string();
     let b = ParquetSource::open(path)?.read_all(&["address", "volume_usd", "processing_date"])?;
     if b.num_columns() == 0 {
-        return Ok(Vec::new());
+        return Ok(Day::default());
     }
     if let Some(c) = column(&b, "processing_date") {
         check_dates(c, date, &file, "processing_date")?;
@@ -182,9 +183,9 @@ fn read_file(path: &Path, date: NaiveDate, keep: &Keep) -> Result<Vec<(String, i
         } else {
             vol.value(i).max(0)
         };
-        (addr.value(i).to_string(), v)
+        (addr.value(i), v)
     });
-    Ok(alerts.collect())
+    Ok(aggregate(alerts))
 }
 
 pub fn schema() -> Schema {

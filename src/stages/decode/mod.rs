@@ -558,13 +558,31 @@ fn read_flows(
     let src = ParquetSource::open(path)?;
     let total = src.num_rows();
     let empty = src.schema().fields().is_empty();
-    let mut nodes: LabelMap<i32> = LabelMap::default();
-    let mut node = |a: &str| -> Result<i32> {
-        let n = nodes.len();
-        if n > i32::MAX as usize {
+    // Nodes are numbered in order of first appearance. An alerted end's number is kept by
+    // the row of its first alert (it was looked up already), so only the other ends are
+    // looked up by their string.
+    let mut alerted_node: Vec<i32> = Vec::new();
+    let mut others: LabelMap<i32> = LabelMap::default();
+    let mut n_nodes: i32 = 0;
+    let mut node = |a: &str, alert: Option<i32>| -> Result<i32> {
+        if n_nodes == i32::MAX {
             bail!("{file}: more than 2^31 distinct addresses in one day's flows; not supported");
         }
-        Ok(*nodes.get_or_insert_with(a, || n as i32))
+        let slot = match alert {
+            Some(r) => {
+                let r = r as usize;
+                if alerted_node.len() <= r {
+                    alerted_node.resize(r + 1, -1);
+                }
+                &mut alerted_node[r]
+            }
+            None => others.get_or_insert_with(a, || -1),
+        };
+        if *slot < 0 {
+            *slot = n_nodes;
+            n_nodes += 1;
+        }
+        Ok(*slot)
     };
     let (mut from, mut to) = (Vec::new(), Vec::new());
     let (mut usd, mut tx) = (Vec::new(), Vec::new());
@@ -596,8 +614,8 @@ fn read_flows(
                 if !whole && fa.is_none() && ta.is_none() {
                     continue;
                 }
-                from.push(node(fv)?);
-                to.push(node(tv)?);
+                from.push(node(fv, fa)?);
+                to.push(node(tv, ta)?);
                 from_alert.push(fa);
                 to_alert.push(ta);
                 usd.push(if u.is_valid(i) { u.value(i) } else { f64::NAN });
