@@ -13,9 +13,33 @@ pub struct Background<T> {
     value: OnceLock<Result<T, String>>,
 }
 
+/// Lowers the calling thread's scheduling priority (nice 19), so it runs on what the other
+/// threads leave idle: work needed late (labels for validation, cache files) then no longer
+/// slows the stages that run meanwhile. A no-op where threads have no priority of their own.
+pub fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority has no memory effects; `who = 0` is the calling thread on Linux.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+    }
+}
+
 impl<T: Send + 'static> Background<T> {
     /// Starts computing `what` with `f` on a new thread (named `what`).
     pub fn spawn(what: &'static str, f: impl FnOnce() -> Result<T> + Send + 'static) -> Self {
+        Self::start(what, f)
+    }
+
+    /// Like [`Background::spawn`], at the lowest priority ([`lower_priority`]): for a value
+    /// needed well after the work that runs meanwhile.
+    pub fn spawn_idle(what: &'static str, f: impl FnOnce() -> Result<T> + Send + 'static) -> Self {
+        Self::start(what, move || {
+            lower_priority();
+            f()
+        })
+    }
+
+    fn start(what: &'static str, f: impl FnOnce() -> Result<T> + Send + 'static) -> Self {
         let span = tracing::Span::current();
         let handle = std::thread::Builder::new()
             .name(what.to_string())
@@ -93,5 +117,18 @@ mod tests {
         assert!(b.get().is_err(), "the error stays");
         let p: Background<u8> = Background::spawn("the history", || panic!("boom"));
         assert_eq!(p.get().unwrap_err().to_string(), "the history: panicked");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn idle_work_runs_at_the_lowest_priority_and_leaves_the_caller_alone() {
+        // SAFETY: getpriority only reads the calling thread's nice value.
+        let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let before = nice();
+        let b = Background::spawn_idle("idle", move || Ok(nice()));
+        assert_eq!(*b.get().unwrap(), 19);
+        assert_eq!(nice(), before);
+        let normal = Background::spawn("normal", move || Ok(nice()));
+        assert_eq!(*normal.get().unwrap(), before);
     }
 }

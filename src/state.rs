@@ -234,6 +234,7 @@ impl CacheWriter {
         let thread = std::thread::Builder::new()
             .name("cache writer".to_string())
             .spawn(move || {
+                crate::background::lower_priority();
                 for job in rx {
                     let r = store.write_cache(job.date, &job.stage, &job.fingerprint, &job.tables);
                     p.finish(job.date, r);

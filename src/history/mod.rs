@@ -358,7 +358,7 @@ mod tests {
         Arc::new(move |date, keep: &Keep| {
             Ok(by_date.get(&date).map(|alerts| {
                 let kept = alerts.iter().filter(|(a, _)| keep.keeps(a));
-                aggregate(kept.cloned().collect())
+                aggregate(kept.map(|(a, v)| (a.as_str(), *v)))
             }))
         })
     }

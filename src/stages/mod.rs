@@ -272,7 +272,7 @@ impl Context {
             Some(p) if validates => {
                 let traps = validate::load_traps(p, &config)?;
                 let cfg = config.clone();
-                Background::spawn(LABELS, move || validate::Knowledge::with_traps(&cfg, traps))
+                Background::spawn_idle(LABELS, move || validate::Knowledge::with_traps(&cfg, traps))
             }
             _ => Background::ready(LABELS, validate::Knowledge::default()),
         };
