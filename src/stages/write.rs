@@ -95,10 +95,21 @@ pub fn run(ctx: &Context, input: &StageInput) -> Result<Tables> {
     let staging = layout::staging(&ctx.config.output);
     std::fs::create_dir_all(&staging)
         .with_context(|| format!("cannot create {}", staging.display()))?;
+    // The three Parquet files are encoded side by side; none is visible before all are written.
+    let temp = |i: usize, batch| parquet_temp(&staging, &dir.join(layout::OUTPUTS[i]), batch);
+    let (scores_file, rankings_file, clusters_file) = std::thread::scope(|s| {
+        let scores_file = s.spawn(|| temp(0, scores));
+        let clusters_file = s.spawn(|| temp(2, clusters));
+        let rankings_file = temp(1, rankings);
+        let join = |h: std::thread::ScopedJoinHandle<'_, _>| {
+            h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+        };
+        (join(scores_file), rankings_file, join(clusters_file))
+    });
     let files = [
-        parquet_temp(&staging, &dir.join(layout::OUTPUTS[0]), scores)?,
-        parquet_temp(&staging, &dir.join(layout::OUTPUTS[1]), rankings)?,
-        parquet_temp(&staging, &dir.join(layout::OUTPUTS[2]), clusters)?,
+        scores_file?,
+        rankings_file?,
+        clusters_file?,
         json_temp(&staging, &dir.join(layout::OUTPUTS[3]), &meta)?,
     ];
     for f in files {
