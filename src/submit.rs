@@ -7,7 +7,9 @@
 //! the next is sent, so a rerun resumes after the last accepted one; when an answer is lost (a
 //! dropped connection, a timeout, a 5xx), the validator's read-back
 //! (`GET /api/v1/submissions/{submitter}/latest`) tells whether the chunk was stored before it
-//! is sent again. A date already submitted whole is not sent again: unchanged, there is
+//! is sent again. Since the read-back shows only the latest date, a run sends its dates in
+//! ascending order (the submit stage waits for the run's earlier dates, see
+//! [`crate::stages::Stage::in_date_order`]). A date already submitted whole is not sent again: unchanged, there is
 //! nothing to do; changed (another model, other scores), a second submission would leave the
 //! validator with both and fail Tier 1 on duplicates, so it takes `--force`.
 

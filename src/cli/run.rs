@@ -26,7 +26,7 @@ pub struct RunArgs {
     /// Sample the whole run and write a flamegraph (SVG) here.
     #[arg(long)]
     flamegraph: Option<PathBuf>,
-    /// Write a Chrome/Perfetto trace (JSON) here: one span per stage, date and worker.
+    /// Write a Chrome/Perfetto trace (JSON) here: one span per stage and date, on the thread that ran it.
     #[arg(long)]
     pub(super) trace: Option<PathBuf>,
     /// Recompute every selected date and stage, even those whose outputs are up to date.

@@ -153,6 +153,12 @@ pub trait Stage: std::fmt::Debug + Send + Sync + AsAny {
     fn output_files(&self) -> &'static [&'static str] {
         &[]
     }
+
+    /// Whether its work for a date must wait until the run's earlier dates (in this process)
+    /// have left the graph, so that it sees the dates in ascending order.
+    fn in_date_order(&self, _cfg: &RunConfig) -> bool {
+        false
+    }
 }
 
 /// Downcasting of configured stages, so a command can find a kind's parameters.

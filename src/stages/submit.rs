@@ -109,4 +109,11 @@ impl Stage for SubmitParams {
         });
         Ok(vec![("target".to_string(), Part::Text(target.to_string()))])
     }
+
+    /// The validator's read-back, which tells whether a chunk whose answer was lost is
+    /// stored, shows only the latest date: dates are sent in ascending order, or an earlier
+    /// date's lost chunk could not be checked once a later date is stored.
+    fn in_date_order(&self, cfg: &RunConfig) -> bool {
+        matches!(self.target(cfg), Ok(Some(_)))
+    }
 }

@@ -661,4 +661,17 @@ fn flamegraph_and_trace_flags_write_their_files() {
         let n = spans.iter().filter(|e| e["name"] == kind).count();
         assert_eq!(n, 6, "one {kind} span per date");
     }
+    // score and cluster_score both follow feature_join: each date's work runs on threads of
+    // its own, so they run side by side rather than one after the other on the worker.
+    let tid = |kind: &str, date: &serde_json::Value| {
+        let e = spans
+            .iter()
+            .find(|e| e["name"] == kind && e["args"]["date"] == *date)
+            .unwrap_or_else(|| panic!("no {kind} span of {date}"));
+        e["tid"].clone()
+    };
+    for e in spans.iter().filter(|e| e["name"] == "score") {
+        let date = &e["args"]["date"];
+        assert_ne!(tid("score", date), tid("cluster_score", date), "{date}");
+    }
 }

@@ -6,6 +6,8 @@
 //! to leave before taking another, so the dates in flight never exceed the workers and memory
 //! stays flat however long the backfill. Every stage of a date does what the date's
 //! [`DatePlan`] says: run (and cache its tables), load its tables from the cache, or nothing.
+//! A stage's work for a date runs on a thread of its own ([`jobs`]), so stages whose inputs are
+//! ready together (score and cluster_score) run side by side.
 //! A failed date carries its error downstream and never touches its output directory.
 
 use crate::batch::{DateMsg, Table, Tables};
@@ -20,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
@@ -28,6 +30,12 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Concatenate, Input, Inspect};
 use timely::dataflow::{InputHandle, StreamVec};
+use timely::scheduling::SyncActivator;
+
+mod jobs;
+mod order;
+use jobs::Jobs;
+use order::DateOrder;
 
 /// Rows and time one stage spent over a run.
 #[derive(Debug, Clone, Default)]
@@ -120,7 +128,7 @@ impl Cluster {
 /// when a message or progress update reaches it).
 pub const IDLE: Duration = Duration::from_millis(20);
 
-type Stats = Rc<RefCell<BTreeMap<String, StageStat>>>;
+type Stats = Arc<Mutex<BTreeMap<String, StageStat>>>;
 
 /// Each date and its outcome.
 type Outcomes = Vec<(NaiveDate, Result<(), DateError>)>;
@@ -135,6 +143,7 @@ struct Shared {
     next: AtomicUsize,
     observer: Arc<dyn Observer>,
     cache: CacheWriter,
+    order: DateOrder,
 }
 
 /// Runs this process's planned dates through the pipeline (in a multi-process run, each process
@@ -151,6 +160,7 @@ pub fn run(
     let store = StateStore::new(&ctx.config);
     let shared = Arc::new(Shared {
         cache: CacheWriter::new(store.clone())?,
+        order: DateOrder::new(plans.len()),
         store,
         ctx: ctx.clone(),
         run_id: run_id.to_string(),
@@ -166,7 +176,7 @@ pub fn run(
         let mut input = InputHandle::<u64, CapacityContainerBuilder<Vec<usize>>>::new();
         let outcomes: Rc<RefCell<Outcomes>> = Rc::default();
         let finished: Rc<RefCell<HashMap<NaiveDate, usize>>> = Rc::default();
-        let stats: Stats = Rc::default();
+        let stats: Stats = Arc::default();
         let sinks = ctx.config.pipeline.sinks();
         worker.dataflow::<u64, _, _>(|scope| {
             let tokens = scope.input_from(&mut input);
@@ -202,21 +212,30 @@ pub fn run(
                 };
                 let n_inputs = spec.inputs.len().max(1);
                 let (sh, stats) = (sh.clone(), stats.clone());
-                let out = source.unary(Pipeline, &spec.name, move |_, _| {
+                let activations = scope.activations();
+                let out = source.unary(Pipeline, &spec.name, move |_, info| {
+                    let wake =
+                        SyncActivator::new(info.address.to_vec(), activations.borrow().sync());
+                    let mut jobs = Jobs::new(&sh.ctx.config.pipeline.stages[pos].name, wake);
                     let mut pending: HashMap<NaiveDate, Vec<DateMsg>> = HashMap::new();
                     move |input, output| {
                         input.for_each(|cap, data| {
-                            let mut session = output.session(&cap);
                             for msg in data.drain(..) {
                                 let date = msg.date;
                                 let got = pending.entry(date).or_default();
                                 got.push(msg);
                                 if got.len() == n_inputs {
                                     let msgs = pending.remove(&date).unwrap_or_default();
-                                    session.give(step(&sh, pos, date, msgs, &stats));
+                                    let (sh, stats) = (sh.clone(), stats.clone());
+                                    jobs.start(cap.retain_stamp(0), move || {
+                                        step(&sh, pos, date, msgs, &stats)
+                                    });
                                 }
                             }
-                        })
+                        });
+                        for (caps, msg) in jobs.finished() {
+                            output.session(&caps).give(msg);
+                        }
                     }
                 });
                 // One edge per reader, holding only the tables it reads. Created right after
@@ -271,6 +290,7 @@ pub fn run(
                     drop(fin);
                     outcomes.borrow_mut().push((m.date, result));
                     if last {
+                        sh.order.left(sh.by_date[&m.date]);
                         let outcomes = outcomes.borrow();
                         let error = outcomes
                             .iter()
@@ -289,6 +309,7 @@ pub fn run(
                 outcomes
                     .borrow_mut()
                     .push((plan.date, Err(DateError::new(ErrorKind::Output, &e))));
+                sh.order.left(i);
                 continue;
             }
             input.send(i);
@@ -301,7 +322,7 @@ pub fn run(
         // A worker without dates parks until the others are done, instead of spinning on a
         // core their stages need.
         while worker.step_or_park(Some(IDLE)) {}
-        let stats = stats.borrow().clone();
+        let stats = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let outcomes = outcomes.borrow().clone();
         (outcomes, stats)
     })
@@ -382,6 +403,9 @@ fn step(sh: &Shared, pos: usize, date: NaiveDate, msgs: Vec<DateMsg>, stats: &St
         };
         return msg(body, timings, done);
     }
+    if spec.stage.in_date_order(&sh.ctx.config) {
+        sh.order.wait_before(sh.by_date[&date]);
+    }
     let (body, ms) = run_stage(sh, pos, date, tables, &timings, stats);
     timings.insert(spec.name.clone(), ms);
     if let Ok(t) = &body {
@@ -417,7 +441,7 @@ fn run_stage(
 ) -> (Result<Tables, DateError>, f64) {
     let ctx = &sh.ctx;
     let spec = &ctx.config.pipeline.stages[pos];
-    // One span per stage and date (on the worker's thread), named by the stage's kind.
+    // One span per stage and date (on the thread that runs it), named by the stage's kind.
     let span = (spec.kind.span)(&spec.name, date);
     let _span = span.entered();
     let input_rows: BTreeMap<Table, usize> =
@@ -440,7 +464,7 @@ fn run_stage(
     });
     let ms = start.elapsed().as_secs_f64() * 1e3;
     if let Ok(t) = &body {
-        let mut s = stats.borrow_mut();
+        let mut s = stats.lock().unwrap_or_else(|p| p.into_inner());
         let st = s.entry(spec.name.clone()).or_default();
         st.dates += 1;
         st.ms += ms;
