@@ -329,6 +329,12 @@ impl Columns {
         self.names.push(name.into());
         self.cols.push(col);
     }
+
+    /// Adds the columns of `other`, in their order.
+    fn append(&mut self, other: Columns) {
+        self.names.extend(other.names);
+        self.cols.extend(other.cols);
+    }
 }
 
 /// The alerts of the day, as every group reads them.
@@ -382,21 +388,40 @@ pub fn build_matrix(
         vol: (0..n).map(|i| get_f(&vol, i)).collect(),
         by_addr,
     };
-    let mut cols = Columns::default();
-    alert::own(&day, alerts, &mut cols)?;
-    alert::calendar(&day, &mut cols);
-    alert::within_day(&day, &mut cols);
-    flows::network(&day, get(Table::Flows)?, &mut cols)?;
-    clusters::membership(&day, get(Table::Clusters)?, &mut cols)?;
-    if graph_features {
-        graph::features(&day, get(Table::Flows)?, &mut cols)?;
-    } else {
-        for name in GRAPH_FEATURES {
-            cols.push(*name, vec![f64::NAN; n]);
-        }
-    }
-    joins::history(&day, history, &mut cols)?;
-    joins::address(&day, get(Table::Features)?, &mut cols)?;
+    let (flows, clusters) = (get(Table::Flows)?, get(Table::Clusters)?);
+    // The groups over the flows and clusters are computed beside the others, on a thread of
+    // their own; the columns are put together in the model's order.
+    let (mut cols, graph_side, joined) = std::thread::scope(|s| {
+        let graph_side = s.spawn(|| -> Result<Columns> {
+            let mut cols = Columns::default();
+            flows::network(&day, flows, &mut cols)?;
+            clusters::membership(&day, clusters, &mut cols)?;
+            if graph_features {
+                graph::features(&day, flows, &mut cols)?;
+            } else {
+                for name in GRAPH_FEATURES {
+                    cols.push(*name, vec![f64::NAN; n]);
+                }
+            }
+            Ok(cols)
+        });
+        let own = || -> Result<(Columns, Columns)> {
+            let (mut cols, mut joined) = (Columns::default(), Columns::default());
+            alert::own(&day, alerts, &mut cols)?;
+            alert::calendar(&day, &mut cols);
+            alert::within_day(&day, &mut cols);
+            joins::history(&day, history, &mut joined)?;
+            joins::address(&day, get(Table::Features)?, &mut joined)?;
+            Ok((cols, joined))
+        };
+        let own = own();
+        let graph_side = graph_side
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        own.map(|(cols, joined)| (cols, graph_side, joined))
+    })?;
+    cols.append(graph_side?);
+    cols.append(joined);
 
     let names = alert_feature_names();
     check_order(&cols.names, &names)?;
