@@ -7,18 +7,55 @@ use arrow::array::{Array, AsArray, Int32Array};
 use arrow::datatypes::Int32Type;
 use arrow::record_batch::RecordBatch;
 
-/// What the day's flows say of one alerted address; counterparties are the numbers decode gave
-/// their addresses (`from_node`, `to_node`).
-#[derive(Default, Clone)]
-struct Flow {
-    in_from: Vec<i32>,
-    out_to: Vec<i32>,
+/// What the day's flows sum up to for one alerted address.
+#[derive(Default, Clone, Copy)]
+struct Sums {
     in_usd: f64,
     out_usd: f64,
     in_n: f64,
     out_n: f64,
     in_tx: f64,
     out_tx: f64,
+}
+
+/// Values grouped by alerted address, end to end (`values[start[k]..start[k + 1]]` are address
+/// `k`'s), filled in a second pass once each address's count is known: one allocation for all
+/// addresses instead of a growing vector each, which on a large day meant a cache miss and a
+/// reallocation per flow.
+struct Groups {
+    start: Vec<usize>,
+    next: Vec<usize>,
+    values: Vec<i32>,
+}
+
+impl Groups {
+    /// Room for `counts[k]` values of each address `k`.
+    fn new(counts: &[u32]) -> Self {
+        let mut start = Vec::with_capacity(counts.len() + 1);
+        let mut total = 0;
+        start.push(0);
+        for &c in counts {
+            total += c as usize;
+            start.push(total);
+        }
+        Self {
+            next: start[..counts.len()].to_vec(),
+            start,
+            values: vec![0; total],
+        }
+    }
+
+    /// Adds `v` to address `k`'s values.
+    fn push(&mut self, k: u32, v: i32) {
+        let at = &mut self.next[k as usize];
+        self.values[*at] = v;
+        *at += 1;
+    }
+
+    /// Address `k`'s values.
+    fn of(&mut self, k: usize) -> &mut [i32] {
+        &mut self.values[self.start[k]..self.start[k + 1]]
+    }
 }
 
 /// The names of the network features, in matrix order.
@@ -54,8 +91,7 @@ pub(super) fn network(day: &Day, flows: &RecordBatch, out: &mut Columns) -> Resu
         *k = n_addr;
         n_addr += 1;
     }
-    let mut fl = vec![Flow::default(); n_addr as usize];
-    let mut alerted_cp: Vec<Vec<u32>> = vec![Vec::new(); n_addr as usize];
+    let n_addr = n_addr as usize;
     let (from, to) = (i32_col(flows, "from_node")?, i32_col(flows, "to_node")?);
     let usd = f64_col(flows, "amount_usd_sum")?;
     let tx = f64_col(flows, "tx_count")?;
@@ -78,6 +114,24 @@ pub(super) fn network(day: &Day, flows: &RecordBatch, out: &mut Columns) -> Resu
             flows.num_rows()
         );
     }
+    // Counterparties: incoming (`from_node`), outgoing (`to_node`) and alerted (the other
+    // end's number) per address; counted first, then filled in flow order.
+    let mut counts = vec![[0u32; 3]; n_addr];
+    for r in 0..flows.num_rows() {
+        let (fa, ta) = (number_of(from_alert, r)?, number_of(to_alert, r)?);
+        if let Some(k) = ta {
+            counts[k as usize][0] += 1;
+            counts[k as usize][2] += fa.is_some() as u32;
+        }
+        if let Some(k) = fa {
+            counts[k as usize][1] += 1;
+            counts[k as usize][2] += ta.is_some() as u32;
+        }
+    }
+    let group = |i: usize| Groups::new(&counts.iter().map(|c| c[i]).collect::<Vec<_>>());
+    let (mut in_from, mut out_to, mut alerted_cp) = (group(0), group(1), group(2));
+    drop(counts);
+    let mut sums = vec![Sums::default(); n_addr];
     for r in 0..flows.num_rows() {
         let (fa, ta) = (number_of(from_alert, r)?, number_of(to_alert, r)?);
         if fa.is_none() && ta.is_none() {
@@ -88,34 +142,34 @@ pub(super) fn network(day: &Day, flows: &RecordBatch, out: &mut Columns) -> Resu
         let x = get_f(&tx, r);
         let x = if x.is_finite() { x } else { 0.0 };
         if let Some(k) = ta {
-            let e = &mut fl[k as usize];
-            e.in_from.push(from.value(r));
+            let e = &mut sums[k as usize];
+            in_from.push(k, from.value(r));
             e.in_usd += u;
             e.in_n += 1.0;
             e.in_tx += x;
             if let Some(fk) = fa {
-                alerted_cp[k as usize].push(fk);
+                alerted_cp.push(k, fk as i32);
             }
         }
         if let Some(k) = fa {
-            let e = &mut fl[k as usize];
-            e.out_to.push(to.value(r));
+            let e = &mut sums[k as usize];
+            out_to.push(k, to.value(r));
             e.out_usd += u;
             e.out_n += 1.0;
             e.out_tx += x;
             if let Some(tk) = ta {
-                alerted_cp[k as usize].push(tk);
+                alerted_cp.push(k, tk as i32);
             }
         }
     }
-    let mut net: Vec<[f64; 11]> = Vec::with_capacity(fl.len());
-    for (k, e) in fl.iter_mut().enumerate() {
-        let ind = distinct(&mut e.in_from);
-        let outd = distinct(&mut e.out_to);
+    let mut net: Vec<[f64; 11]> = Vec::with_capacity(n_addr);
+    for (k, e) in sums.iter().enumerate() {
+        let ind = distinct(in_from.of(k));
+        let outd = distinct(out_to.of(k));
         let cp = {
-            let v = &mut alerted_cp[k];
-            v.retain(|&x| x as usize != k);
-            distinct(v)
+            // The address itself (a flow between two of its alerts) does not count.
+            let v = alerted_cp.of(k);
+            distinct(v) - v.binary_search(&(k as i32)).is_ok() as u8 as f64
         };
         let avg = |s: f64, c: f64| if c > 0.0 { s / c } else { 0.0 };
         net.push([
@@ -147,9 +201,111 @@ pub(super) fn i32_col<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a Int32Arr
         .ok_or_else(|| anyhow!("internal: column `{name}` missing"))
 }
 
-/// The number of distinct values of `v` (sorted and deduplicated in place).
-fn distinct<T: Ord>(v: &mut Vec<T>) -> f64 {
+/// The number of distinct values of `v` (sorted in place).
+fn distinct(v: &mut [i32]) -> f64 {
     v.sort_unstable();
-    v.dedup();
-    v.len() as f64
+    v.iter()
+        .enumerate()
+        .filter(|&(i, x)| i == 0 || v[i - 1] != *x)
+        .count() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::decode::make_batch;
+    use arrow::array::{ArrayRef, Float64Array, StringArray};
+    use std::sync::Arc;
+
+    #[test]
+    fn network_features_count_as_by_hand() {
+        // Alerts: A (rows 0 and 2) and B (row 1). Nodes: A 1, B 2, X 10, Y 11, Z 12, P 13, Q 14.
+        let ids = StringArray::from(vec!["a0", "b1", "a2"]);
+        let addr = StringArray::from(vec!["A", "B", "A"]);
+        let typ = StringArray::from(vec!["t", "t", "t"]);
+        let mut by_addr = rustc_hash::FxHashMap::default();
+        by_addr.insert("A", vec![0, 2]);
+        by_addr.insert("B", vec![1]);
+        let day = Day {
+            date: chrono::NaiveDate::from_ymd_opt(2025, 10, 1).unwrap(),
+            n: 3,
+            ids: &ids,
+            addr: &addr,
+            typ: &typ,
+            conf: vec![0.5; 3],
+            vol: vec![1.0; 3],
+            by_addr,
+        };
+        let i32s = |v: Vec<Option<i32>>| Arc::new(Int32Array::from(v)) as ArrayRef;
+        let f64s = |v: Vec<f64>| Arc::new(Float64Array::from(v)) as ArrayRef;
+        // X→A twice, Y→A, A→B, A→A (between A's own alerts), B→Z, P→Q (no alerted end).
+        let flows = make_batch(vec![
+            (
+                "from_node",
+                i32s(vec![
+                    Some(10),
+                    Some(10),
+                    Some(11),
+                    Some(1),
+                    Some(1),
+                    Some(2),
+                    Some(13),
+                ]),
+            ),
+            (
+                "to_node",
+                i32s(vec![
+                    Some(1),
+                    Some(1),
+                    Some(1),
+                    Some(2),
+                    Some(1),
+                    Some(12),
+                    Some(14),
+                ]),
+            ),
+            (
+                "amount_usd_sum",
+                f64s(vec![5.0, 3.0, 1.0, 10.0, 2.0, 4.0, 100.0]),
+            ),
+            ("tx_count", f64s(vec![1.0, 2.0, 1.0, 1.0, 1.0, 1.0, 9.0])),
+            (
+                "from_alert",
+                i32s(vec![None, None, None, Some(0), Some(0), Some(1), None]),
+            ),
+            (
+                "to_alert",
+                i32s(vec![
+                    Some(0),
+                    Some(0),
+                    Some(0),
+                    Some(1),
+                    Some(0),
+                    None,
+                    None,
+                ]),
+            ),
+        ])
+        .unwrap();
+        let mut cols = Columns::default();
+        network(&day, &flows, &mut cols).unwrap();
+        assert_eq!(cols.names, NETWORK);
+        let a = [3.0, 2.0, 5.0, 11.0, 12.0, 2.75, 6.0, 5.0, 2.0, 1.0, 1.0];
+        let b = [
+            1.0,
+            1.0,
+            2.0,
+            10.0,
+            4.0,
+            10.0,
+            4.0,
+            1.0,
+            1.0,
+            4.0 / 11.0,
+            1.0,
+        ];
+        for (j, col) in cols.cols.iter().enumerate() {
+            assert_eq!(col, &vec![a[j], b[j], a[j]], "{}", NETWORK[j]);
+        }
+    }
 }
