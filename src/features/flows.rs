@@ -223,19 +223,7 @@ mod tests {
         let ids = StringArray::from(vec!["a0", "b1", "a2"]);
         let addr = StringArray::from(vec!["A", "B", "A"]);
         let typ = StringArray::from(vec!["t", "t", "t"]);
-        let mut by_addr = rustc_hash::FxHashMap::default();
-        by_addr.insert("A", vec![0, 2]);
-        by_addr.insert("B", vec![1]);
-        let day = Day {
-            date: chrono::NaiveDate::from_ymd_opt(2025, 10, 1).unwrap(),
-            n: 3,
-            ids: &ids,
-            addr: &addr,
-            typ: &typ,
-            conf: vec![0.5; 3],
-            vol: vec![1.0; 3],
-            by_addr,
-        };
+        let day = crate::features::test_day(&ids, &addr, &typ);
         let i32s = |v: Vec<Option<i32>>| Arc::new(Int32Array::from(v)) as ArrayRef;
         let f64s = |v: Vec<f64>| Arc::new(Float64Array::from(v)) as ArrayRef;
         // X→A twice, Y→A, A→B, A→A (between A's own alerts), B→Z, P→Q (no alerted end).

@@ -619,20 +619,7 @@ mod tests {
         let addr = StringArray::from(vec!["a", "b", "a", "c"]);
         let ids = StringArray::from(vec!["1", "2", "3", "4"]);
         let typ = StringArray::from(vec!["X"; 4]);
-        let mut by_addr: HashMap<&str, Vec<usize>> = HashMap::default();
-        for i in 0..4 {
-            by_addr.entry(addr.value(i)).or_default().push(i);
-        }
-        let day = Day {
-            date: chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
-            n: 4,
-            ids: &ids,
-            addr: &addr,
-            typ: &typ,
-            conf: vec![0.5; 4],
-            vol: vec![1.0; 4],
-            by_addr,
-        };
+        let day = crate::features::test_day(&ids, &addr, &typ);
         // Nodes: a 0, b 1, x 2 (not alerted); c has no flows. a → b → x → a.
         let col = |v: Vec<Option<i32>>| Arc::new(Int32Array::from(v)) as ArrayRef;
         let flows = RecordBatch::try_from_iter([

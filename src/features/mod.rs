@@ -357,6 +357,30 @@ pub(super) struct Day<'a> {
     pub by_addr: HashMap<&'a str, Vec<usize>>,
 }
 
+/// A test day over the alerts `ids` of addresses `addr` (typology `typ`), confidence 0.5 and
+/// volume 1 each.
+#[cfg(test)]
+pub(super) fn test_day<'a>(
+    ids: &'a StringArray,
+    addr: &'a StringArray,
+    typ: &'a StringArray,
+) -> Day<'a> {
+    let mut by_addr: HashMap<&str, Vec<usize>> = HashMap::default();
+    for i in 0..addr.len() {
+        by_addr.entry(addr.value(i)).or_default().push(i);
+    }
+    Day {
+        date: NaiveDate::from_ymd_opt(2025, 1, 1).expect("a date"),
+        n: addr.len(),
+        ids,
+        addr,
+        typ,
+        conf: vec![0.5; addr.len()],
+        vol: vec![1.0; addr.len()],
+        by_addr,
+    }
+}
+
 /// Builds the matrix (`alert_id`, `address`, then [`alert_feature_names`]) from decoded tables
 /// and the date's address-history table ([`crate::history::load`]); the graph features are NaN
 /// unless `graph_features` ([`graph_features_needed`]; decode must then have kept every flow).
