@@ -141,6 +141,12 @@ impl Table {
         !matches!(self, Self::Features | Self::Flows | Self::Submission)
     }
 
+    /// Whether it holds a large part of a day (the address features, the money flows): a
+    /// date holding it counts towards its producer's [`crate::stages::Stage::dates_at_once`].
+    pub const fn large(self) -> bool {
+        matches!(self, Self::Features | Self::Flows)
+    }
+
     /// Its declared schema: what every stage that produces it writes, and every reader may
     /// rely on (column positions included).
     pub const fn schema(self) -> Schema {

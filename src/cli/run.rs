@@ -84,6 +84,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         );
     }
     let cluster = cluster.cluster(workers.unwrap_or(cfg.workers))?;
+    engine::limit_heaps(cluster.workers);
     let (n, p) = (cluster.processes(), cluster.process);
     let mine: Vec<NaiveDate> = dates
         .iter()

@@ -159,6 +159,13 @@ pub trait Stage: std::fmt::Debug + Send + Sync + AsAny {
     fn in_date_order(&self, _cfg: &RunConfig) -> bool {
         false
     }
+
+    /// How many dates of this process may hold the large tables it produces
+    /// ([`Table::large`]) at once: its work for a date waits while that many do, until every
+    /// stage that reads them has had one of those dates.
+    fn dates_at_once(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// Downcasting of configured stages, so a command can find a kind's parameters.

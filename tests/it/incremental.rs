@@ -268,6 +268,14 @@ fn a_changed_parameter_reruns_only_its_stage() {
     let pipe = with_pipeline(&s.cfg, |t| t);
     let text = std::fs::read_to_string(&pipe).unwrap();
     ok(run(&s, &[]));
+    // How many decoded dates a process holds changes memory, not outputs: nothing reruns.
+    assert!(text.contains("dates_at_once = 1 "));
+    std::fs::write(
+        &pipe,
+        text.replace("dates_at_once = 1 ", "dates_at_once = 2 "),
+    )
+    .unwrap();
+    expect_rerun(&s, Vec::new());
     assert!(text.contains("max_latency_ms = 100.0"));
     std::fs::write(
         &pipe,

@@ -674,4 +674,33 @@ fn flamegraph_and_trace_flags_write_their_files() {
         let date = &e["args"]["date"];
         assert_ne!(tid("score", date), tid("cluster_score", date), "{date}");
     }
+    // One decoded date at a time (decode's `dates_at_once = 1`): from a date's decode until
+    // its feature join has read the decoded tables, no other date decodes.
+    let at = |kind: &str, ph: &str, date: &serde_json::Value| {
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == kind && e["ph"] == ph && e["args"]["date"] == *date)
+            .and_then(|e| e["ts"].as_f64())
+            .unwrap_or_else(|| panic!("no {kind} {ph} event of {date}"))
+    };
+    let mut held: Vec<(f64, f64, String)> = spans
+        .iter()
+        .filter(|e| e["name"] == "decode")
+        .map(|e| {
+            let date = &e["args"]["date"];
+            let end = at("feature_join", "E", date);
+            (at("decode", "B", date), end, date.to_string())
+        })
+        .collect();
+    held.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for w in held.windows(2) {
+        assert!(
+            w[1].0 >= w[0].1,
+            "{} decoded while {} held its decoded tables",
+            w[1].2,
+            w[0].2
+        );
+    }
 }

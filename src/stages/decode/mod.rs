@@ -11,11 +11,12 @@ pub use meta::{check_file_name, Meta};
 use super::alerted::Alerted;
 use super::{Context, DateInput, Kind, Stage, StageInput};
 use crate::batch::{ArrowBatch, Table, Tables};
-use crate::config::StageSpec;
+use crate::config::{RunConfig, StageSpec};
 use crate::contract::{check_dates, check_unique, column, required, to_f64, to_str, to_str_list};
 use crate::features::ADDRESS_FEATURES;
 use crate::io::ParquetSource;
 use crate::labels::LabelMap;
+use crate::model::Model;
 use anyhow::{bail, Result};
 use arrow::array::{
     Array, ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, ListArray, StringArray,
@@ -54,6 +55,11 @@ pub struct DecodeParams {
     pub verify_checksums: bool,
     /// Rows per batch when streaming the large tables.
     pub batch_size: usize,
+    /// Dates whose decoded features and flows may be held at once (per process): another
+    /// date's decode waits until feature join has read them. More lets more workers decode
+    /// side by side, for more memory. Outputs do not depend on it (nor does the fingerprint).
+    #[serde(skip_serializing)]
+    pub dates_at_once: usize,
 }
 
 impl Default for DecodeParams {
@@ -61,6 +67,7 @@ impl Default for DecodeParams {
         Self {
             verify_checksums: true,
             batch_size: 65_536,
+            dates_at_once: 1,
         }
     }
 }
@@ -83,6 +90,17 @@ impl Stage for DecodeParams {
 
     fn date_inputs(&self) -> &'static [DateInput] {
         &[DateInput::Batch]
+    }
+
+    fn dates_at_once(&self) -> usize {
+        self.dates_at_once
+    }
+
+    fn check(&self, _: &RunConfig, _: Option<&Model>) -> Result<()> {
+        if self.dates_at_once == 0 {
+            anyhow::bail!("decode: dates_at_once must be at least 1 (one decoded date at a time)");
+        }
+        Ok(())
     }
 }
 
