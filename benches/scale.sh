@@ -7,8 +7,10 @@
 # per worker count: wall clock of the whole command, peak RSS (/usr/bin/time), and each stage's
 # time from the run summary (summed over workers), each with its ratio to the 1× figure.
 # The outputs of each run stay in bench-data/scale/x<size>/output-w<workers>.
+# With PANDAS=1 it also times the pandas reference of ../shared/peer (pandas_job.py, explain
+# off, the same day) and adds a table for it (the 10× day needs ~6 GB).
 # usage: benches/scale.sh            (SIZES="1 3" for a quick run; ALERTS=50000 per 1×;
-#                                     WORKERS="1 2")
+#                                     WORKERS="1 2"; PANDAS=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -66,7 +68,21 @@ TOML
   done
 done
 
-# One table per worker count: a row per figure, a column per size, with the ratio to 1×.
+if [ "${PANDAS:-0}" = 1 ]; then
+  for s in $sizes; do
+    data=$root/x$s
+    rm -rf "$data/output-pandas"
+    t0=$(date +%s.%N)
+    /usr/bin/time -o "$data/time-pandas.txt" -f "%M" python3 ../shared/peer/pandas_job.py \
+      "$data/input" torus "$date" 195 trained_models "$data/output-pandas" --explain off > /dev/null
+    t1=$(date +%s.%N)
+    awk -v a="$t0" -v b="$t1" -v s="$s" 'BEGIN { printf "pandas\t%s\twall (s)\t%.2f\n", s, b - a }' >> "$results"
+    printf "pandas\t%s\tpeak RSS (MB)\t%d\n" "$s" "$(($(tail -n1 "$data/time-pandas.txt") / 1024))" >> "$results"
+    echo "  ${s}×, pandas: done"
+  done
+fi
+
+# One table per worker count (and pandas): a row per figure, a column per size, with the ratio to 1×.
 awk -F'\t' -v sizes="$sizes" '
   { key = $1 SUBSEP $2 SUBSEP $3; v[key] = $4
     if (!(($1 SUBSEP $3) in seen)) { seen[$1 SUBSEP $3] = 1; order[$1, ++n[$1]] = $3 }
@@ -75,7 +91,7 @@ awk -F'\t' -v sizes="$sizes" '
     ns = split(sizes, sz, " ")
     for (i = 1; i <= nw; i++) {
       w = wl[i]
-      printf "\n== %s worker(s)\n%-22s", w, ""
+      printf "\n== %s\n%-22s", (w == "pandas" ? "pandas reference" : w " worker(s)"), ""
       for (j = 1; j <= ns; j++) printf "%20s", sz[j] "×"
       printf "\n"
       for (k = 1; k <= n[w]; k++) {
