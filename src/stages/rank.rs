@@ -10,8 +10,8 @@ use crate::stages::decode::make_batch;
 use anyhow::Result;
 use arrow::array::{Array, AsArray, Float64Array, Int32Array, StringArray};
 use arrow::datatypes::Float64Type;
+use rustc_hash::FxHashMap as HashMap;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The rank stage kind.
@@ -61,12 +61,19 @@ pub fn run(model: &Model, input: &StageInput) -> Result<Tables> {
         .column_by_name("score")
         .expect("score")
         .as_primitive::<Float64Type>();
-    let score_of: HashMap<&str, f64> = (0..sid.len())
-        .map(|i| (sid.value(i), sc.value(i)))
-        .collect();
-    let score: Vec<f64> = (0..ids.len())
-        .map(|i| score_of.get(ids.value(i)).copied().unwrap_or(f64::NAN))
-        .collect();
+    // The scores come in the matrix's order when score ran on the same matrix (always, in a
+    // run); otherwise each alert's score is looked up by its id.
+    let same_order = sid.len() == ids.len() && (0..ids.len()).all(|i| sid.value(i) == ids.value(i));
+    let score: Vec<f64> = if same_order {
+        (0..ids.len()).map(|i| sc.value(i)).collect()
+    } else {
+        let score_of: HashMap<&str, f64> = (0..sid.len())
+            .map(|i| (sid.value(i), sc.value(i)))
+            .collect();
+        (0..ids.len())
+            .map(|i| score_of.get(ids.value(i)).copied().unwrap_or(f64::NAN))
+            .collect()
+    };
     let mut order: Vec<usize> = (0..ids.len()).collect();
     order.sort_by(|&a, &b| {
         relevance[b]
@@ -96,4 +103,75 @@ pub fn run(model: &Model, input: &StageInput) -> Result<Tables> {
         ),
     ])?;
     Ok(output(Table::AlertRankings, batch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::ArrowBatch;
+    use arrow::array::ArrayRef;
+    use arrow::record_batch::RecordBatch;
+
+    fn ranked(model: &Model, matrix: &RecordBatch, scores: RecordBatch) -> RecordBatch {
+        let tables = Tables::from([
+            (Table::Matrix, ArrowBatch(matrix.clone())),
+            (Table::AlertScores, ArrowBatch(scores)),
+        ]);
+        let input = StageInput {
+            date: chrono::NaiveDate::from_ymd_opt(2025, 10, 1).unwrap(),
+            tables: &tables,
+            timings: &Default::default(),
+            observer: &super::super::LogObserver,
+        };
+        run(model, &input).unwrap()[&Table::AlertRankings].0.clone()
+    }
+
+    #[test]
+    fn rankings_do_not_depend_on_the_order_of_the_scores() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("trained_models");
+        let path = Model::resolve(&dir, ModelKind::AlertRanker, "latest").unwrap();
+        let model = Model::load(&path, ModelKind::AlertRanker).unwrap();
+        let n = 200;
+        let ids: Vec<String> = (0..n).map(|i| format!("alert-{i:03}")).collect();
+        let mut cols: Vec<(&str, ArrayRef)> =
+            vec![("alert_id", Arc::new(StringArray::from(ids.clone())))];
+        let names = ModelKind::AlertRanker.feature_names();
+        for (f, name) in names.iter().enumerate() {
+            let v = (0..n).map(|i| ((i * 37 + f * 11) % 23) as f64 / 7.0);
+            cols.push((name, Arc::new(Float64Array::from_iter_values(v))));
+        }
+        let matrix = make_batch(cols).unwrap();
+        // Few distinct scores, so the ties between relevances fall to them and then to ids.
+        let score = |i: usize| (i % 5) as f64 / 4.0;
+        let scores = |order: &[usize]| {
+            make_batch(vec![
+                (
+                    "alert_id",
+                    Arc::new(StringArray::from_iter_values(
+                        order.iter().map(|&i| &ids[i]),
+                    )) as ArrayRef,
+                ),
+                (
+                    "score",
+                    Arc::new(Float64Array::from_iter_values(
+                        order.iter().map(|&i| score(i)),
+                    )),
+                ),
+            ])
+            .unwrap()
+        };
+        let in_order: Vec<usize> = (0..n).collect();
+        let shuffled: Vec<usize> = (0..n).map(|i| (i * 73) % n).collect();
+        let a = ranked(&model, &matrix, scores(&in_order));
+        let b = ranked(&model, &matrix, scores(&shuffled));
+        assert_eq!(a, b);
+        let s = a
+            .column_by_name("score")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        assert!(
+            s.iter().all(|v| v.is_some_and(|v| !v.is_nan())),
+            "every alert has its score"
+        );
+    }
 }
