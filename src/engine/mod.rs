@@ -2,13 +2,15 @@
 //!
 //! Each stage becomes a timely operator. A stage with several inputs gathers, per date, one
 //! message from each input before it runs. Each worker takes the next date from a shared queue
-//! (dates are split between processes by position), feeds it into the graph and waits for it
-//! to leave before taking another, so the dates in flight never exceed the workers and memory
+//! (dates are split between processes by position), feeds it into the graph at the date's
+//! timestamp (its day number, [`order::time`]) and waits for it to leave before taking another, so the dates in flight never exceed the workers and memory
 //! stays flat however long the backfill. Every stage of a date does what the date's
 //! [`DatePlan`] says: run (and cache its tables), load its tables from the cache, or nothing.
 //! A stage's work for a date runs on a thread of its own ([`jobs`]), so stages whose inputs are
 //! ready together (score and cluster_score) run side by side. A stage that produces a day's
-//! large tables waits while as many dates as it allows hold theirs ([`gate`]).
+//! large tables waits while as many dates as it allows hold theirs ([`gate`]); one that must see
+//! the dates in order waits until the frontier at the end of the graph has passed every
+//! earlier date, in every process ([`order`]).
 //! A failed date carries its error downstream and never touches its output directory.
 
 use crate::batch::{DateMsg, Table, Tables};
@@ -29,7 +31,8 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::{Concatenate, Input, Inspect};
+use timely::dataflow::operators::{Concatenate, Input, Inspect, Probe};
+use timely::dataflow::ProbeHandle;
 use timely::dataflow::{InputHandle, StreamVec};
 use timely::scheduling::SyncActivator;
 
@@ -199,7 +202,7 @@ pub fn run(
         large_readers,
         reads_large,
         cache: CacheWriter::new(store.clone())?,
-        order: DateOrder::new(plans.len()),
+        order: DateOrder::default(),
         store,
         ctx: ctx.clone(),
         run_id: run_id.to_string(),
@@ -216,6 +219,8 @@ pub fn run(
         let outcomes: Rc<RefCell<Outcomes>> = Rc::default();
         let finished: Rc<RefCell<HashMap<NaiveDate, usize>>> = Rc::default();
         let stats: Stats = Arc::default();
+        // The frontier after the sinks: the dates that have not left the graph, everywhere.
+        let probe = ProbeHandle::new();
         let sinks = ctx.config.pipeline.sinks();
         worker.dataflow::<u64, _, _>(|scope| {
             let tokens = scope.input_from(&mut input);
@@ -299,7 +304,7 @@ pub fn run(
             for sink in &sinks {
                 let (outcomes, finished, sh) = (outcomes.clone(), finished.clone(), sh.clone());
                 let n_sinks = sinks.len();
-                streams[&sink.name].clone().inspect(move |m: &DateMsg| {
+                let done_here = streams[&sink.name].clone().inspect(move |m: &DateMsg| {
                     let mut error = m.body.as_ref().err().cloned();
                     let mut done = &m.done;
                     let nothing = BTreeMap::new();
@@ -333,7 +338,6 @@ pub fn run(
                     drop(fin);
                     outcomes.borrow_mut().push((m.date, result));
                     if last {
-                        sh.order.left(sh.by_date[&m.date]);
                         sh.gate.left(m.date);
                         let outcomes = outcomes.borrow();
                         let error = outcomes
@@ -343,6 +347,7 @@ pub fn run(
                         sh.observer.date_done(m.date, error);
                     }
                 });
+                done_here.probe_with(&probe);
             }
         });
         let n_sinks = sinks.len();
@@ -353,19 +358,24 @@ pub fn run(
                 outcomes
                     .borrow_mut()
                     .push((plan.date, Err(DateError::new(ErrorKind::Output, &e))));
-                sh.order.left(i);
                 continue;
             }
+            input.advance_to(order::time(plan.date));
             input.send(i);
             input.flush();
             while finished.borrow().get(&plan.date).copied().unwrap_or(0) < n_sinks {
                 worker.step_or_park(Some(IDLE));
+                sh.order
+                    .reached(probe.with_frontier(|f| f.iter().min().copied()));
             }
         }
         input.close();
         // A worker without dates parks until the others are done, instead of spinning on a
         // core their stages need.
-        while worker.step_or_park(Some(IDLE)) {}
+        while worker.step_or_park(Some(IDLE)) {
+            sh.order
+                .reached(probe.with_frontier(|f| f.iter().min().copied()));
+        }
         let stats = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let outcomes = outcomes.borrow().clone();
         (outcomes, stats)
@@ -448,7 +458,7 @@ fn step(sh: &Shared, pos: usize, date: NaiveDate, msgs: Vec<DateMsg>, stats: &St
         return msg(body, timings, done);
     }
     if spec.stage.in_date_order(&sh.ctx.config) {
-        sh.order.wait_before(sh.by_date[&date]);
+        sh.order.wait_before(date);
     }
     let at_once = spec.stage.dates_at_once();
     sh.gate.enter(date, at_once, sh.large_readers[pos]);

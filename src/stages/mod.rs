@@ -154,7 +154,7 @@ pub trait Stage: std::fmt::Debug + Send + Sync + AsAny {
         &[]
     }
 
-    /// Whether its work for a date must wait until the run's earlier dates (in this process)
+    /// Whether its work for a date must wait until the run's earlier dates (in every process)
     /// have left the graph, so that it sees the dates in ascending order.
     fn in_date_order(&self, _cfg: &RunConfig) -> bool {
         false

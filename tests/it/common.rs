@@ -347,3 +347,59 @@ pub fn deterministic_view(root: &Path) -> Vec<(String, Vec<u8>)> {
     }
     out
 }
+
+/// A free TCP port on the loopback interface.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs `cfg` as two processes on localhost with `extra` arguments; both must succeed within
+/// two minutes (a process that never joins the cluster would leave the other waiting).
+pub fn run_two_processes(cfg: &Path, extra: &[&str]) {
+    let hosts = cfg.parent().unwrap().join("hosts.txt");
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .unwrap();
+    let mut children: Vec<_> = (0..2)
+        .map(|p| {
+            std::process::Command::new(bin())
+                .args(["run", cfg.to_str().unwrap(), "--processes", "2"])
+                .args(["--process", &p.to_string(), "--hostfile"])
+                .arg(&hosts)
+                .args(extra)
+                .stdout(std::fs::File::create(cfg.with_extension(format!("p{p}.log"))).unwrap())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    for c in &mut children {
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                assert!(status.success(), "a process failed: {status}");
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                for c in &mut children {
+                    let _ = c.kill();
+                }
+                let log = |p: usize| {
+                    std::fs::read_to_string(cfg.with_extension(format!("p{p}.log"))).unwrap()
+                };
+                panic!(
+                    "the two processes did not finish within two minutes\n0: {}\n1: {}",
+                    log(0),
+                    log(1)
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}

@@ -338,3 +338,26 @@ fn a_failed_submission_fails_its_date_and_the_next_run_reruns_only_the_submit_st
     assert!(String::from_utf8_lossy(&res.stdout).contains("scores sent"));
     assert_stored_once(&v, &out);
 }
+
+/// Two processes, each with its share of the dates, submit them in date order: the validator
+/// checks a date's lost chunks by reading back the submitter's latest date, so a later date
+/// sent first would hide an earlier one's rows.
+#[test]
+fn two_processes_submit_their_dates_in_date_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = Validator::start(&[]);
+    let (cfg, out) = setup(
+        tmp.path(),
+        &format!("validator_url = {:?}\nrows_per_request = 50", v.url()),
+    );
+    run_two_processes(&cfg, &["--dates", &dates()]);
+    assert_stored_once(&v, &out);
+    let (rows, _) = v.stored();
+    let order: Vec<&str> = rows
+        .iter()
+        .map(|r| r["processing_date"].as_str().unwrap())
+        .collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert!(order == sorted, "rows stored out of date order: {order:?}");
+}
