@@ -3,8 +3,9 @@
 //! Each stage becomes a timely operator. A stage with several inputs gathers, per date, one
 //! message from each input before it runs. Each worker takes the next date from a shared queue
 //! (dates are split between processes by position), feeds it into the graph at the date's
-//! timestamp (its day number, [`order::time`]) and waits for it to leave before taking another, so the dates in flight never exceed the workers and memory
-//! stays flat however long the backfill. Every stage of a date does what the date's
+//! timestamp (its day number, [`order::time`]) and waits for it to leave before taking
+//! another, so the dates in flight never exceed the workers and memory stays flat however long
+//! the backfill. Every stage of a date does what the date's
 //! [`DatePlan`] says: run (and cache its tables), load its tables from the cache, or nothing.
 //! A stage's work for a date runs on a thread of its own ([`jobs`]), so stages whose inputs are
 //! ready together (score and cluster_score) run side by side. A stage that produces a day's
@@ -351,6 +352,11 @@ pub fn run(
             }
         });
         let n_sinks = sinks.len();
+        // Tells the work waiting for earlier dates how far the end of the graph has got.
+        let publish = || {
+            sh.order
+                .reached(probe.with_frontier(|f| f.iter().min().copied()))
+        };
         loop {
             let i = sh.next.fetch_add(1, Ordering::Relaxed);
             let Some(plan) = sh.plans.get(i) else { break };
@@ -365,16 +371,14 @@ pub fn run(
             input.flush();
             while finished.borrow().get(&plan.date).copied().unwrap_or(0) < n_sinks {
                 worker.step_or_park(Some(IDLE));
-                sh.order
-                    .reached(probe.with_frontier(|f| f.iter().min().copied()));
+                publish();
             }
         }
         input.close();
         // A worker without dates parks until the others are done, instead of spinning on a
         // core their stages need.
         while worker.step_or_park(Some(IDLE)) {
-            sh.order
-                .reached(probe.with_frontier(|f| f.iter().min().copied()));
+            publish();
         }
         let stats = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let outcomes = outcomes.borrow().clone();

@@ -114,10 +114,7 @@ pub fn cluster_memberships(
     let addr = str_col(matrix, "address")?;
     let n = matrix.num_rows();
     let row_of: HashMap<&str, usize> = (0..n).map(|i| (ids.value(i), i)).collect();
-    let mut by_addr: HashMap<&str, Vec<usize>> = HashMap::default();
-    for i in 0..n {
-        by_addr.entry(addr.value(i)).or_default().push(i);
-    }
+    let by_addr = super::rows_by_address(&addr);
     let rel = list_col(clusters, "related_alert_ids")?;
     let inv = list_col(clusters, "addresses_involved")?;
     let prim = str_col(clusters, "primary_alert_id")?;

@@ -365,10 +365,6 @@ pub(super) fn test_day<'a>(
     addr: &'a StringArray,
     typ: &'a StringArray,
 ) -> Day<'a> {
-    let mut by_addr: HashMap<&str, Vec<usize>> = HashMap::default();
-    for i in 0..addr.len() {
-        by_addr.entry(addr.value(i)).or_default().push(i);
-    }
     Day {
         date: NaiveDate::from_ymd_opt(2025, 1, 1).expect("a date"),
         n: addr.len(),
@@ -377,8 +373,17 @@ pub(super) fn test_day<'a>(
         typ,
         conf: vec![0.5; addr.len()],
         vol: vec![1.0; addr.len()],
-        by_addr,
+        by_addr: rows_by_address(addr),
     }
+}
+
+/// The rows of each address of `addr`, ascending.
+pub(super) fn rows_by_address(addr: &StringArray) -> HashMap<&str, Vec<usize>> {
+    let mut by_addr: HashMap<&str, Vec<usize>> = HashMap::default();
+    for i in 0..addr.len() {
+        by_addr.entry(addr.value(i)).or_default().push(i);
+    }
+    by_addr
 }
 
 /// Builds the matrix (`alert_id`, `address`, then [`alert_feature_names`]) from decoded tables
@@ -398,10 +403,6 @@ pub fn build_matrix(
     let n = alerts.num_rows();
     let conf = f64_col(alerts, "alert_confidence_score")?;
     let vol = f64_col(alerts, "volume_usd")?;
-    let mut by_addr: HashMap<&str, Vec<usize>> = HashMap::default();
-    for i in 0..n {
-        by_addr.entry(addr.value(i)).or_default().push(i);
-    }
     let day = Day {
         date,
         n,
@@ -410,7 +411,7 @@ pub fn build_matrix(
         typ: &typ,
         conf: (0..n).map(|i| get_f(&conf, i)).collect(),
         vol: (0..n).map(|i| get_f(&vol, i)).collect(),
-        by_addr,
+        by_addr: rows_by_address(&addr),
     };
     let (flows, clusters) = (get(Table::Flows)?, get(Table::Clusters)?);
     // The groups over the flows and clusters are computed beside the others, on a thread of
