@@ -229,6 +229,28 @@ fn accepted_anomalies_are_counted_and_warned_about() {
         .all(|s| s.is_finite() && (0.0..=1.0).contains(s)));
 }
 
+/// `dates_at_once = 0` would let no date decode: refused before any work, naming the stage.
+#[test]
+fn zero_dates_at_once_is_refused_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = fixture_config(tmp.path());
+    with_pipeline(&cfg, |t| {
+        assert!(t.contains("dates_at_once = 1 "));
+        t.replace("dates_at_once = 1 ", "dates_at_once = 0 ")
+    });
+    let res = pipeline(&["run", cfg.to_str().unwrap()]);
+    assert_eq!(res.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains("stage `decode`: dates_at_once must be at least 1"),
+        "{err}"
+    );
+    assert!(
+        !tmp.path().join("out").join("torus").exists(),
+        "nothing written"
+    );
+}
+
 /// A batch without META.json runs only when the pipeline says `verify_checksums = false`.
 #[test]
 fn unverified_batches_run_when_asked() {

@@ -98,7 +98,7 @@ impl Stage for DecodeParams {
 
     fn check(&self, _: &RunConfig, _: Option<&Model>) -> Result<()> {
         if self.dates_at_once == 0 {
-            anyhow::bail!("decode: dates_at_once must be at least 1 (one decoded date at a time)");
+            bail!("dates_at_once must be at least 1 (1: one decoded date at a time), not 0");
         }
         Ok(())
     }
