@@ -12,6 +12,7 @@ pub const NOT_OUTPUT_CODE: &[&str] = &[
     "src/serve/",
     "src/query.rs",
     "src/fetch.rs",
+    "src/arrivals.rs",
     "src/generate/",
     "src/train.rs",
     "src/compare.rs",

@@ -345,6 +345,14 @@ impl PipelineSpec {
 
 fn toposort(mut pending: Vec<StageSpec>, p: &str) -> Result<Vec<StageSpec>> {
     let names: BTreeSet<String> = pending.iter().map(|s| s.name.clone()).collect();
+    let fetches: Vec<String> = pending
+        .iter()
+        .filter(|s| s.stage.brings_input())
+        .map(|s| s.name.clone())
+        .collect();
+    if fetches.len() > 1 {
+        bail!("{p}: stages {fetches:?} all bring the batches in place; keep one");
+    }
     for s in &pending {
         for (k, i) in s.inputs.iter().enumerate() {
             if s.inputs[..k].contains(i) {
@@ -358,11 +366,27 @@ fn toposort(mut pending: Vec<StageSpec>, p: &str) -> Result<Vec<StageSpec>> {
             }
         }
         let source = s.kind.consumes.is_empty();
-        if source && !s.inputs.is_empty() {
+        let after_fetch = |i: &String| fetches.contains(i);
+        if source && s.stage.brings_input() && !s.inputs.is_empty() {
             bail!(
-                "{p}: stage `{}`: a {} stage reads its data itself and takes no inputs",
+                "{p}: stage `{}`: a {} stage comes first and takes no inputs",
                 s.name,
                 s.kind.name
+            );
+        }
+        if source && !s.stage.brings_input() && !s.inputs.iter().all(after_fetch) {
+            bail!(
+                "{p}: stage `{}`: a {} stage reads its data itself; its only inputs can be fetch stages (it runs after them)",
+                s.name,
+                s.kind.name
+            );
+        }
+        if source && !s.stage.brings_input() && !fetches.is_empty() && s.inputs.is_empty() {
+            bail!(
+                "{p}: stage `{}` reads the batch that stage `{}` brings in place: add inputs = [\"{}\"]",
+                s.name,
+                fetches[0],
+                fetches[0]
             );
         }
         if !source && s.inputs.is_empty() {
@@ -404,7 +428,8 @@ mod tests {
     #[test]
     fn shipped_pipeline_is_valid() {
         let p = parse(GOOD).unwrap();
-        assert_eq!(p.stages[0].kind.name, "decode");
+        assert_eq!(p.stages[0].kind.name, "fetch");
+        assert_eq!(p.stages[1].kind.name, "decode");
         assert_eq!(p.sinks().len(), 1);
     }
 
@@ -451,5 +476,37 @@ mod tests {
             "{}",
             err(twice)
         );
+    }
+
+    #[test]
+    fn a_fetch_stage_comes_first_and_the_sources_follow_it() {
+        let err = |t: &str| format!("{:#}", parse(t).unwrap_err());
+        let f = "[[stage]]\nname='f'\nkind='fetch'\n";
+        let ok = format!("{f}[[stage]]\nname='d'\nkind='decode'\ninputs=['f']");
+        assert_eq!(parse(&ok).unwrap().stages[1].inputs, ["f"]);
+        let unfollowed = format!("{f}[[stage]]\nname='d'\nkind='decode'");
+        assert!(
+            err(&unfollowed).contains(
+                "stage `d` reads the batch that stage `f` brings in place: add inputs = [\"f\"]"
+            ),
+            "{}",
+            err(&unfollowed)
+        );
+        let late = format!("{ok}\n[[stage]]\nname='g'\nkind='fetch'\ninputs=['d']");
+        assert!(
+            err(&late).contains("all bring the batches in place"),
+            "{}",
+            err(&late)
+        );
+        let fed = "[[stage]]\nname='d'\nkind='decode'\ninputs=['f']\n[[stage]]\nname='f'\nkind='fetch'\ninputs=['d']";
+        assert!(
+            err(fed).contains("comes first and takes no inputs"),
+            "{}",
+            err(fed)
+        );
+        let after_decode =
+            "[[stage]]\nname='a'\nkind='decode'\n[[stage]]\nname='b'\nkind='decode'\ninputs=['a']";
+        assert!(err(after_decode).contains("its only inputs can be fetch stages"));
+        assert!(err(&format!("{f}[stage.params]\nahead=2")).contains("ahead"));
     }
 }

@@ -35,6 +35,8 @@ pub enum DateStatus {
     Stale,
     /// The date has no input batch.
     MissingInput,
+    /// The date or its history window is fetched first; it is planned once in place.
+    ToFetch,
     /// The last run of the date failed with this error (and it is stale).
     Failed(String),
     /// The date's input cannot be read, so it cannot be planned (and fails in a run).
@@ -68,6 +70,7 @@ impl DatePlan {
         match &self.status {
             DateStatus::UpToDate => "up to date".into(),
             DateStatus::MissingInput => "missing input".into(),
+            DateStatus::ToFetch => "to fetch (planned once in place)".into(),
             DateStatus::Unreadable(e) => format!("unreadable input: {e}"),
             _ => {
                 let reasons = |feeding: bool| {
@@ -98,6 +101,7 @@ impl DatePlan {
             DateStatus::UpToDate => ("up_to_date", None),
             DateStatus::Stale => ("stale", None),
             DateStatus::MissingInput => ("missing_input", None),
+            DateStatus::ToFetch => ("to_fetch", None),
             DateStatus::Failed(e) => ("failed", Some(e)),
             DateStatus::Unreadable(e) => ("unreadable", Some(e)),
         };
@@ -188,8 +192,8 @@ impl HashCache {
 }
 
 /// Plans runs of one configuration.
-pub struct Planner<'a> {
-    cfg: &'a RunConfig,
+pub struct Planner {
+    cfg: std::sync::Arc<RunConfig>,
     store: StateStore,
     hashes: HashCache,
     /// Content hashes of the alerts of dates seen so far (for history windows).
@@ -198,9 +202,9 @@ pub struct Planner<'a> {
     common: BTreeMap<String, BTreeMap<String, String>>,
 }
 
-impl<'a> Planner<'a> {
+impl Planner {
     /// A planner for `cfg`; `models` gives the model file each model stage applies.
-    pub fn new(cfg: &'a RunConfig, models: &BTreeMap<String, PathBuf>) -> Result<Self> {
+    pub fn new(cfg: &RunConfig, models: &BTreeMap<String, PathBuf>) -> Result<Self> {
         let mut hashes = HashCache::load(&cfg.output);
         let mut common = BTreeMap::new();
         let metas = models
@@ -233,7 +237,7 @@ impl<'a> Planner<'a> {
             common.insert(s.name.clone(), parts);
         }
         Ok(Self {
-            cfg,
+            cfg: std::sync::Arc::new(cfg.clone()),
             store: StateStore::new(cfg),
             hashes,
             alerts: BTreeMap::new(),
@@ -319,7 +323,8 @@ impl<'a> Planner<'a> {
             plan.status = DateStatus::MissingInput;
             return Ok(plan);
         };
-        let stages = &self.cfg.pipeline.stages;
+        let cfg = self.cfg.clone();
+        let stages = &cfg.pipeline.stages;
         let mut must: BTreeSet<String> = BTreeSet::new();
         for s in stages {
             let mut parts = self.common[&s.name].clone();

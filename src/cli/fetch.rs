@@ -1,4 +1,4 @@
-//! `pipeline fetch`, and the fetching a run does ahead of its chunks of dates.
+//! `pipeline fetch`, and what a run that fetches shows of it (the bytes bar, the labels).
 
 use super::*;
 
@@ -28,68 +28,6 @@ pub(super) fn bytes_bar() -> ProgressBar {
         .expect("static template"),
     );
     pb
-}
-
-/// What fetching for a run came to, for the dates the run was asked for.
-#[derive(Default)]
-pub(super) struct FetchReport {
-    /// Dates brought in place (window dates included).
-    pub(super) fetched: usize,
-    /// Dates the source has no batch for (reported, not failed).
-    pub(super) missing: BTreeSet<NaiveDate>,
-    /// Dates that could not be fetched, with the error.
-    pub(super) failed: BTreeMap<NaiveDate, String>,
-}
-
-/// Whether the input tree holds a date's batch whole: META.json and every file it lists.
-pub(super) fn complete_locally(cfg: &RunConfig, date: NaiveDate) -> bool {
-    let dir = cfg.input_dir(date);
-    let path = dir.join(crate::layout::META);
-    crate::io::read_regular(&path)
-        .ok()
-        .and_then(|b| crate::stages::decode::Meta::parse(&b, &path.display().to_string()).ok())
-        .is_some_and(|m| !m.sha256.is_empty() && m.sha256.keys().all(|f| dir.join(f).exists()))
-}
-
-/// Dates a run with a `source` fetches at once before running them, at least; while a chunk
-/// runs, the next one downloads.
-pub(super) const FETCH_CHUNK_MIN: usize = 4;
-
-/// Fetches what one chunk of a run needs and the input tree lacks — its dates and the 30
-/// before each, whose alerts feed the address history — skipping dates already tried in this
-/// run. Dates already complete cost a directory listing, no request (batches are immutable
-/// upstream; `pipeline fetch` re-checks them).
-pub(super) fn fetch_chunk(
-    f: &Fetcher,
-    cfg: &RunConfig,
-    chunk: &[NaiveDate],
-    tried: &mut BTreeSet<NaiveDate>,
-) -> FetchReport {
-    let wanted: BTreeSet<NaiveDate> = chunk.iter().copied().collect();
-    let need: Vec<NaiveDate> = chunk
-        .iter()
-        .flat_map(|&d| crate::history::window_dates(d).chain([d]))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .filter(|&d| tried.insert(d) && !complete_locally(cfg, d))
-        .collect();
-    let mut report = FetchReport::default();
-    for (d, o) in f.fetch_dates(&need, |_, _| {}) {
-        match o {
-            DateOutcome::Complete(_) => report.fetched += 1,
-            DateOutcome::Missing if wanted.contains(&d) => {
-                report.missing.insert(d);
-            }
-            DateOutcome::Failed(e) if wanted.contains(&d) => {
-                report.failed.insert(d, e);
-            }
-            DateOutcome::Failed(e) => {
-                tracing::warn!(date = %d, "history window date not fetched: {e}")
-            }
-            DateOutcome::Missing => {}
-        }
-    }
-    report
 }
 
 /// Fetches the labels and prints what happened; a labels file missing at the source is fine.

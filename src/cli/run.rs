@@ -1,7 +1,7 @@
-//! `pipeline run`: plans the selected dates, fetches what is missing on a second thread, runs
-//! the graph and prints the summary.
+//! `pipeline run`: plans the selected dates, starts fetching what is missing, runs the graph
+//! and prints the summary.
 
-use super::fetch::{bytes_bar, fetch_chunk, report_labels, FetchReport, FETCH_CHUNK_MIN};
+use super::fetch::{bytes_bar, report_labels};
 use super::submit::SubmitTarget;
 use super::validate::print_reward;
 use super::*;
@@ -98,25 +98,30 @@ pub fn run(args: RunArgs) -> Result<i32> {
     } else {
         Some(crate::state::RunLock::acquire(&ctx.config.output, p)?)
     };
-    // With a source, dates are fetched in chunks on a second thread while earlier
-    // chunks run; without one (or on a dry run), the run is one chunk.
+    // With a source, the fetch stage's dates download on a thread of their own from the start.
     let fetching = ctx.config.source.is_some() && !dry_run;
-    let chunk_len = if fetching && n == 1 {
-        (2 * cluster.workers).max(FETCH_CHUNK_MIN)
-    } else {
-        mine.len().max(1)
-    };
+    if fetching
+        && !ctx
+            .config
+            .pipeline
+            .stages
+            .iter()
+            .any(|s| s.stage.brings_input())
+    {
+        bail!(
+            "the run config sets `source`, but {} has no fetch stage to bring the batches in: add one first in the graph (see pipelines/daily.toml), or run `pipeline fetch` before the run",
+            ctx.config.pipeline.path.display()
+        );
+    }
     let multi = indicatif::MultiProgress::new();
     let pb = multi.add(bar(0, "run"));
-    let fetcher = if fetching {
+    if fetching {
         let f = Fetcher::new(&ctx.config)?.with_progress(multi.add(bytes_bar()));
         if let Err(e) = report_labels(&f) {
             eprintln!("warning: address labels not fetched: {e:#}");
         }
-        Some(f)
-    } else {
-        None
-    };
+        ctx.arrivals.start(f, &ctx.config, &mine);
+    }
     let start = Instant::now();
     let profiler = flamegraph
         .as_ref()
@@ -133,91 +138,56 @@ pub fn run(args: RunArgs) -> Result<i32> {
         chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
         std::process::id()
     );
-    let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<NaiveDate>, FetchReport)>(1);
-    let mut report = engine::RunReport::default();
-    let mut fetched = FetchReport::default();
-    std::thread::scope(|scope| -> Result<()> {
-        let cfg = &ctx.config;
-        // At least one chunk: a process without dates still joins the cluster.
-        let mut chunks: Vec<Vec<NaiveDate>> = mine.chunks(chunk_len).map(|c| c.to_vec()).collect();
-        if chunks.is_empty() {
-            chunks.push(Vec::new());
+    let cfg = &ctx.config;
+    // What the input tree holds now; a date still to fetch is planned in the graph, once in place.
+    let mut plans = plan_dates(cfg, &ctx.model_paths(), &mine, force)?;
+    for p in plans.iter_mut().filter(|p| p.run.is_empty()) {
+        if fetching && ctx.arrivals.fetches_for(p.date) {
+            p.status = DateStatus::ToFetch;
         }
-        scope.spawn(move || {
-            let mut tried = BTreeSet::new();
-            for chunk in chunks {
-                let got = match &fetcher {
-                    Some(f) => fetch_chunk(f, cfg, &chunk, &mut tried),
-                    None => FetchReport::default(),
-                };
-                if tx.send((chunk, got)).is_err() {
-                    break;
-                }
-            }
-            if let Some(f) = &fetcher {
-                f.progress().finish_and_clear();
-            }
-        });
-        for (chunk, got) in rx {
-            let plans = plan_dates(cfg, &ctx.model_paths(), &chunk, force)?;
-            if format == PlanFormat::Json {
-                let all: Vec<serde_json::Value> = plans.iter().map(DatePlan::to_json).collect();
-                println!("{}", serde_json::to_string_pretty(&all)?);
-                return Ok(());
-            }
-            pb.suspend(|| print_plan(&plans));
-            if dry_run {
-                return Ok(());
-            }
-            fetched.fetched += got.fetched;
-            let missing: Vec<NaiveDate> = plans
-                .iter()
-                .filter(|p| p.status == DateStatus::MissingInput)
-                .filter(|p| !got.failed.contains_key(&p.date))
-                .filter(|p| !got.missing.contains(&p.date))
-                .map(|p| p.date)
-                .collect();
-            pb.inc_length(plans.iter().filter(|p| !p.run.is_empty()).count() as u64);
-            pb.enable_steady_tick(std::time::Duration::from_millis(200));
-            let (history_cfg, history) = (cfg.clone(), history_dates(cfg, &plans));
-            ctx.history
-                .start(Background::spawn("the address history", move || {
-                    crate::history::prepare(&history_cfg, &history)
-                }));
-            let unreadable: Vec<(NaiveDate, Result<(), DateError>)> = plans
-                .iter()
-                .filter_map(|p| match &p.status {
-                    DateStatus::Unreadable(e) => {
-                        Some((p.date, Err(DateError::text(ErrorKind::Input, e.clone()))))
-                    }
-                    _ => None,
-                })
-                .collect();
-            let observer = Arc::new(BarObserver::new(pb.clone()));
-            let part = engine::run(ctx.clone(), plans, &cluster, &run_id, observer)?;
-            ctx.history.finish()?;
-            report.merge(part);
-            report.dates.extend(unreadable);
-            for d in missing {
-                let dir = cfg.input_dir(d);
-                let why = format!("missing input: {} does not exist", dir.display());
-                report
-                    .dates
-                    .push((d, Err(DateError::text(ErrorKind::Input, why))));
-            }
-            for (d, e) in &got.failed {
-                report
-                    .dates
-                    .push((*d, Err(DateError::text(ErrorKind::Input, e.clone()))));
-            }
-            fetched.missing.extend(got.missing);
-            fetched.failed.extend(got.failed);
-        }
-        Ok(())
-    })?;
+    }
+    if format == PlanFormat::Json {
+        let all: Vec<serde_json::Value> = plans.iter().map(DatePlan::to_json).collect();
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(0);
+    }
+    pb.suspend(|| print_plan(&plans));
     if dry_run {
         return Ok(0);
     }
+    let mut report = engine::RunReport::default();
+    for p in &plans {
+        let why = match &p.status {
+            DateStatus::Unreadable(e) => e.clone(),
+            DateStatus::MissingInput => format!(
+                "missing input: {} does not exist",
+                cfg.input_dir(p.date).display()
+            ),
+            _ => continue,
+        };
+        report
+            .dates
+            .push((p.date, Err(DateError::text(ErrorKind::Input, why))));
+    }
+    let enter: Vec<NaiveDate> = plans
+        .iter()
+        .filter(|p| !p.run.is_empty() || p.status == DateStatus::ToFetch)
+        .map(|p| p.date)
+        .collect();
+    pb.set_length(enter.len() as u64);
+    pb.enable_steady_tick(std::time::Duration::from_millis(200));
+    start_history(&ctx, history_dates(cfg, &plans));
+    let observer = Arc::new(BarObserver::new(pb.clone()));
+    report.merge(engine::run(
+        ctx.clone(),
+        enter,
+        force,
+        &cluster,
+        &run_id,
+        observer,
+    )?);
+    ctx.history.finish()?;
+    let fetched = ctx.arrivals.finish();
     pb.finish_and_clear();
     if let (Some(path), Some(guard)) = (&flamegraph, profiler) {
         let report = guard
@@ -283,8 +253,23 @@ pub fn run(args: RunArgs) -> Result<i32> {
     Ok(if report.failed().is_empty() { 0 } else { 1 })
 }
 
-/// The dates whose plan runs a stage that reads the address history.
-pub(super) fn history_dates(cfg: &RunConfig, plans: &[DatePlan]) -> Vec<NaiveDate> {
+/// Starts the address history pass of `dates` on a thread of its own: it reads each date
+/// once it has arrived, and feature join reads each date's table once it is written.
+fn start_history(ctx: &Arc<Context>, dates: Vec<NaiveDate>) {
+    let written = Arc::new(crate::stages::Written::default());
+    let (c, w) = (ctx.clone(), written.clone());
+    let arrived: crate::history::Arrived = Arc::new(move |d| c.arrivals.wait_for(d));
+    let cfg = ctx.config.clone();
+    let work = Background::spawn("the address history", move || {
+        let _over = crate::stages::Over(w.clone());
+        crate::history::prepare_as_they_arrive(&cfg, &dates, arrived, &|d| w.add(d))
+    });
+    ctx.history.start(work, written);
+}
+
+/// The dates whose plan runs a stage that reads the address history, or that are fetched
+/// first (and planned once in place).
+fn history_dates(cfg: &RunConfig, plans: &[DatePlan]) -> Vec<NaiveDate> {
     let joins: Vec<&str> = cfg
         .pipeline
         .stages
@@ -294,7 +279,9 @@ pub(super) fn history_dates(cfg: &RunConfig, plans: &[DatePlan]) -> Vec<NaiveDat
         .collect();
     plans
         .iter()
-        .filter(|p| p.run.iter().any(|r| joins.contains(&r.as_str())))
+        .filter(|p| {
+            p.status == DateStatus::ToFetch || p.run.iter().any(|r| joins.contains(&r.as_str()))
+        })
         .map(|p| p.date)
         .collect()
 }
@@ -331,6 +318,10 @@ impl Observer for BarObserver {
         }
         self.bar.inc(1);
     }
+
+    fn date_skipped(&self, _date: NaiveDate) {
+        self.bar.inc(1);
+    }
 }
 
 /// Prints the plan: dates with the same stages to run and the same reason, as ranges.
@@ -350,8 +341,16 @@ pub(super) fn print_plan(plans: &[DatePlan]) {
             _ => groups.push((p.date, p.date, 1, what)),
         }
     }
+    let fetch = plans
+        .iter()
+        .filter(|p| p.status == DateStatus::ToFetch)
+        .count();
+    let fetch = match fetch {
+        0 => String::new(),
+        n => format!(", {n} to fetch first"),
+    };
     println!(
-        "plan: {} of {} dates to run, {up} up to date",
+        "plan: {} of {} dates to run{fetch}, {up} up to date",
         plans.iter().filter(|p| !p.run.is_empty()).count(),
         plans.len()
     );

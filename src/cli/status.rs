@@ -33,6 +33,7 @@ pub fn status(args: StatusArgs) -> Result<i32> {
             ),
             DateStatus::Failed(e) | DateStatus::Unreadable(e) => ("failed", e.clone()),
             DateStatus::Stale => ("stale", p.describe()),
+            DateStatus::ToFetch => ("to fetch", p.describe()),
         };
         *counts.entry(word).or_default() += 1;
         println!("{}  {word:<13} {detail}", p.date);

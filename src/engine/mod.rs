@@ -5,8 +5,10 @@
 //! (dates are split between processes by position), feeds it into the graph at the date's
 //! timestamp (its day number, [`order::time`]) and waits for it to leave before taking
 //! another, so the dates in flight never exceed the workers and memory stays flat however long
-//! the backfill. Every stage of a date does what the date's
-//! [`DatePlan`] says: run (and cache its tables), load its tables from the cache, or nothing.
+//! the backfill. A date is planned as it enters ([`plans`]): when the stage that brings its
+//! input in place (fetch) is done with it, or at its first stage. Every stage of a date then
+//! does what the date's [`DatePlan`](crate::plan::DatePlan) says: run (and cache its tables),
+//! load its tables from the cache, or nothing.
 //! A stage's work for a date runs on a thread of its own ([`jobs`]), so stages whose inputs are
 //! ready together (score and cluster_score) run side by side. A stage that produces a day's
 //! large tables waits while as many dates as it allows hold theirs ([`gate`]); one that must see
@@ -16,14 +18,13 @@
 
 use crate::batch::{DateMsg, Table, Tables};
 use crate::error::{DateError, ErrorKind};
-use crate::plan::{invalidate, record, DatePlan};
+use crate::plan::record;
 use crate::stages::{check_output, Context, Kind, Observer, StageInput};
 use crate::state::{CacheWriter, StageRecord, StateStore};
 use anyhow::{anyhow, Result};
 use chrono::NaiveDate;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -40,9 +41,13 @@ use timely::scheduling::SyncActivator;
 mod gate;
 mod jobs;
 mod order;
+mod plans;
+mod retry;
 use gate::Gate;
 use jobs::Jobs;
 use order::DateOrder;
+use plans::Plans;
+pub use retry::{guarded, is_transient, retry_transient};
 
 /// Rows and time one stage spent over a run.
 #[derive(Debug, Clone, Default)]
@@ -159,8 +164,8 @@ struct Shared {
     ctx: Arc<Context>,
     store: StateStore,
     run_id: String,
-    plans: Vec<DatePlan>,
-    by_date: HashMap<NaiveDate, usize>,
+    dates: Vec<NaiveDate>,
+    plans: Plans,
     next: AtomicUsize,
     observer: Arc<dyn Observer>,
     cache: CacheWriter,
@@ -172,17 +177,18 @@ struct Shared {
     reads_large: Vec<bool>,
 }
 
-/// Runs this process's planned dates through the pipeline (in a multi-process run, each process
-/// passes its own share); plans with nothing to run are skipped. `observer` hears of each date
-/// as it ends and of what stages report.
+/// Runs this process's dates through the pipeline (in a multi-process run, each process passes
+/// its own share), each planned as it enters the graph ([`plans`]; `force` reruns every
+/// stage); a date with nothing to run passes through without an outcome. `observer` hears of
+/// each date as it ends and of what stages report.
 pub fn run(
     ctx: Arc<Context>,
-    plans: Vec<DatePlan>,
+    dates: Vec<NaiveDate>,
+    force: bool,
     cluster: &Cluster,
     run_id: &str,
     observer: Arc<dyn Observer>,
 ) -> Result<RunReport> {
-    let plans: Vec<DatePlan> = plans.into_iter().filter(|pl| !pl.run.is_empty()).collect();
     let store = StateStore::new(&ctx.config);
     let stages = &ctx.config.pipeline.stages;
     let large = |ts: &[Table]| ts.iter().any(|t| t.large());
@@ -207,8 +213,8 @@ pub fn run(
         store,
         ctx: ctx.clone(),
         run_id: run_id.to_string(),
-        by_date: plans.iter().enumerate().map(|(i, p)| (p.date, i)).collect(),
-        plans,
+        plans: Plans::new(&ctx, force)?,
+        dates,
         next: AtomicUsize::new(0),
         observer,
     });
@@ -237,7 +243,7 @@ pub fn run(
                                 let mut s = output.session(&cap);
                                 for i in data.drain(..) {
                                     s.give(DateMsg {
-                                        date: sh.plans[i].date,
+                                        date: sh.dates[i],
                                         from: String::new(),
                                         body: Ok(Tables::new()),
                                         timings: BTreeMap::new(),
@@ -306,6 +312,19 @@ pub fn run(
                 let (outcomes, finished, sh) = (outcomes.clone(), finished.clone(), sh.clone());
                 let n_sinks = sinks.len();
                 let done_here = streams[&sink.name].clone().inspect(move |m: &DateMsg| {
+                    let idle =
+                        m.body.is_ok() && sh.plans.made(m.date).is_some_and(|p| p.run.is_empty());
+                    if idle {
+                        // Up to date, or missing at the source: no outcome, no record.
+                        let mut fin = finished.borrow_mut();
+                        let seen = fin.entry(m.date).or_default();
+                        *seen += 1;
+                        if *seen == n_sinks {
+                            sh.gate.left(m.date);
+                            sh.observer.date_skipped(m.date);
+                        }
+                        return;
+                    }
                     let mut error = m.body.as_ref().err().cloned();
                     let mut done = &m.done;
                     let nothing = BTreeMap::new();
@@ -359,17 +378,11 @@ pub fn run(
         };
         loop {
             let i = sh.next.fetch_add(1, Ordering::Relaxed);
-            let Some(plan) = sh.plans.get(i) else { break };
-            if let Err(e) = invalidate(&sh.store, plan) {
-                outcomes
-                    .borrow_mut()
-                    .push((plan.date, Err(DateError::new(ErrorKind::Output, &e))));
-                continue;
-            }
-            input.advance_to(order::time(plan.date));
+            let Some(&date) = sh.dates.get(i) else { break };
+            input.advance_to(order::time(date));
             input.send(i);
             input.flush();
-            while finished.borrow().get(&plan.date).copied().unwrap_or(0) < n_sinks {
+            while finished.borrow().get(&date).copied().unwrap_or(0) < n_sinks {
                 worker.step_or_park(Some(IDLE));
                 publish();
             }
@@ -415,6 +428,7 @@ pub fn run(
             )
         })
         .collect();
+    shared.plans.finish()?;
     Ok(report)
 }
 
@@ -422,7 +436,6 @@ pub fn run(
 /// cached tables, or passes an empty message on.
 fn step(sh: &Shared, pos: usize, date: NaiveDate, msgs: Vec<DateMsg>, stats: &Stats) -> DateMsg {
     let spec = &sh.ctx.config.pipeline.stages[pos];
-    let plan = &sh.plans[sh.by_date[&date]];
     let mut timings = BTreeMap::new();
     let mut done = BTreeMap::new();
     let mut tables = Tables::new();
@@ -446,6 +459,34 @@ fn step(sh: &Shared, pos: usize, date: NaiveDate, msgs: Vec<DateMsg>, stats: &St
     };
     if let Some(e) = failed {
         return msg(Err(e), timings, done);
+    }
+    if spec.stage.brings_input() {
+        let (body, ms) = run_stage(sh, pos, date, tables, &timings, stats);
+        timings.insert(spec.name.clone(), ms);
+        let plan = match body.and_then(|_| sh.plans.of(date)) {
+            Ok(plan) => plan,
+            Err(e) => return msg(Err(e), timings, done),
+        };
+        if plan.run.contains(&spec.name) {
+            let rec = &plan.records[&spec.name];
+            let run_id = sh.run_id.clone();
+            done.insert(
+                spec.name.clone(),
+                StageRecord {
+                    run_id,
+                    ..rec.clone()
+                },
+            );
+        }
+        return msg(Ok(Tables::new()), timings, done);
+    }
+    let plan = match sh.plans.of(date) {
+        Ok(plan) => plan,
+        Err(e) => return msg(Err(e), timings, done),
+    };
+    if plan.run.is_empty() {
+        // Up to date, or missing at the source: passes through.
+        return msg(Ok(Tables::new()), timings, done);
     }
     let rec = &plan.records[&spec.name];
     if !plan.run.contains(&spec.name) {
@@ -544,147 +585,4 @@ fn run_stage(
     }
     tracing::debug!(stage = %spec.name, %date, ms, ok = body.is_ok(), "stage done");
     (body, ms)
-}
-
-/// Runs a stage's work `f` for `date`: retried while it fails with a transient I/O error; a
-/// failure is a [`DateError`] of kind `fails_as`, [`ErrorKind::Transient`] for an I/O error
-/// that outlasted the retries, or [`ErrorKind::Internal`] for a panic (caught, so the other
-/// dates go on).
-pub fn guarded<T>(
-    stage: &str,
-    fails_as: ErrorKind,
-    date: NaiveDate,
-    mut f: impl FnMut() -> Result<T>,
-) -> Result<T, DateError> {
-    let mut panicked = false;
-    retry_transient(stage, date, || {
-        std::panic::catch_unwind(AssertUnwindSafe(&mut f)).unwrap_or_else(|p| {
-            panicked = true;
-            let what = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
-            Err(anyhow!(
-                "stage `{stage}` panicked: {}",
-                what.unwrap_or_default()
-            ))
-        })
-    })
-    .map_err(|e| {
-        let kind = if panicked {
-            ErrorKind::Internal
-        } else if is_transient(&e) {
-            ErrorKind::Transient
-        } else {
-            fails_as
-        };
-        DateError::new(kind, &e)
-    })
-}
-
-/// Attempts of a stage that fails with a transient I/O error.
-const ATTEMPTS: u32 = 4;
-
-/// Runs `f`, again after 100 ms, 400 ms, 1.6 s while it fails with a transient I/O error
-/// (interrupted, timed out, would block, connection reset).
-pub fn retry_transient<T>(
-    stage: &str,
-    date: NaiveDate,
-    mut f: impl FnMut() -> Result<T>,
-) -> Result<T> {
-    let mut delay = Duration::from_millis(100);
-    for attempt in 1.. {
-        match f() {
-            Err(e) if attempt < ATTEMPTS && is_transient(&e) => {
-                tracing::warn!(%stage, %date, attempt, "transient error, retrying: {e:#}");
-                std::thread::sleep(delay);
-                delay *= 4;
-            }
-            r => return r,
-        }
-    }
-    unreachable!("the loop returns")
-}
-
-/// Whether an error comes from an I/O failure that may pass if tried again.
-pub fn is_transient(e: &anyhow::Error) -> bool {
-    use std::io::ErrorKind::*;
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>().is_some_and(|io| {
-            matches!(
-                io.kind(),
-                Interrupted | TimedOut | WouldBlock | ConnectionReset | ConnectionAborted
-            )
-        })
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn transient_errors_are_retried_then_succeed() {
-        let date = NaiveDate::from_ymd_opt(2025, 10, 1).unwrap();
-        let mut calls = 0;
-        let r = retry_transient("decode", date, || {
-            calls += 1;
-            if calls < 3 {
-                Err(
-                    anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::TimedOut))
-                        .context("reading alerts.parquet"),
-                )
-            } else {
-                Ok(calls)
-            }
-        });
-        assert_eq!(r.unwrap(), 3);
-    }
-
-    #[test]
-    fn a_panic_is_an_internal_error_and_not_retried() {
-        let date = NaiveDate::from_ymd_opt(2025, 10, 1).unwrap();
-        let mut calls = 0;
-        let r: Result<(), DateError> = guarded("score", ErrorKind::Model, date, || {
-            calls += 1;
-            panic!("index out of bounds")
-        });
-        let e = r.unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Internal);
-        assert!(
-            e.message
-                .contains("stage `score` panicked: index out of bounds"),
-            "{e}"
-        );
-        assert_eq!(calls, 1);
-    }
-
-    #[test]
-    fn errors_take_the_kind_of_the_stage_or_transient() {
-        let date = NaiveDate::from_ymd_opt(2025, 10, 1).unwrap();
-        let r: Result<(), DateError> = guarded("score", ErrorKind::Model, date, || {
-            Err(anyhow!("no such feature"))
-        });
-        assert_eq!(r.unwrap_err().kind, ErrorKind::Model);
-        let r: Result<(), DateError> = guarded("decode", ErrorKind::Input, date, || {
-            Err(anyhow::Error::new(std::io::Error::from(
-                std::io::ErrorKind::ConnectionReset,
-            )))
-        });
-        assert_eq!(r.unwrap_err().kind, ErrorKind::Transient);
-    }
-
-    #[test]
-    fn other_errors_fail_at_once() {
-        let date = NaiveDate::from_ymd_opt(2025, 10, 1).unwrap();
-        let mut calls = 0;
-        let r: Result<()> = retry_transient("decode", date, || {
-            calls += 1;
-            Err(anyhow::Error::new(std::io::Error::from(
-                std::io::ErrorKind::NotFound,
-            )))
-        });
-        assert!(r.is_err());
-        assert_eq!(calls, 1);
-    }
 }

@@ -223,9 +223,26 @@ pub fn compute_for(
     dates: &[NaiveDate],
     sink: &mut dyn FnMut(NaiveDate, Result<RecordBatch, String>) -> Result<()>,
 ) -> Result<()> {
+    compute_as_they_arrive(cfg, dates, Arc::new(|_| {}), sink)
+}
+
+/// Waits until a date's batch is in place, before the history reads it (a run that fetches
+/// reads each date as it arrives: [`crate::arrivals::Arrivals::wait_for`]).
+pub type Arrived = Arc<dyn Fn(NaiveDate) + Send + Sync>;
+
+/// [`compute_for`], reading each date once `arrived` returns for it.
+fn compute_as_they_arrive(
+    cfg: &RunConfig,
+    dates: &[NaiveDate],
+    arrived: Arrived,
+    sink: &mut dyn FnMut(NaiveDate, Result<RecordBatch, String>) -> Result<()>,
+) -> Result<()> {
     let summaries = Arc::new(Summaries::new(&cfg.output, &cfg.network, cfg.window_days));
     let (c, s) = (cfg.clone(), summaries.clone());
-    let source: AlertSource = Arc::new(move |d, keep| read_alerts(&c, &s, d, keep));
+    let source: AlertSource = Arc::new(move |d, keep| {
+        arrived(d);
+        read_alerts(&c, &s, d, keep)
+    });
     compute(source, dates, cfg.workers, sink)?;
     summaries.save_hashes(&cfg.output)
 }
@@ -248,9 +265,20 @@ fn error_path(cfg: &RunConfig, date: NaiveDate) -> PathBuf {
 /// it fails alone; an unreadable date in another date's window counts as no alerts there
 /// (with a warning), and the planner reruns that date once the file changes. Errors only when the cache cannot be written.
 pub fn prepare(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<()> {
+    prepare_as_they_arrive(cfg, dates, Arc::new(|_| {}), &|_| {})
+}
+
+/// [`prepare`], reading each date once `arrived` returns for it and calling `ready` with each
+/// date whose table (or error) is written, as soon as it is.
+pub fn prepare_as_they_arrive(
+    cfg: &RunConfig,
+    dates: &[NaiveDate],
+    arrived: Arrived,
+    ready: &dyn Fn(NaiveDate),
+) -> Result<()> {
     let start = std::time::Instant::now();
     let (mut written, mut unchanged, mut failed) = (0usize, 0usize, 0usize);
-    compute_for(cfg, dates, &mut |d, result| {
+    compute_as_they_arrive(cfg, dates, arrived, &mut |d, result| {
         let path = cache_path(cfg, d);
         let err = error_path(cfg, d);
         if let Some(dir) = path.parent() {
@@ -275,6 +303,7 @@ pub fn prepare(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<()> {
                 failed += 1;
             }
         }
+        ready(d);
         Ok(())
     })?;
     let ms = start.elapsed().as_secs_f64() * 1e3;

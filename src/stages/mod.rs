@@ -10,6 +10,7 @@ mod alerted;
 pub mod cluster_score;
 pub mod decode;
 pub mod feature_join;
+pub mod fetch;
 mod prefix;
 pub mod rank;
 pub mod score;
@@ -17,7 +18,7 @@ pub mod submit;
 pub mod validate;
 pub mod write;
 
-pub use prefix::{prefix_context, run_prefix, History};
+pub use prefix::{prefix_context, run_prefix, History, Over, Written};
 
 use crate::background::Background;
 use crate::batch::{Table, Tables};
@@ -34,6 +35,7 @@ use std::sync::Arc;
 
 /// Every stage kind, in the order a pipeline usually chains them.
 pub const KINDS: &[&Kind] = &[
+    &fetch::KIND,
     &decode::KIND,
     &feature_join::KIND,
     &score::KIND,
@@ -166,6 +168,12 @@ pub trait Stage: std::fmt::Debug + Send + Sync + AsAny {
     fn dates_at_once(&self) -> usize {
         usize::MAX
     }
+
+    /// Whether it brings the date's input in place: it runs before the date is planned (the
+    /// plan reads the input), and the engine plans the date when it is done.
+    fn brings_input(&self) -> bool {
+        false
+    }
 }
 
 /// Downcasting of configured stages, so a command can find a kind's parameters.
@@ -202,6 +210,8 @@ pub struct Context {
     pub knowledge: Background<validate::Knowledge>,
     /// Where feature join finds each date's address history.
     pub history: History,
+    /// The dates coming into the input tree, which the fetch stage waits for.
+    pub arrivals: crate::arrivals::Arrivals,
     /// Whether decode keeps every money flow and feature join computes the graph features
     /// ([`crate::features::graph_features_needed`] of the models loaded).
     pub graph_features: bool,
@@ -215,6 +225,10 @@ pub trait Observer: Send + Sync {
 
     /// A date left the graph, with the error that failed it, if any.
     fn date_done(&self, date: NaiveDate, error: Option<&crate::error::DateError>);
+
+    /// A date passed through the graph with nothing to run (up to date once fetched, or
+    /// missing at the source).
+    fn date_skipped(&self, _date: NaiveDate) {}
 }
 
 /// An observer that only logs.
@@ -297,6 +311,7 @@ impl Context {
             models,
             knowledge,
             history,
+            arrivals: Default::default(),
             graph_features,
         })
     }

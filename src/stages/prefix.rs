@@ -10,15 +10,66 @@ use anyhow::{anyhow, Result};
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Where feature join finds a date's address history.
 pub enum History {
     /// The tables `pipeline run` prepares under the output root ([`crate::history::prepare`]),
     /// on a thread of its own while the first stages run ([`History::start`]).
-    Prepared(Mutex<Option<Arc<Background<()>>>>),
+    Prepared(Mutex<Option<Pass>>),
     /// Tables computed in memory ([`crate::history::in_memory`]), by date.
     InMemory(BTreeMap<NaiveDate, RecordBatch>),
+}
+
+/// A history pass under way: its work, and the dates whose tables it has written so far.
+#[derive(Clone)]
+pub struct Pass {
+    work: Arc<Background<()>>,
+    written: Arc<Written>,
+}
+
+/// The dates a history pass has written, and whether it is over (however it ended).
+#[derive(Default)]
+pub struct Written {
+    state: Mutex<(BTreeSet<NaiveDate>, bool)>,
+    changed: Condvar,
+}
+
+impl Written {
+    /// `date`'s table (or error) is written.
+    pub fn add(&self, date: NaiveDate) {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .insert(date);
+        self.changed.notify_all();
+    }
+
+    /// The pass is over; call it however the pass ends.
+    pub fn over(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits until `date` is written or the pass is over; whether it was written.
+    fn wait(&self, date: NaiveDate) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while !st.0.contains(&date) && !st.1 {
+            st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        st.0.contains(&date)
+    }
+}
+
+/// Marks a pass over when dropped: held by the pass's work, so a pass that fails or panics
+/// still ends the waits of [`History::of`].
+pub struct Over(pub Arc<Written>);
+
+impl Drop for Over {
+    fn drop(&mut self) {
+        self.0.over();
+    }
 }
 
 impl History {
@@ -27,32 +78,36 @@ impl History {
         Self::Prepared(Mutex::default())
     }
 
-    /// Makes [`History::of`] wait for `pass`, the preparation of the dates about to run.
-    pub fn start(&self, pass: Background<()>) {
+    /// Makes [`History::of`] wait for `work`, the preparation of the dates about to run, until
+    /// it has written the date asked for (`written` hears of each).
+    pub fn start(&self, work: Background<()>, written: Arc<Written>) {
         if let Self::Prepared(p) = self {
-            *p.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(pass));
+            let work = Arc::new(work);
+            *p.lock().unwrap_or_else(|e| e.into_inner()) = Some(Pass { work, written });
         }
     }
 
     /// Waits for the pass [`History::start`] began; its error, if it failed.
     pub fn finish(&self) -> Result<()> {
         match self.pass() {
-            Some(p) => p.get().map(|_| ()),
+            Some(p) => p.work.get().map(|_| ()),
             None => Ok(()),
         }
     }
 
-    fn pass(&self) -> Option<Arc<Background<()>>> {
+    fn pass(&self) -> Option<Pass> {
         match self {
             Self::Prepared(p) => p.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             Self::InMemory(_) => None,
         }
     }
 
-    /// The history table of `date`.
+    /// The history table of `date`, once the pass under way has written it.
     pub fn of(&self, cfg: &RunConfig, date: NaiveDate) -> Result<RecordBatch> {
         if let Some(p) = self.pass() {
-            p.get()?;
+            if !p.written.wait(date) {
+                p.work.get()?;
+            }
         }
         match self {
             Self::Prepared(_) => crate::history::load(cfg, date),

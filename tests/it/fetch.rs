@@ -142,8 +142,14 @@ async fn put(store: &impl ObjectStore, key: &str, bytes: Vec<u8>) {
 
 /// `pipeline` with the S3 environment of a local server and no credentials (anonymous).
 fn pipeline_s3(endpoint: &str, args: &[&str]) -> Output {
+    pipeline_s3_env(endpoint, args, &[])
+}
+
+/// [`pipeline_s3`] with more environment variables.
+fn pipeline_s3_env(endpoint: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let out = Command::new(bin())
         .args(args)
+        .envs(env.iter().copied())
         .env("AWS_ENDPOINT_URL", endpoint)
         .env("AWS_ALLOW_HTTP", "true")
         .env("AWS_REGION", "us-east-1")
@@ -361,14 +367,14 @@ fn a_listed_object_that_does_not_exist_fails_its_date() {
 }
 
 /// A loopback proxy in front of `upstream` that answers 503 to its first `failures` requests
-/// (closing each such connection) and forwards everything after that.
+/// (closing each such connection) and forwards everything after that, each `delay` late.
 struct FlakyProxy {
     port: u16,
     failed: Arc<AtomicUsize>,
 }
 
 impl FlakyProxy {
-    fn start(upstream: u16, failures: usize) -> Self {
+    fn start(upstream: u16, failures: usize, delay: Duration) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let failed = Arc::new(AtomicUsize::new(0));
@@ -394,6 +400,7 @@ impl FlakyProxy {
                         return;
                     }
                     counter.fetch_sub(1, Ordering::SeqCst);
+                    std::thread::sleep(delay);
                     let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else {
                         return;
                     };
@@ -421,7 +428,7 @@ fn transient_server_errors_are_retried() {
     let moto = Moto::start();
     let dates = [day(0), day(1)];
     upload(&moto, &dates.iter().map(String::as_str).collect::<Vec<_>>());
-    let proxy = FlakyProxy::start(moto.port, 6);
+    let proxy = FlakyProxy::start(moto.port, 6, Duration::ZERO);
     let tmp = tempfile::tempdir().unwrap();
     let (cfg, input) = config(tmp.path(), &format!("s3://{BUCKET}/snapshots"));
     let range = format!("{}..{}", dates[0], dates[1]);
@@ -485,8 +492,8 @@ fn outputs(root: &Path, date: &str) -> Vec<(String, arrow::record_batch::RecordB
 
 #[test]
 fn run_with_an_s3_source_matches_the_local_run() {
-    // Six dates with one worker run as two chunks (4 + 2): the second downloads while the first
-    // runs. The seventh date of the range does not exist at the source.
+    // Six dates with one worker, fetched while the graph runs them. The seventh date of the
+    // range does not exist at the source.
     let moto = Moto::start();
     let dates: Vec<String> = (0..6).map(day).collect();
     upload(&moto, &dates.iter().map(String::as_str).collect::<Vec<_>>());
@@ -529,7 +536,10 @@ fn run_with_an_s3_source_matches_the_local_run() {
         )),
         "{s}"
     );
-    assert_eq!(s.matches("plan: ").count(), 2, "two chunks: {s}");
+    assert!(
+        s.contains("plan: 0 of 7 dates to run, 7 to fetch first, 0 up to date"),
+        "{s}"
+    );
     let f = fixture();
     for d in &dates {
         assert_eq!(
@@ -551,4 +561,73 @@ fn run_with_an_s3_source_matches_the_local_run() {
         stdout(&out)
     );
     assert!(stdout(&out).contains("nothing to do"), "{}", stdout(&out));
+}
+
+#[test]
+fn the_first_date_decodes_while_later_dates_download() {
+    // One download at a time, each request 100 ms late: the fourth date is in place well after
+    // the first, which the fetch stage lets into the graph as soon as it (and its window) is.
+    let moto = Moto::start();
+    let dates: Vec<String> = (0..4).map(day).collect();
+    upload(&moto, &dates.iter().map(String::as_str).collect::<Vec<_>>());
+    let proxy = FlakyProxy::start(moto.port, 0, Duration::from_millis(100));
+    let tmp = tempfile::tempdir().unwrap();
+    let (cfg, input) = config(tmp.path(), &format!("s3://{BUCKET}/snapshots"));
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("fetch_concurrency = 4", "fetch_concurrency = 1"),
+    )
+    .unwrap();
+    let range = format!("{}..{}", dates[0], dates[3]);
+    let args = [
+        "run",
+        cfg.to_str().unwrap(),
+        "--dates",
+        &range,
+        "--workers",
+        "1",
+    ];
+    let endpoint = format!("http://127.0.0.1:{}", proxy.port);
+    let out = pipeline_s3_env(&endpoint, &args, &[("RUST_LOG", "aml_pipeline=debug")]);
+    let (so, se) = (stdout(&out), without_colours(&stderr(&out)));
+    assert!(out.status.success(), "{so}\n{se}");
+    assert!(so.contains("4 of 4 dates completed"), "{so}");
+    let line = |what: &dyn Fn(&str) -> bool| {
+        se.lines()
+            .position(what)
+            .unwrap_or_else(|| panic!("no such line in:\n{se}"))
+    };
+    let decoded = line(&|l| {
+        l.contains("stage done")
+            && l.contains("stage=decode")
+            && l.contains(&format!("date={}", dates[0]))
+    });
+    let last_in_place =
+        line(&|l| l.contains("fetched") && l.contains(&format!("date={}", dates[3])));
+    assert!(
+        decoded < last_in_place,
+        "the first date decoded only after the last was fetched:\n{se}"
+    );
+    let f = fixture();
+    for d in &dates {
+        assert_eq!(
+            snapshot(&batch_dir(&input, d)),
+            snapshot(&batch_dir(&f.input, d))
+        );
+    }
+}
+
+/// `text` without ANSI colour sequences (`ESC [ … m`).
+fn without_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|&c| c == 'm');
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
