@@ -115,12 +115,21 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
     let multi = indicatif::MultiProgress::new();
     let pb = multi.add(bar(0, "run"));
+    let cfg = &ctx.config;
+    // What the input tree holds before any download; a date still to fetch is planned in the
+    // graph, once in place.
+    let mut plans = plan_dates(cfg, &ctx.model_paths(), &mine, force)?;
     if fetching {
-        let f = Fetcher::new(&ctx.config)?.with_progress(multi.add(bytes_bar()));
+        let f = Fetcher::new(cfg)?.with_progress(multi.add(bytes_bar()));
         if let Err(e) = report_labels(&f) {
             eprintln!("warning: address labels not fetched: {e:#}");
         }
-        ctx.arrivals.start(f, &ctx.config, &mine);
+        ctx.arrivals.start(f, cfg, &mine);
+    }
+    for p in plans.iter_mut().filter(|p| p.run.is_empty()) {
+        if ctx.arrivals.fetches_for(p.date) {
+            p.status = DateStatus::ToFetch;
+        }
     }
     let start = Instant::now();
     let profiler = flamegraph
@@ -138,14 +147,6 @@ pub fn run(args: RunArgs) -> Result<i32> {
         chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
         std::process::id()
     );
-    let cfg = &ctx.config;
-    // What the input tree holds now; a date still to fetch is planned in the graph, once in place.
-    let mut plans = plan_dates(cfg, &ctx.model_paths(), &mine, force)?;
-    for p in plans.iter_mut().filter(|p| p.run.is_empty()) {
-        if fetching && ctx.arrivals.fetches_for(p.date) {
-            p.status = DateStatus::ToFetch;
-        }
-    }
     if format == PlanFormat::Json {
         let all: Vec<serde_json::Value> = plans.iter().map(DatePlan::to_json).collect();
         println!("{}", serde_json::to_string_pretty(&all)?);
@@ -176,7 +177,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         .collect();
     pb.set_length(enter.len() as u64);
     pb.enable_steady_tick(std::time::Duration::from_millis(200));
-    start_history(&ctx, history_dates(cfg, &plans));
+    start_history(&ctx, history_dates(cfg, &plans), fetching);
     let observer = Arc::new(BarObserver::new(pb.clone()));
     report.merge(engine::run(
         ctx.clone(),
@@ -253,12 +254,14 @@ pub fn run(args: RunArgs) -> Result<i32> {
     Ok(if report.failed().is_empty() { 0 } else { 1 })
 }
 
-/// Starts the address history pass of `dates` on a thread of its own: it reads each date
-/// once it has arrived, and feature join reads each date's table once it is written.
-fn start_history(ctx: &Arc<Context>, dates: Vec<NaiveDate>) {
+/// Starts the address history pass of `dates` on a thread of its own (reading each date once
+/// it has arrived, in date order, if `fetching`); feature join reads each date's table once it
+/// is written.
+fn start_history(ctx: &Arc<Context>, dates: Vec<NaiveDate>, fetching: bool) {
     let written = Arc::new(crate::stages::Written::default());
     let (c, w) = (ctx.clone(), written.clone());
-    let arrived: crate::history::Arrived = Arc::new(move |d| c.arrivals.wait_for(d));
+    let arrived: Option<crate::history::Arrived> =
+        fetching.then(|| Arc::new(move |d| c.arrivals.wait_for(d)) as crate::history::Arrived);
     let cfg = ctx.config.clone();
     let work = Background::spawn("the address history", move || {
         let _over = crate::stages::Over(w.clone());

@@ -222,6 +222,19 @@ pub fn compute(
     workers: usize,
     sink: &mut dyn FnMut(NaiveDate, Result<RecordBatch, String>) -> Result<()>,
 ) -> Result<()> {
+    compute_with(source, dates, workers, true, sink)
+}
+
+/// [`compute`]; `requested_first` lets a short run read its requested dates before the
+/// others (to keep only their addresses' alerts), which a run whose dates arrive one by one
+/// does not want: the first date's rows would wait for the last date.
+pub fn compute_with(
+    source: AlertSource,
+    dates: &[NaiveDate],
+    workers: usize,
+    requested_first: bool,
+    sink: &mut dyn FnMut(NaiveDate, Result<RecordBatch, String>) -> Result<()>,
+) -> Result<()> {
     let wanted: BTreeSet<NaiveDate> = dates.iter().copied().collect();
     let feed: Vec<NaiveDate> = wanted
         .iter()
@@ -233,7 +246,7 @@ pub fn compute(
     // its dates' alerted addresses only: those are read first, and the dates fed keep only
     // their alerts. In a backfill most dates fed are requested too, so all are kept. The
     // requested dates read first are fed as read, not read again.
-    let (keep, read_first) = if feed.len() >= 4 * wanted.len() {
+    let (keep, read_first) = if requested_first && feed.len() >= 4 * wanted.len() {
         alerted(&source, &wanted)
     } else {
         (Keep::All, BTreeMap::new())

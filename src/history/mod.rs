@@ -36,7 +36,7 @@ mod dataflow;
 mod summary;
 
 use dataflow::Stats;
-pub use dataflow::{aggregate, compute};
+pub use dataflow::{aggregate, compute, compute_with};
 use summary::Summaries;
 
 /// Length of the long window, in dates: a date's history depends on the alerts of the
@@ -223,27 +223,30 @@ pub fn compute_for(
     dates: &[NaiveDate],
     sink: &mut dyn FnMut(NaiveDate, Result<RecordBatch, String>) -> Result<()>,
 ) -> Result<()> {
-    compute_as_they_arrive(cfg, dates, Arc::new(|_| {}), sink)
+    compute_as_they_arrive(cfg, dates, None, sink)
 }
 
 /// Waits until a date's batch is in place, before the history reads it (a run that fetches
 /// reads each date as it arrives: [`crate::arrivals::Arrivals::wait_for`]).
 pub type Arrived = Arc<dyn Fn(NaiveDate) + Send + Sync>;
 
-/// [`compute_for`], reading each date once `arrived` returns for it.
+/// [`compute_for`]; with `arrived`, the dates arrive one by one: each is read once `arrived`
+/// returns for it, in date order ([`compute_with`]).
 fn compute_as_they_arrive(
     cfg: &RunConfig,
     dates: &[NaiveDate],
-    arrived: Arrived,
+    arrived: Option<Arrived>,
     sink: &mut dyn FnMut(NaiveDate, Result<RecordBatch, String>) -> Result<()>,
 ) -> Result<()> {
     let summaries = Arc::new(Summaries::new(&cfg.output, &cfg.network, cfg.window_days));
-    let (c, s) = (cfg.clone(), summaries.clone());
+    let (c, s, a) = (cfg.clone(), summaries.clone(), arrived.clone());
     let source: AlertSource = Arc::new(move |d, keep| {
-        arrived(d);
+        if let Some(a) = &a {
+            a(d);
+        }
         read_alerts(&c, &s, d, keep)
     });
-    compute(source, dates, cfg.workers, sink)?;
+    compute_with(source, dates, cfg.workers, arrived.is_none(), sink)?;
     summaries.save_hashes(&cfg.output)
 }
 
@@ -265,15 +268,16 @@ fn error_path(cfg: &RunConfig, date: NaiveDate) -> PathBuf {
 /// it fails alone; an unreadable date in another date's window counts as no alerts there
 /// (with a warning), and the planner reruns that date once the file changes. Errors only when the cache cannot be written.
 pub fn prepare(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<()> {
-    prepare_as_they_arrive(cfg, dates, Arc::new(|_| {}), &|_| {})
+    prepare_as_they_arrive(cfg, dates, None, &|_| {})
 }
 
-/// [`prepare`], reading each date once `arrived` returns for it and calling `ready` with each
-/// date whose table (or error) is written, as soon as it is.
+/// [`prepare`], calling `ready` with each date whose table (or error) is written, as soon as
+/// it is; with `arrived`, the dates arrive one by one and each is read once `arrived` returns
+/// for it.
 pub fn prepare_as_they_arrive(
     cfg: &RunConfig,
     dates: &[NaiveDate],
-    arrived: Arrived,
+    arrived: Option<Arrived>,
     ready: &dyn Fn(NaiveDate),
 ) -> Result<()> {
     let start = std::time::Instant::now();
@@ -393,8 +397,12 @@ mod tests {
     }
 
     fn run(src: AlertSource, dates: &[NaiveDate], workers: usize) -> Rows {
+        run_with(src, dates, workers, true)
+    }
+
+    fn run_with(src: AlertSource, dates: &[NaiveDate], workers: usize, first: bool) -> Rows {
         let mut out = Rows::new();
-        compute(src, dates, workers, &mut |date, r| {
+        compute_with(src, dates, workers, first, &mut |date, r| {
             let b = r.map_err(|e| anyhow!(e))?;
             let addr = b.column(0).as_string::<i32>();
             let rows = out.entry(date).or_default();
@@ -600,6 +608,29 @@ mod tests {
         let all: usize = m.iter().filter(|r| r.0 <= 30).count();
         let kept: usize = read.lock().unwrap().iter().skip(1).sum();
         assert!(kept < all, "the history dates kept {kept} of {all} alerts");
+    }
+
+    #[test]
+    fn dates_arriving_one_by_one_are_read_in_date_order_with_the_same_rows() {
+        let base = d("2025-06-30");
+        let m = month(7);
+        let short = [base - Days::new(20), base - Days::new(3), base];
+        let expected = run(src_of(base, &m), &short, 1);
+        let read: Arc<Mutex<Vec<NaiveDate>>> = Arc::default();
+        let seen = read.clone();
+        let inner = src_of(base, &m);
+        let logging: AlertSource = Arc::new(move |date, keep: &Keep| {
+            seen.lock().unwrap().push(date);
+            inner(date, keep)
+        });
+        assert_eq!(run_with(logging, &short, 1, false), expected);
+        let read = read.lock().unwrap().clone();
+        let mut sorted = read.clone();
+        sorted.sort();
+        assert_eq!(
+            read, sorted,
+            "a requested date was read before earlier ones"
+        );
     }
 
     #[test]
