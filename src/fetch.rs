@@ -218,7 +218,9 @@ fn remove_stale_temps(dir: &Path, meta: &Meta) -> Result<()> {
             .keys()
             .chain(std::iter::once(&crate::layout::META.to_string()))
             .any(|f| name.starts_with(&format!(".{f}.tmp-")));
-        if stale && !name.ends_with(&format!(".tmp-{}", std::process::id())) {
+        // Another live process (a second `pipeline fetch`, a process of the same cluster run)
+        // may be fetching the same date: its files are not stale.
+        if stale && crate::io::temp_orphaned(&name) {
             let p = dir.join(name.as_ref());
             std::fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
         }

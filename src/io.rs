@@ -202,6 +202,14 @@ pub fn temp_owner(file_name: &str) -> Option<u32> {
     rest.split('-').next()?.parse().ok()
 }
 
+/// Whether the temporary file named `file_name` is garbage: the process that made it no longer
+/// runs (e.g. it was killed). Where processes cannot be looked up (no `/proc`), every one is.
+pub fn temp_orphaned(file_name: &str) -> bool {
+    let proc_fs = Path::new("/proc/self").exists();
+    let owner = temp_owner(file_name);
+    !(proc_fs && owner.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists()))
+}
+
 /// A file written under a temporary name; [`TempFile::commit`] renames it into place, and
 /// dropping it uncommitted removes it.
 pub struct TempFile {

@@ -347,11 +347,8 @@ impl RunLock {
         writeln!(file, "pid {}", std::process::id())?;
         let staging = layout::staging(output);
         // Temporary files of processes that no longer run (e.g. killed) are garbage.
-        let proc_fs = Path::new("/proc/self").exists();
         for e in std::fs::read_dir(&staging).into_iter().flatten().flatten() {
-            let owner = crate::io::temp_owner(&e.file_name().to_string_lossy());
-            let alive = proc_fs && owner.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
-            if !alive {
+            if crate::io::temp_orphaned(&e.file_name().to_string_lossy()) {
                 let _ = std::fs::remove_file(e.path());
             }
         }

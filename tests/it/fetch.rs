@@ -314,6 +314,40 @@ fn corrupt_object_fails_its_date_alone_and_leaves_nothing() {
 }
 
 #[test]
+fn temporary_files_of_a_live_process_are_left_alone_and_a_dead_ones_removed() {
+    // Two processes fetching the same date (a second `pipeline fetch`, or the processes of one
+    // cluster run sharing an input tree, whose history windows overlap) must not delete each
+    // other's downloads in progress; a killed fetch's leftovers are garbage.
+    let moto = Moto::start();
+    upload(&moto, &[&day(0)]);
+    let tmp = tempfile::tempdir().unwrap();
+    let (cfg, input) = config(tmp.path(), &format!("s3://{BUCKET}/snapshots"));
+    let dir = batch_dir(&input, &day(0));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut gone = Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let live = dir.join(format!(".features.parquet.tmp-{}-0", std::process::id()));
+    let dead = dir.join(format!(".features.parquet.tmp-{}-0", gone.id()));
+    std::fs::write(&live, b"in progress").unwrap();
+    std::fs::write(&dead, b"left by a killed fetch").unwrap();
+    let out = pipeline_s3(
+        &moto.endpoint(),
+        &["fetch", cfg.to_str().unwrap(), "--dates", &day(0)],
+    );
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(live.exists(), "a live process's download was deleted");
+    assert!(!dead.exists(), "a dead process's leftovers were kept");
+    let f = fixture();
+    for name in ["META.json", "features.parquet", "money_flows.parquet"] {
+        assert_eq!(
+            std::fs::read(dir.join(name)).unwrap(),
+            std::fs::read(batch_dir(&f.input, &day(0)).join(name)).unwrap(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
 fn a_date_missing_at_the_source_is_reported_not_failed() {
     let moto = Moto::start();
     upload(&moto, &[&day(0)]);
