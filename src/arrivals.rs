@@ -9,12 +9,13 @@
 //! history pass reads each date once it is there ([`Arrivals::wait_for`]). The fetcher never
 //! waits for the graph, so neither waits for the other in a circle.
 
+use crate::background::Progress;
 use crate::config::RunConfig;
 use crate::fetch::{DateOutcome, Fetcher};
 use anyhow::{bail, Result};
 use chrono::NaiveDate;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 /// Whether the input tree holds a date's batch whole: META.json and every file it lists.
 pub fn complete_locally(cfg: &RunConfig, date: NaiveDate) -> bool {
@@ -49,44 +50,18 @@ struct Fetching {
     wanted: BTreeSet<NaiveDate>,
     /// The dates it fetches (the run's dates and their windows that the input tree lacks).
     need: BTreeSet<NaiveDate>,
-    state: Mutex<State>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-struct State {
-    outcomes: BTreeMap<NaiveDate, DateOutcome>,
-    /// The fetching thread ended (all done, or it panicked).
-    over: bool,
-}
-
-/// Marks the fetch over when the fetching thread ends, however it ends.
-struct Over(Arc<Fetching>);
-
-impl Drop for Over {
-    fn drop(&mut self) {
-        self.0.lock().over = true;
-        self.0.changed.notify_all();
-    }
+    done: Arc<Progress<DateOutcome>>,
 }
 
 impl Fetching {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Waits until every date of `dates` that is fetched has its outcome (or the fetch ended).
-    fn wait_until(&self, dates: impl IntoIterator<Item = NaiveDate>) -> MutexGuard<'_, State> {
+    /// Waits until every date of `dates` that is fetched has its outcome (or the fetch ended);
+    /// their outcomes.
+    fn wait(&self, dates: impl IntoIterator<Item = NaiveDate>) -> BTreeMap<NaiveDate, DateOutcome> {
         let dates: Vec<NaiveDate> = dates
             .into_iter()
             .filter(|d| self.need.contains(d))
             .collect();
-        let mut st = self.lock();
-        let todo = |st: &State| !st.over && dates.iter().any(|d| !st.outcomes.contains_key(d));
-        while todo(&st) {
-            st = self.changed.wait(st).unwrap_or_else(|p| p.into_inner());
-        }
-        st
+        self.done.wait(&dates)
     }
 }
 
@@ -104,14 +79,13 @@ impl Arrivals {
         let fetching = Arc::new(Fetching {
             wanted: dates.iter().copied().collect(),
             need,
-            state: Mutex::default(),
-            changed: Condvar::new(),
+            done: Arc::default(),
         });
         *self.fetching.lock().unwrap_or_else(|p| p.into_inner()) = Some(fetching.clone());
         std::thread::Builder::new()
             .name("fetch".into())
             .spawn(move || {
-                let over = Over(fetching.clone());
+                let _end = fetching.done.ends_with();
                 let need: Vec<NaiveDate> = fetching.need.iter().copied().collect();
                 fetcher.fetch_dates(&need, |d, o| {
                     if let DateOutcome::Failed(e) = o {
@@ -120,11 +94,9 @@ impl Arrivals {
                         }
                     }
                     tracing::debug!(date = %d, complete = matches!(o, DateOutcome::Complete(_)), "fetched");
-                    fetching.lock().outcomes.insert(d, o.clone());
-                    fetching.changed.notify_all();
+                    fetching.done.add(d, o.clone());
                 });
                 fetcher.progress().finish_and_clear();
-                drop(over);
             })
             .expect("cannot start the fetching thread");
     }
@@ -153,8 +125,8 @@ impl Arrivals {
         let Some(f) = self.fetching() else {
             return Ok(());
         };
-        let st = f.wait_until(crate::history::window_dates(date).chain([date]));
-        match st.outcomes.get(&date) {
+        let done = f.wait(crate::history::window_dates(date).chain([date]));
+        match done.get(&date) {
             Some(DateOutcome::Failed(e)) => bail!("fetch failed: {e}"),
             None if f.need.contains(&date) => {
                 bail!("fetch failed: {date}: the fetching thread ended before it")
@@ -167,7 +139,7 @@ impl Arrivals {
     /// waits for before it reads a date's alerts).
     pub fn wait_for(&self, date: NaiveDate) {
         if let Some(f) = self.fetching() {
-            drop(f.wait_until([date]));
+            f.wait([date]);
         }
     }
 
@@ -177,8 +149,7 @@ impl Arrivals {
         let Some(f) = self.fetching() else {
             return report;
         };
-        let st = f.wait_until(f.need.iter().copied());
-        for (d, o) in &st.outcomes {
+        for (d, o) in &f.wait(f.need.iter().copied()) {
             match o {
                 DateOutcome::Complete(_) => report.fetched += 1,
                 DateOutcome::Missing if f.wanted.contains(d) => {

@@ -1,9 +1,12 @@
 //! Work started on a thread of its own when a run starts and waited for where its result is
 //! first needed, so loading what the last stages use (labels, the address history) overlaps
-//! the first stages of the graph instead of delaying them.
+//! the first stages of the graph instead of delaying them; [`Progress`] lets others wait for
+//! such work date by date (the downloads of a run, the address history pass).
 
 use anyhow::{anyhow, Result};
-use std::sync::{Mutex, OnceLock};
+use chrono::NaiveDate;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 
 /// A value computed on its own thread; [`Background::get`] waits for it.
@@ -89,6 +92,68 @@ impl<T> Background<T> {
     }
 }
 
+/// What work on another thread has reached so far, date by date: a value per date it is done
+/// with, and whether it has ended (however it ended); others wait for the dates they need.
+pub struct Progress<V> {
+    state: Mutex<(BTreeMap<NaiveDate, V>, bool)>,
+    changed: Condvar,
+}
+
+impl<V> Default for Progress<V> {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new((BTreeMap::new(), false)),
+            changed: Condvar::new(),
+        }
+    }
+}
+
+impl<V: Clone> Progress<V> {
+    fn lock(&self) -> MutexGuard<'_, (BTreeMap<NaiveDate, V>, bool)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The work is done with `date`.
+    pub fn add(&self, date: NaiveDate, value: V) {
+        self.lock().0.insert(date, value);
+        self.changed.notify_all();
+    }
+
+    /// The work has ended.
+    pub fn end(&self) {
+        self.lock().1 = true;
+        self.changed.notify_all();
+    }
+
+    /// Ends the progress when dropped: held by the work, so work that fails or panics still
+    /// ends the waits.
+    pub fn ends_with(self: &Arc<Self>) -> EndsOnDrop<V> {
+        EndsOnDrop(self.clone())
+    }
+
+    /// Waits until the work is done with every date of `dates` or has ended; the value of
+    /// each of them it is done with.
+    pub fn wait(&self, dates: &[NaiveDate]) -> BTreeMap<NaiveDate, V> {
+        let mut st = self.lock();
+        while !st.1 && dates.iter().any(|d| !st.0.contains_key(d)) {
+            st = self.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        dates
+            .iter()
+            .filter_map(|d| st.0.get(d).map(|v| (*d, v.clone())))
+            .collect()
+    }
+}
+
+/// Ends a [`Progress`] when dropped ([`Progress::ends_with`]).
+pub struct EndsOnDrop<V: Clone>(Arc<Progress<V>>);
+
+impl<V: Clone> Drop for EndsOnDrop<V> {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +182,24 @@ mod tests {
         assert!(b.get().is_err(), "the error stays");
         let p: Background<u8> = Background::spawn("the history", || panic!("boom"));
         assert_eq!(p.get().unwrap_err().to_string(), "the history: panicked");
+    }
+
+    #[test]
+    fn progress_waits_for_its_dates_or_for_the_end() {
+        let d = |k| NaiveDate::from_ymd_opt(2025, 10, k).unwrap();
+        let p: Arc<Progress<u8>> = Arc::default();
+        let work = {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                let _end = p.ends_with();
+                p.add(d(1), 1);
+                p.add(d(2), 2);
+                panic!("the work fails before date 3");
+            })
+        };
+        assert_eq!(p.wait(&[d(1), d(2)]).len(), 2);
+        assert_eq!(p.wait(&[d(3)]), BTreeMap::new(), "ended without it");
+        assert!(work.join().is_err());
     }
 
     #[cfg(target_os = "linux")]

@@ -258,14 +258,14 @@ pub fn run(args: RunArgs) -> Result<i32> {
 /// it has arrived, in date order, if `fetching`); feature join reads each date's table once it
 /// is written.
 fn start_history(ctx: &Arc<Context>, dates: Vec<NaiveDate>, fetching: bool) {
-    let written = Arc::new(crate::stages::Written::default());
+    let written: Arc<crate::background::Progress<()>> = Arc::default();
     let (c, w) = (ctx.clone(), written.clone());
     let arrived: Option<crate::history::Arrived> =
         fetching.then(|| Arc::new(move |d| c.arrivals.wait_for(d)) as crate::history::Arrived);
     let cfg = ctx.config.clone();
     let work = Background::spawn("the address history", move || {
-        let _over = crate::stages::Over(w.clone());
-        crate::history::prepare_as_they_arrive(&cfg, &dates, arrived, &|d| w.add(d))
+        let _end = w.ends_with();
+        crate::history::prepare_as_they_arrive(&cfg, &dates, arrived, &|d| w.add(d, ()))
     });
     ctx.history.start(work, written);
 }

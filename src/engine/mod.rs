@@ -177,6 +177,16 @@ struct Shared {
     reads_large: Vec<bool>,
 }
 
+impl Shared {
+    /// The record of a stage that ran in this run, from its planned record.
+    fn ran(&self, planned: &StageRecord) -> StageRecord {
+        StageRecord {
+            run_id: self.run_id.clone(),
+            ..planned.clone()
+        }
+    }
+}
+
 /// Runs this process's dates through the pipeline (in a multi-process run, each process passes
 /// its own share), each planned as it enters the graph ([`plans`]; `force` reruns every
 /// stage); a date with nothing to run passes through without an outcome. `observer` hears of
@@ -312,60 +322,30 @@ pub fn run(
                 let (outcomes, finished, sh) = (outcomes.clone(), finished.clone(), sh.clone());
                 let n_sinks = sinks.len();
                 let done_here = streams[&sink.name].clone().inspect(move |m: &DateMsg| {
+                    // Up to date, or missing at the source: no outcome, no record.
                     let idle =
                         m.body.is_ok() && sh.plans.made(m.date).is_some_and(|p| p.run.is_empty());
-                    if idle {
-                        // Up to date, or missing at the source: no outcome, no record.
-                        let mut fin = finished.borrow_mut();
-                        let seen = fin.entry(m.date).or_default();
-                        *seen += 1;
-                        if *seen == n_sinks {
-                            sh.gate.left(m.date);
-                            sh.observer.date_skipped(m.date);
-                        }
-                        return;
+                    if !idle {
+                        outcomes.borrow_mut().push((m.date, record_outcome(&sh, m)));
                     }
-                    let mut error = m.body.as_ref().err().cloned();
-                    let mut done = &m.done;
-                    let nothing = BTreeMap::new();
-                    // A stage whose tables could not be cached is not recorded as done.
-                    if let Err(e) = sh.cache.wait(m.date) {
-                        let why = format!("cannot write the state cache: {e}");
-                        error.get_or_insert(DateError::text(ErrorKind::Output, why));
-                        done = &nothing;
-                    }
-                    let saved = record(
-                        &sh.store,
-                        m.date,
-                        done,
-                        error.as_ref().map(|e| e.message.clone()),
-                    );
-                    let result = match (error, saved) {
-                        (Some(e), _) => Err(e),
-                        (None, Err(e)) => Err(DateError::text(
-                            ErrorKind::Output,
-                            format!(
-                                "cannot record the run state: {}",
-                                crate::error::error_text(&e)
-                            ),
-                        )),
-                        (None, Ok(())) => Ok(()),
-                    };
                     let mut fin = finished.borrow_mut();
                     let seen = fin.entry(m.date).or_default();
                     *seen += 1;
-                    let last = *seen == n_sinks;
-                    drop(fin);
-                    outcomes.borrow_mut().push((m.date, result));
-                    if last {
-                        sh.gate.left(m.date);
-                        let outcomes = outcomes.borrow();
-                        let error = outcomes
-                            .iter()
-                            .filter(|(d, _)| *d == m.date)
-                            .find_map(|(_, r)| r.as_ref().err());
-                        sh.observer.date_done(m.date, error);
+                    if *seen < n_sinks {
+                        return;
                     }
+                    drop(fin);
+                    sh.gate.left(m.date);
+                    if idle {
+                        sh.observer.date_skipped(m.date);
+                        return;
+                    }
+                    let outcomes = outcomes.borrow();
+                    let error = outcomes
+                        .iter()
+                        .filter(|(d, _)| *d == m.date)
+                        .find_map(|(_, r)| r.as_ref().err());
+                    sh.observer.date_done(m.date, error);
                 });
                 done_here.probe_with(&probe);
             }
@@ -432,6 +412,37 @@ pub fn run(
     Ok(report)
 }
 
+/// Records what a date that reached a sink came to (once its cache files are written) and
+/// returns it: its error, or an error recording it.
+fn record_outcome(sh: &Shared, m: &DateMsg) -> Result<(), DateError> {
+    let mut error = m.body.as_ref().err().cloned();
+    let mut done = &m.done;
+    let nothing = BTreeMap::new();
+    // A stage whose tables could not be cached is not recorded as done.
+    if let Err(e) = sh.cache.wait(m.date) {
+        let why = format!("cannot write the state cache: {e}");
+        error.get_or_insert(DateError::text(ErrorKind::Output, why));
+        done = &nothing;
+    }
+    let saved = record(
+        &sh.store,
+        m.date,
+        done,
+        error.as_ref().map(|e| e.message.clone()),
+    );
+    match (error, saved) {
+        (Some(e), _) => Err(e),
+        (None, Err(e)) => Err(DateError::text(
+            ErrorKind::Output,
+            format!(
+                "cannot record the run state: {}",
+                crate::error::error_text(&e)
+            ),
+        )),
+        (None, Ok(())) => Ok(()),
+    }
+}
+
 /// Does what the date's plan says for stage `pos`: runs it (and caches its tables), loads its
 /// cached tables, or passes an empty message on.
 fn step(sh: &Shared, pos: usize, date: NaiveDate, msgs: Vec<DateMsg>, stats: &Stats) -> DateMsg {
@@ -468,15 +479,7 @@ fn step(sh: &Shared, pos: usize, date: NaiveDate, msgs: Vec<DateMsg>, stats: &St
             Err(e) => return msg(Err(e), timings, done),
         };
         if plan.run.contains(&spec.name) {
-            let rec = &plan.records[&spec.name];
-            let run_id = sh.run_id.clone();
-            done.insert(
-                spec.name.clone(),
-                StageRecord {
-                    run_id,
-                    ..rec.clone()
-                },
-            );
+            done.insert(spec.name.clone(), sh.ran(&plan.records[&spec.name]));
         }
         return msg(Ok(Tables::new()), timings, done);
     }
@@ -519,13 +522,7 @@ fn step(sh: &Shared, pos: usize, date: NaiveDate, msgs: Vec<DateMsg>, stats: &St
         sh.cache.submit(date, &spec.name, &rec.fingerprint, keep);
     }
     if body.is_ok() {
-        done.insert(
-            spec.name.clone(),
-            StageRecord {
-                run_id: sh.run_id.clone(),
-                ..rec.clone()
-            },
-        );
+        done.insert(spec.name.clone(), sh.ran(rec));
     }
     msg(body, timings, done)
 }

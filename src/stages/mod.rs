@@ -18,7 +18,7 @@ pub mod submit;
 pub mod validate;
 pub mod write;
 
-pub use prefix::{prefix_context, run_prefix, History, Over, Written};
+pub use prefix::{prefix_context, run_prefix, History};
 
 use crate::background::Background;
 use crate::batch::{Table, Tables};

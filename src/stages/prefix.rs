@@ -3,14 +3,14 @@
 //! the pipeline file's parameters, exactly as a run computes them.
 
 use super::{Context, Kind, LogObserver, StageInput};
-use crate::background::Background;
+use crate::background::{Background, Progress};
 use crate::batch::Tables;
 use crate::config::RunConfig;
 use anyhow::{anyhow, Result};
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 
 /// Where feature join finds a date's address history.
 pub enum History {
@@ -25,51 +25,7 @@ pub enum History {
 #[derive(Clone)]
 pub struct Pass {
     work: Arc<Background<()>>,
-    written: Arc<Written>,
-}
-
-/// The dates a history pass has written, and whether it is over (however it ended).
-#[derive(Default)]
-pub struct Written {
-    state: Mutex<(BTreeSet<NaiveDate>, bool)>,
-    changed: Condvar,
-}
-
-impl Written {
-    /// `date`'s table (or error) is written.
-    pub fn add(&self, date: NaiveDate) {
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .insert(date);
-        self.changed.notify_all();
-    }
-
-    /// The pass is over; call it however the pass ends.
-    pub fn over(&self) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
-        self.changed.notify_all();
-    }
-
-    /// Waits until `date` is written or the pass is over; whether it was written.
-    fn wait(&self, date: NaiveDate) -> bool {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        while !st.0.contains(&date) && !st.1 {
-            st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
-        }
-        st.0.contains(&date)
-    }
-}
-
-/// Marks a pass over when dropped: held by the pass's work, so a pass that fails or panics
-/// still ends the waits of [`History::of`].
-pub struct Over(pub Arc<Written>);
-
-impl Drop for Over {
-    fn drop(&mut self) {
-        self.0.over();
-    }
+    written: Arc<Progress<()>>,
 }
 
 impl History {
@@ -80,7 +36,7 @@ impl History {
 
     /// Makes [`History::of`] wait for `work`, the preparation of the dates about to run, until
     /// it has written the date asked for (`written` hears of each).
-    pub fn start(&self, work: Background<()>, written: Arc<Written>) {
+    pub fn start(&self, work: Background<()>, written: Arc<Progress<()>>) {
         if let Self::Prepared(p) = self {
             let work = Arc::new(work);
             *p.lock().unwrap_or_else(|e| e.into_inner()) = Some(Pass { work, written });
@@ -105,7 +61,7 @@ impl History {
     /// The history table of `date`, once the pass under way has written it.
     pub fn of(&self, cfg: &RunConfig, date: NaiveDate) -> Result<RecordBatch> {
         if let Some(p) = self.pass() {
-            if !p.written.wait(date) {
+            if p.written.wait(&[date]).is_empty() {
                 p.work.get()?;
             }
         }

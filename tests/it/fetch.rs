@@ -179,6 +179,13 @@ fn config(tmp: &Path, source: &str) -> (PathBuf, PathBuf) {
     (cfg, input)
 }
 
+/// [`config`] in a new temporary directory, with the moto bucket as `source`.
+fn s3_config() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cfg, input) = config(tmp.path(), &format!("s3://{BUCKET}/snapshots"));
+    (tmp, cfg, input)
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -217,8 +224,7 @@ fn clean_fetch_is_byte_identical_and_a_rerun_downloads_nothing() {
     let moto = Moto::start();
     let dates = [day(0), day(1), day(2)];
     upload(&moto, &dates.iter().map(String::as_str).collect::<Vec<_>>());
-    let tmp = tempfile::tempdir().unwrap();
-    let (cfg, input) = config(tmp.path(), &format!("s3://{BUCKET}/snapshots"));
+    let (_tmp, cfg, input) = s3_config();
     let cfg = cfg.to_str().unwrap();
     let range = format!("{}..{}", dates[0], dates[2]);
     let out = pipeline_s3(&moto.endpoint(), &["fetch", cfg, "--dates", &range]);
@@ -276,8 +282,7 @@ fn corrupt_object_fails_its_date_alone_and_leaves_nothing() {
         &format!("snapshots/{NETWORK}/{}/{WINDOW}/features.parquet", dates[1]),
         bad.clone(),
     ));
-    let tmp = tempfile::tempdir().unwrap();
-    let (cfg, input) = config(tmp.path(), &format!("s3://{BUCKET}/snapshots"));
+    let (_tmp, cfg, input) = s3_config();
     let range = format!("{}..{}", dates[0], dates[1]);
     let out = pipeline_s3(
         &moto.endpoint(),
@@ -320,8 +325,7 @@ fn temporary_files_of_a_live_process_are_left_alone_and_a_dead_ones_removed() {
     // other's downloads in progress; a killed fetch's leftovers are garbage.
     let moto = Moto::start();
     upload(&moto, &[&day(0)]);
-    let tmp = tempfile::tempdir().unwrap();
-    let (cfg, input) = config(tmp.path(), &format!("s3://{BUCKET}/snapshots"));
+    let (_tmp, cfg, input) = s3_config();
     let dir = batch_dir(&input, &day(0));
     std::fs::create_dir_all(&dir).unwrap();
     let mut gone = Command::new("true").spawn().unwrap();
@@ -351,8 +355,7 @@ fn temporary_files_of_a_live_process_are_left_alone_and_a_dead_ones_removed() {
 fn a_date_missing_at_the_source_is_reported_not_failed() {
     let moto = Moto::start();
     upload(&moto, &[&day(0)]);
-    let tmp = tempfile::tempdir().unwrap();
-    let (cfg, input) = config(tmp.path(), &format!("s3://{BUCKET}/snapshots"));
+    let (_tmp, cfg, input) = s3_config();
     let range = format!("{}..{}", day(0), day(1));
     let out = pipeline_s3(
         &moto.endpoint(),
@@ -385,8 +388,7 @@ fn a_listed_object_that_does_not_exist_fails_its_date() {
             .await
             .unwrap()
     });
-    let tmp = tempfile::tempdir().unwrap();
-    let (cfg, input) = config(tmp.path(), &format!("s3://{BUCKET}/snapshots"));
+    let (_tmp, cfg, input) = s3_config();
     let out = pipeline_s3(
         &moto.endpoint(),
         &["fetch", cfg.to_str().unwrap(), "--dates", &day(0)],
@@ -463,8 +465,7 @@ fn transient_server_errors_are_retried() {
     let dates = [day(0), day(1)];
     upload(&moto, &dates.iter().map(String::as_str).collect::<Vec<_>>());
     let proxy = FlakyProxy::start(moto.port, 6, Duration::ZERO);
-    let tmp = tempfile::tempdir().unwrap();
-    let (cfg, input) = config(tmp.path(), &format!("s3://{BUCKET}/snapshots"));
+    let (_tmp, cfg, input) = s3_config();
     let range = format!("{}..{}", dates[0], dates[1]);
     let out = pipeline_s3(
         &format!("http://127.0.0.1:{}", proxy.port),
@@ -605,8 +606,7 @@ fn the_first_date_decodes_while_later_dates_download() {
     let dates: Vec<String> = (0..4).map(day).collect();
     upload(&moto, &dates.iter().map(String::as_str).collect::<Vec<_>>());
     let proxy = FlakyProxy::start(moto.port, 0, Duration::from_millis(100));
-    let tmp = tempfile::tempdir().unwrap();
-    let (cfg, input) = config(tmp.path(), &format!("s3://{BUCKET}/snapshots"));
+    let (_tmp, cfg, input) = s3_config();
     let text = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(
         &cfg,
