@@ -352,6 +352,26 @@ fn temporary_files_of_a_live_process_are_left_alone_and_a_dead_ones_removed() {
 }
 
 #[test]
+fn a_source_with_a_pipeline_without_fetch_stage_is_refused_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cfg, input) = config(tmp.path(), &tmp.path().display().to_string());
+    with_pipeline(&cfg, |t| {
+        let start = t.find("[[stage]]\nname = \"fetch\"").unwrap();
+        let end = start + t[start..].find("\n\n[[stage]]").unwrap() + 2;
+        format!("{}{}", &t[..start], &t[end..]).replace("inputs = [\"fetch\"]\n", "")
+    });
+    let out = pipeline(&["run", cfg.to_str().unwrap(), "--dates", &day(0)]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("the run config sets `source`, but")
+            && err.contains("has no fetch stage to bring the batches in"),
+        "{err}"
+    );
+    assert!(!input.exists(), "nothing may be fetched");
+}
+
+#[test]
 fn a_date_missing_at_the_source_is_reported_not_failed() {
     let moto = Moto::start();
     upload(&moto, &[&day(0)]);
