@@ -3,7 +3,7 @@
 
 use super::{f64_col, get_f, str_col, Columns, Day, ADDRESS_FEATURES, HISTORY_FEATURES};
 use anyhow::Result;
-use arrow::array::Array;
+use arrow::array::{Array, Float64Array, StringArray};
 use arrow::record_batch::RecordBatch;
 use rustc_hash::FxHashMap as HashMap;
 
@@ -11,14 +11,12 @@ use rustc_hash::FxHashMap as HashMap;
 pub(super) fn history(day: &Day, history: &RecordBatch, out: &mut Columns) -> Result<()> {
     let haddr = str_col(history, "address")?;
     let hrow: HashMap<&str, usize> = (0..haddr.len()).map(|r| (haddr.value(r), r)).collect();
-    let rows: Vec<Option<usize>> = (0..day.n)
-        .map(|i| hrow.get(day.addr.value(i)).copied())
-        .collect();
+    let join = Join::new(day, &haddr, |a| hrow.get(a).copied());
+    let mut dense = Vec::new();
     for name in HISTORY_FEATURES {
-        let c = f64_col(history, name)?;
         out.push(
             *name,
-            rows.iter().map(|r| r.map_or(0.0, |r| c.value(r))).collect(),
+            join.gather(&f64_col(history, name)?, 0.0, &mut dense),
         );
     }
     Ok(())
@@ -34,17 +32,87 @@ pub(super) fn address(day: &Day, feats: &RecordBatch, out: &mut Columns) -> Resu
             frow.entry(a).or_insert(r);
         }
     }
-    let rows: Vec<Option<usize>> = (0..day.n)
-        .map(|i| frow.get(day.addr.value(i)).copied())
-        .collect();
+    let join = Join::new(day, &faddr, |a| frow.get(a).copied());
+    let mut dense = Vec::new();
     for name in ADDRESS_FEATURES {
         let c = f64_col(feats, name)?;
-        out.push(
-            format!("af_{name}"),
-            rows.iter()
-                .map(|r| r.map_or(f64::NAN, |r| get_f(&c, r)))
-                .collect(),
-        );
+        out.push(format!("af_{name}"), join.gather(&c, f64::NAN, &mut dense));
     }
     Ok(())
+}
+
+/// Each alert's row in a table joined on the address, as one index per alert; the table's
+/// row count stands for "no row" (a string column's i32 offsets keep it below 2^31).
+struct Join {
+    rows: Vec<u32>,
+    table_rows: usize,
+}
+
+impl Join {
+    fn new(day: &Day, table_addr: &StringArray, row_of: impl Fn(&str) -> Option<usize>) -> Self {
+        let table_rows = table_addr.len();
+        let rows = (0..day.n)
+            .map(|i| row_of(day.addr.value(i)).unwrap_or(table_rows) as u32)
+            .collect();
+        Self { rows, table_rows }
+    }
+
+    /// Column `c` for every alert: its row's value (null = NaN), `absent` without a row.
+    /// The column is first copied into `dense` with the nulls as NaN and `absent` after its
+    /// last row, so that the gather, which jumps around a table larger than the caches on a
+    /// big day, is one load per alert with no branch.
+    fn gather(&self, c: &Float64Array, absent: f64, dense: &mut Vec<f64>) -> Vec<f64> {
+        dense.clear();
+        dense.extend((0..self.table_rows).map(|r| get_f(c, r)));
+        dense.push(absent);
+        self.rows.iter().map(|&r| dense[r as usize]).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::ArrayRef;
+    use std::sync::Arc;
+
+    /// A table of `address` and the float columns `names`, every column `values[row]`.
+    fn table(addr: &[&str], names: &[&str], values: &[Option<f64>]) -> RecordBatch {
+        let mut cols: Vec<(&str, ArrayRef)> =
+            vec![("address", Arc::new(StringArray::from(addr.to_vec())))];
+        for n in names {
+            cols.push((n, Arc::new(Float64Array::from(values.to_vec()))));
+        }
+        RecordBatch::try_from_iter(cols).unwrap()
+    }
+
+    #[test]
+    fn first_row_wins_nulls_are_nan_and_absent_addresses_get_nan_or_zero() {
+        let ids = StringArray::from(vec!["a1", "b1", "a2", "c1"]);
+        let addr = StringArray::from(vec!["a", "b", "a", "c"]);
+        let typ = StringArray::from(vec!["t"; 4]);
+        let day = crate::features::test_day(&ids, &addr, &typ);
+
+        let feats = table(
+            &["b", "a", "a"],
+            ADDRESS_FEATURES,
+            &[None, Some(1.0), Some(2.0)],
+        );
+        let mut out = Columns::default();
+        address(&day, &feats, &mut out).unwrap();
+        assert_eq!(out.names.len(), ADDRESS_FEATURES.len());
+        for col in &out.cols {
+            assert_eq!(col[0], 1.0, "the first row of `a` wins");
+            assert!(col[1].is_nan(), "a null value is NaN");
+            assert_eq!(col[2], 1.0);
+            assert!(col[3].is_nan(), "an address without a row is NaN");
+        }
+
+        let hist = table(&["c", "a"], HISTORY_FEATURES, &[Some(3.0), Some(4.0)]);
+        let mut out = Columns::default();
+        history(&day, &hist, &mut out).unwrap();
+        assert_eq!(out.names, HISTORY_FEATURES);
+        for col in &out.cols {
+            assert_eq!(col, &vec![4.0, 0.0, 4.0, 3.0], "no history is 0");
+        }
+    }
 }
