@@ -400,12 +400,6 @@ pub fn judge(
         )?,
         None => None,
     };
-    let address_of: FxHashMap<&str, &str> = facts
-        .alert_ids
-        .iter()
-        .map(String::as_str)
-        .zip(facts.addresses.iter().map(String::as_str))
-        .collect();
     let url = cfg.model_github_url.as_deref().unwrap_or("");
     let rows: Vec<validator::Row> = scores
         .rows
@@ -419,6 +413,12 @@ pub fn judge(
         .collect();
     let batch: FxHashSet<&str> = facts.alert_ids.iter().map(String::as_str).collect();
     let t1 = validator::tier1(&rows, &batch);
+    let address_of = validator::ScoreAddresses::new(
+        &pairs,
+        &facts.alert_ids,
+        &facts.addresses,
+        t1.no_duplicates == 1.0,
+    );
     let t2 = validator::tier2(&pairs, consensus.as_ref(), previous, &address_of);
     let labels_of = |a: &str| known.address_labels.get(a).cloned().unwrap_or_default();
     let t3a = validator::tier3a(&pairs, &address_of, &labels_of);
