@@ -1,7 +1,8 @@
 //! The address-history pass alone: time and peak memory of computing the history features of
 //! every date of a run config (what `pipeline run` does before its dataflow).
 //! `benches/e2e.sh` runs it on its 30 generated days; by hand:
-//! `cargo bench --bench history -- bench-data/w30-a50000/config.toml [WORKERS]`.
+//! `cargo bench --bench history -- bench-data/w30-a50000/config.toml [WORKERS] [flows]`
+//! (`flows`: with the money-flow features, which read every date's flows).
 
 use aml_pipeline::config::RunConfig;
 use aml_pipeline::history;
@@ -53,7 +54,7 @@ fn main() {
         .collect();
     let path = PathBuf::from(
         args.first()
-            .expect("usage: cargo bench --bench history -- CONFIG [WORKERS]"),
+            .expect("usage: cargo bench --bench history -- CONFIG [WORKERS] [flows]"),
     );
     let cfg = RunConfig::load(&path).expect("readable run config");
     let workers = args
@@ -62,16 +63,18 @@ fn main() {
     let available = aml_pipeline::dates::available(&cfg.input, &cfg.network, cfg.window_days)
         .expect("listable input");
     let dates = cfg.dates.resolve(&available);
+    let flows = args.get(2).is_some_and(|a| a == "flows");
     let cfg = RunConfig { workers, ..cfg };
     let start = Instant::now();
     let mut rows = 0;
-    history::compute_for(&cfg, &dates, &mut |_, r| {
+    history::compute_for(&cfg, &dates, flows, &mut |_, r| {
         rows += r.map_err(|e| anyhow::anyhow!(e))?.num_rows();
         Ok(())
     })
     .expect("history features");
     println!(
-        "history pass: {:.2} s for {} dates ({rows} rows), {workers} workers, peak RSS {} MB, peak heap {} MB",
+        "history pass{}: {:.2} s for {} dates ({rows} rows), {workers} workers, peak RSS {} MB, peak heap {} MB",
+        if flows { " with flows" } else { "" },
         start.elapsed().as_secs_f64(),
         dates.len(),
         peak_rss_mb(),

@@ -196,8 +196,12 @@ pub struct Planner {
     cfg: std::sync::Arc<RunConfig>,
     store: StateStore,
     hashes: HashCache,
-    /// Content hashes of the alerts of dates seen so far (for history windows).
-    alerts: BTreeMap<NaiveDate, String>,
+    /// Content hashes of the input files of dates seen so far (for history windows), by
+    /// date and file name.
+    window_inputs: BTreeMap<(NaiveDate, &'static str), String>,
+    /// Whether the runs compute the graph and flow-history features, whose history is also
+    /// made of the window's money flows.
+    graph: bool,
     /// Fingerprint parts shared by every date, per stage (code, parameters, models, ground truth).
     common: BTreeMap<String, BTreeMap<String, String>>,
 }
@@ -240,7 +244,8 @@ impl Planner {
             cfg: std::sync::Arc::new(cfg.clone()),
             store: StateStore::new(cfg),
             hashes,
-            alerts: BTreeMap::new(),
+            window_inputs: BTreeMap::new(),
+            graph,
             common,
         })
     }
@@ -280,30 +285,30 @@ impl Planner {
         Ok(Some(parts))
     }
 
-    /// The content hash of a date's alerts (`absent` without a batch), memoized.
-    fn alerts_hash(&mut self, date: NaiveDate) -> Result<String> {
-        if let Some(h) = self.alerts.get(&date) {
+    /// The content hash of a date's input `file` (`absent` without a batch), memoized.
+    fn input_hash(&mut self, date: NaiveDate, file: &'static str) -> Result<String> {
+        if let Some(h) = self.window_inputs.get(&(date, file)) {
             return Ok(h.clone());
         }
         // An unreadable date in the window counts as such in the others' history (and fails
         // on its own plan), so the dates around it still plan.
         let h = match self.input_parts(date) {
             Ok(Some(mut parts)) => parts
-                .remove("input:alerts.parquet")
+                .remove(&format!("input:{file}"))
                 .expect("every input file has a part"),
             Ok(None) => "absent".to_string(),
             Err(e) => format!("unreadable: {}", crate::error::error_text(&e)),
         };
-        self.alerts.insert(date, h.clone());
+        self.window_inputs.insert((date, file), h.clone());
         Ok(h)
     }
 
-    /// What a date's address history is made from: the alerts of the dates in its window
+    /// What a date's address history is made from: the `file` of the dates in its window
     /// ([`crate::history::window_dates`]; the date's own alerts reach it through decode).
-    fn history_part(&mut self, date: NaiveDate) -> Result<String> {
+    fn history_part(&mut self, date: NaiveDate, file: &'static str) -> Result<String> {
         let mut window = String::new();
         for d in crate::history::window_dates(date) {
-            window.push_str(&format!("{d}={};", self.alerts_hash(d)?));
+            window.push_str(&format!("{d}={};", self.input_hash(d, file)?));
         }
         Ok(crate::io::sha256_bytes(window.as_bytes()))
     }
@@ -332,7 +337,13 @@ impl Planner {
                 match input {
                     DateInput::Batch => parts.extend(inputs.clone()),
                     DateInput::AlertHistory => {
-                        parts.insert("history".to_string(), self.history_part(date)?);
+                        let alerts = self.history_part(date, "alerts.parquet")?;
+                        parts.insert("history".to_string(), alerts);
+                        // The flow-history features are made of the window's money flows.
+                        if self.graph {
+                            let flows = self.history_part(date, "money_flows.parquet")?;
+                            parts.insert("flow_history".to_string(), flows);
+                        }
                     }
                 }
             }
@@ -472,6 +483,9 @@ fn changed_parts(
             _ if k == "stage" => format!("parameters of `{name}` changed"),
             _ if k == "model" => format!("model of `{name}` changed"),
             _ if k == "history" => "alerts in the 30-date history window changed".to_string(),
+            _ if k == "flow_history" => {
+                "money flows in the 30-date history window changed".to_string()
+            }
             _ => format!("{k} changed"),
         });
     }

@@ -582,18 +582,27 @@ pub fn feature_sets() -> Vec<(&'static str, Vec<String>)> {
             .cloned()
             .collect()
     };
+    let flow_history = crate::features::FLOW_HISTORY_FEATURES;
+    let alert_history: Vec<&str> = crate::features::HISTORY_FEATURES
+        .iter()
+        .filter(|f| !flow_history.contains(f))
+        .copied()
+        .collect();
     let graph: Vec<String> = all
         .iter()
-        .filter(|f| f.starts_with("net_") || f.starts_with("graph_"))
+        .filter(|f| {
+            f.starts_with("net_") || f.starts_with("graph_") || flow_history.contains(&f.as_str())
+        })
         .cloned()
         .collect();
     vec![
         ("raw alert + address features", raw.clone()),
-        ("graph only: network + graph features", graph),
+        ("graph only: network, graph, flow history", graph),
         ("raw + network (money flows)", with(&["net_"])),
         ("raw + network + graph", with(&["net_", "graph_"])),
+        ("raw + flow history", with(flow_history)),
         ("raw + clusters", with(&["in_cluster", "cluster_"])),
-        ("raw + address history", with(&["hist_"])),
+        ("raw + alert history", with(&alert_history)),
         (
             "raw + within-day + calendar",
             with(&[

@@ -263,9 +263,10 @@ fn start_history(ctx: &Arc<Context>, dates: Vec<NaiveDate>, fetching: bool) {
     let arrived: Option<crate::history::Arrived> =
         fetching.then(|| Arc::new(move |d| c.arrivals.wait_for(d)) as crate::history::Arrived);
     let cfg = ctx.config.clone();
+    let flows = ctx.graph_features;
     let work = Background::spawn("the address history", move || {
         let _end = w.ends_with();
-        crate::history::prepare_as_they_arrive(&cfg, &dates, arrived, &|d| w.add(d, ()))
+        crate::history::prepare_as_they_arrive(&cfg, &dates, arrived, flows, &|d| w.add(d, ()))
     });
     ctx.history.start(work, written);
 }

@@ -165,15 +165,38 @@ pub const DERIVED_FEATURES: &[&str] = &[
 ];
 
 /// Address-history features (see [`crate::history`]), in matrix order, between the graph
-/// features ([`GRAPH_FEATURES`]) and the `af_*` address features: alerts and summed alert volume over the previous
-/// 7 and 30 dates, and the distinct dates alerted in the previous 30 (all 0 without history).
+/// features ([`GRAPH_FEATURES`]) and the `af_*` address features: alerts and summed alert
+/// volume over the previous 7 and 30 dates, and the distinct dates alerted in the previous 30
+/// (all 0 without history); then the money flows over the same windows
+/// ([`FLOW_HISTORY_FEATURES`]).
 pub const HISTORY_FEATURES: &[&str] = &[
     "hist_alerts_7d",
     "hist_volume_usd_7d",
     "hist_alerts_30d",
     "hist_volume_usd_30d",
     "hist_alert_days_30d",
+    "hist_out_usd_7d",
+    "hist_in_usd_7d",
+    "hist_out_cp_days_7d",
+    "hist_in_cp_days_7d",
+    "hist_flow_days_7d",
+    "hist_out_usd_30d",
+    "hist_in_usd_30d",
+    "hist_out_cp_days_30d",
+    "hist_in_cp_days_30d",
+    "hist_flow_days_30d",
+    "hist_out_days_30d",
+    "hist_cps_7d",
+    "hist_cps_30d",
+    "hist_new_cps_7d",
+    "hist_out_cps_30d",
+    "hist_in_cps_30d",
 ];
+
+/// The address-history features made of the previous dates' money flows (the last of
+/// [`HISTORY_FEATURES`]): computed, like the graph features, only when a model of the run uses
+/// one ([`graph_features_needed`]), NaN otherwise.
+pub const FLOW_HISTORY_FEATURES: &[&str] = HISTORY_FEATURES.split_at(5).1;
 
 /// Known typologies; `typology_code` is the index in this list (unknown = NaN).
 pub const TYPOLOGIES: &[&str] = &[
@@ -206,14 +229,15 @@ pub fn alert_feature_names() -> Vec<String> {
         .collect()
 }
 
-/// Whether `name` is a graph feature ([`GRAPH_FEATURES`]) or a cluster feature made of one
-/// (`mean_…`, `max_…`).
+/// Whether `name` is made of more flows than the alert's own ones: a graph feature
+/// ([`GRAPH_FEATURES`]), a flow-history feature ([`FLOW_HISTORY_FEATURES`]), or a cluster
+/// feature made of one (`mean_…`, `max_…`).
 pub fn is_graph_feature(name: &str) -> bool {
     let base = name
         .strip_prefix("mean_")
         .or_else(|| name.strip_prefix("max_"))
         .unwrap_or(name);
-    GRAPH_FEATURES.contains(&base)
+    GRAPH_FEATURES.contains(&base) || FLOW_HISTORY_FEATURES.contains(&base)
 }
 
 /// Whether a run computes the graph features, given the feature names of the models it
@@ -553,6 +577,11 @@ mod tests {
         let old: Vec<String> = ["volume_usd", "af_pagerank"].map(String::from).to_vec();
         let graph: Vec<String> = ["volume_usd", "graph_cycle3"].map(String::from).to_vec();
         let cluster = vec!["max_graph_sg_sinks".to_string()];
+        let flow_history = vec!["hist_in_usd_30d".to_string()];
+        let alert_history = vec!["hist_alerts_30d".to_string()];
+        assert!(graph_features_needed([flow_history.as_slice()]));
+        assert!(!graph_features_needed([alert_history.as_slice()]));
+        assert_eq!(FLOW_HISTORY_FEATURES.first(), Some(&"hist_out_usd_7d"));
         assert!(!graph_features_needed([old.as_slice()]));
         assert!(graph_features_needed([old.as_slice(), graph.as_slice()]));
         assert!(graph_features_needed([cluster.as_slice()]));

@@ -2,19 +2,23 @@
 //! aggregates over calendar days, and the run that reads each requested date's rows from it
 //! (see the parent module for the design).
 
+use super::flows::{counterparties, Dir, Meet, PairDays, PairInput, COUNTS};
 use super::{batch, window_dates, AlertSource, Day, DayAlerts, Keep, HISTORY_DAYS, SHORT_DAYS};
 use crate::contract::USD_SCALE;
+use crate::features::HISTORY_FEATURES;
 use anyhow::{anyhow, Result};
 use arrow::record_batch::RecordBatch;
 use chrono::{Datelike, NaiveDate};
 use differential_dataflow::difference::{Abelian, IsZero, Monoid, Semigroup};
 use differential_dataflow::input::Input;
+use differential_dataflow::AsCollection;
 use rustc_hash::{FxHashMap, FxHashSet as HashSet};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
+use timely::dataflow::operators::vec::Map;
 use timely::dataflow::operators::{Exchange, Inspect, Probe};
 
 /// A 128-bit integer kept as two 64-bit halves: it aligns to 8 bytes, where an `i128` aligns
@@ -51,6 +55,43 @@ pub(super) struct Agg {
 }
 
 impl Agg {
+    /// A count, distinct dates and a volume in 10⁻¹⁸ USD.
+    pub(super) fn new(count: i32, days: i32, volume: i128) -> Self {
+        Agg {
+            alerts: count,
+            days,
+            volume: Wide::new(volume),
+        }
+    }
+
+    /// An aggregate holding an address key in its volume's bits ([`Agg::as_key`]).
+    pub(super) fn key(k: u128) -> Self {
+        Agg::new(0, 0, k as i128)
+    }
+
+    /// The address key [`Agg::key`] holds.
+    pub(super) fn as_key(&self) -> u128 {
+        self.volume.get() as u128
+    }
+
+    /// The count (alerts, or counterparties of flows).
+    #[cfg(test)]
+    pub(super) fn count(&self) -> i32 {
+        self.alerts
+    }
+
+    /// The distinct dates.
+    #[cfg(test)]
+    pub(super) fn days(&self) -> i32 {
+        self.days
+    }
+
+    /// The volume, in 10⁻¹⁸ USD.
+    #[cfg(test)]
+    pub(super) fn volume(&self) -> i128 {
+        self.volume.get()
+    }
+
     /// Alerts, distinct dates and the volume's halves.
     pub(super) fn parts(&self) -> (i32, i32, i64, u64) {
         (self.alerts, self.days, self.volume.hi, self.volume.lo)
@@ -104,51 +145,97 @@ impl std::ops::Neg for Agg {
     }
 }
 
-/// What a record of an address stands for.
+/// What a record of an address stands for: its aggregates over one window, of one kind, or
+/// the day it needs a row for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub(super) enum Slot {
     /// Its alerts of the last [`SHORT_DAYS`] dates.
     Short,
     /// Its alerts of the last [`HISTORY_DAYS`] dates.
     Long,
+    /// What it sent, over the last [`SHORT_DAYS`] dates ([`super::flows::DayFlows::out`]).
+    OutShort,
+    /// What it sent, over the last [`HISTORY_DAYS`] dates.
+    OutLong,
+    /// What it received, over the last [`SHORT_DAYS`] dates ([`super::flows::DayFlows::inn`]).
+    InShort,
+    /// What it received, over the last [`HISTORY_DAYS`] dates.
+    InLong,
+    /// Its counterparties (their number is the aggregate's count) that count in the
+    /// counterparty counts whose bits are set ([`super::flows::COUNTS`]).
+    Met(u8),
     /// It is alerted on this (requested) day, so it needs a row for it.
     Alerted(u32),
 }
 
-/// The per-address features of one day; volumes as `f64` bits so the type is `Ord`.
+impl Slot {
+    /// The six windows: alerts, flows out and flows in, each short then long.
+    const WINDOWS: [Slot; 6] = [
+        Slot::Short,
+        Slot::Long,
+        Slot::OutShort,
+        Slot::OutLong,
+        Slot::InShort,
+        Slot::InLong,
+    ];
+
+    /// The window's length in dates and its place in [`Slot::WINDOWS`] (`None` otherwise).
+    fn window(self) -> Option<(u32, usize)> {
+        let i = Slot::WINDOWS.iter().position(|&w| w == self)?;
+        let len = if i % 2 == 0 { SHORT_DAYS } else { HISTORY_DAYS };
+        Some((len as u32, i))
+    }
+}
+
+/// The number of history features ([`HISTORY_FEATURES`]).
+const WIDTH: usize = 21;
+const _: () = assert!(HISTORY_FEATURES.len() == WIDTH);
+
+/// The per-address features of one day, as `f64` bits so the type is `Ord`.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
-pub(super) struct Stats {
-    alerts_7d: u64,
-    volume_7d: u64,
-    alerts_30d: u64,
-    volume_30d: u64,
-    days_30d: u64,
-}
+pub(super) struct Stats([u64; WIDTH]);
 
 impl Stats {
-    /// The features of the windows' aggregates (absent windows are zero).
-    fn of(short: Agg, long: Agg) -> Self {
-        let usd = |units: i128| (units as f64 / 10f64.powi(USD_SCALE.into())).to_bits();
-        Stats {
-            alerts_7d: short.alerts.max(0) as u64,
-            volume_7d: usd(short.volume.get()),
-            alerts_30d: long.alerts.max(0) as u64,
-            volume_30d: usd(long.volume.get()),
-            days_30d: long.days.max(0) as u64,
+    /// The features of the windows' aggregates ([`Slot::WINDOWS`] order, absent windows are
+    /// zero); the flow features are NaN unless `flows` were fed.
+    fn of(w: &[Agg; 6], counts: &[i32; COUNTS], flows: bool) -> Self {
+        let usd = |a: &Agg| a.volume.get() as f64 / 10f64.powi(USD_SCALE.into());
+        let n = |v: i32| v.max(0) as f64;
+        let [short, long, out_s, out_l, in_s, in_l] = w;
+        let mut v = [
+            n(short.alerts),
+            usd(short),
+            n(long.alerts),
+            usd(long),
+            n(long.days),
+            usd(out_s),
+            usd(in_s),
+            n(out_s.alerts),
+            n(in_s.alerts),
+            n(in_s.days),
+            usd(out_l),
+            usd(in_l),
+            n(out_l.alerts),
+            n(in_l.alerts),
+            n(in_l.days),
+            n(out_l.days),
+            n(counts[0]),
+            n(counts[1]),
+            n(counts[2]),
+            n(counts[3]),
+            n(counts[4]),
+        ];
+        if !flows {
+            v[5..].fill(f64::NAN);
         }
+        Stats(v.map(f64::to_bits))
     }
 
     /// The feature values, in [`HISTORY_FEATURES`] order.
-    pub(super) fn values(&self) -> [f64; 5] {
-        [
-            self.alerts_7d as f64,
-            f64::from_bits(self.volume_7d),
-            self.alerts_30d as f64,
-            f64::from_bits(self.volume_30d),
-            self.days_30d as f64,
-        ]
+    pub(super) fn values(&self) -> [f64; WIDTH] {
+        self.0.map(f64::from_bits)
     }
 }
 
@@ -169,7 +256,7 @@ pub(super) fn day(d: NaiveDate) -> u32 {
 /// A date's distinct alerted addresses, ascending, with their keys.
 pub(super) type Names = Vec<(String, u128)>;
 
-/// A date's alerts aggregated per address: key → one date's [`Agg`], ascending by key.
+/// A date's alerts (or flows) aggregated per address: key → one date's [`Agg`], ascending by key.
 pub(super) type DayAggs = Rc<Vec<(u128, Agg)>>;
 
 /// Aggregates a date's alerts per address, with its distinct `(address, key)` pairs.
@@ -198,7 +285,11 @@ where
     }
     aggs.sort_unstable_by_key(|r| r.0);
     names.sort_unstable();
-    Day { aggs, names }
+    Day {
+        aggs,
+        names,
+        ..Day::default()
+    }
 }
 
 /// An output update: (key, ((day, stats)), time, multiplicity).
@@ -216,23 +307,26 @@ pub(super) type Finished = (NaiveDate, Result<RecordBatch, String>);
 /// its epoch is complete: its rows (address ascending), or the error that prevents them (the
 /// date's batch is missing, or an alerts file of its window cannot be read). Memory holds one
 /// record per address and window of the live windows and the dates in flight, never the range.
+/// The flow features are NaN: [`compute_with`] computes them.
 pub fn compute(
     source: AlertSource,
     dates: &[NaiveDate],
     workers: usize,
     sink: &mut dyn FnMut(NaiveDate, Result<RecordBatch, String>) -> Result<()>,
 ) -> Result<()> {
-    compute_with(source, dates, workers, true, sink)
+    compute_with(source, dates, workers, true, false, sink)
 }
 
 /// [`compute`]; `requested_first` lets a short run read its requested dates before the
 /// others (to keep only their addresses' alerts), which a run whose dates arrive one by one
-/// does not want: the first date's rows would wait for the last date.
+/// does not want: the first date's rows would wait for the last date. With `flows`, the
+/// source's days carry their money flows ([`Day::flows`]) and the rows their flow features.
 pub fn compute_with(
     source: AlertSource,
     dates: &[NaiveDate],
     workers: usize,
     requested_first: bool,
+    flows: bool,
     sink: &mut dyn FnMut(NaiveDate, Result<RecordBatch, String>) -> Result<()>,
 ) -> Result<()> {
     let wanted: BTreeSet<NaiveDate> = dates.iter().copied().collect();
@@ -265,17 +359,41 @@ pub fn compute_with(
         let (index, peers) = (worker.index(), worker.peers());
         let tx = tx.lock().expect("sender").clone();
         let rows: Rc<RefCell<Gathered>> = Rc::default();
-        let (mut records, probe) = worker.dataflow::<u32, _, _>(|scope| {
+        let (mut records, mut pairs, probe) = worker.dataflow::<u32, _, _>(|scope| {
             let (input, records) = scope.new_collection::<(u128, Slot), Agg>();
+            // An address and a counterparty, with the days they met in each window, turned
+            // into each address's counts of distinct counterparties.
+            let (pair_input, pairs) = scope.new_collection::<Meet, PairDays>();
+            let counts = pairs
+                .reduce(|_pair, met: &[(&Dir, PairDays)], out: &mut Vec<(u8, isize)>| {
+                    let bits = counterparties(met);
+                    if bits != 0 {
+                        out.push((bits, 1));
+                    }
+                })
+                .map(|((address, _), bits)| (address, Slot::Met(bits)))
+                .inner
+                .map(|(d, t, r)| (d, t, Agg::new(r as i32, 0, 0)))
+                .as_collection();
             let rows = rows.clone();
             let (probe, _) = records
-                .reduce(|_key, vals: &[(&Slot, Agg)], out: &mut Vec<((u32, Stats), isize)>| {
-                    let (mut short, mut long) = (Agg::default(), Agg::default());
+                .concat(counts)
+                .reduce(move |_key, vals: &[(&Slot, Agg)], out: &mut Vec<((u32, Stats), isize)>| {
+                    // The marks sort after the aggregates.
+                    let mut windows = [Agg::default(); 6];
+                    let mut counts = [0; COUNTS];
                     for (slot, agg) in vals {
-                        match slot {
-                            Slot::Short => short = *agg,
-                            Slot::Long => long = *agg,
-                            Slot::Alerted(d) => out.push(((*d, Stats::of(short, long)), 1)),
+                        match (slot, slot.window()) {
+                            (Slot::Alerted(d), _) => {
+                                out.push(((*d, Stats::of(&windows, &counts, flows)), 1));
+                            }
+                            (Slot::Met(bits), _) => {
+                                for (i, c) in counts.iter_mut().enumerate() {
+                                    *c += agg.alerts * i32::from(bits >> i & 1);
+                                }
+                            }
+                            (_, Some((_, i))) => windows[i] = *agg,
+                            (_, None) => {}
                         }
                     }
                 })
@@ -293,7 +411,7 @@ pub fn compute_with(
                     }
                 })
                 .probe();
-            (input, probe)
+            (input, PairInput::new(pair_input), probe)
         });
 
         // Hands every requested date whose epoch is complete to the sink, in date order (worker 0).
@@ -343,8 +461,9 @@ pub fn compute_with(
         // same, and the reduce works once per requested day instead of once per day.
         let requested: BTreeSet<u32> = wanted.iter().map(|&d| day(d)).collect();
         let seen_at = |u: u32| requested.range(u..).next().copied().unwrap_or(u);
-        // Retractions not yet due, by day: (window, the aggregates of the date that leaves it).
-        let mut exits: BTreeMap<u32, Vec<(Slot, DayAggs)>> = BTreeMap::new();
+        // Retractions not yet due, by day: (window, the aggregates and the meetings of the
+        // date that leaves it).
+        let mut exits: BTreeMap<u32, Vec<(Slot, DayAggs, DayMeets)>> = BTreeMap::new();
         for (i, &d) in mine.iter().enumerate() {
             // At most one of this worker's dates in flight.
             if i > 0 {
@@ -359,20 +478,31 @@ pub fn compute_with(
                 .recv()
                 .unwrap_or_else(|_| Err(anyhow!("the history reader of {d} stopped")));
             match alerts {
-                Ok(Some(Day { aggs, names: addrs })) => {
-                    let aggs: DayAggs = Rc::new(aggs);
-                    // Updates after the last requested date are never read: skipped, so that
-                    // closing the input leaves no month of retractions to process.
-                    if t < horizon {
-                        for &(k, agg) in aggs.iter() {
-                            records.update_at((k, Slot::Short), seen_at(t + 1), agg);
-                            records.update_at((k, Slot::Long), seen_at(t + 1), agg);
+                Ok(Some(Day {
+                    aggs,
+                    flows: day_flows,
+                    names: addrs,
+                })) => {
+                    let kinds = [aggs, day_flows.out, day_flows.inn].map(Rc::new);
+                    let met: DayMeets = Rc::new(day_flows.meets);
+                    for slot in Slot::WINDOWS {
+                        let (len, i) = slot.window().expect("a window");
+                        let aggs: &DayAggs = &kinds[i / 2];
+                        // The meetings enter both windows with the flows out, once.
+                        let met = if i / 2 == 1 { met.clone() } else { DayMeets::default() };
+                        // Updates after the last requested date are never read: skipped, so
+                        // that closing the input leaves no month of retractions to process.
+                        if t < horizon {
+                            for &(k, agg) in aggs.iter() {
+                                records.update_at((k, slot), seen_at(t + 1), agg);
+                            }
+                            if slot == Slot::OutShort {
+                                pairs.update(&met, seen_at(t + 1), PairDays::new(1, 1));
+                            }
                         }
-                    }
-                    for (slot, len) in [(Slot::Short, SHORT_DAYS), (Slot::Long, HISTORY_DAYS)] {
-                        let len = len as u32;
-                        if t + 1 + len <= horizon {
-                            exits.entry(t + 1 + len).or_default().push((slot, aggs.clone()));
+                        if t + 1 + len <= horizon && !(aggs.is_empty() && met.is_empty()) {
+                            let exit = (slot, aggs.clone(), met);
+                            exits.entry(t + 1 + len).or_default().push(exit);
                         }
                     }
                     if wanted.contains(&d) {
@@ -405,16 +535,23 @@ pub fn compute_with(
             let next = mine.get(i + 1).map_or(u32::MAX, |&n| day(n));
             while let Some(entry) = exits.first_entry().filter(|e| *e.key() < next) {
                 let at = *entry.key();
-                for (slot, aggs) in entry.remove() {
+                for (slot, aggs, met) in entry.remove() {
                     for &(k, agg) in aggs.iter() {
                         records.update_at((k, slot), seen_at(at), -agg);
                     }
+                    let left = match slot {
+                        Slot::OutShort => PairDays::new(-1, 0),
+                        _ => PairDays::new(0, -1),
+                    };
+                    pairs.update(&met, seen_at(at), left);
                 }
             }
             records.advance_to(t + 1);
             records.flush();
+            pairs.advance_to(t + 1);
         }
         records.close();
+        pairs.close();
         while worker.step_or_park(Some(crate::engine::IDLE)) {
             flush(&probe, false);
         }
@@ -434,6 +571,9 @@ pub fn compute_with(
     }
     first_err.map_or(Ok(()), Err)
 }
+
+/// A date's meetings of an address with a counterparty ([`super::flows::DayFlows::meets`]).
+pub(super) type DayMeets = Rc<Vec<Meet>>;
 
 /// The addresses alerted on `dates`, and the dates as read (a date that cannot be read adds
 /// none and is read again in the run, which reports it).

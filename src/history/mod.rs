@@ -33,10 +33,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod dataflow;
+mod flows;
 mod summary;
 
 use dataflow::Stats;
 pub use dataflow::{aggregate, compute, compute_with};
+pub use flows::{aggregate_flows, DayFlows};
 use summary::Summaries;
 
 /// Length of the long window, in dates: a date's history depends on the alerts of the
@@ -67,6 +69,8 @@ pub type DayAlerts = Option<Day>;
 pub struct Day {
     /// The aggregates, ascending by key.
     aggs: Vec<(u128, dataflow::Agg)>,
+    /// Its money flows per address (empty unless the flow features are computed).
+    pub flows: DayFlows,
     /// The distinct `(address, key)` pairs, ascending by address; empty when read from a
     /// summary, which is never done for a date whose rows are wanted.
     names: dataflow::Names,
@@ -139,10 +143,10 @@ fn read_alerts(
     if !complete {
         match summaries.read(date, &hash) {
             Ok(Some(aggs)) => {
-                let aggs = keep.filter(aggs);
+                let aggs = keep.filter(aggs.into_iter().flatten().collect());
                 return Ok(Some(Day {
                     aggs,
-                    names: Vec::new(),
+                    ..Day::default()
                 }));
             }
             Ok(None) => {}
@@ -151,7 +155,7 @@ fn read_alerts(
     }
     let day = read_file(&path, date, keep)?;
     if complete {
-        if let Err(e) = summaries.write(date, &hash, &day.aggs) {
+        if let Err(e) = summaries.write(date, &hash, &[&day.aggs]) {
             tracing::warn!(%date, "history summary not written: {e:#}");
         }
     }
@@ -221,9 +225,10 @@ fn batch(rows: impl Iterator<Item = (String, Stats)>) -> Result<RecordBatch> {
 pub fn compute_for(
     cfg: &RunConfig,
     dates: &[NaiveDate],
+    flows: bool,
     sink: &mut dyn FnMut(NaiveDate, Result<RecordBatch, String>) -> Result<()>,
 ) -> Result<()> {
-    compute_as_they_arrive(cfg, dates, None, sink)
+    compute_as_they_arrive(cfg, dates, None, flows, sink)
 }
 
 /// Waits until a date's batch is in place, before the history reads it (a run that fetches
@@ -236,17 +241,25 @@ fn compute_as_they_arrive(
     cfg: &RunConfig,
     dates: &[NaiveDate],
     arrived: Option<Arrived>,
+    flows: bool,
     sink: &mut dyn FnMut(NaiveDate, Result<RecordBatch, String>) -> Result<()>,
 ) -> Result<()> {
     let summaries = Arc::new(Summaries::new(&cfg.output, &cfg.network, cfg.window_days));
+    let flow_summaries = Summaries::flows(&summaries);
+    // No window holds the last requested date: its flows are not read.
+    let last = dates.iter().max().copied();
     let (c, s, a) = (cfg.clone(), summaries.clone(), arrived.clone());
     let source: AlertSource = Arc::new(move |d, keep| {
         if let Some(a) = &a {
             a(d);
         }
-        read_alerts(&c, &s, d, keep)
+        let mut day = read_alerts(&c, &s, d, keep)?;
+        if let Some(day) = day.as_mut().filter(|_| flows && Some(d) < last) {
+            day.flows = flows::read(&c.input_dir(d), &flow_summaries, d, keep)?;
+        }
+        Ok(day)
     });
-    compute_with(source, dates, cfg.workers, arrived.is_none(), sink)?;
+    compute_with(source, dates, cfg.workers, arrived.is_none(), flows, sink)?;
     summaries.save_hashes(&cfg.output)
 }
 
@@ -267,8 +280,8 @@ fn error_path(cfg: &RunConfig, date: NaiveDate) -> PathBuf {
 /// batch, or its own alerts unreadable) gets no table but an error that [`load`] reports, so
 /// it fails alone; an unreadable date in another date's window counts as no alerts there
 /// (with a warning), and the planner reruns that date once the file changes. Errors only when the cache cannot be written.
-pub fn prepare(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<()> {
-    prepare_as_they_arrive(cfg, dates, None, &|_| {})
+pub fn prepare(cfg: &RunConfig, dates: &[NaiveDate], flows: bool) -> Result<()> {
+    prepare_as_they_arrive(cfg, dates, None, flows, &|_| {})
 }
 
 /// [`prepare`], calling `ready` with each date whose table (or error) is written, as soon as
@@ -278,11 +291,12 @@ pub fn prepare_as_they_arrive(
     cfg: &RunConfig,
     dates: &[NaiveDate],
     arrived: Option<Arrived>,
+    flows: bool,
     ready: &dyn Fn(NaiveDate),
 ) -> Result<()> {
     let start = std::time::Instant::now();
     let (mut written, mut unchanged, mut failed) = (0usize, 0usize, 0usize);
-    compute_as_they_arrive(cfg, dates, arrived, &mut |d, result| {
+    compute_as_they_arrive(cfg, dates, arrived, flows, &mut |d, result| {
         let path = cache_path(cfg, d);
         let err = error_path(cfg, d);
         if let Some(dir) = path.parent() {
@@ -350,11 +364,11 @@ pub fn load(cfg: &RunConfig, date: NaiveDate) -> Result<RecordBatch> {
     Ok(b)
 }
 
-/// The history tables of `dates`, computed in memory (for training); fails on the first date
-/// whose history cannot be computed.
+/// The history tables of `dates` with their flow features, computed in memory (for training
+/// and `pipeline features`); fails on the first date whose history cannot be computed.
 pub fn in_memory(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<BTreeMap<NaiveDate, RecordBatch>> {
     let mut out = BTreeMap::new();
-    compute_for(cfg, dates, &mut |d, r| {
+    compute_for(cfg, dates, true, &mut |d, r| {
         out.insert(d, r.map_err(|e| anyhow!("history features of {d}: {e}"))?);
         Ok(())
     })?;
@@ -402,7 +416,7 @@ mod tests {
 
     fn run_with(src: AlertSource, dates: &[NaiveDate], workers: usize, first: bool) -> Rows {
         let mut out = Rows::new();
-        compute_with(src, dates, workers, first, &mut |date, r| {
+        compute_with(src, dates, workers, first, false, &mut |date, r| {
             let b = r.map_err(|e| anyhow!(e))?;
             let addr = b.column(0).as_string::<i32>();
             let rows = out.entry(date).or_default();

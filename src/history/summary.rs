@@ -6,7 +6,9 @@
 //! date of a backfill, and for each date a run processes. Its name holds the content hash of
 //! the `alerts.parquet` it was made from (the planner's [`HashCache`]), so a changed file is
 //! never read through a stale summary. Running D after D−1 (or after a backfill) then reads D's
-//! own alerts and 30 summaries.
+//! own alerts and 30 summaries. The money flows' per-address aggregates ([`super::flows`]) are
+//! kept the same way, in a `flows` folder beside them, named by the content hash of
+//! `money_flows.parquet`: a flow summary is written whenever a date's flows are read.
 
 use super::dataflow::Agg;
 use crate::plan::HashCache;
@@ -18,20 +20,33 @@ use chrono::NaiveDate;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// One list of a summary: aggregates by address key.
+pub(super) type Aggs = Vec<(u128, Agg)>;
+
 /// Where the summaries of one run configuration live, and the content hashes that name them.
 pub(super) struct Summaries {
     dir: PathBuf,
     staging: PathBuf,
-    hashes: Mutex<HashCache>,
+    hashes: Arc<Mutex<HashCache>>,
 }
 
 impl Summaries {
-    /// The summaries under `output` for `network` and `window_days`.
+    /// The alert summaries under `output` for `network` and `window_days`.
     pub(super) fn new(output: &Path, network: &str, window_days: u32) -> Self {
         Self {
             dir: crate::layout::history_days(output, network, window_days),
             staging: crate::layout::staging(output),
-            hashes: Mutex::new(HashCache::load(output)),
+            hashes: Arc::new(Mutex::new(HashCache::load(output))),
+        }
+    }
+
+    /// The money-flow summaries beside the alert summaries of `output`, `network` and
+    /// `window_days` (in a `flows` folder), sharing the content hashes of `alerts`.
+    pub(super) fn flows(alerts: &Summaries) -> Self {
+        Self {
+            dir: alerts.dir.join("flows"),
+            staging: alerts.staging.clone(),
+            hashes: alerts.hashes.clone(),
         }
     }
 
@@ -42,7 +57,7 @@ impl Summaries {
             .join(format!("{}.{short}.arrow", date.format("%Y-%m-%d")))
     }
 
-    /// The content hash of a date's alerts file.
+    /// The content hash of a date's input file.
     pub(super) fn hash(&self, alerts: &Path) -> Result<String> {
         self.hashes
             .lock()
@@ -58,8 +73,9 @@ impl Summaries {
             .save(output)
     }
 
-    /// The summary of `date` for alerts of content hash `hash`, if one was written.
-    pub(super) fn read(&self, date: NaiveDate, hash: &str) -> Result<Option<Vec<(u128, Agg)>>> {
+    /// The summary of `date` for an input of content hash `hash`, if one was written: the
+    /// lists [`Summaries::write`] wrote, in order.
+    pub(super) fn read(&self, date: NaiveDate, hash: &str) -> Result<Option<Vec<Aggs>>> {
         let path = self.path(date, hash);
         let Some(bytes) = crate::io::read_if_present(&path)? else {
             return Ok(None);
@@ -69,9 +85,14 @@ impl Summaries {
             .map(Some)
     }
 
-    /// Writes the summary of `date` (atomically) unless it exists, replacing those of other
-    /// content.
-    pub(super) fn write(&self, date: NaiveDate, hash: &str, aggs: &[(u128, Agg)]) -> Result<()> {
+    /// Writes the summary of `date`, one or more lists of aggregates (atomically), unless it
+    /// exists, replacing those of other content.
+    pub(super) fn write(
+        &self,
+        date: NaiveDate,
+        hash: &str,
+        lists: &[&[(u128, Agg)]],
+    ) -> Result<()> {
         if self.path(date, hash).exists() {
             return Ok(());
         }
@@ -86,10 +107,19 @@ impl Summaries {
                 }
             }
         }
-        let batch = encode(aggs)?;
+        let batches = lists
+            .iter()
+            .map(|l| encode(l))
+            .collect::<Result<Vec<_>>>()?;
         crate::io::TempFile::write_in(&self.staging, &self.path(date, hash), |w| {
-            let mut writer = arrow::ipc::writer::FileWriter::try_new(w, &batch.schema())?;
-            writer.write(&batch)?;
+            let schema = batches
+                .first()
+                .map(|b| b.schema())
+                .unwrap_or_else(|| encode(&[]).expect("an empty summary encodes").schema());
+            let mut writer = arrow::ipc::writer::FileWriter::try_new(w, &schema)?;
+            for b in &batches {
+                writer.write(b)?;
+            }
             writer.finish()?;
             Ok(())
         })?
@@ -117,11 +147,12 @@ fn encode(aggs: &[(u128, Agg)]) -> Result<RecordBatch> {
     ])?)
 }
 
-fn decode(bytes: &[u8]) -> Result<Vec<(u128, Agg)>> {
+fn decode(bytes: &[u8]) -> Result<Vec<Aggs>> {
     let reader = arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)?;
-    let mut out = Vec::new();
+    let mut lists = Vec::new();
     for b in reader {
         let b = b?;
+        let mut out = Vec::with_capacity(b.num_rows());
         if b.num_columns() != 6 || b.columns().iter().any(|c| c.null_count() > 0) {
             bail!("unexpected columns");
         }
@@ -147,6 +178,7 @@ fn decode(bytes: &[u8]) -> Result<Vec<(u128, Agg)>> {
                 Agg::from_parts(alerts.value(i), days.value(i), vhi.value(i), vlo.value(i)),
             ));
         }
+        lists.push(out);
     }
-    Ok(out)
+    Ok(lists)
 }
