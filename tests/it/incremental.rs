@@ -436,3 +436,35 @@ fn a_date_whose_state_cache_cannot_be_written_fails_and_reruns_whole() {
         "every stage reran and is recorded"
     );
 }
+
+#[test]
+fn changed_money_flows_rerun_the_dates_whose_flow_history_holds_them() {
+    // The fixture's models use every feature, the flow history's among them.
+    let s = setup();
+    ok(run(&s, &[]));
+    let dir = batch_dir(&s.input, "2025-10-03");
+    let flows = read_parquet(&dir.join("money_flows.parquet"));
+    let every_other: arrow::array::BooleanArray =
+        (0..flows.num_rows()).map(|i| Some(i % 2 == 0)).collect();
+    let fewer = arrow::compute::filter_record_batch(&flows, &every_other).unwrap();
+    write_parquet(&dir.join("money_flows.parquet"), &fewer);
+    refresh_meta(&dir);
+    let status = ok(pipeline(&["status", s.cfg.to_str().unwrap()]));
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("2025-10-03  stale") && text.contains("input money_flows.parquet changed"),
+        "{text}"
+    );
+    for d in ["2025-10-04", "2025-10-05", "2025-10-06"] {
+        assert!(text.contains(&format!("{d}  stale")), "{text}");
+    }
+    assert!(
+        text.contains("money flows in the 30-date history window changed"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("alerts in the 30-date history window changed"),
+        "{text}"
+    );
+    assert!(text.contains("2 up to date"), "{text}");
+}
