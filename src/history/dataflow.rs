@@ -161,8 +161,8 @@ pub(super) enum Slot {
     InShort,
     /// What it received, over the last [`HISTORY_DAYS`] dates.
     InLong,
-    /// Its counterparties (their number is the aggregate's count) that count in the
-    /// counterparty counts whose bits are set ([`super::flows::COUNTS`]).
+    /// One of its counts of distinct counterparties (the aggregate's count), by its place in
+    /// [`super::flows::COUNTS`].
     Met(u8),
     /// It is alerted on this (requested) day, so it needs a row for it.
     Alerted(u32),
@@ -365,13 +365,12 @@ pub fn compute_with(
             // into each address's counts of distinct counterparties.
             let (pair_input, pairs) = scope.new_collection::<Meet, PairDays>();
             let counts = pairs
-                .reduce(|_pair, met: &[(&Dir, PairDays)], out: &mut Vec<(u8, isize)>| {
-                    let bits = counterparties(met);
-                    if bits != 0 {
-                        out.push((bits, 1));
-                    }
+                .reduce(|_address, met: &[(&(u64, Dir), PairDays)], out: &mut Vec<(u8, isize)>| {
+                    let counts = counterparties(met);
+                    let nonzero = counts.iter().enumerate().filter(|c| *c.1 > 0);
+                    out.extend(nonzero.map(|(i, &n)| (i as u8, n as isize)));
                 })
-                .map(|((address, _), bits)| (address, Slot::Met(bits)))
+                .map(|(address, i)| (address, Slot::Met(i)))
                 .inner
                 .map(|(d, t, r)| (d, t, Agg::new(r as i32, 0, 0)))
                 .as_collection();
@@ -387,11 +386,7 @@ pub fn compute_with(
                             (Slot::Alerted(d), _) => {
                                 out.push(((*d, Stats::of(&windows, &counts, flows)), 1));
                             }
-                            (Slot::Met(bits), _) => {
-                                for (i, c) in counts.iter_mut().enumerate() {
-                                    *c += agg.alerts * i32::from(bits >> i & 1);
-                                }
-                            }
+                            (Slot::Met(i), _) => counts[usize::from(*i)] = agg.alerts,
                             (_, Some((_, i))) => windows[i] = *agg,
                             (_, None) => {}
                         }

@@ -46,9 +46,9 @@ pub enum Dir {
     In,
 }
 
-/// An address (its key), a counterparty (64 bits of its key: enough to tell an address's
-/// counterparties apart) and the direction: a record of the pair windows.
-pub type Meet = ((u128, u64), Dir);
+/// An address (its key) and a counterparty (64 bits of its key: enough to tell an address's
+/// counterparties apart) with the direction: a record of the pair windows, keyed by address.
+pub type Meet = (u128, (u64, Dir));
 
 /// The dates on which a [`Meet`] happened, in the short and the long window: the differences
 /// of the pair windows.
@@ -142,29 +142,32 @@ impl PairInput {
 /// one (the last five of [`crate::features::HISTORY_FEATURES`]).
 pub(super) const COUNTS: usize = 5;
 
-/// The counterparty counts one counterparty adds to an address, as bits in [`COUNTS`] order,
-/// from the dates they met each way ([`PairDays`]).
-pub(super) fn counterparties(met: &[(&Dir, PairDays)]) -> u8 {
-    let sum = |f: &dyn Fn(&Dir) -> bool| {
-        met.iter()
-            .filter(|m| f(m.0))
-            .fold(PairDays::default(), |mut a, m| {
-                a.plus_equals(&m.1);
-                a
-            })
-    };
-    let both = sum(&|_| true);
-    let counts = [
-        both.short > 0,
-        both.long > 0,
-        both.short > 0 && both.long == both.short,
-        sum(&|d| *d == Dir::Out).long > 0,
-        sum(&|d| *d == Dir::In).long > 0,
-    ];
+/// An address's counterparty counts, in [`COUNTS`] order, from the dates it met each
+/// counterparty each way ([`PairDays`]; `met` is ordered by counterparty, as a reduce gives it).
+pub(super) fn counterparties(met: &[(&(u64, Dir), PairDays)]) -> [i32; COUNTS] {
+    let mut counts = [0; COUNTS];
+    for one in met.chunk_by(|a, b| a.0 .0 == b.0 .0) {
+        let sum = |f: &dyn Fn(&Dir) -> bool| {
+            one.iter()
+                .filter(|m| f(&m.0 .1))
+                .fold(PairDays::default(), |mut a, m| {
+                    a.plus_equals(&m.1);
+                    a
+                })
+        };
+        let both = sum(&|_| true);
+        let counted = [
+            both.short > 0,
+            both.long > 0,
+            both.short > 0 && both.long == both.short,
+            sum(&|d| *d == Dir::Out).long > 0,
+            sum(&|d| *d == Dir::In).long > 0,
+        ];
+        for (c, yes) in counts.iter_mut().zip(counted) {
+            *c += i32::from(yes);
+        }
+    }
     counts
-        .iter()
-        .enumerate()
-        .fold(0, |bits, (i, &c)| bits | (u8::from(c) << i))
 }
 
 impl DayFlows {
@@ -177,10 +180,10 @@ impl DayFlows {
         let mut meets = Vec::new();
         for &(f, t) in &self.pairs {
             if kept(&f) {
-                meets.push(((f, t as u64), Dir::Out));
+                meets.push((f, (t as u64, Dir::Out)));
             }
             if kept(&t) {
-                meets.push(((t, f as u64), Dir::In));
+                meets.push((t, (f as u64, Dir::In)));
             }
         }
         Self {
