@@ -34,6 +34,29 @@ fn by_address(b: &arrow::record_batch::RecordBatch) -> HashMap<String, Vec<f64>>
         .collect()
 }
 
+/// A copy of the fixture's input (to edit), with run configs over it, each writing to its own
+/// output.
+struct InputCopy {
+    tmp: tempfile::TempDir,
+    input: std::path::PathBuf,
+}
+
+impl InputCopy {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let input = tmp.path().join("input");
+        copy_tree(&fixture().input, &input);
+        Self { tmp, input }
+    }
+
+    /// A run config named `name` over the copy, with the fixture's models.
+    fn config(&self, name: &str) -> RunConfig {
+        let dir = self.tmp.path().join(name);
+        let path = write_config(&dir, &self.input, &dir.join("out"), &fixture().models);
+        RunConfig::load(&path).unwrap()
+    }
+}
+
 #[test]
 fn run_caches_history_that_the_exported_matrix_matches() {
     let tmp = tempfile::tempdir().unwrap();
@@ -209,19 +232,8 @@ fn changing_one_dates_alerts_rewrites_only_the_caches_whose_window_holds_it() {
 
 #[test]
 fn a_later_run_reads_earlier_dates_from_their_summaries_and_never_from_a_stale_one() {
-    let f = fixture();
-    let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("input");
-    copy_tree(&f.input, &input);
-    let config = |name: &str| {
-        let path = write_config(
-            &tmp.path().join(name),
-            &input,
-            &tmp.path().join(name).join("out"),
-            &f.models,
-        );
-        RunConfig::load(&path).unwrap()
-    };
+    let copy = InputCopy::new();
+    let (input, config) = (&copy.input, |name: &str| copy.config(name));
     let (cfg, fresh) = (config("a"), config("b"));
     let all = dates();
     let (last, before) = all.split_last().unwrap();
@@ -233,7 +245,7 @@ fn a_later_run_reads_earlier_dates_from_their_summaries_and_never_from_a_stale_o
 
     // The earlier dates' files are not read again: zeroed behind the planner's back (same
     // size and mtime), they still give the table computed from them.
-    let zeroed = batch_dir(&input, &before[2].to_string()).join("alerts.parquet");
+    let zeroed = batch_dir(input, &before[2].to_string()).join("alerts.parquet");
     let (original, mtime) = (
         std::fs::read(&zeroed).unwrap(),
         std::fs::metadata(&zeroed).unwrap().modified().unwrap(),
@@ -251,7 +263,7 @@ fn a_later_run_reads_earlier_dates_from_their_summaries_and_never_from_a_stale_o
 
     // A changed file has a new summary: drop the alerts of the last date's addresses from an
     // earlier date, and the table is what the files alone give.
-    let dir = batch_dir(&input, &before[3].to_string());
+    let dir = batch_dir(input, &before[3].to_string());
     let alerts = read_parquet(&dir.join("alerts.parquet"));
     let wanted = by_address(&history::load(&cfg, *last).unwrap());
     let addr = alerts.column_by_name("address").unwrap().as_string::<i32>();
@@ -275,19 +287,8 @@ fn a_later_run_reads_earlier_dates_from_their_summaries_and_never_from_a_stale_o
 
 #[test]
 fn flow_history_comes_from_summaries_and_follows_a_changed_flows_file() {
-    let f = fixture();
-    let tmp = tempfile::tempdir().unwrap();
-    let input = tmp.path().join("input");
-    copy_tree(&f.input, &input);
-    let config = |name: &str| {
-        let path = write_config(
-            &tmp.path().join(name),
-            &input,
-            &tmp.path().join(name).join("out"),
-            &f.models,
-        );
-        RunConfig::load(&path).unwrap()
-    };
+    let copy = InputCopy::new();
+    let (input, config) = (&copy.input, |name: &str| copy.config(name));
     let (cfg, fresh) = (config("a"), config("b"));
     let all = dates();
     let (last, before) = all.split_last().unwrap();
@@ -310,7 +311,7 @@ fn flow_history_comes_from_summaries_and_follows_a_changed_flows_file() {
     assert!(rows.values().all(|v| v.iter().all(|x| x.is_finite())));
 
     // Drop an earlier date's flows sent by the last date's addresses: the table follows.
-    let dir = batch_dir(&input, &before[3].to_string());
+    let dir = batch_dir(input, &before[3].to_string());
     let flows_file = read_parquet(&dir.join("money_flows.parquet"));
     let from = flows_file
         .column_by_name("from_address")
