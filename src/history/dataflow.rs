@@ -589,6 +589,10 @@ fn alerted(source: &AlertSource, dates: &BTreeSet<NaiveDate>) -> (Keep, BTreeMap
         keys: Arc::new(keys),
         dates: Arc::new(dates.clone()),
     };
+    // Their flows feed the windows of the later dates: only the kept addresses' are needed.
+    for day in read.values_mut() {
+        day.flows = std::mem::take(&mut day.flows).filter(&keep);
+    }
     (keep, read)
 }
 

@@ -171,13 +171,14 @@ pub(super) fn counterparties(met: &[(&(u64, Dir), PairDays)]) -> [i32; COUNTS] {
 }
 
 impl DayFlows {
-    /// Keeps the aggregates and meetings of the addresses `keep` keeps.
+    /// Keeps the aggregates and meetings of the addresses `keep` keeps (the pairs as read
+    /// become meetings).
     pub(super) fn filter(self, keep: &Keep) -> Self {
         let kept = |k: &u128| match keep {
             Keep::All => true,
             Keep::Only { keys, .. } => keys.contains(k),
         };
-        let mut meets = Vec::new();
+        let mut meets: Vec<Meet> = self.meets.into_iter().filter(|m| kept(&m.0)).collect();
         for &(f, t) in &self.pairs {
             if kept(&f) {
                 meets.push((f, (t as u64, Dir::Out)));
@@ -502,6 +503,27 @@ mod tests {
             got,
             "so do all addresses' flows"
         );
+        // Two requested dates: the first, read whole before the others, keeps the flows of
+        // the run's alerted addresses only, and the rows are the same.
+        let two = |first: bool| {
+            let mut out = Rows::new();
+            let dates = [base - Days::new(1), base];
+            compute_with(src.clone(), &dates, 1, first, true, &mut |d, r| {
+                let b = r.map_err(|e| anyhow::anyhow!(e))?;
+                let cps = b.column_by_name("hist_cps_30d").expect("a column");
+                let a = b.column(0).as_string::<i32>();
+                for i in 0..b.num_rows() {
+                    let v = cps.as_primitive::<Float64Type>().value(i);
+                    out.insert(format!("{d} {}", a.value(i)), BTreeMap::from([("cps", v)]));
+                }
+                Ok(())
+            })
+            .unwrap();
+            out
+        };
+        let both = two(true);
+        assert_eq!(both, two(false));
+        assert_eq!(both[&format!("{base} a")]["cps"], 3.0);
         let without = rows(src, base, false, 1, true);
         for name in crate::features::FLOW_HISTORY_FEATURES {
             assert!(without["a"][name].is_nan(), "{name} is NaN unless computed");
