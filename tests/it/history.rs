@@ -57,6 +57,27 @@ impl InputCopy {
     }
 }
 
+/// Drops the rows of `dir`'s `file` whose string `column` satisfies `drop` (refreshing
+/// META.json); the number dropped.
+fn drop_rows(
+    dir: &std::path::Path,
+    file: &str,
+    column: &str,
+    drop: &dyn Fn(&str) -> bool,
+) -> usize {
+    let b = read_parquet(&dir.join(file));
+    let values = b.column_by_name(column).unwrap().as_string::<i32>();
+    let keep: arrow::array::BooleanArray = (0..b.num_rows())
+        .map(|i| Some(!drop(values.value(i))))
+        .collect();
+    write_parquet(
+        &dir.join(file),
+        &arrow::compute::filter_record_batch(&b, &keep).unwrap(),
+    );
+    refresh_meta(dir);
+    keep.false_count()
+}
+
 #[test]
 fn run_caches_history_that_the_exported_matrix_matches() {
     let tmp = tempfile::tempdir().unwrap();
@@ -264,19 +285,11 @@ fn a_later_run_reads_earlier_dates_from_their_summaries_and_never_from_a_stale_o
     // A changed file has a new summary: drop the alerts of the last date's addresses from an
     // earlier date, and the table is what the files alone give.
     let dir = batch_dir(input, &before[3].to_string());
-    let alerts = read_parquet(&dir.join("alerts.parquet"));
     let wanted = by_address(&history::load(&cfg, *last).unwrap());
-    let addr = alerts.column_by_name("address").unwrap().as_string::<i32>();
-    let keep: arrow::array::BooleanArray = (0..alerts.num_rows())
-        .map(|i| Some(!wanted.contains_key(addr.value(i))))
-        .collect();
-    assert!(
-        keep.false_count() > 0,
-        "the last date's addresses were alerted before"
-    );
-    let edited = arrow::compute::filter_record_batch(&alerts, &keep).unwrap();
-    write_parquet(&dir.join("alerts.parquet"), &edited);
-    refresh_meta(&dir);
+    let dropped = drop_rows(&dir, "alerts.parquet", "address", &|a| {
+        wanted.contains_key(a)
+    });
+    assert!(dropped > 0, "the last date's addresses were alerted before");
     let old = table(&cfg);
     history::prepare(&cfg, &[*last], false).unwrap();
     let fresh2 = config("c");
@@ -312,21 +325,10 @@ fn flow_history_comes_from_summaries_and_follows_a_changed_flows_file() {
 
     // Drop an earlier date's flows sent by the last date's addresses: the table follows.
     let dir = batch_dir(input, &before[3].to_string());
-    let flows_file = read_parquet(&dir.join("money_flows.parquet"));
-    let from = flows_file
-        .column_by_name("from_address")
-        .unwrap()
-        .as_string::<i32>();
-    let keep: arrow::array::BooleanArray = (0..flows_file.num_rows())
-        .map(|i| Some(!rows.contains_key(from.value(i))))
-        .collect();
-    assert!(
-        keep.false_count() > 0,
-        "the last date's addresses sent before"
-    );
-    let edited = arrow::compute::filter_record_batch(&flows_file, &keep).unwrap();
-    write_parquet(&dir.join("money_flows.parquet"), &edited);
-    refresh_meta(&dir);
+    let dropped = drop_rows(&dir, "money_flows.parquet", "from_address", &|a| {
+        rows.contains_key(a)
+    });
+    assert!(dropped > 0, "the last date's addresses sent before");
     let old = table(&cfg);
     history::prepare(&cfg, &[*last], true).unwrap();
     let fresh2 = config("c");
