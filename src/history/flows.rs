@@ -1,7 +1,9 @@
 //! The money-flow side of the address history: one date's flows aggregated per address (USD
 //! and distinct counterparties, sent and received), which the windows of the history collection
 //! sum over the previous 7 and 30 dates (the `hist_out_*`, `hist_in_*` and `hist_flow_*`
-//! features, [`crate::features::HISTORY_FEATURES`]).
+//! features, [`crate::features::HISTORY_FEATURES`]); and the day's meetings of each address
+//! with its counterparties ([`Meet`]), whose windows ([`PairDays`]) give the counts of distinct
+//! and new counterparties (`hist_*cps*`, [`counterparties`]).
 //!
 //! A date's flows are read whole once: its aggregates are written as a summary named by the
 //! content hash of its `money_flows.parquet` ([`super::summary`]), so the next run reads 30
