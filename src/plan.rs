@@ -197,8 +197,8 @@ pub struct Planner {
     store: StateStore,
     hashes: HashCache,
     /// Content hashes of the input files of dates seen so far (for history windows), by
-    /// date and file name.
-    window_inputs: BTreeMap<(NaiveDate, &'static str), String>,
+    /// date: `input:{file}` → hash, or why the date has none (`absent`, `unreadable: …`).
+    window_inputs: BTreeMap<NaiveDate, Result<BTreeMap<String, String>, String>>,
     /// Whether the runs compute the graph and flow-history features, whose history is also
     /// made of the window's money flows.
     graph: bool,
@@ -286,31 +286,31 @@ impl Planner {
     }
 
     /// The content hash of a date's input `file` (`absent` without a batch), memoized.
-    fn input_hash(&mut self, date: NaiveDate, file: &'static str) -> Result<String> {
-        if let Some(h) = self.window_inputs.get(&(date, file)) {
-            return Ok(h.clone());
+    fn input_hash(&mut self, date: NaiveDate, file: &str) -> String {
+        if !self.window_inputs.contains_key(&date) {
+            // An unreadable date in the window counts as such in the others' history (and
+            // fails on its own plan), so the dates around it still plan.
+            let parts = match self.input_parts(date) {
+                Ok(Some(parts)) => Ok(parts),
+                Ok(None) => Err("absent".to_string()),
+                Err(e) => Err(format!("unreadable: {}", crate::error::error_text(&e))),
+            };
+            self.window_inputs.insert(date, parts);
         }
-        // An unreadable date in the window counts as such in the others' history (and fails
-        // on its own plan), so the dates around it still plan.
-        let h = match self.input_parts(date) {
-            Ok(Some(mut parts)) => parts
-                .remove(&format!("input:{file}"))
-                .expect("every input file has a part"),
-            Ok(None) => "absent".to_string(),
-            Err(e) => format!("unreadable: {}", crate::error::error_text(&e)),
-        };
-        self.window_inputs.insert((date, file), h.clone());
-        Ok(h)
+        match &self.window_inputs[&date] {
+            Ok(parts) => parts[&format!("input:{file}")].clone(),
+            Err(why) => why.clone(),
+        }
     }
 
     /// What a date's address history is made from: the `file` of the dates in its window
     /// ([`crate::history::window_dates`]; the date's own alerts reach it through decode).
-    fn history_part(&mut self, date: NaiveDate, file: &'static str) -> Result<String> {
+    fn history_part(&mut self, date: NaiveDate, file: &str) -> String {
         let mut window = String::new();
         for d in crate::history::window_dates(date) {
-            window.push_str(&format!("{d}={};", self.input_hash(d, file)?));
+            window.push_str(&format!("{d}={};", self.input_hash(d, file)));
         }
-        Ok(crate::io::sha256_bytes(window.as_bytes()))
+        crate::io::sha256_bytes(window.as_bytes())
     }
 
     /// Plans one date; `force` reruns every stage.
@@ -337,11 +337,11 @@ impl Planner {
                 match input {
                     DateInput::Batch => parts.extend(inputs.clone()),
                     DateInput::AlertHistory => {
-                        let alerts = self.history_part(date, "alerts.parquet")?;
+                        let alerts = self.history_part(date, "alerts.parquet");
                         parts.insert("history".to_string(), alerts);
                         // The flow-history features are made of the window's money flows.
                         if self.graph {
-                            let flows = self.history_part(date, "money_flows.parquet")?;
+                            let flows = self.history_part(date, "money_flows.parquet");
                             parts.insert("flow_history".to_string(), flows);
                         }
                     }

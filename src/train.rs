@@ -583,11 +583,6 @@ pub fn feature_sets() -> Vec<(&'static str, Vec<String>)> {
             .collect()
     };
     let flow_history = crate::features::FLOW_HISTORY_FEATURES;
-    let alert_history: Vec<&str> = crate::features::HISTORY_FEATURES
-        .iter()
-        .filter(|f| !flow_history.contains(f))
-        .copied()
-        .collect();
     let graph: Vec<String> = all
         .iter()
         .filter(|f| {
@@ -602,7 +597,10 @@ pub fn feature_sets() -> Vec<(&'static str, Vec<String>)> {
         ("raw + network + graph", with(&["net_", "graph_"])),
         ("raw + flow history", with(flow_history)),
         ("raw + clusters", with(&["in_cluster", "cluster_"])),
-        ("raw + alert history", with(&alert_history)),
+        (
+            "raw + alert history",
+            with(crate::features::ALERT_HISTORY_FEATURES),
+        ),
         (
             "raw + within-day + calendar",
             with(&[

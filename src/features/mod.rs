@@ -198,6 +198,10 @@ pub const HISTORY_FEATURES: &[&str] = &[
 /// one ([`graph_features_needed`]), NaN otherwise.
 pub const FLOW_HISTORY_FEATURES: &[&str] = HISTORY_FEATURES.split_at(5).1;
 
+/// The address-history features made of the previous dates' alerts (the first five of
+/// [`HISTORY_FEATURES`]), always computed.
+pub const ALERT_HISTORY_FEATURES: &[&str] = HISTORY_FEATURES.split_at(5).0;
+
 /// Known typologies; `typology_code` is the index in this list (unknown = NaN).
 pub const TYPOLOGIES: &[&str] = &[
     "PEEL_CHAIN",

@@ -112,6 +112,9 @@ impl PairInput {
 
     /// Adds `days` to each of `met` at time `at` (not before the input's time).
     pub(super) fn update(&mut self, met: &[Meet], at: u32, days: PairDays) {
+        if met.is_empty() {
+            return;
+        }
         let at_time = self.pending.entry(at).or_default();
         for m in met {
             at_time.entry(*m).or_default().plus_equals(&days);
@@ -176,10 +179,7 @@ impl DayFlows {
     /// Keeps the aggregates and meetings of the addresses `keep` keeps (the pairs as read
     /// become meetings).
     pub(super) fn filter(self, keep: &Keep) -> Self {
-        let kept = |k: &u128| match keep {
-            Keep::All => true,
-            Keep::Only { keys, .. } => keys.contains(k),
-        };
+        let kept = |k: &u128| keep.keeps_key(k);
         let mut meets: Vec<Meet> = self.meets.into_iter().filter(|m| kept(&m.0)).collect();
         for &(f, t) in &self.pairs {
             if kept(&f) {

@@ -118,7 +118,15 @@ impl Keep {
     fn filter(&self, aggs: Vec<(u128, dataflow::Agg)>) -> Vec<(u128, dataflow::Agg)> {
         match self {
             Self::All => aggs,
-            Self::Only { keys, .. } => aggs.into_iter().filter(|r| keys.contains(&r.0)).collect(),
+            Self::Only { .. } => aggs.into_iter().filter(|r| self.keeps_key(&r.0)).collect(),
+        }
+    }
+
+    /// Whether the address of key `k` is kept.
+    fn keeps_key(&self, k: &u128) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only { keys, .. } => keys.contains(k),
         }
     }
 }
