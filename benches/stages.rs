@@ -119,9 +119,13 @@ fn stages(c: &mut Criterion) {
     let whole = decode::run(&DecodeParams::default(), &dir, date, 195, true).unwrap();
 
     g.bench_function("history_features", |b| {
-        b.iter(|| aml_pipeline::history::in_memory(&ctx.config, &[date]).unwrap())
+        b.iter(|| {
+            aml_pipeline::history::in_memory(&ctx.config, &[date], ctx.graph_features).unwrap()
+        })
     });
-    let history = aml_pipeline::history::in_memory(&ctx.config, &[date]).unwrap()[&date].clone();
+    let history = aml_pipeline::history::in_memory(&ctx.config, &[date], ctx.graph_features)
+        .unwrap()[&date]
+        .clone();
     g.bench_function("feature_join", |b| {
         b.iter(|| build_matrix(date, &tables, &history, false).unwrap())
     });

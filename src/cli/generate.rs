@@ -24,11 +24,11 @@ pub struct GenerateArgs {
     /// Random seed.
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// World to draw: `classic` (illicit addresses' own features shifted, ~25% of alerts
-    /// SAR-filed) or `laundering` (AMLworld's eight patterns hidden in the money flows among a
-    /// heavy-tailed background, ~3% SAR-filed; docs/generator.md). The knobs below apply to
-    /// `laundering` only.
-    #[arg(long, default_value = "classic", value_parser = ["classic", "laundering"])]
+    /// World to draw: `laundering` (AMLworld's eight patterns hidden in the money flows among a
+    /// heavy-tailed background, ~3% of alerts SAR-filed; docs/generator.md) or `classic` (the
+    /// earlier world: illicit addresses' own features shifted, ~25% SAR-filed; the integration
+    /// tests' fixture). The knobs below apply to `laundering` only.
+    #[arg(long, default_value = "laundering", value_parser = ["laundering", "classic"])]
     profile: String,
     /// Target share of labelled alerts with a SAR filed [default: 0.03].
     #[arg(long)]
@@ -68,6 +68,13 @@ pub struct GenerateArgs {
     /// walk, bipartite and stack [default: 1.5,1.5,1,1,1,1,1,1].
     #[arg(long)]
     pattern_mix: Option<PatternMix>,
+    /// Also write the answer key to this Parquet file: one row per planted transfer of the
+    /// generated dates (`processing_date`, `pattern_id`, `pattern`, `pattern_start`,
+    /// `from_address`, `to_address`, `amount_usd`, `tx_count`), as AMLworld publishes its
+    /// patterns; `scripts/pattern_recall.py` scores a run's outputs against it. Laundering
+    /// profile only.
+    #[arg(long)]
+    patterns: Option<PathBuf>,
 }
 
 impl GenerateArgs {
@@ -131,6 +138,7 @@ pub fn generate(args: GenerateArgs) -> Result<i32> {
         window_days,
         alerts_per_day,
         seed,
+        patterns,
         ..
     } = args;
     let dates = match dates.parse::<DateSelection>()? {
@@ -146,8 +154,22 @@ pub fn generate(args: GenerateArgs) -> Result<i32> {
         alerts_per_day,
         seed,
     };
+    let key = match (&patterns, &profile) {
+        (None, _) => None,
+        (Some(p), Profile::Laundering(l)) => Some((p, l)),
+        (Some(_), Profile::Classic) => bail!("--patterns needs --profile laundering"),
+    };
     let s = crate::generate::generate_profile(&opts, &profile, None, &mut |_| pb.inc(1))?;
     pb.finish_and_clear();
+    if let Some((path, l)) = key {
+        let key = crate::generate::answer_key(&opts, l, &opts.dates)?;
+        crate::io::write_parquet(path, &key)?;
+        println!(
+            "wrote {} planted transfers to {}",
+            key.num_rows(),
+            path.display()
+        );
+    }
     println!(
             "wrote {} dates to {}: {} alerts, {} feature rows, {} clusters, {} money flows, {} labelled addresses, {} ground-truth alerts",
             s.dates, out.display(), s.alerts, s.features, s.clusters, s.money_flows, s.labelled_addresses, s.ground_truth

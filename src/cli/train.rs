@@ -17,7 +17,7 @@ pub fn features(args: FeaturesArgs) -> Result<i32> {
     let FeaturesArgs { common, out } = args;
     let (cfg, dates) = common.load(&[])?;
     let pb = bar(dates.len(), "features");
-    let ms = load_dates(&cfg, &dates, &|_| pb.inc(1))?;
+    let ms = load_dates(&cfg, &dates, true, &|_| pb.inc(1))?;
     pb.finish_and_clear();
     let labels = Labels::load(&cfg.input, &cfg.network)?;
     let rows = write_features(&ms, &labels, &out)?;
@@ -52,6 +52,12 @@ pub struct TrainArgs {
     /// per feature set (raw alert and address features versus network, cluster, within-day) to this file.
     #[arg(long)]
     quality_report: Option<PathBuf>,
+    /// Train without the graph and flow-history features (`graph_*`, `hist_*` of money flows,
+    /// and the cluster means and maxima of them; docs/features.md): a daily run with such
+    /// models reads only the alerts' own money flows and no flows of earlier dates, at some
+    /// cost in quality (docs/model-quality.md). The shipped models are trained so.
+    #[arg(long, conflicts_with = "quality_report")]
+    no_graph_features: bool,
 }
 
 /// `pipeline train`: Train LightGBM models on labelled dates and install them in the models directory.
@@ -64,6 +70,7 @@ pub fn train(args: TrainArgs) -> Result<i32> {
         seed,
         tune,
         quality_report,
+        no_graph_features,
     } = args;
     let (cfg, dates) = common.load(&[&models])?;
     let kinds = if model == "all" {
@@ -72,7 +79,7 @@ pub fn train(args: TrainArgs) -> Result<i32> {
         vec![model.parse()?]
     };
     let pb = bar(dates.len(), "decode");
-    let ms = load_dates(&cfg, &dates, &|_| pb.inc(1))?;
+    let ms = load_dates(&cfg, &dates, !no_graph_features, &|_| pb.inc(1))?;
     pb.finish_and_clear();
     let labels = Labels::load(&cfg.input, &cfg.network)?;
     let out = cfg.models.clone();
@@ -83,6 +90,7 @@ pub fn train(args: TrainArgs) -> Result<i32> {
             seed,
             out,
             tune,
+            graph_features: true,
         };
         let table = crate::train::quality_report(&ms, &labels, &opts)?;
         crate::io::write_atomic(&path, |w| {
@@ -101,6 +109,7 @@ pub fn train(args: TrainArgs) -> Result<i32> {
             seed,
             out,
             tune,
+            graph_features: !no_graph_features,
         },
     )? {
         let meta: crate::model::ModelMeta =

@@ -36,7 +36,7 @@ mod profile;
 mod world;
 mod writer;
 
-pub use planted::{planted, Planted, PlantedHop};
+pub use planted::{answer_key, planted, Planted, PlantedHop};
 pub use profile::{Kind, Laundering, PatternMix, Profile};
 
 use crate::layout;

@@ -41,6 +41,8 @@ pub(super) struct Instance {
     pub(super) kind: Kind,
     /// First day, in days since the epoch.
     pub(super) start: i32,
+    /// Its number among the instances of its kind started that day.
+    pub(super) number: usize,
     pub(super) hops: Vec<Hop>,
 }
 
@@ -238,6 +240,7 @@ fn instance(w: &World, seed: u64, kind: Kind, start: i32, k: usize) -> Instance 
     Instance {
         kind,
         start,
+        number: k,
         hops: b.hops,
     }
 }

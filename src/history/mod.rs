@@ -372,11 +372,16 @@ pub fn load(cfg: &RunConfig, date: NaiveDate) -> Result<RecordBatch> {
     Ok(b)
 }
 
-/// The history tables of `dates` with their flow features, computed in memory (for training
-/// and `pipeline features`); fails on the first date whose history cannot be computed.
-pub fn in_memory(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<BTreeMap<NaiveDate, RecordBatch>> {
+/// The history tables of `dates`, with their flow features when `flows`, computed in memory
+/// (for training and `pipeline features`); fails on the first date whose history cannot be
+/// computed.
+pub fn in_memory(
+    cfg: &RunConfig,
+    dates: &[NaiveDate],
+    flows: bool,
+) -> Result<BTreeMap<NaiveDate, RecordBatch>> {
     let mut out = BTreeMap::new();
-    compute_for(cfg, dates, true, &mut |d, r| {
+    compute_for(cfg, dates, flows, &mut |d, r| {
         out.insert(d, r.map_err(|e| anyhow!("history features of {d}: {e}"))?);
         Ok(())
     })?;

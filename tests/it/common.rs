@@ -140,6 +140,8 @@ pub fn fixture() -> &'static Fixture {
             "400",
             "--seed",
             "11",
+            "--profile",
+            "classic",
         ]));
         let cfg = write_config(&root, &input, &root.join("unused-output"), &models);
         ok(pipeline(&[

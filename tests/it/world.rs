@@ -290,14 +290,15 @@ fn the_eight_patterns_are_in_the_flows() {
         .any(|i| i.hops.iter().map(|h| h.date).collect::<BTreeSet<_>>().len() >= 3));
 }
 
+/// The default world is the laundering one, and its answer key names transfers that are in
+/// the flows of their date, one pattern per instance.
 #[test]
 fn the_shipped_models_run_on_a_laundering_date() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("input");
+    let key = tmp.path().join("patterns.parquet");
     ok(pipeline(&[
         "generate",
-        "--profile",
-        "laundering",
         "--out",
         input.to_str().unwrap(),
         "--dates",
@@ -306,7 +307,46 @@ fn the_shipped_models_run_on_a_laundering_date() {
         "500",
         "--seed",
         "5",
+        "--patterns",
+        key.to_str().unwrap(),
     ]));
+    let k = read_parquet(&key);
+    assert!(k.num_rows() > 0, "an empty answer key");
+    let pairs = flow_pairs(&input, "2025-10-01");
+    let col = |n: &str| k.column_by_name(n).unwrap().as_string::<i32>().clone();
+    let (from, to, id, kind) = (
+        col("from_address"),
+        col("to_address"),
+        col("pattern_id"),
+        col("pattern"),
+    );
+    let mut kinds: BTreeMap<&str, &str> = BTreeMap::new();
+    for i in 0..k.num_rows() {
+        let e = (from.value(i).to_string(), to.value(i).to_string());
+        assert!(
+            pairs.contains(&e),
+            "{} transfer {e:?} not in the flows",
+            id.value(i)
+        );
+        let first = kinds.entry(id.value(i)).or_insert(kind.value(i));
+        assert_eq!(*first, kind.value(i), "{} has two patterns", id.value(i));
+        assert!(id.value(i).contains(kind.value(i)));
+    }
+    let classic = pipeline(&[
+        "generate",
+        "--profile",
+        "classic",
+        "--out",
+        input.to_str().unwrap(),
+        "--dates",
+        "2025-10-02",
+        "--patterns",
+        key.to_str().unwrap(),
+    ]);
+    assert!(!classic.status.success());
+    assert!(
+        String::from_utf8_lossy(&classic.stderr).contains("--patterns needs --profile laundering")
+    );
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("trained_models");
     let cfg = write_config(tmp.path(), &input, &tmp.path().join("out"), &models);
     let out = ok(pipeline(&["run", cfg.to_str().unwrap()]));

@@ -22,6 +22,9 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod quality;
+pub use quality::{feature_sets, quality_report};
+
 /// One date's alert matrix and cluster matrix, with the alerts' severities.
 pub struct DateMatrix {
     /// The processing date.
@@ -37,16 +40,19 @@ pub struct DateMatrix {
 }
 
 /// A context that runs the graph up to feature join for `dates`, their address history
-/// computed in memory (over the dates and the 30 before each, as a run does).
-fn matrix_context(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<Context> {
-    let history = History::InMemory(crate::history::in_memory(cfg, dates)?);
-    prefix_context(cfg, &feature_join::KIND, history)
+/// computed in memory (over the dates and the 30 before each, as a run does), with the graph
+/// and flow-history features when `graph` (NaN otherwise, as in a run whose models use none).
+fn matrix_context(cfg: &RunConfig, dates: &[NaiveDate], graph: bool) -> Result<Context> {
+    let history = History::InMemory(crate::history::in_memory(cfg, dates, graph)?);
+    let mut ctx = prefix_context(cfg, &feature_join::KIND, history)?;
+    ctx.graph_features = graph;
+    Ok(ctx)
 }
 
 /// Decodes one date and builds its matrices: the run's graph up to feature join, with the
 /// pipeline file's parameters, then the cluster matrix.
 pub fn date_matrix(cfg: &RunConfig, date: NaiveDate) -> Result<DateMatrix> {
-    date_matrix_with(&matrix_context(cfg, &[date])?, date)
+    date_matrix_with(&matrix_context(cfg, &[date], true)?, date)
 }
 
 /// As [`date_matrix`], in a context from [`matrix_context`].
@@ -92,12 +98,14 @@ fn alert_labels(m: &DateMatrix, labels: &Labels) -> Vec<Option<Label>> {
 
 /// Decodes `dates` in order, with their address history (computed in memory over the dates and
 /// the 30 before each, as a run does), reporting each to `progress`; a date that fails is an error.
+/// The graph and flow-history features are computed only when `graph`.
 pub fn load_dates(
     cfg: &RunConfig,
     dates: &[NaiveDate],
+    graph: bool,
     progress: &dyn Fn(NaiveDate),
 ) -> Result<Vec<DateMatrix>> {
-    let ctx = matrix_context(cfg, dates)?;
+    let ctx = matrix_context(cfg, dates, graph)?;
     dates
         .iter()
         .map(|&d| {
@@ -161,6 +169,21 @@ pub struct TrainOptions {
     pub out: PathBuf,
     /// Random-search trials over the LightGBM parameters, scored by CV (0 = defaults).
     pub tune: usize,
+    /// Whether the models use the graph and flow-history features
+    /// ([`crate::features::is_graph_feature`]); without them a daily run reads only the alerts'
+    /// own money flows and no flows of earlier dates.
+    pub graph_features: bool,
+}
+
+impl TrainOptions {
+    /// The features a model of `kind` is trained on, in matrix order.
+    pub fn feature_names(&self, kind: ModelKind) -> Vec<String> {
+        let mut names = kind.feature_names();
+        if !self.graph_features {
+            names.retain(|n| !crate::features::is_graph_feature(n));
+        }
+        names
+    }
 }
 
 /// The LightGBM parameters searched by `--tune`, with the defaults as the first candidate.
@@ -292,8 +315,13 @@ impl Rows {
     }
 }
 
-fn collect_rows(kind: ModelKind, ms: &[DateMatrix], labels: &Labels) -> Result<Rows> {
-    let names = kind.feature_names();
+/// The labelled rows of `ms` for a model of `kind`, with the features `names`.
+fn collect_rows(
+    kind: ModelKind,
+    names: &[String],
+    ms: &[DateMatrix],
+    labels: &Labels,
+) -> Result<Rows> {
     let mut r = Rows {
         x: Vec::new(),
         label: Vec::new(),
@@ -304,7 +332,7 @@ fn collect_rows(kind: ModelKind, ms: &[DateMatrix], labels: &Labels) -> Result<R
         let l = alert_labels(m, labels);
         match kind {
             ModelKind::AlertScorer | ModelKind::AlertRanker => {
-                let x = row_major(&m.alerts, &names)?;
+                let x = row_major(&m.alerts, names)?;
                 for (i, li) in l.iter().enumerate() {
                     let (y, w) = match (kind, li) {
                         (ModelKind::AlertScorer, Some(li)) => (li.illicit as u8 as f32, li.weight),
@@ -320,7 +348,7 @@ fn collect_rows(kind: ModelKind, ms: &[DateMatrix], labels: &Labels) -> Result<R
                 }
             }
             ModelKind::ClusterScorer => {
-                let x = row_major(&m.clusters, &names)?;
+                let x = row_major(&m.clusters, names)?;
                 for (c, members) in m.members.iter().enumerate() {
                     let known: Vec<Label> = members.iter().filter_map(|&i| l[i]).collect();
                     if known.is_empty() {
@@ -397,8 +425,8 @@ pub fn train(
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
     let mut written = Vec::new();
     for &kind in &opts.kinds {
-        let names = kind.feature_names();
-        let rows = collect_rows(kind, ms, labels)?;
+        let names = opts.feature_names(kind);
+        let rows = collect_rows(kind, &names, ms, labels)?;
         let train_rows = subset(&rows, names.len(), |d| d < first_holdout);
         let test_rows = subset(&rows, names.len(), |d| d >= first_holdout);
         if train_rows.label.is_empty() {
@@ -567,140 +595,52 @@ fn evaluate(
     }))
 }
 
-/// Feature sets compared by the quality report: name and the features it keeps.
-pub fn feature_sets() -> Vec<(&'static str, Vec<String>)> {
-    let all = crate::features::alert_feature_names();
-    let derived = crate::features::DERIVED_FEATURES;
-    let raw: Vec<String> = all
-        .iter()
-        .filter(|f| f.starts_with("af_") || derived[..7].contains(&f.as_str()))
-        .cloned()
-        .collect();
-    let with = |prefixes: &[&str]| -> Vec<String> {
-        all.iter()
-            .filter(|f| raw.contains(f) || prefixes.iter().any(|p| f.starts_with(p)))
-            .cloned()
-            .collect()
-    };
-    let flow_history = crate::features::FLOW_HISTORY_FEATURES;
-    let graph: Vec<String> = all
-        .iter()
-        .filter(|f| {
-            f.starts_with("net_") || f.starts_with("graph_") || flow_history.contains(&f.as_str())
-        })
-        .cloned()
-        .collect();
-    vec![
-        ("raw alert + address features", raw.clone()),
-        ("graph only: network, graph, flow history", graph),
-        ("raw + network (money flows)", with(&["net_"])),
-        ("raw + network + graph", with(&["net_", "graph_"])),
-        ("raw + flow history", with(flow_history)),
-        ("raw + clusters", with(&["in_cluster", "cluster_"])),
-        (
-            "raw + alert history",
-            with(crate::features::ALERT_HISTORY_FEATURES),
-        ),
-        (
-            "raw + within-day + calendar",
-            with(&[
-                "volume_zscore",
-                "volume_percentile",
-                "confidence_zscore",
-                "addr_",
-                "day_",
-                "month",
-                "is_weekend",
-                "is_month_end",
-            ]),
-        ),
-        ("all features", all),
-    ]
-}
-
-/// Held-out quality of the alert scorer trained on each feature set (same dates, split and
-/// parameters), as a Markdown table.
-pub fn quality_report(ms: &[DateMatrix], labels: &Labels, opts: &TrainOptions) -> Result<String> {
-    let all_names = ModelKind::AlertScorer.feature_names();
-    let rows = collect_rows(ModelKind::AlertScorer, ms, labels)?;
-    let first_holdout = ms.len()
-        - if ms.len() >= 2 {
-            ms.len().div_ceil(5)
-        } else {
-            0
-        };
-    let mut out =
-        "| feature set | features | held-out AUC-ROC | PR-AUC | best F1 | precision | recall | recall at precision ≥ 50% |\n|---|---|---|---|---|---|---|---|\n"
-            .to_string();
-    for (name, keep) in feature_sets() {
-        let cols: Vec<usize> = keep
-            .iter()
-            .map(|f| {
-                all_names
-                    .iter()
-                    .position(|n| n == f)
-                    .expect("known feature")
-            })
-            .collect();
-        let project = |r: &Rows| -> Rows {
-            let w = all_names.len();
-            let mut x = Vec::with_capacity(r.label.len() * cols.len());
-            for i in 0..r.label.len() {
-                x.extend(cols.iter().map(|&c| r.x[i * w + c]));
-            }
-            Rows {
-                x,
-                label: r.label.clone(),
-                weight: r.weight.clone(),
-                date: r.date.clone(),
-            }
-        };
-        let tr = project(&subset(&rows, all_names.len(), |d| d < first_holdout));
-        let te = project(&subset(&rows, all_names.len(), |d| d >= first_holdout));
-        let set = tr.train_set(&keep, None);
-        let text = train_lightgbm(
-            &set,
-            &Hyper::default_for(ModelKind::AlertScorer).params(ModelKind::AlertScorer, opts.seed),
-            opts.iterations,
-            None,
-        )?
-        .text;
-        let booster = lightgbm3::Booster::from_string(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let m = evaluate(ModelKind::AlertScorer, &booster, &te, keep.len())?;
-        let f = |k: &str| {
-            m[k].as_f64()
-                .map_or_else(|| "–".to_string(), |v| format!("{v:.4}"))
-        };
-        out.push_str(&format!(
-            "| {name} | {} | {} | {} | {} | {} | {} | {} |\n",
-            keep.len(),
-            f("auc_roc"),
-            f("pr_auc"),
-            f("best_f1"),
-            f("precision_at_best_f1"),
-            f("recall_at_best_f1"),
-            f("recall_at_precision_50")
-        ));
-    }
-    let te = subset(&rows, all_names.len(), |d| d >= first_holdout);
-    let positive = te.label.iter().filter(|&&l| l > 0.0).count();
-    out.push_str(&format!(
-        "\nTrained on {} dates ({} to {}), held out the {} latest ({} to {}: {} labelled alerts, {:.1}% positive).\n",
-        first_holdout,
-        ms[0].date,
-        ms[first_holdout.max(1) - 1].date,
-        ms.len() - first_holdout,
-        ms[first_holdout.min(ms.len() - 1)].date,
-        ms[ms.len() - 1].date,
-        te.label.len(),
-        100.0 * positive as f64 / te.label.len().max(1) as f64
-    ));
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_graph_features_every_graph_and_flow_history_column_is_dropped() {
+        let opts = |graph_features| TrainOptions {
+            kinds: vec![],
+            iterations: 1,
+            seed: 1,
+            out: PathBuf::new(),
+            tune: 0,
+            graph_features,
+        };
+        for kind in ModelKind::ALL {
+            let all = opts(true).feature_names(kind);
+            let cheap = opts(false).feature_names(kind);
+            assert_eq!(all, kind.feature_names());
+            assert!(cheap.len() < all.len(), "{}: nothing dropped", kind.name());
+            assert!(!crate::features::graph_features_needed([cheap.as_slice()]));
+            let kept: Vec<&String> = all.iter().filter(|n| cheap.contains(n)).collect();
+            assert_eq!(kept, cheap.iter().collect::<Vec<_>>(), "matrix order kept");
+        }
+    }
+
+    /// The shipped models are trained without them: a daily run reads only the alerts' own
+    /// flows (and `../shared/peer`'s references build the same 129 columns).
+    #[test]
+    fn the_shipped_models_need_no_graph_feature() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("trained_models");
+        let mut seen = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "json") {
+                let meta: ModelMeta = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+                let graph: Vec<&String> = meta
+                    .feature_names
+                    .iter()
+                    .filter(|n| crate::features::is_graph_feature(n))
+                    .collect();
+                assert!(graph.is_empty(), "{} uses {graph:?}", p.display());
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 3, "three shipped models in {}", dir.display());
+    }
 
     #[test]
     fn one_query_group_per_date_in_row_order() {
