@@ -14,7 +14,7 @@ pub const NOT_OUTPUT_CODE: &[&str] = &[
     "src/fetch.rs",
     "src/arrivals.rs",
     "src/generate/",
-    "src/train.rs",
+    "src/train/",
     "src/compare.rs",
 ];
 
