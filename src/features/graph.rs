@@ -232,6 +232,45 @@ pub(super) fn features(day: &Day, flows: &RecordBatch, out: &mut Columns) -> Res
     Ok(())
 }
 
+/// The graph features that describe shapes (fans, scatter-gather, shared counterparties and
+/// short cycles) rather than amounts or alerts: what [`shapes`] gives for a graph of pairs.
+pub const SHAPE_FEATURES: &[&str] = &[
+    "graph_gather_scatter",
+    "graph_in_fan_max",
+    "graph_out_fan_max",
+    "graph_sg_sinks",
+    "graph_sg_sources",
+    "graph_co_senders",
+    "graph_co_receivers",
+    "graph_cycle2",
+    "graph_cycle3",
+    "graph_cycle4",
+];
+
+/// The [`SHAPE_FEATURES`] of `nodes` in the graph of `n` nodes whose edges are `pairs`
+/// (ordered, distinct, no node paired with itself), with the hub rule of the day's graph.
+pub(crate) fn shapes(n: usize, pairs: &[(u32, u32)], nodes: &[u32]) -> Vec<Vec<f64>> {
+    let edges: Vec<(u32, u32, f64)> = pairs.iter().map(|&(v, w)| (v, w, 0.0)).collect();
+    let g = Graph::new(n, &edges, vec![0; n]);
+    let at: Vec<usize> = SHAPE_FEATURES
+        .iter()
+        .map(|f| {
+            GRAPH_FEATURES
+                .iter()
+                .position(|g| g == f)
+                .expect("a graph feature")
+        })
+        .collect();
+    let mut scratch = Scratch::new(n);
+    nodes
+        .iter()
+        .map(|&v| {
+            let row = g.node_features(v, &mut scratch);
+            at.iter().map(|&i| row[i]).collect()
+        })
+        .collect()
+}
+
 /// The counters one node's features are counted with, reused from node to node.
 struct Scratch {
     /// The node's in-neighbours.

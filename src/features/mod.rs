@@ -18,7 +18,8 @@ mod graph;
 mod joins;
 
 pub use clusters::{build_cluster_matrix, cluster_feature_names, cluster_memberships};
-pub use graph::{GRAPH_FEATURES, HUB_DEGREE};
+pub(crate) use graph::shapes;
+pub use graph::{GRAPH_FEATURES, HUB_DEGREE, SHAPE_FEATURES};
 
 use crate::batch::{Table, Tables};
 use crate::contract::column;
@@ -168,7 +169,8 @@ pub const DERIVED_FEATURES: &[&str] = &[
 /// features ([`GRAPH_FEATURES`]) and the `af_*` address features: alerts and summed alert
 /// volume over the previous 7 and 30 dates, and the distinct dates alerted in the previous 30
 /// (all 0 without history); then the money flows over the same windows
-/// ([`FLOW_HISTORY_FEATURES`]).
+/// ([`FLOW_HISTORY_FEATURES`]), the last of them the shapes of the previous 7 dates' flow graph
+/// ([`WINDOW_SHAPE_FEATURES`]).
 pub const HISTORY_FEATURES: &[&str] = &[
     "hist_alerts_7d",
     "hist_volume_usd_7d",
@@ -191,6 +193,16 @@ pub const HISTORY_FEATURES: &[&str] = &[
     "hist_new_cps_7d",
     "hist_out_cps_30d",
     "hist_in_cps_30d",
+    "hist_gather_scatter_7d",
+    "hist_in_fan_max_7d",
+    "hist_out_fan_max_7d",
+    "hist_sg_sinks_7d",
+    "hist_sg_sources_7d",
+    "hist_co_senders_7d",
+    "hist_co_receivers_7d",
+    "hist_cycle2_7d",
+    "hist_cycle3_7d",
+    "hist_cycle4_7d",
 ];
 
 /// The address-history features made of the previous dates' money flows (the last of
@@ -201,6 +213,11 @@ pub const FLOW_HISTORY_FEATURES: &[&str] = HISTORY_FEATURES.split_at(5).1;
 /// The address-history features made of the previous dates' alerts (the first five of
 /// [`HISTORY_FEATURES`]), always computed.
 pub const ALERT_HISTORY_FEATURES: &[&str] = HISTORY_FEATURES.split_at(5).0;
+
+/// The flow-history features that count the [`SHAPE_FEATURES`] of the graph of the distinct
+/// money-flow pairs of the previous 7 dates (the last of [`HISTORY_FEATURES`], in the same
+/// order; `crate::history` says how).
+pub const WINDOW_SHAPE_FEATURES: &[&str] = HISTORY_FEATURES.split_at(21).1;
 
 /// Known typologies; `typology_code` is the index in this list (unknown = NaN).
 pub const TYPOLOGIES: &[&str] = &[

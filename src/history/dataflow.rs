@@ -187,9 +187,11 @@ impl Slot {
     }
 }
 
-/// The number of history features ([`HISTORY_FEATURES`]).
+/// The number of history features the dataflow counts: [`HISTORY_FEATURES`] but the window
+/// shapes ([`crate::features::WINDOW_SHAPE_FEATURES`], `super::shapes`).
 const WIDTH: usize = 21;
-const _: () = assert!(HISTORY_FEATURES.len() == WIDTH);
+const _: () =
+    assert!(HISTORY_FEATURES.len() == WIDTH + crate::features::WINDOW_SHAPE_FEATURES.len());
 
 /// The per-address features of one day, as `f64` bits so the type is `Ord`.
 #[derive(
@@ -233,7 +235,7 @@ impl Stats {
         Stats(v.map(f64::to_bits))
     }
 
-    /// The feature values, in [`HISTORY_FEATURES`] order.
+    /// The feature values, in [`HISTORY_FEATURES`] order (up to the window shapes).
     pub(super) fn values(&self) -> [f64; WIDTH] {
         self.0.map(f64::from_bits)
     }

@@ -10,6 +10,7 @@
 //! small summaries instead of 30 days of flows.
 
 use super::dataflow::{key, Agg};
+use super::shapes::WindowPairs;
 use super::summary::Summaries;
 use super::Keep;
 use crate::contract::{check_dates, column, required, to_str, to_usd_units};
@@ -268,6 +269,7 @@ pub(super) fn read(
     summaries: &Summaries,
     date: NaiveDate,
     keep: &Keep,
+    window: &WindowPairs,
 ) -> Result<DayFlows> {
     let path = dir.join("money_flows.parquet");
     if !crate::io::present(&path)? {
@@ -286,6 +288,7 @@ pub(super) fn read(
                 pairs,
                 meets: Vec::new(),
             };
+            window.keep(date, &day.pairs);
             return Ok(day.filter(keep));
         }
         Ok(_) => {}
@@ -297,6 +300,7 @@ pub(super) fn read(
     if let Err(e) = summaries.write(date, &hash, &[&day.out, &day.inn, &pairs]) {
         tracing::warn!(%date, "flow history summary not written: {e:#}");
     }
+    window.keep(date, &day.pairs);
     Ok(day.filter(keep))
 }
 
@@ -415,14 +419,20 @@ mod tests {
 
     type Rows = BTreeMap<String, BTreeMap<&'static str, f64>>;
 
-    /// The history rows of `base`, by address, as name → value.
+    /// The features the dataflow counts: all but the window shapes (`super::shapes`).
+    fn counted() -> &'static [&'static str] {
+        let shapes = crate::features::WINDOW_SHAPE_FEATURES.len();
+        &HISTORY_FEATURES[..HISTORY_FEATURES.len() - shapes]
+    }
+
+    /// The history rows of `base`, by address, as name → value (the dataflow's features).
     /// `first`: read the date first and keep only its addresses' flows.
     fn rows(src: AlertSource, base: NaiveDate, flows: bool, workers: usize, first: bool) -> Rows {
         let mut out = BTreeMap::new();
         compute_with(src, &[base], workers, first, flows, &mut |_, r| {
             let b = r.map_err(|e| anyhow::anyhow!(e))?;
             for i in 0..b.num_rows() {
-                let values = HISTORY_FEATURES.iter().map(|&n| {
+                let values = counted().iter().map(|&n| {
                     let c = b.column_by_name(n).expect("a history column");
                     (n, c.as_primitive::<Float64Type>().value(i))
                 });
@@ -489,7 +499,7 @@ mod tests {
                 assert_eq!(got[a][n], v, "{a} {n}");
             }
         }
-        let flow_names = crate::features::FLOW_HISTORY_FEATURES;
+        let flow_names = &counted()[5..];
         assert!(
             flow_names.iter().all(|n| got["q"][n] == 0.0),
             "no flows, all 0"
@@ -527,7 +537,7 @@ mod tests {
         assert_eq!(both, two(false));
         assert_eq!(both[&format!("{base} a")]["cps"], 3.0);
         let without = rows(src, base, false, 1, true);
-        for name in crate::features::FLOW_HISTORY_FEATURES {
+        for name in &counted()[5..] {
             assert!(without["a"][name].is_nan(), "{name} is NaN unless computed");
         }
     }

@@ -4,7 +4,7 @@
 use crate::common::*;
 use aml_pipeline::config::RunConfig;
 use aml_pipeline::dates::parse_date;
-use aml_pipeline::features::HISTORY_FEATURES;
+use aml_pipeline::features::{HISTORY_FEATURES, WINDOW_SHAPE_FEATURES};
 use aml_pipeline::history;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Decimal128Type, Float64Type};
@@ -322,6 +322,9 @@ fn flow_history_comes_from_summaries_and_follows_a_changed_flows_file() {
     let (sent, days) = (col("hist_out_usd_30d"), col("hist_flow_days_30d"));
     assert!(rows.values().any(|v| v[sent] > 0.0 && v[days] >= 2.0));
     assert!(rows.values().all(|v| v.iter().all(|x| x.is_finite())));
+    // The shapes of the week's flow graph are counted (the dataflow leaves them NaN).
+    let shapes: Vec<usize> = WINDOW_SHAPE_FEATURES.iter().map(|n| col(n)).collect();
+    assert!(rows.values().any(|v| shapes.iter().any(|&i| v[i] > 0.0)));
 
     // Drop an earlier date's flows sent by the last date's addresses: the table follows.
     let dir = batch_dir(input, &before[3].to_string());
