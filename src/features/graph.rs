@@ -232,42 +232,26 @@ pub(super) fn features(day: &Day, flows: &RecordBatch, out: &mut Columns) -> Res
     Ok(())
 }
 
+/// Where the shape features sit in [`GRAPH_FEATURES`].
+const SHAPES: std::ops::Range<usize> = 5..15;
+
 /// The graph features that describe shapes (fans, scatter-gather, shared counterparties and
 /// short cycles) rather than amounts or alerts: what [`shapes`] gives for a graph of pairs.
-pub const SHAPE_FEATURES: &[&str] = &[
-    "graph_gather_scatter",
-    "graph_in_fan_max",
-    "graph_out_fan_max",
-    "graph_sg_sinks",
-    "graph_sg_sources",
-    "graph_co_senders",
-    "graph_co_receivers",
-    "graph_cycle2",
-    "graph_cycle3",
-    "graph_cycle4",
-];
+pub const SHAPE_FEATURES: &[&str] = GRAPH_FEATURES
+    .split_at(SHAPES.end)
+    .0
+    .split_at(SHAPES.start)
+    .1;
 
 /// The [`SHAPE_FEATURES`] of `nodes` in the graph of `n` nodes whose edges are `pairs`
 /// (ordered, distinct, no node paired with itself), with the hub rule of the day's graph.
 pub(crate) fn shapes(n: usize, pairs: &[(u32, u32)], nodes: &[u32]) -> Vec<Vec<f64>> {
     let edges: Vec<(u32, u32, f64)> = pairs.iter().map(|&(v, w)| (v, w, 0.0)).collect();
     let g = Graph::new(n, &edges, vec![0; n]);
-    let at: Vec<usize> = SHAPE_FEATURES
-        .iter()
-        .map(|f| {
-            GRAPH_FEATURES
-                .iter()
-                .position(|g| g == f)
-                .expect("a graph feature")
-        })
-        .collect();
     let mut scratch = Scratch::new(n);
     nodes
         .iter()
-        .map(|&v| {
-            let row = g.node_features(v, &mut scratch);
-            at.iter().map(|&i| row[i]).collect()
-        })
+        .map(|&v| g.node_features(v, &mut scratch)[SHAPES].to_vec())
         .collect()
 }
 
@@ -480,6 +464,27 @@ mod tests {
         let g = Graph::new(n, edges, al);
         let mut s = Scratch::new(n);
         (0..n as u32).map(|v| g.node_features(v, &mut s)).collect()
+    }
+
+    #[test]
+    fn the_shapes_are_the_fans_scatter_gathers_shared_counterparties_and_cycles() {
+        assert_eq!(SHAPE_FEATURES.first(), Some(&"graph_gather_scatter"));
+        assert_eq!(SHAPE_FEATURES.last(), Some(&"graph_cycle4"));
+        assert_eq!(SHAPE_FEATURES.len(), 10);
+        let edges = [(0, 1, 0.0), (1, 2, 0.0), (2, 0, 0.0), (0, 3, 0.0)];
+        let full = all(4, &edges, &[0, 0, 0, 0]);
+        let pairs: Vec<(u32, u32)> = edges.iter().map(|e| (e.0, e.1)).collect();
+        let got = shapes(4, &pairs, &[0, 3]);
+        for (row, v) in got.iter().zip([0, 3]) {
+            for (j, name) in SHAPE_FEATURES.iter().enumerate() {
+                assert_eq!(row[j], feature(&full[v], name), "{name} of {v}");
+            }
+        }
+        assert_eq!(
+            got[0][SHAPE_FEATURES.len() - 2],
+            1.0,
+            "node 0 is on a 3-cycle"
+        );
     }
 
     #[test]
