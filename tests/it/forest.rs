@@ -227,7 +227,11 @@ fn shipped_models_predict_exactly_as_lightgbm_on_generated_days() {
     let mut compared = 0;
     let mut shap_max = 0.0f64;
     let (mut identical, mut explained) = (0, 0);
-    for (path, meta) in aml_pipeline::model::installed(&models).unwrap() {
+    let both = [models.clone(), models.join("graph")];
+    let installed = both
+        .iter()
+        .flat_map(|d| aml_pipeline::model::installed(d).unwrap());
+    for (path, meta) in installed {
         let kind = meta.model_type;
         let table = match kind {
             ModelKind::AlertScorer | ModelKind::AlertRanker => &m.alerts,

@@ -347,14 +347,30 @@ fn the_shipped_models_run_on_a_laundering_date() {
     assert!(
         String::from_utf8_lossy(&classic.stderr).contains("--patterns needs --profile laundering")
     );
-    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("trained_models");
-    let cfg = write_config(tmp.path(), &input, &tmp.path().join("out"), &models);
-    let out = ok(pipeline(&["run", cfg.to_str().unwrap()]));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("1 of 1 dates completed"));
-    let scores = read_parquet(
-        &batch_dir(&tmp.path().join("out"), "2025-10-01").join("alert_scores.parquet"),
-    );
-    let alerts = read_parquet(&batch_dir(&input, "2025-10-01").join("alerts.parquet"));
-    assert_eq!(scores.num_rows(), alerts.num_rows());
-    assert!(scores.column_by_name("score").unwrap().null_count() == 0);
+    // The default models, and those of configs/graph.toml, which use the graph features.
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("trained_models");
+    let graph = aml_pipeline::config::RunConfig::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/graph.toml"),
+    )
+    .unwrap()
+    .models;
+    for (name, models) in [("shipped", &shipped), ("graph", &graph)] {
+        let out_dir = tmp.path().join(name);
+        let cfg = write_config(tmp.path(), &input, &out_dir, models);
+        let out = ok(pipeline(&["run", cfg.to_str().unwrap()]));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("1 of 1 dates completed"));
+        let scores = read_parquet(&batch_dir(&out_dir, "2025-10-01").join("alert_scores.parquet"));
+        let alerts = read_parquet(&batch_dir(&input, "2025-10-01").join("alerts.parquet"));
+        assert_eq!(scores.num_rows(), alerts.num_rows());
+        assert!(scores.column_by_name("score").unwrap().null_count() == 0);
+    }
+    let metas = aml_pipeline::model::installed(&graph).unwrap();
+    assert_eq!(metas.len(), 3, "three models in {}", graph.display());
+    for (path, meta) in metas {
+        assert!(
+            aml_pipeline::features::graph_features_needed([meta.feature_names.as_slice()]),
+            "{} uses no graph feature",
+            path.display()
+        );
+    }
 }
