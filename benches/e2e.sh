@@ -20,11 +20,11 @@ cargo bench --no-run -q --bench floor --bench history 2>/dev/null
 
 first=2025-10-01
 last=$(date -d "$first + $((days - 1)) days" +%F)
-data=bench-data/w${days}-a${alerts}
+data=bench-data/w${days}-a${alerts}-laundering
 if [ ! -f "$data/input/torus/$last/195/META.json" ]; then
   echo "generating $days days of $alerts alerts into $data/input ..."
   /usr/bin/time -f "generate: %e s, peak RSS %M KB" \
-    "$bin" generate --out "$data/input" --network torus --dates "$first..$last" --alerts-per-day "$alerts" --seed 7
+    "$bin" generate --out "$data/input" --network torus --dates "$first..$last" --alerts-per-day "$alerts" --seed 7 --profile laundering
 fi
 du -sh "$data/input/torus/$first/195" | awk '{print "one day on disk: " $1}'
 
@@ -104,11 +104,11 @@ cat "$data/w1-run.txt"
 echo "== per-stage summary of W1 without SHAP, with the graph features, 2 workers"
 cat "$data/w1-graph-run.txt"
 
-small=bench-data/s${small_days}
+small=bench-data/s${small_days}-laundering
 slast=$(date -d "2025-01-01 + $((small_days - 1)) days" +%F)
 if [ ! -f "$small/input/torus/$slast/195/META.json" ]; then
   echo "generating $small_days small days into $small/input ..."
-  "$bin" generate --out "$small/input" --network torus --dates "2025-01-01..$slast" --alerts-per-day 20 --seed 7 > /dev/null
+  "$bin" generate --out "$small/input" --network torus --dates "2025-01-01..$slast" --alerts-per-day 20 --seed 7 --profile laundering > /dev/null
 fi
 scfg=$(config "$small" pipelines/daily.toml)
 if ! "$bin" run "$scfg" --workers 2 > "$small/first-run.txt"; then

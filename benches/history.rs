@@ -1,7 +1,7 @@
 //! The address-history pass alone: time and peak memory of computing the history features of
 //! every date of a run config (what `pipeline run` does before its dataflow).
 //! `benches/e2e.sh` runs it on its 30 generated days; by hand:
-//! `cargo bench --bench history -- bench-data/w30-a50000/config.toml [WORKERS] [flows]`
+//! `cargo bench --bench history -- bench-data/w30-a50000-laundering/config.toml [WORKERS] [flows]`
 //! (`flows`: with the money-flow features, which read every date's flows).
 
 use aml_pipeline::config::RunConfig;

@@ -6,7 +6,7 @@
 # (pipelines/daily.toml with `explain = false`), with 1 and with 2 workers, and prints one table
 # per worker count: wall clock of the whole command, peak RSS (/usr/bin/time), and each stage's
 # time from the run summary (summed over workers), each with its ratio to the 1× figure.
-# The outputs of each run stay in bench-data/scale/x<size>/output-w<workers>.
+# The outputs of each run stay in bench-data/scale/laundering-x<size>/output-w<workers>.
 # With PANDAS=1 it also times the pandas reference of ../shared/peer (pandas_job.py, explain
 # off, the same day) and adds a table for it (the 10× day needs ~6 GB).
 # usage: benches/scale.sh            (SIZES="1 3" for a quick run; ALERTS=50000 per 1×;
@@ -25,12 +25,12 @@ root=bench-data/scale
 mkdir -p "$root"
 sed 's/^explain = true/explain = false/' pipelines/daily.toml > "$root/daily-no-explain.toml"
 for s in $sizes; do
-  data=$root/x$s
+  data=$root/laundering-x$s
   if [ ! -f "$data/input/torus/$date/195/META.json" ]; then
     echo "generating the ${s}× day ($((s * alerts)) alerts) into $data/input ..."
     /usr/bin/time -f "generate: %e s, peak RSS %M KB" \
       "$bin" generate --out "$data/input" --network torus --dates "$date" \
-      --alerts-per-day "$((s * alerts))" --seed 7
+      --alerts-per-day "$((s * alerts))" --seed 7 --profile laundering
   fi
 done
 
@@ -39,7 +39,7 @@ results=$root/results.tsv
 echo "== load $(cut -d' ' -f1 /proc/loadavg) before start"
 for w in $workers; do
   for s in $sizes; do
-    data=$root/x$s
+    data=$root/laundering-x$s
     out=$PWD/$data/output-w$w
     cat > "$data/config-w$w.toml" <<TOML
 pipeline = "$PWD/$root/daily-no-explain.toml"
@@ -70,7 +70,7 @@ done
 
 if [ "${PANDAS:-0}" = 1 ]; then
   for s in $sizes; do
-    data=$root/x$s
+    data=$root/laundering-x$s
     rm -rf "$data/output-pandas"
     t0=$(date +%s.%N)
     /usr/bin/time -o "$data/time-pandas.txt" -f "%M" python3 ../shared/peer/pandas_job.py \

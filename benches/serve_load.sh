@@ -22,10 +22,10 @@ first=2025-10-01
 last=$(date -d "$first + $((days - 1)) days" +%F)
 half=$(date -d "$first + $((days / 2 - 1)) days" +%F)
 rest=$(date -d "$half + 1 day" +%F)
-data=bench-data/serve-d${days}-a${alerts}
+data=bench-data/serve-d${days}-a${alerts}-laundering
 if [ ! -f "$data/input/torus/$last/195/META.json" ]; then
   echo "generating $days days of $alerts alerts into $data/input ..."
-  "$bin" generate --out "$data/input" --network torus --dates "$first..$last" --alerts-per-day "$alerts" --seed 7 >/dev/null
+  "$bin" generate --out "$data/input" --network torus --dates "$first..$last" --alerts-per-day "$alerts" --seed 7 --profile laundering >/dev/null
 fi
 sed 's/^explain = true/explain = false/' pipelines/daily.toml > "$data/pipeline.toml"
 cat > "$data/config.toml" <<TOML
