@@ -82,16 +82,16 @@ pub fn train(args: TrainArgs) -> Result<i32> {
     let ms = load_dates(&cfg, &dates, !no_graph_features, &|_| pb.inc(1))?;
     pb.finish_and_clear();
     let labels = Labels::load(&cfg.input, &cfg.network)?;
-    let out = cfg.models.clone();
+    // --quality-report conflicts with --no-graph-features: it compares every feature set.
+    let opts = TrainOptions {
+        kinds,
+        iterations,
+        seed,
+        out: cfg.models.clone(),
+        tune,
+        graph_features: !no_graph_features,
+    };
     if let Some(path) = quality_report {
-        let opts = TrainOptions {
-            kinds,
-            iterations,
-            seed,
-            out,
-            tune,
-            graph_features: true,
-        };
         let table = crate::train::quality_report(&ms, &labels, &opts)?;
         crate::io::write_atomic(&path, |w| {
             Ok(std::io::Write::write_all(w, table.as_bytes())?)
@@ -99,19 +99,7 @@ pub fn train(args: TrainArgs) -> Result<i32> {
         print!("{table}");
         return Ok(0);
     }
-    for p in crate::train::train(
-        &cfg,
-        &ms,
-        &labels,
-        &TrainOptions {
-            kinds,
-            iterations,
-            seed,
-            out,
-            tune,
-            graph_features: !no_graph_features,
-        },
-    )? {
+    for p in crate::train::train(&cfg, &ms, &labels, &opts)? {
         let meta: crate::model::ModelMeta =
             serde_json::from_slice(&crate::io::read_regular(&crate::model::meta_path(&p))?)?;
         println!("{}  {}", p.display(), meta.metrics);

@@ -42,6 +42,15 @@ pub struct Planted {
     pub hops: Vec<PlantedHop>,
 }
 
+fn epoch() -> NaiveDate {
+    NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")
+}
+
+/// Days since the epoch (the generator's days, and Parquet's date32).
+fn days(d: NaiveDate) -> i32 {
+    (d - epoch()).num_days() as i32
+}
+
 /// The laundering world's pattern instances with a transfer in the money flows of `date`, for
 /// the universe, seed and alerts of `opts`.
 pub fn planted(opts: &GenerateOptions, cfg: &Laundering, date: NaiveDate) -> Vec<Planted> {
@@ -52,9 +61,7 @@ pub fn planted(opts: &GenerateOptions, cfg: &Laundering, date: NaiveDate) -> Vec
         cfg.pool_share,
         Activity::new(opts.seed, n).hubs(),
     );
-    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
-    let days = |d: NaiveDate| (d - epoch).num_days() as i32;
-    let date_of = |t: i32| epoch + chrono::Days::new(t as u64 + 1);
+    let date_of = |t: i32| epoch() + chrono::Days::new(t as u64 + 1);
     active_on(&w, cfg, opts.seed, opts.alerts_per_day, days(date) - 1)
         .into_iter()
         .map(|i| Planted {
@@ -85,17 +92,15 @@ pub fn answer_key(
     cfg: &Laundering,
     dates: &[NaiveDate],
 ) -> Result<RecordBatch> {
-    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
-    let day = |d: NaiveDate| (d - epoch).num_days() as i32;
     let (mut date, mut id, mut kind, mut start) = (vec![], vec![], vec![], vec![]);
     let (mut from, mut to, mut usd, mut tx) = (vec![], vec![], vec![], vec![]);
     for &d in dates {
         for p in planted(opts, cfg, d) {
             for h in p.hops.iter().filter(|h| h.date == d) {
-                date.push(day(d));
+                date.push(days(d));
                 id.push(format!("{}/{}/{}", p.start, p.kind.name(), p.number));
                 kind.push(p.kind.name());
-                start.push(day(p.start));
+                start.push(days(p.start));
                 from.push(h.from.clone());
                 to.push(h.to.clone());
                 usd.push(h.amount_usd);
