@@ -292,8 +292,8 @@ mod tests {
             4.0 / 11.0,
             1.0,
         ];
-        for (j, col) in cols.cols.iter().enumerate() {
-            assert_eq!(col, &vec![a[j], b[j], a[j]], "{}", NETWORK[j]);
+        for (j, col) in cols.values().enumerate() {
+            assert_eq!(col, [a[j], b[j], a[j]], "{}", NETWORK[j]);
         }
     }
 }

@@ -680,8 +680,8 @@ mod tests {
         let mut cols = Columns::default();
         features(&day, &flows, &mut cols).unwrap();
         assert_eq!(cols.names, NAMES);
-        let get = |name: &str| &cols.cols[NAMES.iter().position(|n| *n == name).unwrap()];
-        assert_eq!(get("graph_cycle3"), &vec![1.0, 1.0, 1.0, 0.0]);
+        let get = |name: &str| cols.values().zip(NAMES).find(|c| *c.1 == name).unwrap().0;
+        assert_eq!(get("graph_cycle3"), vec![1.0, 1.0, 1.0, 0.0]);
         // a: b (one alert) and x (none); b: a (two alerts) and x.
         assert_eq!(get("graph_cp_alerts_mean")[..3], [0.5, 1.0, 0.5]);
         // b → x carries a NaN amount, counted as 0.

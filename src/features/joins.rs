@@ -100,7 +100,7 @@ mod tests {
         let mut out = Columns::default();
         address(&day, &feats, &mut out).unwrap();
         assert_eq!(out.names.len(), ADDRESS_FEATURES.len());
-        for col in &out.cols {
+        for col in out.values() {
             assert_eq!(col[0], 1.0, "the first row of `a` wins");
             assert!(col[1].is_nan(), "a null value is NaN");
             assert_eq!(col[2], 1.0);
@@ -111,8 +111,8 @@ mod tests {
         let mut out = Columns::default();
         history(&day, &hist, &mut out).unwrap();
         assert_eq!(out.names, HISTORY_FEATURES);
-        for col in &out.cols {
-            assert_eq!(col, &vec![4.0, 0.0, 4.0, 3.0], "no history is 0");
+        for col in out.values() {
+            assert_eq!(col, [4.0, 0.0, 4.0, 3.0], "no history is 0");
         }
     }
 }

@@ -365,14 +365,29 @@ pub(super) fn get_f(a: &Float64Array, i: usize) -> f64 {
 #[derive(Default)]
 pub(super) struct Columns {
     names: Vec<String>,
-    cols: Vec<Vec<f64>>,
+    cols: Vec<ArrayRef>,
 }
 
 impl Columns {
     /// Adds the column `name`.
     pub(super) fn push(&mut self, name: impl Into<String>, col: Vec<f64>) {
+        self.push_array(name, Arc::new(Float64Array::from(col)));
+    }
+
+    /// Adds the column `name` as an existing array, which several columns may share.
+    fn push_array(&mut self, name: impl Into<String>, col: ArrayRef) {
         self.names.push(name.into());
         self.cols.push(col);
+    }
+
+    /// Each column's values, in order.
+    #[cfg(test)]
+    pub(super) fn values(&self) -> impl Iterator<Item = &[f64]> {
+        self.cols.iter().map(|c| {
+            c.as_primitive::<arrow::datatypes::Float64Type>()
+                .values()
+                .as_ref()
+        })
     }
 
     /// Adds the columns of `other`, in their order.
@@ -469,8 +484,11 @@ pub fn build_matrix(
             if graph_features {
                 graph::features(&day, flows, &mut cols)?;
             } else {
+                // Not computed: one all-NaN array shared by every graph column (80 MB less
+                // memory to fill on a 500K-alert day).
+                let missing: ArrayRef = Arc::new(Float64Array::from(vec![f64::NAN; n]));
                 for name in GRAPH_FEATURES {
-                    cols.push(*name, vec![f64::NAN; n]);
+                    cols.push_array(*name, missing.clone());
                 }
             }
             Ok(cols)
@@ -505,11 +523,7 @@ pub fn build_matrix(
             .map(|n| Field::new(n, DataType::Float64, false)),
     );
     let mut arrays: Vec<ArrayRef> = vec![Arc::new(ids.clone()), Arc::new(addr.clone())];
-    arrays.extend(
-        cols.cols
-            .into_iter()
-            .map(|c| Arc::new(Float64Array::from(c)) as ArrayRef),
-    );
+    arrays.extend(cols.cols);
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
 }
 
