@@ -1,19 +1,32 @@
 //! Features joined on the alert's address: its history over earlier dates, and its row of
 //! `features.parquet`.
 
-use super::{f64_col, get_f, str_col, Columns, Day, ADDRESS_FEATURES, HISTORY_FEATURES};
+use super::{
+    f64_col, get_f, str_col, Columns, Day, ADDRESS_FEATURES, FLOW_HISTORY_FEATURES,
+    HISTORY_FEATURES,
+};
 use anyhow::Result;
-use arrow::array::{Array, Float64Array, StringArray};
+use arrow::array::{Array, ArrayRef, Float64Array, StringArray};
 use arrow::record_batch::RecordBatch;
 use rustc_hash::FxHashMap as HashMap;
 
-/// The address history (absent = no history = 0).
-pub(super) fn history(day: &Day, history: &RecordBatch, out: &mut Columns) -> Result<()> {
+/// The address history (absent = no history = 0); the flow-history columns are `missing`
+/// (NaN for every alert) when given, as the run did not compute them.
+pub(super) fn history(
+    day: &Day,
+    history: &RecordBatch,
+    missing: Option<&ArrayRef>,
+    out: &mut Columns,
+) -> Result<()> {
     let haddr = str_col(history, "address")?;
     let hrow: HashMap<&str, usize> = (0..haddr.len()).map(|r| (haddr.value(r), r)).collect();
     let join = Join::new(day, &haddr, |a| hrow.get(a).copied());
     let mut dense = Vec::new();
     for name in HISTORY_FEATURES {
+        if let Some(nan) = missing.filter(|_| FLOW_HISTORY_FEATURES.contains(name)) {
+            out.push_array(*name, nan.clone());
+            continue;
+        }
         out.push(
             *name,
             join.gather(&f64_col(history, name)?, 0.0, &mut dense),
@@ -72,7 +85,6 @@ impl Join {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::ArrayRef;
     use std::sync::Arc;
 
     /// A table of `address` and the float columns `names`, every column `values[row]`.
@@ -109,10 +121,18 @@ mod tests {
 
         let hist = table(&["c", "a"], HISTORY_FEATURES, &[Some(3.0), Some(4.0)]);
         let mut out = Columns::default();
-        history(&day, &hist, &mut out).unwrap();
+        history(&day, &hist, None, &mut out).unwrap();
         assert_eq!(out.names, HISTORY_FEATURES);
         for col in out.values() {
             assert_eq!(col, [4.0, 0.0, 4.0, 3.0], "no history is 0");
+        }
+        // Flow history not computed: NaN for every alert, with a history row or not.
+        let nan: ArrayRef = Arc::new(Float64Array::from(vec![f64::NAN; 4]));
+        let mut out = Columns::default();
+        history(&day, &hist, Some(&nan), &mut out).unwrap();
+        for (col, name) in out.values().zip(HISTORY_FEATURES) {
+            let flows = FLOW_HISTORY_FEATURES.contains(name);
+            assert_eq!(col.iter().all(|v| v.is_nan()), flows, "{name}");
         }
     }
 }

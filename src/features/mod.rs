@@ -474,6 +474,10 @@ pub fn build_matrix(
         by_addr: rows_by_address(&addr),
     };
     let (flows, clusters) = (get(Table::Flows)?, get(Table::Clusters)?);
+    // Without the graph features, their columns and the flow history's are NaN for every
+    // alert: one array shared by all of them (184 MB less to fill on a 500K-alert day).
+    let missing =
+        (!graph_features).then(|| -> ArrayRef { Arc::new(Float64Array::from(vec![f64::NAN; n])) });
     // The groups over the flows and clusters are computed beside the others, on a thread of
     // their own; the columns are put together in the model's order.
     let (mut cols, graph_side, joined) = std::thread::scope(|s| {
@@ -481,14 +485,12 @@ pub fn build_matrix(
             let mut cols = Columns::default();
             flows::network(&day, flows, &mut cols)?;
             clusters::membership(&day, clusters, &mut cols)?;
-            if graph_features {
-                graph::features(&day, flows, &mut cols)?;
-            } else {
-                // Not computed: one all-NaN array shared by every graph column (80 MB less
-                // memory to fill on a 500K-alert day).
-                let missing: ArrayRef = Arc::new(Float64Array::from(vec![f64::NAN; n]));
-                for name in GRAPH_FEATURES {
-                    cols.push_array(*name, missing.clone());
+            match &missing {
+                None => graph::features(&day, flows, &mut cols)?,
+                Some(nan) => {
+                    for name in GRAPH_FEATURES {
+                        cols.push_array(*name, nan.clone());
+                    }
                 }
             }
             Ok(cols)
@@ -498,7 +500,7 @@ pub fn build_matrix(
             alert::own(&day, alerts, &mut cols)?;
             alert::calendar(&day, &mut cols);
             alert::within_day(&day, &mut cols);
-            joins::history(&day, history, &mut joined)?;
+            joins::history(&day, history, missing.as_ref(), &mut joined)?;
             joins::address(&day, get(Table::Features)?, &mut joined)?;
             Ok((cols, joined))
         };
