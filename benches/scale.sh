@@ -9,14 +9,17 @@
 # The outputs of each run stay in bench-data/scale/laundering-x<size>/output-w<workers>.
 # With PANDAS=1 it also times the pandas reference of ../shared/peer (pandas_job.py, explain
 # off, the same day) and adds a table for it (the 10× day needs ~6 GB).
+# With REPS=N every run is repeated N times, the repetitions interleaved (all sizes and worker
+# counts once, then again), and each figure is the median of its N (this machine is noisy).
 # usage: benches/scale.sh            (SIZES="1 3" for a quick run; ALERTS=50000 per 1×;
-#                                     WORKERS="1 2"; PANDAS=1)
+#                                     WORKERS="1 2"; PANDAS=1; REPS=3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 sizes=${SIZES:-1 3 10}
 alerts=${ALERTS:-50000}
 workers=${WORKERS:-1 2}
+reps=${REPS:-1}
 date=2025-07-01
 bin="$CARGO_TARGET_DIR/release/pipeline"
 cargo build --release -q
@@ -37,6 +40,7 @@ done
 results=$root/results.tsv
 : > "$results"
 echo "== load $(cut -d' ' -f1 /proc/loadavg) before start"
+for r in $(seq "$reps"); do
 for w in $workers; do
   for s in $sizes; do
     data=$root/laundering-x$s
@@ -64,7 +68,7 @@ TOML
       / dates completed in / { on = 0 }
       on && NF >= 8 { printf "%s\t%s\t%s (ms)\t%.0f\n", w, s, $1, $6 * 1000 }
     ' "$data/run-w$w.txt" >> "$results"
-    echo "  ${s}×, $w worker(s): done"
+    echo "  ${s}×, $w worker(s): done (repetition $r)"
   done
 done
 
@@ -78,16 +82,28 @@ if [ "${PANDAS:-0}" = 1 ]; then
     t1=$(date +%s.%N)
     awk -v a="$t0" -v b="$t1" -v s="$s" 'BEGIN { printf "pandas\t%s\twall (s)\t%.2f\n", s, b - a }' >> "$results"
     printf "pandas\t%s\tpeak RSS (MB)\t%d\n" "$s" "$(($(tail -n1 "$data/time-pandas.txt") / 1024))" >> "$results"
-    echo "  ${s}×, pandas: done"
+    echo "  ${s}×, pandas: done (repetition $r)"
   done
 fi
+done
+echo "== load $(cut -d' ' -f1 /proc/loadavg) at the end"
 
-# One table per worker count (and pandas): a row per figure, a column per size, with the ratio to 1×.
-awk -F'\t' -v sizes="$sizes" '
-  { key = $1 SUBSEP $2 SUBSEP $3; v[key] = $4
+# One table per worker count (and pandas): a row per figure, a column per size, with the ratio
+# to 1×; each figure the median of its repetitions.
+awk -F'\t' -v sizes="$sizes" -v reps="$reps" '
+  function median(key,    i, j, t, c) {
+    c = cnt[key]
+    for (i = 2; i <= c; i++)
+      for (j = i; j > 1 && all[key, j - 1] + 0 > all[key, j] + 0; j--) {
+        t = all[key, j]; all[key, j] = all[key, j - 1]; all[key, j - 1] = t
+      }
+    return c % 2 ? all[key, (c + 1) / 2] : (all[key, c / 2] + all[key, c / 2 + 1]) / 2
+  }
+  { key = $1 SUBSEP $2 SUBSEP $3; all[key, ++cnt[key]] = $4
     if (!(($1 SUBSEP $3) in seen)) { seen[$1 SUBSEP $3] = 1; order[$1, ++n[$1]] = $3 }
     if (!($1 in ws)) { ws[$1] = 1; wl[++nw] = $1 } }
   END {
+    for (key in cnt) v[key] = median(key)
     ns = split(sizes, sz, " ")
     for (i = 1; i <= nw; i++) {
       w = wl[i]
@@ -107,5 +123,5 @@ awk -F'\t' -v sizes="$sizes" '
         printf "\n"
       }
     }
-    printf "\nratios are to the %s× column; targets: wall at 10× <= 11×, each stage <= 12×\n", sz[1]
+    printf "\nmedians of %d repetition(s); ratios are to the %s× column; targets: wall at 10× <= 11×, each stage <= 12×\n", reps, sz[1]
   }' "$results"
