@@ -26,7 +26,8 @@ const CACHE_CHUNK_ROWS: usize = 8192;
 /// How cache files are encoded: LZ4-compressed buffers (read back transparently, and files
 /// written before compression still read). A realistic date's cache shrinks 94 → 49 MB (the
 /// alert matrix 75 → 33 MB), which every date keeps; writing it costs less CPU than before,
-/// as fresh page-cache pages cost more than compressing (docs/profiling.md, "Cache files").
+/// as fresh page-cache pages cost more than compressing (docs/profiling.md, "Fresh memory
+/// costs more than the data on this machine").
 fn cache_write_options() -> Result<arrow::ipc::writer::IpcWriteOptions> {
     Ok(arrow::ipc::writer::IpcWriteOptions::default()
         .try_with_compression(Some(arrow::ipc::CompressionType::LZ4_FRAME))?)

@@ -208,16 +208,21 @@ pub const HISTORY_FEATURES: &[&str] = &[
 /// The address-history features made of the previous dates' money flows (the last of
 /// [`HISTORY_FEATURES`]): computed, like the graph features, only when a model of the run uses
 /// one ([`graph_features_needed`]), NaN otherwise.
-pub const FLOW_HISTORY_FEATURES: &[&str] = HISTORY_FEATURES.split_at(5).1;
+pub const FLOW_HISTORY_FEATURES: &[&str] = HISTORY_FEATURES.split_at(ALERT_HISTORY_LEN).1;
 
 /// The address-history features made of the previous dates' alerts (the first five of
 /// [`HISTORY_FEATURES`]), always computed.
-pub const ALERT_HISTORY_FEATURES: &[&str] = HISTORY_FEATURES.split_at(5).0;
+pub const ALERT_HISTORY_FEATURES: &[&str] = HISTORY_FEATURES.split_at(ALERT_HISTORY_LEN).0;
+
+/// How many of [`HISTORY_FEATURES`] are made of alerts (the first).
+const ALERT_HISTORY_LEN: usize = 5;
 
 /// The flow-history features that count the [`SHAPE_FEATURES`] of the graph of the distinct
 /// money-flow pairs of the previous 7 dates (the last of [`HISTORY_FEATURES`], in the same
 /// order; `crate::history` says how).
-pub const WINDOW_SHAPE_FEATURES: &[&str] = HISTORY_FEATURES.split_at(21).1;
+pub const WINDOW_SHAPE_FEATURES: &[&str] = HISTORY_FEATURES
+    .split_at(HISTORY_FEATURES.len() - SHAPE_FEATURES.len())
+    .1;
 
 /// Known typologies; `typology_code` is the index in this list (unknown = NaN).
 pub const TYPOLOGIES: &[&str] = &[

@@ -230,7 +230,7 @@ impl Stats {
             n(counts[4]),
         ];
         if !flows {
-            v[5..].fill(f64::NAN);
+            v[crate::features::ALERT_HISTORY_FEATURES.len()..].fill(f64::NAN);
         }
         Stats(v.map(f64::to_bits))
     }

@@ -499,7 +499,7 @@ mod tests {
                 assert_eq!(got[a][n], v, "{a} {n}");
             }
         }
-        let flow_names = &counted()[5..];
+        let flow_names = &counted()[crate::features::ALERT_HISTORY_FEATURES.len()..];
         assert!(
             flow_names.iter().all(|n| got["q"][n] == 0.0),
             "no flows, all 0"
@@ -537,7 +537,7 @@ mod tests {
         assert_eq!(both, two(false));
         assert_eq!(both[&format!("{base} a")]["cps"], 3.0);
         let without = rows(src, base, false, 1, true);
-        for name in &counted()[5..] {
+        for name in &counted()[crate::features::ALERT_HISTORY_FEATURES.len()..] {
             assert!(without["a"][name].is_nan(), "{name} is NaN unless computed");
         }
     }
