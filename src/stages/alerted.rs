@@ -1,54 +1,74 @@
 //! The alerted addresses of a date, as decode tests the features' and money flows' addresses
 //! against them.
 
-use rustc_hash::{FxBuildHasher, FxHashMap as HashMap};
-use std::hash::BuildHasher;
+use super::address_table::{hash, AddressTable};
 
 /// The alerted addresses, each with the row of its first alert, which the millions of
 /// addresses of the features and money flows are tested against. A filter of two bits of one
 /// word per address (about 8 bits per address, so it stays in cache as the day grows) answers
-/// most misses; only what passes it is looked up in the map, whose keys lie wherever the
-/// alerts' strings are.
-pub(crate) struct Alerted<'a> {
-    first_row: HashMap<&'a str, i32>,
+/// most misses; only what passes it is looked up in the table.
+pub(crate) struct Alerted {
+    first_row: AddressTable,
     words: Vec<u64>,
 }
 
-impl<'a> Alerted<'a> {
+impl Alerted {
     /// The addresses of `alerts` (row, address), in row order.
-    pub(crate) fn new(alerts: impl Iterator<Item = (usize, &'a str)>) -> Self {
-        let mut first_row: HashMap<&str, i32> = HashMap::default();
+    pub(crate) fn new<'a>(alerts: impl Iterator<Item = (usize, &'a str)>) -> Self {
+        let mut first_row = AddressTable::with_capacity(0);
+        let mut hashes = Vec::new();
         for (r, a) in alerts {
-            first_row.entry(a).or_insert(r as i32);
+            let h = hash(a);
+            let row = u32::try_from(r).expect("fewer than 2^32 alerts");
+            first_row
+                .get_or_insert(h, a, row)
+                .expect("an alerts file's addresses fit in 4 GB");
+            hashes.push(h);
         }
         let mut words = vec![0u64; (first_row.len() / 8).max(1).next_power_of_two()];
-        for a in first_row.keys() {
-            let (w, bits) = Self::filter(words.len(), a);
+        for h in hashes {
+            let (w, bits) = Self::filter(words.len(), h);
             words[w] |= bits;
         }
         Self { first_row, words }
     }
 
-    /// The filter word of `a` and its two bits in it.
-    fn filter(n_words: usize, a: &str) -> (usize, u64) {
-        let h = FxBuildHasher.hash_one(a);
+    /// The filter word of hash `h` and its two bits in it.
+    fn filter(n_words: usize, h: u64) -> (usize, u64) {
         let w = (h >> 32) as usize & (n_words - 1);
         (w, 1 << (h & 63) | 1 << ((h >> 6) & 63))
     }
 
-    /// The row of the first alert of `a`, if `a` is an alerted address.
-    pub(crate) fn first_row(&self, a: &str) -> Option<i32> {
-        let (w, bits) = Self::filter(self.words.len(), a);
-        if self.words[w] & bits == bits {
-            self.first_row.get(a).copied()
+    /// Whether an address of hash `h` may be alerted (if not, it surely is not).
+    #[inline]
+    pub(crate) fn may_contain(&self, h: u64) -> bool {
+        let (w, bits) = Self::filter(self.words.len(), h);
+        self.words[w] & bits == bits
+    }
+
+    /// The row of the first alert of `a` (whose [`hash`] is `h`), if `a` is an alerted address.
+    #[inline]
+    pub(crate) fn first_row_hashed(&self, h: u64, a: &str) -> Option<i32> {
+        if self.may_contain(h) {
+            self.first_row.get(h, a).map(|r| r as i32)
         } else {
             None
         }
     }
 
+    /// The row of the first alert of `a`, if `a` is an alerted address.
+    pub(crate) fn first_row(&self, a: &str) -> Option<i32> {
+        self.first_row_hashed(hash(a), a)
+    }
+
     /// Whether `a` is an alerted address.
     pub(crate) fn contains(&self, a: &str) -> bool {
         self.first_row(a).is_some()
+    }
+
+    /// The table of first rows, for callers that prefetch their lookups.
+    pub(crate) fn table(&self) -> &AddressTable {
+        &self.first_row
     }
 }
 

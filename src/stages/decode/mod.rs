@@ -4,6 +4,7 @@
 //! when a model uses the graph features every flow is kept, as a graph of numbered addresses
 //! (about 30 bytes a flow).
 
+mod flows;
 mod meta;
 
 pub use meta::{check_file_name, Meta};
@@ -15,12 +16,10 @@ use crate::config::{RunConfig, StageSpec};
 use crate::contract::{check_dates, check_unique, column, required, to_f64, to_str, to_str_list};
 use crate::features::ADDRESS_FEATURES;
 use crate::io::ParquetSource;
-use crate::labels::LabelMap;
 use crate::model::Model;
 use anyhow::{bail, Result};
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, ListArray, StringArray,
-    StringBuilder,
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, ListArray, StringArray, StringBuilder,
 };
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Schema};
@@ -218,7 +217,7 @@ fn read_tables(
         let features =
             s.spawn(|| read_features(&dir.join("features.parquet"), date, &alerted, p.batch_size));
         let rest = read_clusters(&dir.join("clusters.parquet"), date).and_then(|clusters| {
-            let flows = read_flows(
+            let flows = flows::read_flows(
                 &dir.join("money_flows.parquet"),
                 date,
                 &alerted,
@@ -558,96 +557,4 @@ fn read_clusters(path: &Path, date: NaiveDate) -> Result<RecordBatch> {
         ("severity_max", str_opt("severity_max")?),
         ("confidence_avg", f64_opt("confidence_avg")?),
     ])
-}
-
-/// Streams `money_flows.parquet` into the day's flow graph: the flows with both ends (all of
-/// them if `whole`, else those that touch an alerted address), in file order, their ends
-/// numbered by first appearance among them (`from_node`, `to_node`, so no address string is
-/// kept) and given the row of the first alert of each alerted end (`from_alert`, `to_alert`);
-/// returns it and the file's row count.
-fn read_flows(
-    path: &Path,
-    date: NaiveDate,
-    alerted: &Alerted,
-    batch_size: usize,
-    whole: bool,
-) -> Result<(RecordBatch, usize)> {
-    let file = path.display().to_string();
-    let src = ParquetSource::open(path)?;
-    let total = src.num_rows();
-    let empty = src.schema().fields().is_empty();
-    // Nodes are numbered in order of first appearance. An alerted end's number is kept by
-    // the row of its first alert (it was looked up already), so only the other ends are
-    // looked up by their string.
-    let mut alerted_node: Vec<i32> = Vec::new();
-    let mut others: LabelMap<i32> = LabelMap::default();
-    let mut n_nodes: i32 = 0;
-    let mut node = |a: &str, alert: Option<i32>| -> Result<i32> {
-        if n_nodes == i32::MAX {
-            bail!("{file}: more than 2^31 distinct addresses in one day's flows; not supported");
-        }
-        let slot = match alert {
-            Some(r) => {
-                let r = r as usize;
-                if alerted_node.len() <= r {
-                    alerted_node.resize(r + 1, -1);
-                }
-                &mut alerted_node[r]
-            }
-            None => others.get_or_insert_with(a, || -1),
-        };
-        if *slot < 0 {
-            *slot = n_nodes;
-            n_nodes += 1;
-        }
-        Ok(*slot)
-    };
-    let (mut from, mut to) = (Vec::new(), Vec::new());
-    let (mut usd, mut tx) = (Vec::new(), Vec::new());
-    let (mut from_alert, mut to_alert) = (Vec::new(), Vec::new());
-    if !empty {
-        for b in src.read(FLOW_COLUMNS, batch_size)? {
-            let b = b?;
-            check_date(&b, &file, date)?;
-            let f = to_str(required(&b, &file, "from_address")?, &file, "from_address")?;
-            let t = to_str(required(&b, &file, "to_address")?, &file, "to_address")?;
-            let u = to_f64(
-                required(&b, &file, "amount_usd_sum")?,
-                &file,
-                "amount_usd_sum",
-            )?;
-            let x = match column(&b, "tx_count") {
-                Some(c) => to_f64(c, &file, "tx_count")?,
-                None => Float64Array::from(vec![1.0; b.num_rows()]),
-            };
-            for i in 0..b.num_rows() {
-                let (fv, tv) = (
-                    f.is_valid(i).then(|| f.value(i)),
-                    t.is_valid(i).then(|| t.value(i)),
-                );
-                let (Some(fv), Some(tv)) = (fv, tv) else {
-                    continue;
-                };
-                let (fa, ta) = (alerted.first_row(fv), alerted.first_row(tv));
-                if !whole && fa.is_none() && ta.is_none() {
-                    continue;
-                }
-                from.push(node(fv, fa)?);
-                to.push(node(tv, ta)?);
-                from_alert.push(fa);
-                to_alert.push(ta);
-                usd.push(if u.is_valid(i) { u.value(i) } else { f64::NAN });
-                tx.push(if x.is_valid(i) { x.value(i) } else { f64::NAN });
-            }
-        }
-    }
-    let b = make_batch(vec![
-        ("from_node", Arc::new(Int32Array::from(from))),
-        ("to_node", Arc::new(Int32Array::from(to))),
-        ("amount_usd_sum", Arc::new(Float64Array::from(usd))),
-        ("tx_count", Arc::new(Float64Array::from(tx))),
-        ("from_alert", Arc::new(Int32Array::from(from_alert))),
-        ("to_alert", Arc::new(Int32Array::from(to_alert))),
-    ])?;
-    Ok((b, total))
 }

@@ -1,0 +1,179 @@
+//! Decode's reading of `money_flows.parquet`: the day's flow graph with numbered ends.
+
+use super::{check_date, make_batch, FLOW_COLUMNS};
+use crate::contract::{column, required, to_f64, to_str};
+use crate::io::ParquetSource;
+use crate::stages::address_table::{hash, AddressTable, AHEAD};
+use crate::stages::alerted::Alerted;
+use anyhow::{bail, Result};
+use arrow::array::{Array, Float64Array, Int32Array, StringArray};
+use arrow::record_batch::RecordBatch;
+use chrono::NaiveDate;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Streams `money_flows.parquet` into the day's flow graph: the flows with both ends (all of
+/// them if `whole`, else those that touch an alerted address), in file order, their ends
+/// numbered by first appearance among them (`from_node`, `to_node`, so no address string is
+/// kept) and given the row of the first alert of each alerted end (`from_alert`, `to_alert`);
+/// returns it and the file's row count.
+///
+/// Each batch's ends are hashed first, so the lookups of the ends [`AHEAD`] can be prefetched
+/// while the current one is answered.
+pub(super) fn read_flows(
+    path: &Path,
+    date: NaiveDate,
+    alerted: &Alerted,
+    batch_size: usize,
+    whole: bool,
+) -> Result<(RecordBatch, usize)> {
+    let file = path.display().to_string();
+    let src = ParquetSource::open(path)?;
+    let total = src.num_rows();
+    let empty = src.schema().fields().is_empty();
+    let mut nodes = Nodes::new(&file);
+    let (mut from, mut to) = (Vec::new(), Vec::new());
+    let (mut usd, mut tx) = (Vec::new(), Vec::new());
+    let (mut from_alert, mut to_alert) = (Vec::new(), Vec::new());
+    let mut hashes: Vec<[u64; 2]> = Vec::new();
+    if !empty {
+        for b in src.read(FLOW_COLUMNS, batch_size)? {
+            let b = b?;
+            check_date(&b, &file, date)?;
+            let f = to_str(required(&b, &file, "from_address")?, &file, "from_address")?;
+            let t = to_str(required(&b, &file, "to_address")?, &file, "to_address")?;
+            let u = to_f64(
+                required(&b, &file, "amount_usd_sum")?,
+                &file,
+                "amount_usd_sum",
+            )?;
+            let x = match column(&b, "tx_count") {
+                Some(c) => to_f64(c, &file, "tx_count")?,
+                None => Float64Array::from(vec![1.0; b.num_rows()]),
+            };
+            hashes.clear();
+            hashes.extend((0..b.num_rows()).map(|i| [end_hash(&f, i), end_hash(&t, i)]));
+            for i in 0..b.num_rows() {
+                if let Some(&ends) = hashes.get(i + AHEAD) {
+                    nodes.prefetch(alerted, ends, whole, AddressTable::prefetch_slot);
+                }
+                if let Some(&ends) = hashes.get(i + AHEAD / 2) {
+                    nodes.prefetch(alerted, ends, whole, AddressTable::prefetch_key);
+                }
+                let (fv, tv) = (
+                    f.is_valid(i).then(|| f.value(i)),
+                    t.is_valid(i).then(|| t.value(i)),
+                );
+                let (Some(fv), Some(tv)) = (fv, tv) else {
+                    continue;
+                };
+                let [hf, ht] = hashes[i];
+                let (fa, ta) = (
+                    alerted.first_row_hashed(hf, fv),
+                    alerted.first_row_hashed(ht, tv),
+                );
+                if !whole && fa.is_none() && ta.is_none() {
+                    continue;
+                }
+                from.push(nodes.number(hf, fv, fa)?);
+                to.push(nodes.number(ht, tv, ta)?);
+                from_alert.push(fa);
+                to_alert.push(ta);
+                usd.push(if u.is_valid(i) { u.value(i) } else { f64::NAN });
+                tx.push(if x.is_valid(i) { x.value(i) } else { f64::NAN });
+            }
+        }
+    }
+    let b = make_batch(vec![
+        ("from_node", Arc::new(Int32Array::from(from))),
+        ("to_node", Arc::new(Int32Array::from(to))),
+        ("amount_usd_sum", Arc::new(Float64Array::from(usd))),
+        ("tx_count", Arc::new(Float64Array::from(tx))),
+        ("from_alert", Arc::new(Int32Array::from(from_alert))),
+        ("to_alert", Arc::new(Int32Array::from(to_alert))),
+    ])?;
+    Ok((b, total))
+}
+
+/// The hash of row `i`'s address (0 for a null, which is never looked up).
+fn end_hash(a: &StringArray, i: usize) -> u64 {
+    if a.is_valid(i) {
+        hash(a.value(i))
+    } else {
+        0
+    }
+}
+
+/// The numbers of the flows' ends, given in order of first appearance. An alerted end's number
+/// is kept by the row of its first alert (it was looked up already), so only the other ends
+/// are looked up by their string.
+struct Nodes<'a> {
+    file: &'a str,
+    alerted: Vec<i32>,
+    others: AddressTable,
+    n: u32,
+}
+
+impl<'a> Nodes<'a> {
+    fn new(file: &'a str) -> Self {
+        Self {
+            file,
+            alerted: Vec::new(),
+            others: AddressTable::with_capacity(1 << 16),
+            n: 0,
+        }
+    }
+
+    /// The number of end `a` (hash `h`, first alert row `alert` if alerted).
+    fn number(&mut self, h: u64, a: &str, alert: Option<i32>) -> Result<i32> {
+        if self.n == i32::MAX as u32 {
+            bail!(
+                "{}: more than 2^31 distinct addresses in one day's flows; not supported",
+                self.file
+            );
+        }
+        let number = match alert {
+            Some(r) => {
+                let r = r as usize;
+                if self.alerted.len() <= r {
+                    self.alerted.resize(r + 1, -1);
+                }
+                if self.alerted[r] < 0 {
+                    self.alerted[r] = self.n as i32;
+                }
+                self.alerted[r] as u32
+            }
+            None => match self.others.get_or_insert(h, a, self.n) {
+                Some(number) => number,
+                None => bail!(
+                    "{}: more than 4 GB of distinct addresses in one day's flows; not supported",
+                    self.file
+                ),
+            },
+        };
+        if number == self.n {
+            self.n += 1;
+        }
+        Ok(number as i32)
+    }
+
+    /// Prefetches, with `fetch`, what the lookups of a flow's two ends (hashes `ends`) will
+    /// read: the alerted table for an end that may be alerted, the other ends' table for an end
+    /// that will be numbered by its string.
+    fn prefetch(
+        &self,
+        alerted: &Alerted,
+        ends: [u64; 2],
+        whole: bool,
+        fetch: fn(&AddressTable, u64),
+    ) {
+        let may = ends.map(|h| alerted.may_contain(h));
+        for (h, m) in ends.into_iter().zip(may) {
+            if m {
+                fetch(alerted.table(), h);
+            } else if whole || may[0] || may[1] {
+                fetch(&self.others, h);
+            }
+        }
+    }
+}
