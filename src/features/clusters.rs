@@ -169,21 +169,35 @@ pub fn build_cluster_matrix(
         }
     }
     // Feature by feature, so that one alert column at a time is read at the members' rows
-    // (it stays in cache; cluster by cluster, every column of the matrix would be).
-    let mut vs: Vec<f64> = Vec::new();
+    // (it stays in cache; cluster by cluster, every column of the matrix would be). The
+    // column's values at all members' rows are gathered first, in one loop whose loads do not
+    // wait on each other: on a 10× day a column outgrows the core's cache, and the gather
+    // interleaved with each cluster's sums waited for one load at a time (15× the 1× time).
+    let members = &members[..m];
+    let rows: Vec<usize> = members.iter().flatten().copied().collect();
+    let mut gathered: Vec<f64> = Vec::with_capacity(rows.len());
     for (j, f) in feats.iter().enumerate() {
         let (means, rest) = cols[CLUSTER_OWN.len() + 2 * j..].split_at_mut(1);
         let (means, maxes) = (&mut means[0], &mut rest[0]);
-        for members in &members[..m] {
-            vs.clear();
-            vs.extend(members.iter().map(|&i| f.value(i)).filter(|v| !v.is_nan()));
-            let mean = if vs.is_empty() {
+        let values = f.values();
+        gathered.clear();
+        gathered.extend(rows.iter().map(|&i| values[i]));
+        let mut at = 0;
+        for cluster in members {
+            let vs = || {
+                gathered[at..at + cluster.len()]
+                    .iter()
+                    .filter(|v| !v.is_nan())
+            };
+            let n = vs().count();
+            let mean = if n == 0 {
                 f64::NAN
             } else {
-                vs.iter().sum::<f64>() / vs.len() as f64
+                vs().sum::<f64>() / n as f64
             };
             means.push(mean);
-            maxes.push(vs.iter().copied().fold(f64::NAN, nan_max));
+            maxes.push(vs().copied().fold(f64::NAN, nan_max));
+            at += cluster.len();
         }
     }
     let mut fields = vec![Field::new("cluster_id", DataType::Utf8, false)];
