@@ -213,3 +213,71 @@ pub fn build_cluster_matrix(
     );
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::ListBuilder;
+    use arrow::array::StringBuilder;
+
+    /// Means and maxes over members, checked against a direct computation: NaNs skipped, a
+    /// cluster without members or with only NaNs gets NaN, a member listed twice counts twice.
+    #[test]
+    fn cluster_means_and_maxes_skip_nans_over_members_in_order() {
+        let names = alert_feature_names();
+        let n = 6;
+        let value = |f: usize, i: usize| match (f + i) % 4 {
+            0 => f64::NAN,
+            k => (f * 10 + i) as f64 / k as f64,
+        };
+        let mut cols: Vec<(&str, ArrayRef)> = vec![
+            ("alert_id", Arc::new(StringArray::from(vec!["a"; n]))),
+            ("address", Arc::new(StringArray::from(vec!["x"; n]))),
+        ];
+        for (f, name) in names.iter().enumerate() {
+            let v: Vec<f64> = (0..n).map(|i| value(f, i)).collect();
+            cols.push((name, Arc::new(Float64Array::from(v))));
+        }
+        let matrix = RecordBatch::try_from_iter(cols).unwrap();
+        let members: Vec<Vec<usize>> = vec![vec![4, 0, 2], vec![], vec![5, 5, 1], vec![3]];
+        let m = members.len();
+        let mut inv = ListBuilder::new(StringBuilder::new());
+        for _ in 0..m {
+            inv.values().append_value("x");
+            inv.append(true);
+        }
+        let nums = || Arc::new(Float64Array::from(vec![1.0; m])) as ArrayRef;
+        let strs = |s: &str| Arc::new(StringArray::from(vec![s; m])) as ArrayRef;
+        let clusters = RecordBatch::try_from_iter(vec![
+            ("cluster_id", strs("c")),
+            ("cluster_type", strs("same_entity")),
+            ("addresses_involved", Arc::new(inv.finish()) as ArrayRef),
+            ("total_alerts", nums()),
+            ("total_volume_usd", nums()),
+            ("confidence_avg", nums()),
+            ("severity_max", strs("high")),
+        ])
+        .unwrap();
+        let out = build_cluster_matrix(&clusters, &matrix, &members).unwrap();
+        let same = |a: f64, b: f64| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+        for (f, name) in names.iter().enumerate() {
+            let mean = f64_col(&out, &format!("mean_{name}")).unwrap();
+            let max = f64_col(&out, &format!("max_{name}")).unwrap();
+            for (c, rows) in members.iter().enumerate() {
+                let vs: Vec<f64> = rows
+                    .iter()
+                    .map(|&i| value(f, i))
+                    .filter(|v| !v.is_nan())
+                    .collect();
+                let want_mean = if vs.is_empty() {
+                    f64::NAN
+                } else {
+                    vs.iter().sum::<f64>() / vs.len() as f64
+                };
+                let want_max = vs.iter().copied().fold(f64::NAN, f64::max);
+                assert!(same(mean.value(c), want_mean), "{name} mean of {c}");
+                assert!(same(max.value(c), want_max), "{name} max of {c}");
+            }
+        }
+    }
+}
