@@ -31,7 +31,8 @@ struct Slot {
     len: u32,
 }
 
-/// An unused slot: no key starts at `u32::MAX` (the buffer is kept shorter).
+/// An unused slot ([`Slot::is_empty`]): no key starts at `u32::MAX` (the buffer is kept
+/// shorter).
 const EMPTY: Slot = Slot {
     hash: 0,
     value: 0,
@@ -47,6 +48,18 @@ pub(crate) fn hash(k: &str) -> u64 {
 
 fn fold(h: u64) -> u32 {
     (h >> 32) as u32 ^ h as u32
+}
+
+/// The slots a key of folded hash `h32` may lie in, in probe order: its own, then the next
+/// (linear probing; the table is never more than half full, so an empty slot ends every probe).
+fn probe(h32: u32, mask: usize) -> impl Iterator<Item = usize> {
+    (0..).map(move |d| (h32 as usize + d) & mask)
+}
+
+impl Slot {
+    fn is_empty(&self) -> bool {
+        self.start == u32::MAX
+    }
 }
 
 #[inline(always)]
@@ -116,18 +129,17 @@ impl AddressTable {
 
     /// The slot holding `k` (`Ok`) or the empty slot where it would go (`Err`).
     fn find(&self, h: u64, k: &str) -> Result<usize, usize> {
-        let (h32, mask) = (fold(h), self.slots.len() - 1);
-        let mut i = h32 as usize & mask;
-        loop {
+        let h32 = fold(h);
+        for i in probe(h32, self.slots.len() - 1) {
             let s = &self.slots[i];
-            if s.start == u32::MAX {
+            if s.is_empty() {
                 return Err(i);
             }
             if s.hash == h32 && self.key(s) == k.as_bytes() {
                 return Ok(i);
             }
-            i = (i + 1) & mask;
         }
+        unreachable!("a probe ends at an empty slot")
     }
 
     /// The number of `k`, whose [`hash`] is `h`.
@@ -169,11 +181,10 @@ impl AddressTable {
         let grown = empty_slots(self.slots.len() * 2);
         let old = std::mem::replace(&mut self.slots, grown);
         let mask = self.slots.len() - 1;
-        for s in old.into_iter().filter(|s| s.start != u32::MAX) {
-            let mut i = s.hash as usize & mask;
-            while self.slots[i].start != u32::MAX {
-                i = (i + 1) & mask;
-            }
+        for s in old.into_iter().filter(|s| !s.is_empty()) {
+            let i = probe(s.hash, mask)
+                .find(|&i| self.slots[i].is_empty())
+                .expect("a probe ends at an empty slot");
             self.slots[i] = s;
         }
     }
@@ -189,18 +200,13 @@ impl AddressTable {
     /// of `h` will almost always compare against); the slot line should be cached by now.
     #[inline]
     pub(crate) fn prefetch_key(&self, h: u64) {
-        let (h32, mask) = (fold(h), self.slots.len() - 1);
-        let mut i = h32 as usize & mask;
-        loop {
-            let s = &self.slots[i];
-            if s.start == u32::MAX {
-                return;
-            }
-            if s.hash == h32 {
-                prefetch(self.bytes.as_ptr().wrapping_add(s.start as usize));
-                return;
-            }
-            i = (i + 1) & mask;
+        let h32 = fold(h);
+        let first = probe(h32, self.slots.len() - 1)
+            .map(|i| &self.slots[i])
+            .take_while(|s| !s.is_empty())
+            .find(|s| s.hash == h32);
+        if let Some(s) = first {
+            prefetch(self.bytes.as_ptr().wrapping_add(s.start as usize));
         }
     }
 }
