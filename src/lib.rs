@@ -7,6 +7,7 @@
 //! [`fetch`] mirrors batches from object storage; [`query`] and [`serve`] read the outputs
 //! with DuckDB, from the command line and over HTTP.
 
+pub(crate) mod address_table;
 pub mod arrivals;
 pub mod background;
 pub mod batch;

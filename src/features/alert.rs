@@ -93,7 +93,7 @@ pub(super) fn within_day(day: &Day, out: &mut Columns) {
     let mut a_std = vec![0.0; n];
     let mut a_max = vec![0.0; n];
     let mut a_cmax = vec![0.0; n];
-    for rows in day.by_addr.values() {
+    for rows in day.by_addr.groups() {
         let vs: Vec<f64> = rows
             .iter()
             .map(|&i| day.vol[i])

@@ -2,6 +2,7 @@
 //! reads (each cluster's own fields, then the mean and max of every alert feature over its
 //! members).
 
+use super::keys::KeyRows;
 use super::{
     alert_feature_names, f64_col, get_f, list_col, list_values, severity_code, str_col, Columns,
     Day,
@@ -10,7 +11,6 @@ use anyhow::Result;
 use arrow::array::{Array, ArrayRef, Float64Array, ListArray, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
-use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 /// Whether the alert is in a cluster, in how many, and the largest of those clusters' alerts,
@@ -18,7 +18,7 @@ use std::sync::Arc;
 /// address ([`cluster_members`]).
 pub(super) fn membership(day: &Day, clusters: &RecordBatch, out: &mut Columns) -> Result<()> {
     let n = day.n;
-    let row_of: HashMap<&str, usize> = (0..n).map(|i| (day.ids.value(i), i)).collect();
+    let row_of = KeyRows::new(day.ids);
     let mut c_count = vec![0.0; n];
     let mut c_alerts = vec![f64::NAN; n];
     let mut c_vol = vec![f64::NAN; n];
@@ -66,18 +66,18 @@ pub(super) fn cluster_members(
     rel: &ListArray,
     prim: &StringArray,
     inv: &ListArray,
-    row_of: &HashMap<&str, usize>,
-    by_addr: &HashMap<&str, Vec<usize>>,
+    row_of: &KeyRows,
+    by_addr: &KeyRows,
 ) -> Vec<usize> {
     let mut m: Vec<usize> = list_values(rel, c)
-        .filter_map(|id| row_of.get(id).copied())
+        .filter_map(|id| row_of.last(id))
         .collect();
     if m.is_empty() && prim.is_valid(c) {
-        m.extend(row_of.get(prim.value(c)).copied());
+        m.extend(row_of.last(prim.value(c)));
     }
     if m.is_empty() {
         for a in list_values(inv, c) {
-            m.extend(by_addr.get(a).into_iter().flatten().copied());
+            m.extend(by_addr.find(a).into_iter().flat_map(|g| by_addr.rows(g)));
         }
     }
     m.sort_unstable();
@@ -112,9 +112,8 @@ pub fn cluster_memberships(
 ) -> Result<Vec<Vec<usize>>> {
     let ids = str_col(matrix, "alert_id")?;
     let addr = str_col(matrix, "address")?;
-    let n = matrix.num_rows();
-    let row_of: HashMap<&str, usize> = (0..n).map(|i| (ids.value(i), i)).collect();
-    let by_addr = super::rows_by_address(&addr);
+    let row_of = KeyRows::new(&ids);
+    let by_addr = KeyRows::new(&addr);
     let rel = list_col(clusters, "related_alert_ids")?;
     let inv = list_col(clusters, "addresses_involved")?;
     let prim = str_col(clusters, "primary_alert_id")?;

@@ -1,6 +1,7 @@
 //! Features of the money flows of the alert's address on the day.
 
 use super::{f64_col, get_f, Columns, Day};
+use crate::address_table::{self, AHEAD};
 use crate::contract::column;
 use anyhow::{anyhow, bail, Result};
 use arrow::array::{Array, AsArray, Int32Array};
@@ -18,43 +19,50 @@ struct Sums {
     out_tx: f64,
 }
 
-/// Values grouped by alerted address, end to end (`values[start[k]..start[k + 1]]` are address
-/// `k`'s), filled in a second pass once each address's count is known: one allocation for all
-/// addresses instead of a growing vector each, which on a large day meant a cache miss and a
-/// reallocation per flow.
+/// What one alerted address gathers in the fill pass, in one cache line: its flows' sums and
+/// where its next value of each of the three groups goes. On a 10× day the 386K addresses'
+/// state outgrows the caches and the flows visit it in no order; one line per address, asked
+/// for [`AHEAD`] flows early, lets those reads overlap.
+#[derive(Default, Clone, Copy)]
+#[repr(C, align(64))]
+struct Acc {
+    sums: Sums,
+    next: [u32; 3],
+}
+
+/// The three groups of values per address, end to end (`values[g][start[g][k]..start[g][k + 1]]`
+/// are address `k`'s in group `g`): incoming counterparties, outgoing counterparties, alerted
+/// counterparties. Counted first, then filled in flow order into one allocation per group.
 struct Groups {
-    start: Vec<usize>,
-    next: Vec<usize>,
-    values: Vec<i32>,
+    start: [Vec<u32>; 3],
+    values: [Vec<i32>; 3],
 }
 
 impl Groups {
-    /// Room for `counts[k]` values of each address `k`.
-    fn new(counts: &[u32]) -> Self {
-        let mut start = Vec::with_capacity(counts.len() + 1);
-        let mut total = 0;
-        start.push(0);
-        for &c in counts {
-            total += c as usize;
-            start.push(total);
-        }
+    /// Room for `counts[k][g]` values of address `k` in group `g`.
+    fn new(counts: &[[u32; 3]]) -> Self {
+        let group = |g: usize| {
+            let mut start = Vec::with_capacity(counts.len() + 1);
+            let mut total = 0u32;
+            start.push(0);
+            for c in counts {
+                total += c[g];
+                start.push(total);
+            }
+            let values = vec![0; total as usize];
+            (start, values)
+        };
+        let [(s0, v0), (s1, v1), (s2, v2)] = [group(0), group(1), group(2)];
         Self {
-            next: start[..counts.len()].to_vec(),
-            start,
-            values: vec![0; total],
+            start: [s0, s1, s2],
+            values: [v0, v1, v2],
         }
     }
 
-    /// Adds `v` to address `k`'s values.
-    fn push(&mut self, k: u32, v: i32) {
-        let at = &mut self.next[k as usize];
-        self.values[*at] = v;
-        *at += 1;
-    }
-
-    /// Address `k`'s values.
-    fn of(&mut self, k: usize) -> &mut [i32] {
-        &mut self.values[self.start[k]..self.start[k + 1]]
+    /// Address `k`'s values in group `g`.
+    fn of(&mut self, g: usize, k: usize) -> &mut [i32] {
+        let s = &self.start[g];
+        &mut self.values[g][s[k] as usize..s[k + 1] as usize]
     }
 }
 
@@ -73,102 +81,115 @@ const NETWORK: [&str; 11] = [
     "net_alerted_counterparties",
 ];
 
+/// No alerted end.
+const NONE: u32 = u32::MAX;
+
 /// Degrees, volumes, counts and alerted counterparties of the alert's address in the flows.
 /// Decode gives each flow the alert row of its alerted end(s) (`from_alert`, `to_alert`: the
 /// address's first alert), so no address is looked up here.
 pub(super) fn network(day: &Day, flows: &RecordBatch, out: &mut Columns) -> Result<()> {
-    // Each alerted address is numbered by its first alert's row; `first[i]`: alert i's.
-    let mut number = vec![u32::MAX; day.n];
-    let mut first = vec![0usize; day.n];
-    for rows in day.by_addr.values() {
-        number[rows[0]] = 0;
-        for &i in rows {
-            first[i] = rows[0];
-        }
-    }
-    let mut n_addr = 0;
-    for k in number.iter_mut().filter(|k| **k == 0) {
-        *k = n_addr;
-        n_addr += 1;
-    }
-    let n_addr = n_addr as usize;
+    let addrs = &day.by_addr;
+    let n_addr = addrs.len();
     let (from, to) = (i32_col(flows, "from_node")?, i32_col(flows, "to_node")?);
     let usd = f64_col(flows, "amount_usd_sum")?;
     let tx = f64_col(flows, "tx_count")?;
     let (from_alert, to_alert) = (i32_col(flows, "from_alert")?, i32_col(flows, "to_alert")?);
-    let number_of = |rows: &Int32Array, r: usize| -> Result<Option<u32>> {
+    // The number of the address whose first alert is row `i`, `NONE` for the other rows.
+    let mut first = vec![NONE; day.n];
+    for (k, rows) in addrs.groups().enumerate() {
+        first[rows[0]] = k as u32;
+    }
+    let number_of = |rows: &Int32Array, r: usize| -> Result<u32> {
         if rows.is_null(r) {
-            return Ok(None);
+            return Ok(NONE);
         }
-        match number.get(rows.value(r) as usize) {
-            Some(&k) if k != u32::MAX => Ok(Some(k)),
+        match first.get(rows.value(r) as usize) {
+            Some(&k) if k != NONE => Ok(k),
             _ => bail!(
                 "internal: flow {r} names alert {}, no address's first",
                 rows.value(r)
             ),
         }
     };
-    if flows.num_rows() > u32::MAX as usize {
+    if flows.num_rows() > (u32::MAX / 2) as usize {
         bail!(
-            "{} money flows kept for one date; at most 2^32 are supported",
+            "{} money flows kept for one date; at most 2^31 are supported",
             flows.num_rows()
         );
+    }
+    // Each flow's alerted ends: `[from, to]`.
+    let mut ends = Vec::with_capacity(flows.num_rows());
+    for r in 0..flows.num_rows() {
+        ends.push([number_of(from_alert, r)?, number_of(to_alert, r)?]);
     }
     // Counterparties: incoming (`from_node`), outgoing (`to_node`) and alerted (the other
     // end's number) per address; counted first, then filled in flow order.
     let mut counts = vec![[0u32; 3]; n_addr];
-    for r in 0..flows.num_rows() {
-        let (fa, ta) = (number_of(from_alert, r)?, number_of(to_alert, r)?);
-        if let Some(k) = ta {
-            counts[k as usize][0] += 1;
-            counts[k as usize][2] += fa.is_some() as u32;
+    for (r, &[fa, ta]) in ends.iter().enumerate() {
+        if let Some(&[f, t]) = ends.get(r + AHEAD) {
+            prefetch(&counts, f);
+            prefetch(&counts, t);
         }
-        if let Some(k) = fa {
-            counts[k as usize][1] += 1;
-            counts[k as usize][2] += ta.is_some() as u32;
+        if ta != NONE {
+            counts[ta as usize][0] += 1;
+            counts[ta as usize][2] += (fa != NONE) as u32;
+        }
+        if fa != NONE {
+            counts[fa as usize][1] += 1;
+            counts[fa as usize][2] += (ta != NONE) as u32;
         }
     }
-    let group = |i: usize| Groups::new(&counts.iter().map(|c| c[i]).collect::<Vec<_>>());
-    let (mut in_from, mut out_to, mut alerted_cp) = (group(0), group(1), group(2));
+    let mut groups = Groups::new(&counts);
     drop(counts);
-    let mut sums = vec![Sums::default(); n_addr];
-    for r in 0..flows.num_rows() {
-        let (fa, ta) = (number_of(from_alert, r)?, number_of(to_alert, r)?);
-        if fa.is_none() && ta.is_none() {
+    let mut acc: Vec<Acc> = (0..n_addr)
+        .map(|k| Acc {
+            sums: Sums::default(),
+            next: [0, 1, 2].map(|g| groups.start[g][k]),
+        })
+        .collect();
+    let [in_from, out_to, alerted_cp] = &mut groups.values;
+    for (r, &[fa, ta]) in ends.iter().enumerate() {
+        if let Some(&[f, t]) = ends.get(r + AHEAD) {
+            prefetch(&acc, f);
+            prefetch(&acc, t);
+        }
+        if fa == NONE && ta == NONE {
             continue;
         }
         let u = get_f(&usd, r);
         let u = if u.is_finite() { u } else { 0.0 };
         let x = get_f(&tx, r);
         let x = if x.is_finite() { x } else { 0.0 };
-        if let Some(k) = ta {
-            let e = &mut sums[k as usize];
-            in_from.push(k, from.value(r));
-            e.in_usd += u;
-            e.in_n += 1.0;
-            e.in_tx += x;
-            if let Some(fk) = fa {
-                alerted_cp.push(k, fk as i32);
+        if ta != NONE {
+            let a = &mut acc[ta as usize];
+            push(in_from, &mut a.next[0], from.value(r));
+            a.sums.in_usd += u;
+            a.sums.in_n += 1.0;
+            a.sums.in_tx += x;
+            if fa != NONE {
+                push(alerted_cp, &mut a.next[2], fa as i32);
             }
         }
-        if let Some(k) = fa {
-            let e = &mut sums[k as usize];
-            out_to.push(k, to.value(r));
-            e.out_usd += u;
-            e.out_n += 1.0;
-            e.out_tx += x;
-            if let Some(tk) = ta {
-                alerted_cp.push(k, tk as i32);
+        if fa != NONE {
+            let a = &mut acc[fa as usize];
+            push(out_to, &mut a.next[1], to.value(r));
+            a.sums.out_usd += u;
+            a.sums.out_n += 1.0;
+            a.sums.out_tx += x;
+            if ta != NONE {
+                push(alerted_cp, &mut a.next[2], ta as i32);
             }
         }
     }
+    drop(ends);
     let mut net: Vec<[f64; 11]> = Vec::with_capacity(n_addr);
-    for (k, e) in sums.iter().enumerate() {
-        let ind = distinct(in_from.of(k));
-        let outd = distinct(out_to.of(k));
+    for (k, a) in acc.iter().enumerate() {
+        let e = &a.sums;
+        let ind = distinct(groups.of(0, k));
+        let outd = distinct(groups.of(1, k));
         let cp = {
             // The address itself (a flow between two of its alerts) does not count.
-            let v = alerted_cp.of(k);
+            let v = groups.of(2, k);
             distinct(v) - v.binary_search(&(k as i32)).is_ok() as u8 as f64
         };
         let avg = |s: f64, c: f64| if c > 0.0 { s / c } else { 0.0 };
@@ -186,13 +207,24 @@ pub(super) fn network(day: &Day, flows: &RecordBatch, out: &mut Columns) -> Resu
             cp,
         ]);
     }
-    let alert_net: Vec<&[f64; 11]> = (0..day.n)
-        .map(|i| &net[number[first[i]] as usize])
-        .collect();
+    let alert_net: Vec<&[f64; 11]> = (0..day.n).map(|i| &net[addrs.number(i)]).collect();
     for (j, name) in NETWORK.into_iter().enumerate() {
         out.push(name, alert_net.iter().map(|row| row[j]).collect());
     }
     Ok(())
+}
+
+/// Writes `v` at `values[*at]` and moves `at` on.
+fn push(values: &mut [i32], at: &mut u32, v: i32) {
+    values[*at as usize] = v;
+    *at += 1;
+}
+
+/// Asks the cache for `v[k]` (nothing for [`NONE`]).
+fn prefetch<T>(v: &[T], k: u32) {
+    if let Some(x) = v.get(k as usize) {
+        address_table::prefetch(x);
+    }
 }
 
 pub(super) fn i32_col<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a Int32Array> {

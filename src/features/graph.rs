@@ -178,7 +178,7 @@ pub(super) fn features(day: &Day, flows: &RecordBatch, out: &mut Columns) -> Res
     // Each alert's first alert row, and each first row's alert count.
     let mut first = vec![0usize; day.n];
     let mut alert_count = vec![0u32; day.n];
-    for rows in day.by_addr.values() {
+    for rows in day.by_addr.groups() {
         alert_count[rows[0]] = rows.len() as u32;
         for &i in rows {
             first[i] = rows[0];

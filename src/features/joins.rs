@@ -8,7 +8,6 @@ use super::{
 use anyhow::Result;
 use arrow::array::{Array, ArrayRef, Float64Array, StringArray};
 use arrow::record_batch::RecordBatch;
-use rustc_hash::FxHashMap as HashMap;
 
 /// The address history (absent = no history = 0); the flow-history columns are `missing`
 /// (NaN for every alert) when given, as the run did not compute them.
@@ -18,9 +17,7 @@ pub(super) fn history(
     missing: Option<&ArrayRef>,
     out: &mut Columns,
 ) -> Result<()> {
-    let haddr = str_col(history, "address")?;
-    let hrow: HashMap<&str, usize> = (0..haddr.len()).map(|r| (haddr.value(r), r)).collect();
-    let join = Join::new(day, &haddr, |a| hrow.get(a).copied());
+    let join = Join::new(day, &str_col(history, "address")?);
     let mut dense = Vec::new();
     for name in HISTORY_FEATURES {
         if let Some(nan) = missing.filter(|_| FLOW_HISTORY_FEATURES.contains(name)) {
@@ -37,15 +34,7 @@ pub(super) fn history(
 
 /// The address features, `af_` + the column name (first row per address wins; absent = NaN).
 pub(super) fn address(day: &Day, feats: &RecordBatch, out: &mut Columns) -> Result<()> {
-    let faddr = str_col(feats, "address")?;
-    let mut frow: HashMap<&str, usize> =
-        HashMap::with_capacity_and_hasher(faddr.len(), Default::default());
-    for r in 0..faddr.len() {
-        if let Some(a) = faddr.is_valid(r).then(|| faddr.value(r)) {
-            frow.entry(a).or_insert(r);
-        }
-    }
-    let join = Join::new(day, &faddr, |a| frow.get(a).copied());
+    let join = Join::new(day, &str_col(feats, "address")?);
     let mut dense = Vec::new();
     for name in ADDRESS_FEATURES {
         let c = f64_col(feats, name)?;
@@ -54,20 +43,20 @@ pub(super) fn address(day: &Day, feats: &RecordBatch, out: &mut Columns) -> Resu
     Ok(())
 }
 
-/// Each alert's row in a table joined on the address, as one index per alert; the table's
-/// row count stands for "no row" (a string column's i32 offsets keep it below 2^31).
+/// Each alert's row in a table joined on the address (its first row with the alert's
+/// address), as one index per alert; the table's row count stands for "no row" (a string
+/// column's i32 offsets keep it below 2^31).
 struct Join {
     rows: Vec<u32>,
     table_rows: usize,
 }
 
 impl Join {
-    fn new(day: &Day, table_addr: &StringArray, row_of: impl Fn(&str) -> Option<usize>) -> Self {
-        let table_rows = table_addr.len();
-        let rows = (0..day.n)
-            .map(|i| row_of(day.addr.value(i)).unwrap_or(table_rows) as u32)
-            .collect();
-        Self { rows, table_rows }
+    fn new(day: &Day, table_addr: &StringArray) -> Self {
+        Self {
+            rows: day.by_addr.join(table_addr),
+            table_rows: table_addr.len(),
+        }
     }
 
     /// Column `c` for every alert: its row's value (null = NaN), `absent` without a row.

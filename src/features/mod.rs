@@ -16,6 +16,7 @@ mod clusters;
 mod flows;
 mod graph;
 mod joins;
+mod keys;
 
 pub use clusters::{build_cluster_matrix, cluster_feature_names, cluster_memberships};
 pub(crate) use graph::shapes;
@@ -28,7 +29,6 @@ use arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray, StringArra
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
-use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 /// Address feature columns read from `features.parquet` (each optional), in matrix order.
@@ -410,16 +410,14 @@ pub(super) struct Day<'a> {
     pub n: usize,
     /// `alert_id` per alert.
     pub ids: &'a StringArray,
-    /// `address` per alert.
-    pub addr: &'a StringArray,
     /// `typology_type` per alert.
     pub typ: &'a StringArray,
     /// `alert_confidence_score` per alert (NaN when null).
     pub conf: Vec<f64>,
     /// `volume_usd` per alert (NaN when null).
     pub vol: Vec<f64>,
-    /// The alerts of each address, in row order.
-    pub by_addr: HashMap<&'a str, Vec<usize>>,
+    /// The alerts grouped by address.
+    pub by_addr: keys::KeyRows,
 }
 
 /// A test day over the alerts `ids` of addresses `addr` (typology `typ`), confidence 0.5 and
@@ -434,21 +432,11 @@ pub(super) fn test_day<'a>(
         date: NaiveDate::from_ymd_opt(2025, 1, 1).expect("a date"),
         n: addr.len(),
         ids,
-        addr,
         typ,
         conf: vec![0.5; addr.len()],
         vol: vec![1.0; addr.len()],
-        by_addr: rows_by_address(addr),
+        by_addr: keys::KeyRows::new(addr),
     }
-}
-
-/// The rows of each address of `addr`, ascending.
-pub(super) fn rows_by_address(addr: &StringArray) -> HashMap<&str, Vec<usize>> {
-    let mut by_addr: HashMap<&str, Vec<usize>> = HashMap::default();
-    for i in 0..addr.len() {
-        by_addr.entry(addr.value(i)).or_default().push(i);
-    }
-    by_addr
 }
 
 /// Builds the matrix (`alert_id`, `address`, then [`alert_feature_names`]) from decoded tables
@@ -472,11 +460,10 @@ pub fn build_matrix(
         date,
         n,
         ids: &ids,
-        addr: &addr,
         typ: &typ,
         conf: (0..n).map(|i| get_f(&conf, i)).collect(),
         vol: (0..n).map(|i| get_f(&vol, i)).collect(),
-        by_addr: rows_by_address(&addr),
+        by_addr: keys::KeyRows::new(&addr),
     };
     let (flows, clusters) = (get(Table::Flows)?, get(Table::Clusters)?);
     // Without the graph features, their columns and the flow history's are NaN for every

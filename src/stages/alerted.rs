@@ -1,7 +1,7 @@
 //! The alerted addresses of a date, as decode tests the features' and money flows' addresses
 //! against them.
 
-use super::address_table::{hash, AddressTable};
+use crate::address_table::{hash, AddressTable};
 
 /// The alerted addresses, each with the row of its first alert, which the millions of
 /// addresses of the features and money flows are tested against. A filter of two bits of one

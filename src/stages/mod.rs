@@ -6,7 +6,6 @@
 //! pipeline parser, its error messages, the planner and the engine derive all they know of a
 //! kind from there. Adding a kind is one new file and one line in [`KINDS`].
 
-mod address_table;
 mod alerted;
 pub mod cluster_score;
 pub mod decode;

@@ -1,9 +1,9 @@
 //! Decode's reading of `money_flows.parquet`: the day's flow graph with numbered ends.
 
 use super::{check_date, make_batch, FLOW_COLUMNS};
+use crate::address_table::{hash, AddressTable, AHEAD};
 use crate::contract::{column, required, to_f64, to_str};
 use crate::io::ParquetSource;
-use crate::stages::address_table::{hash, AddressTable, AHEAD};
 use crate::stages::alerted::Alerted;
 use anyhow::{bail, Result};
 use arrow::array::{Array, Float64Array, Int32Array, StringArray};

@@ -62,8 +62,9 @@ impl Slot {
     }
 }
 
+/// Asks the cache for the line at `p` (a hint: it never faults, whatever the address).
 #[inline(always)]
-fn prefetch<T>(p: *const T) {
+pub(crate) fn prefetch<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint to the cache; it never faults and reads nothing into the
     // program, whatever the address.
