@@ -9,9 +9,10 @@ use std::hash::BuildHasher;
 /// still in the cache when used.
 pub(crate) const AHEAD: usize = 16;
 
-/// A number for each distinct string key, in one open-addressed table of 16-byte slots (the
-/// key's hash, its number, where its bytes lie), the keys end to end in one buffer. A lookup
-/// reads one slot line and the key's bytes, so it costs two memory reads once the table has
+/// A number for each distinct string key, in one open-addressed table of 8-byte slots (the
+/// key's hash, where its entry lies), the entries end to end in one buffer (the number, the
+/// key's length, its bytes). A lookup reads one slot line and the entry, so it costs two memory
+/// reads once the table has
 /// outgrown the caches (a 10× day's tables do: a general hash map of string keys took three to
 /// five, and its lookups grew 21× for 10× the flows). Callers that know their next keys
 /// [`prefetch_slot`](Self::prefetch_slot) and [`prefetch_key`](Self::prefetch_key) them
@@ -23,22 +24,23 @@ pub(crate) struct AddressTable {
 }
 
 #[derive(Clone, Copy)]
-#[repr(C, align(16))]
+#[repr(C, align(8))]
 struct Slot {
     hash: u32,
-    value: u32,
-    start: u32,
-    len: u32,
+    /// Where the key's entry starts in the buffer: its number and length (`u32` each), then
+    /// its bytes.
+    at: u32,
 }
 
-/// An unused slot ([`Slot::is_empty`]): no key starts at `u32::MAX` (the buffer is kept
+/// An unused slot ([`Slot::is_empty`]): no entry starts at `u32::MAX` (the buffer is kept
 /// shorter).
 const EMPTY: Slot = Slot {
     hash: 0,
-    value: 0,
-    start: u32::MAX,
-    len: 0,
+    at: u32::MAX,
 };
+
+/// The bytes of an entry before its key's: the number, the length.
+const HEAD: usize = 8;
 
 /// The hash a key is looked up by (FxHash, the hash the alerted-address filter also takes its
 /// bits from).
@@ -58,7 +60,7 @@ fn probe(h32: u32, mask: usize) -> impl Iterator<Item = usize> {
 
 impl Slot {
     fn is_empty(&self) -> bool {
-        self.start == u32::MAX
+        self.at == u32::MAX
     }
 }
 
@@ -124,8 +126,18 @@ impl AddressTable {
         self.len
     }
 
+    fn word(&self, at: usize) -> u32 {
+        u32::from_le_bytes(self.bytes[at..at + 4].try_into().expect("4 bytes"))
+    }
+
     fn key(&self, s: &Slot) -> &[u8] {
-        &self.bytes[s.start as usize..s.start as usize + s.len as usize]
+        let at = s.at as usize;
+        let len = self.word(at + 4) as usize;
+        &self.bytes[at + HEAD..at + HEAD + len]
+    }
+
+    fn value(&self, s: &Slot) -> u32 {
+        self.word(s.at as usize)
     }
 
     /// The slot holding `k` (`Ok`) or the empty slot where it would go (`Err`).
@@ -145,32 +157,30 @@ impl AddressTable {
 
     /// The number of `k`, whose [`hash`] is `h`.
     pub(crate) fn get(&self, h: u64, k: &str) -> Option<u32> {
-        self.find(h, k).ok().map(|i| self.slots[i].value)
+        self.find(h, k).ok().map(|i| self.value(&self.slots[i]))
     }
 
     /// The number of `k` (hash `h`); if `k` has none, it is given `value`. `None` if the keys
     /// would outgrow the table's 4 GB of key bytes.
     pub(crate) fn get_or_insert(&mut self, h: u64, k: &str, value: u32) -> Option<u32> {
         let i = match self.find(h, k) {
-            Ok(i) => return Some(self.slots[i].value),
+            Ok(i) => return Some(self.value(&self.slots[i])),
             Err(i) => i,
         };
-        let start = u32::try_from(self.bytes.len()).ok()?;
-        let end = start.checked_add(u32::try_from(k.len()).ok()?)?;
+        let at = u32::try_from(self.bytes.len()).ok()?;
+        let len = u32::try_from(k.len()).ok()?;
+        let end = at.checked_add(HEAD as u32)?.checked_add(len)?;
         if end == u32::MAX {
             return None;
         }
         let capacity = self.bytes.capacity();
+        self.bytes.extend_from_slice(&value.to_le_bytes());
+        self.bytes.extend_from_slice(&len.to_le_bytes());
         self.bytes.extend_from_slice(k.as_bytes());
         if self.bytes.capacity() != capacity {
             advise_huge_pages(&self.bytes);
         }
-        self.slots[i] = Slot {
-            hash: fold(h),
-            value,
-            start,
-            len: k.len() as u32,
-        };
+        self.slots[i] = Slot { hash: fold(h), at };
         self.len += 1;
         if self.len * 2 > self.slots.len() {
             self.grow();
@@ -207,7 +217,7 @@ impl AddressTable {
             .take_while(|s| !s.is_empty())
             .find(|s| s.hash == h32);
         if let Some(s) = first {
-            prefetch(self.bytes.as_ptr().wrapping_add(s.start as usize));
+            prefetch(self.bytes.as_ptr().wrapping_add(s.at as usize));
         }
     }
 }
