@@ -8,16 +8,20 @@ use arrow::array::{Array, AsArray, Int32Array};
 use arrow::datatypes::Int32Type;
 use arrow::record_batch::RecordBatch;
 
-/// What the day's flows sum up to for one alerted address.
+/// What the day's flows into ([`IN`]) or out of ([`OUT`]) one alerted address sum up to.
 #[derive(Default, Clone, Copy)]
-struct Sums {
-    in_usd: f64,
-    out_usd: f64,
-    in_n: f64,
-    out_n: f64,
-    in_tx: f64,
-    out_tx: f64,
+struct Side {
+    usd: f64,
+    n: f64,
+    tx: f64,
 }
+
+/// The side of incoming flows, and the group of their counterparties (`from_node`).
+const IN: usize = 0;
+/// The side of outgoing flows, and the group of their counterparties (`to_node`).
+const OUT: usize = 1;
+/// The group of alerted counterparties (the other end's address number).
+const ALERTED: usize = 2;
 
 /// What one alerted address gathers in the fill pass, in one cache line: its flows' sums and
 /// where its next value of each of the three groups goes. On a 10× day the 386K addresses'
@@ -26,7 +30,7 @@ struct Sums {
 #[derive(Default, Clone, Copy)]
 #[repr(C, align(64))]
 struct Acc {
-    sums: Sums,
+    sums: [Side; 2],
     next: [u32; 3],
 }
 
@@ -130,24 +134,22 @@ pub(super) fn network(day: &Day, flows: &RecordBatch, out: &mut Columns) -> Resu
             prefetch(&counts, f);
             prefetch(&counts, t);
         }
-        if ta != NONE {
-            counts[ta as usize][0] += 1;
-            counts[ta as usize][2] += (fa != NONE) as u32;
-        }
-        if fa != NONE {
-            counts[fa as usize][1] += 1;
-            counts[fa as usize][2] += (ta != NONE) as u32;
+        for (side, k, other) in [(IN, ta, fa), (OUT, fa, ta)] {
+            if k != NONE {
+                counts[k as usize][side] += 1;
+                counts[k as usize][ALERTED] += (other != NONE) as u32;
+            }
         }
     }
     let mut groups = Groups::new(&counts);
     drop(counts);
     let mut acc: Vec<Acc> = (0..n_addr)
         .map(|k| Acc {
-            sums: Sums::default(),
+            sums: Default::default(),
             next: [0, 1, 2].map(|g| groups.start[g][k]),
         })
         .collect();
-    let [in_from, out_to, alerted_cp] = &mut groups.values;
+    let (sides, alerted) = groups.values.split_at_mut(ALERTED);
     for (r, &[fa, ta]) in ends.iter().enumerate() {
         if let Some(&[f, t]) = ends.get(r + AHEAD) {
             prefetch(&acc, f);
@@ -160,36 +162,30 @@ pub(super) fn network(day: &Day, flows: &RecordBatch, out: &mut Columns) -> Resu
         let u = if u.is_finite() { u } else { 0.0 };
         let x = get_f(&tx, r);
         let x = if x.is_finite() { x } else { 0.0 };
-        if ta != NONE {
-            let a = &mut acc[ta as usize];
-            push(in_from, &mut a.next[0], from.value(r));
-            a.sums.in_usd += u;
-            a.sums.in_n += 1.0;
-            a.sums.in_tx += x;
-            if fa != NONE {
-                push(alerted_cp, &mut a.next[2], fa as i32);
+        for (side, k, counterparty, other) in [(IN, ta, from, fa), (OUT, fa, to, ta)] {
+            if k == NONE {
+                continue;
             }
-        }
-        if fa != NONE {
-            let a = &mut acc[fa as usize];
-            push(out_to, &mut a.next[1], to.value(r));
-            a.sums.out_usd += u;
-            a.sums.out_n += 1.0;
-            a.sums.out_tx += x;
-            if ta != NONE {
-                push(alerted_cp, &mut a.next[2], ta as i32);
+            let a = &mut acc[k as usize];
+            push(&mut sides[side], &mut a.next[side], counterparty.value(r));
+            let s = &mut a.sums[side];
+            s.usd += u;
+            s.n += 1.0;
+            s.tx += x;
+            if other != NONE {
+                push(&mut alerted[0], &mut a.next[ALERTED], other as i32);
             }
         }
     }
     drop(ends);
     let mut net: Vec<[f64; 11]> = Vec::with_capacity(n_addr);
     for (k, a) in acc.iter().enumerate() {
-        let e = &a.sums;
-        let ind = distinct(groups.of(0, k));
-        let outd = distinct(groups.of(1, k));
+        let [i, o] = &a.sums;
+        let ind = distinct(groups.of(IN, k));
+        let outd = distinct(groups.of(OUT, k));
         let cp = {
             // The address itself (a flow between two of its alerts) does not count.
-            let v = groups.of(2, k);
+            let v = groups.of(ALERTED, k);
             distinct(v) - v.binary_search(&(k as i32)).is_ok() as u8 as f64
         };
         let avg = |s: f64, c: f64| if c > 0.0 { s / c } else { 0.0 };
@@ -197,13 +193,13 @@ pub(super) fn network(day: &Day, flows: &RecordBatch, out: &mut Columns) -> Resu
             ind,
             outd,
             ind + outd,
-            e.in_usd,
-            e.out_usd,
-            avg(e.in_usd, e.in_n),
-            avg(e.out_usd, e.out_n),
-            e.in_tx,
-            e.out_tx,
-            e.out_usd / (e.in_usd + 1.0),
+            i.usd,
+            o.usd,
+            avg(i.usd, i.n),
+            avg(o.usd, o.n),
+            i.tx,
+            o.tx,
+            o.usd / (i.usd + 1.0),
             cp,
         ]);
     }
