@@ -20,19 +20,19 @@ pub(crate) struct KeyRows {
 }
 
 impl KeyRows {
-    /// Groups the rows of `addr` (a null groups as the empty string).
-    pub(crate) fn new(addr: &StringArray) -> Self {
-        let n = addr.len();
+    /// Groups the rows of `keys` (a null groups as the empty string).
+    pub(crate) fn new(keys: &StringArray) -> Self {
+        let n = keys.len();
         let mut table = AddressTable::with_capacity(n);
         let mut number = Vec::with_capacity(n);
         let mut counts: Vec<usize> = Vec::new();
-        let hashes: Vec<u64> = (0..n).map(|i| hash(addr.value(i))).collect();
+        let hashes: Vec<u64> = (0..n).map(|i| hash(keys.value(i))).collect();
         for (i, &h) in hashes.iter().enumerate() {
             prefetch_ahead(&table, &hashes, i);
             let next = counts.len() as u32;
             let g = table
-                .get_or_insert(h, addr.value(i), next)
-                .expect("a string array's bytes fit the table's 4 GB");
+                .get_or_insert(h, keys.value(i), next)
+                .expect("a string column's bytes (under 2 GB) and 8 more per key fit in 4 GB");
             if g == next {
                 counts.push(0);
             }
@@ -101,12 +101,12 @@ impl KeyRows {
         numbers
     }
 
-    /// The first row of a table whose key (`table_addr`, nulls skipped) is each row's: one
-    /// entry per row, `table_addr.len()` where the table has none.
-    pub(crate) fn join(&self, table_addr: &StringArray) -> Vec<u32> {
-        let none = table_addr.len() as u32;
+    /// The first row of a table whose key (`table_keys`, nulls skipped) is each row's: one
+    /// entry per row, `table_keys.len()` where the table has none.
+    pub(crate) fn join(&self, table_keys: &StringArray) -> Vec<u32> {
+        let none = table_keys.len() as u32;
         let mut first = vec![none; self.len()];
-        for (r, g) in self.numbers(table_addr).into_iter().enumerate() {
+        for (r, g) in self.numbers(table_keys).into_iter().enumerate() {
             if let Some(g) = g {
                 first[g] = first[g].min(r as u32);
             }
