@@ -22,14 +22,12 @@ pub(super) fn membership(day: &Day, clusters: &RecordBatch, out: &mut Columns) -
     let mut c_alerts = vec![f64::NAN; n];
     let mut c_vol = vec![f64::NAN; n];
     let mut c_addrs = vec![f64::NAN; n];
-    let inv = list_col(clusters, "addresses_involved")?;
     let total = f64_col(clusters, "total_alerts")?;
     let cvol = f64_col(clusters, "total_volume_usd")?;
     let members = Members::new(clusters, day.ids, || &day.by_addr)?;
     for c in 0..clusters.num_rows() {
-        let members = members.of(c);
-        let n_addr = list_values(&inv, c).count() as f64;
-        for i in members {
+        let n_addr = list_values(&members.inv, c).count() as f64;
+        for i in members.of(c) {
             c_count[i] += 1.0;
             c_alerts[i] = nan_max(c_alerts[i], get_f(&total, c));
             c_vol[i] = nan_max(c_vol[i], get_f(&cvol, c));
