@@ -18,8 +18,9 @@ use std::sync::Arc;
 /// kept) and given the row of the first alert of each alerted end (`from_alert`, `to_alert`);
 /// returns it and the file's row count.
 ///
-/// Each batch's ends are hashed first, so the lookups of the ends [`AHEAD`] can be prefetched
-/// while the current one is answered.
+/// A thread of its own decodes the file and hashes each batch's ends a few batches ahead of the
+/// lookups (the two halves share the cores with decode's other readers), and the lookups of
+/// the ends [`AHEAD`] are prefetched while the current one is answered.
 pub(super) fn read_flows(
     path: &Path,
     date: NaiveDate,
@@ -33,66 +34,92 @@ pub(super) fn read_flows(
     let empty = src.schema().fields().is_empty();
     let mut nodes = Nodes::new(&file);
     let (mut from, mut to) = (Vec::new(), Vec::new());
-    let (mut usd, mut tx) = (Vec::new(), Vec::new());
+    let (mut usd, mut tx_count) = (Vec::new(), Vec::new());
     let (mut from_alert, mut to_alert) = (Vec::new(), Vec::new());
-    let mut hashes: Vec<[u64; 2]> = Vec::new();
     if !empty {
-        for b in src.read(FLOW_COLUMNS, batch_size)? {
-            let b = b?;
-            check_date(&b, &file, date)?;
-            let f = to_str(required(&b, &file, "from_address")?, &file, "from_address")?;
-            let t = to_str(required(&b, &file, "to_address")?, &file, "to_address")?;
-            let u = to_f64(
-                required(&b, &file, "amount_usd_sum")?,
-                &file,
-                "amount_usd_sum",
-            )?;
-            let x = match column(&b, "tx_count") {
-                Some(c) => to_f64(c, &file, "tx_count")?,
-                None => Float64Array::from(vec![1.0; b.num_rows()]),
-            };
-            hashes.clear();
-            hashes.extend((0..b.num_rows()).map(|i| [end_hash(&f, i), end_hash(&t, i)]));
-            for i in 0..b.num_rows() {
-                if let Some(&ends) = hashes.get(i + AHEAD) {
-                    nodes.prefetch(alerted, ends, whole, AddressTable::prefetch_slot);
+        std::thread::scope(|s| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel(2);
+            let batches = src.read(FLOW_COLUMNS, batch_size)?;
+            s.spawn(|| {
+                for b in batches {
+                    if tx.send(b.and_then(|b| Ends::of(&b, &file, date))).is_err() {
+                        break;
+                    }
                 }
-                if let Some(&ends) = hashes.get(i + AHEAD / 2) {
-                    nodes.prefetch(alerted, ends, whole, AddressTable::prefetch_key);
+                drop(tx);
+            });
+            for ends in rx {
+                let Ends { f, t, u, x, hashes } = ends?;
+                for i in 0..f.len() {
+                    if let Some(&ends) = hashes.get(i + AHEAD) {
+                        nodes.prefetch(alerted, ends, whole, AddressTable::prefetch_slot);
+                    }
+                    if let Some(&ends) = hashes.get(i + AHEAD / 2) {
+                        nodes.prefetch(alerted, ends, whole, AddressTable::prefetch_key);
+                    }
+                    let (fv, tv) = (
+                        f.is_valid(i).then(|| f.value(i)),
+                        t.is_valid(i).then(|| t.value(i)),
+                    );
+                    let (Some(fv), Some(tv)) = (fv, tv) else {
+                        continue;
+                    };
+                    let [hf, ht] = hashes[i];
+                    let (fa, ta) = (
+                        alerted.first_row_hashed(hf, fv),
+                        alerted.first_row_hashed(ht, tv),
+                    );
+                    if !whole && fa.is_none() && ta.is_none() {
+                        continue;
+                    }
+                    from.push(nodes.number(hf, fv, fa)?);
+                    to.push(nodes.number(ht, tv, ta)?);
+                    from_alert.push(fa);
+                    to_alert.push(ta);
+                    usd.push(if u.is_valid(i) { u.value(i) } else { f64::NAN });
+                    tx_count.push(if x.is_valid(i) { x.value(i) } else { f64::NAN });
                 }
-                let (fv, tv) = (
-                    f.is_valid(i).then(|| f.value(i)),
-                    t.is_valid(i).then(|| t.value(i)),
-                );
-                let (Some(fv), Some(tv)) = (fv, tv) else {
-                    continue;
-                };
-                let [hf, ht] = hashes[i];
-                let (fa, ta) = (
-                    alerted.first_row_hashed(hf, fv),
-                    alerted.first_row_hashed(ht, tv),
-                );
-                if !whole && fa.is_none() && ta.is_none() {
-                    continue;
-                }
-                from.push(nodes.number(hf, fv, fa)?);
-                to.push(nodes.number(ht, tv, ta)?);
-                from_alert.push(fa);
-                to_alert.push(ta);
-                usd.push(if u.is_valid(i) { u.value(i) } else { f64::NAN });
-                tx.push(if x.is_valid(i) { x.value(i) } else { f64::NAN });
             }
-        }
+            Ok(())
+        })?;
     }
     let b = make_batch(vec![
         ("from_node", Arc::new(Int32Array::from(from))),
         ("to_node", Arc::new(Int32Array::from(to))),
         ("amount_usd_sum", Arc::new(Float64Array::from(usd))),
-        ("tx_count", Arc::new(Float64Array::from(tx))),
+        ("tx_count", Arc::new(Float64Array::from(tx_count))),
         ("from_alert", Arc::new(Int32Array::from(from_alert))),
         ("to_alert", Arc::new(Int32Array::from(to_alert))),
     ])?;
     Ok((b, total))
+}
+
+/// A batch of flows made ready for the lookups: its two ends, amounts and counts, and the
+/// hashes of its ends.
+struct Ends {
+    f: StringArray,
+    t: StringArray,
+    u: Float64Array,
+    x: Float64Array,
+    hashes: Vec<[u64; 2]>,
+}
+
+impl Ends {
+    /// The columns of batch `b` of `file`, checked to be of `date`.
+    fn of(b: &RecordBatch, file: &str, date: NaiveDate) -> Result<Self> {
+        check_date(b, file, date)?;
+        let f = to_str(required(b, file, "from_address")?, file, "from_address")?;
+        let t = to_str(required(b, file, "to_address")?, file, "to_address")?;
+        let u = to_f64(required(b, file, "amount_usd_sum")?, file, "amount_usd_sum")?;
+        let x = match column(b, "tx_count") {
+            Some(c) => to_f64(c, file, "tx_count")?,
+            None => Float64Array::from(vec![1.0; b.num_rows()]),
+        };
+        let hashes = (0..b.num_rows())
+            .map(|i| [end_hash(&f, i), end_hash(&t, i)])
+            .collect();
+        Ok(Self { f, t, u, x, hashes })
+    }
 }
 
 /// The hash of row `i`'s address (0 for a null, which is never looked up).
