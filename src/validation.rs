@@ -3,6 +3,7 @@
 //! template's thresholds. The subnet validator's tiers and reward are in [`crate::validator`].
 
 use crate::metrics::{auc_roc, average_precision, best_f1, variance};
+use arrow::array::{Array, StringArray};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde::{Deserialize, Serialize};
 
@@ -52,7 +53,7 @@ pub struct Tier {
 
 /// Integrity tier (0.2 if all pass, else 0), fail-fast in the template's order: row count,
 /// required columns, scores in [0, 1], mean latency ≤ `max_latency_ms`, equal alert_id sets.
-pub fn integrity(out: &ScoreTable, alert_ids: &[String], max_latency_ms: f64) -> Tier {
+pub fn integrity(out: &ScoreTable, alert_ids: &StringArray, max_latency_ms: f64) -> Tier {
     let mut checks = Vec::new();
     let mut run = |name: &str, passed, detail: String| {
         checks.push(Check {
@@ -97,11 +98,12 @@ pub fn integrity(out: &ScoreTable, alert_ids: &[String], max_latency_ms: f64) ->
         // Scores written in batch order (the pipeline's own) are the same set without a hash
         // set of either side: two sets of 500K ids outgrow the caches on a 10x day.
         let got_ids = rows.iter().map(|r| r.alert_id.as_str());
-        let (missing, unknown) = if got_ids.clone().eq(alert_ids.iter().map(String::as_str)) {
+        let want_ids = alert_ids.iter().map(Option::unwrap_or_default);
+        let (missing, unknown) = if got_ids.clone().eq(want_ids.clone()) {
             (0, 0)
         } else {
             let got: HashSet<&str> = got_ids.collect();
-            let want: HashSet<&str> = alert_ids.iter().map(String::as_str).collect();
+            let want: HashSet<&str> = want_ids.collect();
             (want.difference(&got).count(), got.difference(&want).count())
         };
         run(
@@ -333,8 +335,8 @@ mod tests {
         }
     }
 
-    fn ids(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
+    fn ids(v: &[&str]) -> StringArray {
+        StringArray::from(v.to_vec())
     }
 
     #[test]

@@ -4,13 +4,13 @@
 //! period, so a miner sees the expected reward before submitting. `docs/validation.md` gives
 //! every formula and where upstream's code is ambiguous or broken, and what is done here then.
 
+use crate::features::keys::KeyRows;
 use crate::metrics::{auc_roc, average_ranks};
 use crate::validation::pearson;
+use arrow::array::{Array, StringArray};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
-use std::borrow::Borrow;
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, Hash};
+use std::collections::HashMap;
 
 /// Days of flat reward at the start of a miner's life (`days < 29` is flat).
 pub const FLAT_PERIOD_DAYS: i64 = 29;
@@ -51,21 +51,20 @@ pub struct Tier1 {
     pub metadata: f64,
 }
 
-/// Tier 1 over the submitted rows and the batch's alert ids. Upstream raises on a batch
-/// without alerts; here an empty batch with nothing submitted is complete.
-pub fn tier1<S: BuildHasher>(rows: &[Row], batch: &HashSet<&str, S>) -> Tier1 {
+/// Tier 1 over the submitted rows and the number of distinct alert ids of the batch. Upstream
+/// raises on a batch without alerts; here an empty batch with nothing submitted is complete.
+pub fn tier1(rows: &[Row], batch_ids: usize) -> Tier1 {
     let n = rows.len() as f64;
-    let distinct: FxHashSet<&str> = rows.iter().map(|r| r.alert_id).collect();
-    let u = distinct.len() as f64;
+    let u = distinct(rows.iter().map(|r| r.alert_id)) as f64;
     let frac = |bad: usize| if n == 0.0 { 0.0 } else { 1.0 - bad as f64 / n };
-    let completeness = if batch.is_empty() {
+    let completeness = if batch_ids == 0 {
         if rows.is_empty() {
             1.0
         } else {
             0.0
         }
     } else {
-        (u / batch.len() as f64).min(1.0)
+        (u / batch_ids as f64).min(1.0)
     };
     let score_range = frac(
         rows.iter()
@@ -87,6 +86,13 @@ pub fn tier1<S: BuildHasher>(rows: &[Row], batch: &HashSet<&str, S>) -> Tier1 {
         no_duplicates,
         metadata,
     }
+}
+
+/// The number of distinct ids.
+fn distinct<'a>(ids: impl ExactSizeIterator<Item = &'a str>) -> usize {
+    let mut set = FxHashSet::with_capacity_and_hasher(ids.len(), Default::default());
+    set.extend(ids);
+    set.len()
 }
 
 /// numpy's `histogram(x, bins=10, range=(0, 1))` bin of `x` (edges `i · 0.1` as doubles, so
@@ -168,77 +174,75 @@ pub struct Tier2 {
 /// Tier 2's consistency part when there is no previous date or fewer than 2 shared alerts.
 pub const NO_HISTORY: f64 = 0.7;
 
-/// How Tier 2 and Tier 3A find the address of a scored alert (the validator joins the scores
-/// with the batch's alerts on `alert_id`).
-pub trait AddressOf {
-    /// The address of the alert scored at position `row` of the scores, with id `alert_id`.
-    fn address(&self, row: usize, alert_id: &str) -> Option<&str>;
+/// The addresses of the scored alerts, numbered in the order of each address's first scored
+/// alert: Tier 2 groups the scores by address and Tier 3A reads each address's labels once.
+#[derive(Debug, Default)]
+pub struct AddressGroups<'a> {
+    /// Per score, the number of its address (`None`: no address known).
+    of: Vec<Option<u32>>,
+    /// Each number's address.
+    address: Vec<&'a str>,
 }
 
-/// By alert id.
-impl<K, V, S> AddressOf for HashMap<K, V, S>
-where
-    K: Borrow<str> + Hash + Eq,
-    V: AsRef<str>,
-    S: BuildHasher,
-{
-    fn address(&self, _: usize, alert_id: &str) -> Option<&str> {
-        self.get(alert_id).map(AsRef::as_ref)
+impl<'a> AddressGroups<'a> {
+    /// The addresses of `scores` by alert id (the validator joins the scores with the batch's
+    /// alerts on `alert_id`).
+    pub fn new(scores: &[(String, f64)], address_of: impl Fn(&str) -> Option<&'a str>) -> Self {
+        let mut number: FxHashMap<&str, u32> = FxHashMap::default();
+        let mut address = Vec::new();
+        let of = scores
+            .iter()
+            .map(|(k, _)| {
+                let a = address_of(k)?;
+                Some(*number.entry(a).or_insert_with(|| {
+                    address.push(a);
+                    address.len() as u32 - 1
+                }))
+            })
+            .collect();
+        Self { of, address }
     }
-}
 
-/// The batch address of each scored alert: by position when the scores are the batch's
-/// distinct alert ids in batch order (as the pipeline writes them), otherwise by alert id (a
-/// duplicated batch id gets the address of its last alert). On a 10x day the join by id, a
-/// table of 500K ids probed a million times, cost ~250 ms of validate.
-pub enum ScoreAddresses<'a> {
-    /// The `i`-th score's address is the `i`-th alert's.
-    InOrder(&'a [String]),
-    /// Each alert id's address.
-    ById(FxHashMap<&'a str, &'a str>),
-}
-
-impl<'a> ScoreAddresses<'a> {
-    /// For `scores` against the batch's `alert_ids` and their `addresses`; `distinct`: whether
-    /// the scored ids are distinct (Tier 1 knows).
-    pub fn new(
-        scores: &[(String, f64)],
-        alert_ids: &'a [String],
-        addresses: &'a [String],
-        distinct: bool,
-    ) -> Self {
-        if distinct && scores.iter().map(|s| &s.0).eq(alert_ids) {
-            return Self::InOrder(addresses);
-        }
-        Self::ById(
-            alert_ids
-                .iter()
-                .map(String::as_str)
-                .zip(addresses.iter().map(String::as_str))
-                .collect(),
-        )
+    /// The addresses of scores that are the batch's alerts in batch order (distinct ids, as
+    /// the pipeline writes them): the `i`-th score's address is the `i`-th alert's (a null as
+    /// the empty string). One prefetched table of the addresses: on a 10x day a general map of
+    /// 500K addresses cost ~100 ms of validate.
+    pub fn in_batch_order(addresses: &'a StringArray) -> Self {
+        let keys = KeyRows::new(addresses);
+        let address = keys
+            .groups()
+            .map(|rows| match rows[0] {
+                r if addresses.is_null(r) => "",
+                r => addresses.value(r),
+            })
+            .collect();
+        let of = (0..addresses.len())
+            .map(|i| Some(keys.number(i) as u32))
+            .collect();
+        Self { of, address }
     }
-}
 
-impl AddressOf for ScoreAddresses<'_> {
-    fn address(&self, row: usize, alert_id: &str) -> Option<&str> {
-        match self {
-            Self::InOrder(addresses) => addresses.get(row).map(String::as_str),
-            Self::ById(by_id) => by_id.get(alert_id).copied(),
-        }
+    /// The number of distinct addresses.
+    pub fn len(&self) -> usize {
+        self.address.len()
+    }
+
+    /// Whether no score has an address.
+    pub fn is_empty(&self) -> bool {
+        self.address.is_empty()
     }
 }
 
 /// Tier 2 of `scores` (alert_id, score). `consensus`: alert → consensus score, when known;
-/// `previous`: the scores of the miner's previous submitted date; `address_of`: alert →
-/// address. Address consistency: for each address with ≥ 2 scores, population std < 0.10 → 0,
+/// `previous`: the scores of the miner's previous submitted date; `addresses`: the scored
+/// alerts' addresses. Address consistency: for each address with ≥ 2 scores, population std < 0.10 → 0,
 /// < 0.15 → −0.05, < 0.25 → −0.10, else −0.15; 1 + the mean penalty (1 when no address has
 /// two scores, 0 when no alert has an address, as upstream's empty join gives).
 pub fn tier2(
     scores: &[(String, f64)],
     consensus: Option<&HashMap<String, f64>>,
     previous: Option<&HashMap<String, f64>>,
-    address_of: &(impl AddressOf + ?Sized),
+    addresses: &AddressGroups,
 ) -> Tier2 {
     let values: Vec<f64> = scores.iter().map(|s| s.1).collect();
     let entropy = entropy(&values);
@@ -267,15 +271,11 @@ pub fn tier2(
         .unwrap_or(NO_HISTORY);
     // Each address's scores, the addresses in the order of their first scored alert (the
     // penalties are summed in that order, so the total does not depend on a hash order).
-    let mut group: FxHashMap<&str, usize> = FxHashMap::default();
-    let mut by_addr: Vec<Vec<f64>> = Vec::new();
-    for (row, (k, v)) in scores.iter().enumerate() {
-        if let Some(a) = address_of.address(row, k) {
-            let g = *group.entry(a).or_insert_with(|| {
-                by_addr.push(Vec::new());
-                by_addr.len() - 1
-            });
-            by_addr[g].push(*v);
+    debug_assert_eq!(addresses.of.len(), scores.len());
+    let mut by_addr: Vec<Vec<f64>> = vec![Vec::new(); addresses.len()];
+    for ((_, v), g) in scores.iter().zip(&addresses.of) {
+        if let Some(g) = g {
+            by_addr[*g as usize].push(*v);
         }
     }
     let penalties: Vec<f64> = by_addr
@@ -358,25 +358,27 @@ pub struct Tier3a {
 /// Tier 3A of `scores`; `labels_of` gives the label rows (true = illicit) of an address.
 pub fn tier3a(
     scores: &[(String, f64)],
-    address_of: &(impl AddressOf + ?Sized),
+    addresses: &AddressGroups,
     labels_of: &dyn Fn(&str) -> Vec<bool>,
 ) -> Tier3a {
+    debug_assert_eq!(addresses.of.len(), scores.len());
+    let labels: Vec<Vec<bool>> = addresses.address.iter().map(|a| labels_of(a)).collect();
     let (mut s, mut y) = (Vec::new(), Vec::new());
-    for (row, (k, v)) in scores.iter().enumerate() {
-        if let Some(a) = address_of.address(row, k) {
-            for l in labels_of(a) {
+    for ((_, v), g) in scores.iter().zip(&addresses.of) {
+        if let Some(g) = g {
+            for &l in &labels[*g as usize] {
                 s.push(*v);
                 y.push(l);
             }
         }
     }
-    let distinct: FxHashSet<&str> = scores.iter().map(|(k, _)| k.as_str()).collect();
+    let distinct = distinct(scores.iter().map(|(k, _)| k.as_str()));
     Tier3a {
         auc: auc_roc(&s, &y),
-        coverage: if distinct.is_empty() {
+        coverage: if distinct == 0 {
             0.0
         } else {
-            y.len() as f64 / distinct.len() as f64
+            y.len() as f64 / distinct as f64
         },
         labelled: y.len(),
         positive: y.iter().filter(|&&l| l).count(),
@@ -441,13 +443,13 @@ mod tests {
 
     #[test]
     fn tier1_is_the_mean_of_four_fractions() {
-        let batch: HashSet<&str> = ["a", "b", "c", "d"].into();
+        let batch = ["a", "b", "c", "d"];
         let url = "https://github.com/x/y";
         let all: Vec<Row> = batch.iter().map(|id| row(id, 0.5, url)).collect();
-        let t = tier1(&all, &batch);
+        let t = tier1(&all, batch.len());
         assert!(t.passed && t.score == 1.0);
         // No GitHub URL on any row: the metadata part is 0, the rest 1 → 0.75, gate failed.
-        let t = tier1(&[row("a", 0.5, ""), row("b", 0.5, "")], &["a", "b"].into());
+        let t = tier1(&[row("a", 0.5, ""), row("b", 0.5, "")], 2);
         assert_eq!((t.passed, t.score, t.metadata), (false, 0.75, 0.0));
         // 3 of 4 alerts, one of them twice: completeness 0.75, duplicates 3/4.
         let t = tier1(
@@ -457,11 +459,11 @@ mod tests {
                 row("b", 0.2, url),
                 row("c", 0.1, url),
             ],
-            &batch,
+            batch.len(),
         );
         assert_eq!((t.completeness, t.no_duplicates), (0.75, 0.75));
         assert_eq!(t.score, 0.25 * (0.75 + 1.0 + 0.75 + 1.0));
-        let t = tier1(&[], &batch);
+        let t = tier1(&[], batch.len());
         assert_eq!((t.passed, t.score), (false, 0.0));
     }
 
@@ -496,6 +498,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        let addr = AddressGroups::new(&sc, |k| addr.get(k).map(String::as_str));
         // Address x: 0.2 and 0.35, population std 0.075 → no penalty (sample std would be 0.106).
         let t = tier2(&sc, None, None, &addr);
         assert_eq!((t.address_consistency, t.consistency), (1.0, NO_HISTORY));
@@ -524,7 +527,7 @@ mod tests {
         assert!((c - 0.9).abs() < 1e-12, "{c}");
         // No alert with an address: 0, as upstream's empty join.
         assert_eq!(
-            tier2(&sc, None, None, &HashMap::<String, String>::new()).address_consistency,
+            tier2(&sc, None, None, &AddressGroups::new(&sc, |_| None)).address_consistency,
             0.0
         );
     }
@@ -547,61 +550,46 @@ mod tests {
                 .sum::<f64>()
                 / 600.0;
         for _ in 0..20 {
+            let addr = AddressGroups::new(&sc, |k| addr.get(k).map(String::as_str));
             let got = tier2(&sc, None, None, &addr).address_consistency;
             assert_eq!(got.to_bits(), want.to_bits(), "{got} vs {want}");
         }
     }
 
     #[test]
-    fn addresses_by_position_only_for_the_batch_ids_in_order_and_as_by_id() {
-        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let ids = strings(&["a", "b", "c"]);
-        let addrs = strings(&["x", "y", "x"]);
-        let scored = |v: &[&str]| v.iter().map(|k| (k.to_string(), 0.5)).collect::<Vec<_>>();
-        let by_id: HashMap<&str, &str> = [("a", "x"), ("b", "y"), ("c", "x")].into();
-        let same = scored(&["a", "b", "c"]);
-        let a = ScoreAddresses::new(&same, &ids, &addrs, true);
-        assert!(matches!(a, ScoreAddresses::InOrder(_)));
-        for (row, (k, _)) in same.iter().enumerate() {
-            assert_eq!(a.address(row, k), by_id.address(row, k));
-        }
-        // Reordered, a missing or unknown id, or repeated ids: by id.
-        for sc in [
-            &["c", "a", "b"][..],
-            &["a", "b"],
-            &["a", "b", "z"],
-            &["a", "a", "b"],
-        ] {
-            let sc = scored(sc);
-            let a = ScoreAddresses::new(&sc, &ids, &addrs, sc[0].0 != sc[1].0);
-            assert!(matches!(a, ScoreAddresses::ById(_)));
-            for (row, (k, _)) in sc.iter().enumerate() {
-                assert_eq!(a.address(row, k), by_id.address(row, k), "{k}");
-            }
-        }
-        // The same ids in order but said not distinct: by id, where a duplicated batch id
-        // takes its last alert's address.
-        let (dup_ids, dup_addrs) = (strings(&["a", "a"]), strings(&["x", "y"]));
-        let a = ScoreAddresses::new(&scored(&["a", "a"]), &dup_ids, &dup_addrs, false);
+    fn addresses_in_batch_order_are_those_by_id() {
+        let ids = ["a", "b", "c", "d"];
+        let addrs = StringArray::from(vec![Some("x"), Some("y"), Some("x"), None]);
+        let by_id: HashMap<&str, &str> = [("a", "x"), ("b", "y"), ("c", "x"), ("d", "")].into();
+        let sc: Vec<(String, f64)> = ids
+            .iter()
+            .zip([0.9, 0.2, 0.3, 0.6])
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let (in_order, by_id) = (
+            AddressGroups::in_batch_order(&addrs),
+            AddressGroups::new(&sc, |k| by_id.get(k).copied()),
+        );
         assert_eq!(
-            (a.address(0, "a"), a.address(1, "a")),
-            (Some("y"), Some("y"))
+            (&in_order.of, &in_order.address),
+            (&by_id.of, &by_id.address)
         );
+        assert_eq!(in_order.of, [Some(0), Some(1), Some(0), Some(2)]);
+        assert_eq!(in_order.address, ["x", "y", ""]);
         // Tier 2 and Tier 3A see the same addresses either way.
-        let sc: Vec<(String, f64)> = vec![("a".into(), 0.9), ("b".into(), 0.2), ("c".into(), 0.3)];
-        let in_order = ScoreAddresses::new(&sc, &ids, &addrs, true);
         let labels = |a: &str| vec![a == "x"];
-        let (t2, t2_by_id) = (
-            tier2(&sc, None, None, &in_order),
-            tier2(&sc, None, None, &by_id),
+        let t2 = tier2(&sc, None, None, &in_order);
+        assert_eq!(
+            t2.address_consistency,
+            tier2(&sc, None, None, &by_id).address_consistency
         );
-        assert_eq!(t2.address_consistency, t2_by_id.address_consistency);
         assert!(t2.address_consistency < 1.0, "a and c share address x");
         let (t3, t3_by_id) = (
             tier3a(&sc, &in_order, &labels),
             tier3a(&sc, &by_id, &labels),
         );
         assert_eq!((t3.auc, t3.labelled), (t3_by_id.auc, t3_by_id.labelled));
+        assert_eq!((t3.labelled, t3.positive), (4, 2));
     }
 
     #[test]
@@ -620,6 +608,7 @@ mod tests {
             "addr-c" => vec![false],
             _ => vec![],
         };
+        let addr = AddressGroups::new(&sc, |k| addr.get(k).map(String::as_str));
         let t3 = tier3a(&sc, &addr, &labels);
         // Rows: a+ 0.9, b− 0.2 (twice), c− 0.6: the positive outranks all → AUC 1; 4 rows / 4 alerts.
         assert_eq!(

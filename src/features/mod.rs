@@ -16,7 +16,7 @@ mod clusters;
 mod flows;
 mod graph;
 mod joins;
-mod keys;
+pub(crate) mod keys;
 
 pub use clusters::{build_cluster_matrix, cluster_feature_names, cluster_memberships};
 pub(crate) use graph::shapes;

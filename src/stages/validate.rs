@@ -15,6 +15,7 @@ use super::{output, table, Context, Kind, Part, Stage, StageInput};
 use crate::batch::{Table, Tables};
 use crate::config::{RunConfig, StageSpec};
 use crate::contract::column;
+use crate::features::keys::KeyRows;
 use crate::io::ParquetSource;
 use crate::labels::{LabelMap, Labels};
 use crate::layout;
@@ -24,13 +25,13 @@ use crate::validation::{
     behaviour, ground_truth, integrity, plagiarism, Check, GroundTruth, ScoreTable, ScoredAlert,
     Tier, Trap,
 };
-use crate::validator::{self, Reward, Tier1, Tier2, Tier3a, TIER3B_UNAVAILABLE};
+use crate::validator::{self, AddressGroups, Reward, Tier1, Tier2, Tier3a, TIER3B_UNAVAILABLE};
 use anyhow::{bail, Context as _, Result};
-use arrow::array::{AsArray, BooleanArray, StringArray};
+use arrow::array::{Array, AsArray, BooleanArray, StringArray};
 use arrow::datatypes::{Float64Type, Int32Type};
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
@@ -108,13 +109,27 @@ impl Stage for ValidateParams {
     }
 }
 
-fn strings(b: &RecordBatch, name: &str) -> Vec<String> {
-    column(b, name).map_or_else(Vec::new, |c| {
-        c.as_string::<i32>()
-            .iter()
-            .map(|v| v.unwrap_or_default().to_owned())
-            .collect()
-    })
+/// Column `name` of `b` as strings (empty if it is missing or holds no strings).
+fn strings(b: &RecordBatch, name: &str) -> StringArray {
+    column(b, name)
+        .and_then(|c| c.as_string_opt::<i32>())
+        .cloned()
+        .unwrap_or_else(|| StringArray::from(Vec::<&str>::new()))
+}
+
+/// Whether `ids` (a null as the empty string) hold the same set of ids as the distinct `want`.
+/// One prefetched table of `ids`: on a 10x day a hash set of 500K ids cost ~100 ms.
+fn same_ids(ids: &StringArray, want: &StringArray) -> bool {
+    let got = KeyRows::new(ids);
+    got.len() == want.len() && got.numbers(want).iter().all(Option::is_some)
+}
+
+/// The owned strings of column `name` (none without it; a null as "").
+fn owned_strings(b: &RecordBatch, name: &str) -> Vec<String> {
+    strings(b, name)
+        .iter()
+        .map(|v| v.unwrap_or_default().to_owned())
+        .collect()
 }
 
 /// Reads an `alert_scores.parquet` as written, tolerating missing columns (reported, not fatal).
@@ -130,7 +145,7 @@ pub fn read_scores(path: &Path) -> Result<ScoreTable> {
         .filter(|c| column(&b, c).is_none())
         .map(|c| c.to_string())
         .collect();
-    let ids = strings(&b, "alert_id");
+    let ids = owned_strings(&b, "alert_id");
     let f64s = |name: &str| -> Vec<Option<f64>> {
         column(&b, name)
             .and_then(|c| crate::contract::to_f64(c, "", name).ok())
@@ -138,7 +153,7 @@ pub fn read_scores(path: &Path) -> Result<ScoreTable> {
     };
     let score = f64s("score");
     let lat = f64s("latency_ms");
-    let ver = strings(&b, "model_version");
+    let ver = owned_strings(&b, "model_version");
     let rows = (0..b.num_rows())
         .map(|i| ScoredAlert {
             alert_id: ids.get(i).cloned().unwrap_or_default(),
@@ -151,13 +166,6 @@ pub fn read_scores(path: &Path) -> Result<ScoreTable> {
         rows,
         missing_columns,
     })
-}
-
-/// The strings of column `name` (none without it; a null as ""), borrowed from `b`.
-fn borrowed_strings<'a>(b: &'a RecordBatch, name: &str) -> impl Iterator<Item = &'a str> {
-    column(b, name)
-        .into_iter()
-        .flat_map(|c| c.as_string::<i32>().iter().map(Option::unwrap_or_default))
 }
 
 fn score_pairs(t: &ScoreTable) -> Vec<(String, f64)> {
@@ -175,30 +183,22 @@ fn score_map(path: &Path) -> Result<Option<HashMap<String, f64>>> {
 }
 
 /// Rankings are a permutation of 1..N over the alerts; every cluster has one score.
-pub fn structure(
-    rankings: &RecordBatch,
-    clusters: &RecordBatch,
-    alert_ids: &[String],
-    cluster_ids: &[String],
-) -> Vec<Check> {
+pub fn structure(rankings: &RecordBatch, clusters: &RecordBatch, facts: &BatchFacts) -> Vec<Check> {
+    let (alert_ids, cluster_ids) = (&facts.alert_ids, &facts.cluster_ids);
     let mut ranks: Vec<i32> = column(rankings, "rank")
         .and_then(|c| c.as_primitive_opt::<Int32Type>())
         .map_or_else(Vec::new, |r| r.iter().flatten().collect());
     ranks.sort_unstable();
     let perm =
         ranks.len() == alert_ids.len() && ranks.iter().enumerate().all(|(i, &r)| r == i as i32 + 1);
-    let ranked: FxHashSet<&str> = borrowed_strings(rankings, "alert_id").collect();
-    let all_ranked =
-        ranked.len() == alert_ids.len() && alert_ids.iter().all(|a| ranked.contains(a.as_str()));
-    let scored: FxHashSet<&str> = borrowed_strings(clusters, "cluster_id").collect();
+    let all_ranked = same_ids(&strings(rankings, "alert_id"), alert_ids);
+    let all_scored = same_ids(&strings(clusters, "cluster_id"), cluster_ids);
     let cluster_scores_ok = column(clusters, "score")
         .and_then(|c| c.as_primitive_opt::<Float64Type>())
         .is_some_and(|s| {
             s.iter()
                 .all(|v| v.is_some_and(|v| (0.0..=1.0).contains(&v)))
         });
-    let all_scored = scored.len() == cluster_ids.len()
-        && cluster_ids.iter().all(|c| scored.contains(c.as_str()));
     vec![
         Check {
             name: "ranks_permutation".to_string(),
@@ -219,12 +219,12 @@ pub fn structure(
 
 /// The batch facts validation needs: alert ids with their addresses, and cluster ids.
 pub struct BatchFacts {
-    /// Alert ids, in batch order.
-    pub alert_ids: Vec<String>,
+    /// Alert ids, in batch order (distinct: decode refuses a repeated id).
+    pub alert_ids: StringArray,
     /// Address of each alert.
-    pub addresses: Vec<String>,
+    pub addresses: StringArray,
     /// Cluster ids.
-    pub cluster_ids: Vec<String>,
+    pub cluster_ids: StringArray,
 }
 
 impl BatchFacts {
@@ -236,6 +236,23 @@ impl BatchFacts {
             addresses: strings(alerts, "address"),
             cluster_ids: strings(table(tables, Table::Clusters)?, "cluster_id"),
         })
+    }
+
+    /// The addresses of `scores`: by position when they are the batch's alerts in batch
+    /// order (`distinct`: the scored ids are distinct, as Tier 1 knows), as the pipeline writes
+    /// them, else by alert id (the validator joins the scores with the alerts on `alert_id`).
+    pub fn addresses_of<'a>(
+        &'a self,
+        scores: &[(String, f64)],
+        distinct: bool,
+    ) -> AddressGroups<'a> {
+        let ids = self.alert_ids.iter().map(Option::unwrap_or_default);
+        if distinct && scores.iter().map(|s| s.0.as_str()).eq(ids.clone()) {
+            return AddressGroups::in_batch_order(&self.addresses);
+        }
+        let addresses = self.addresses.iter().map(Option::unwrap_or_default);
+        let by_id: FxHashMap<&str, &str> = ids.zip(addresses).collect();
+        AddressGroups::new(scores, |id| by_id.get(id).copied())
     }
 }
 
@@ -411,14 +428,8 @@ pub fn judge(
             model_github_url: url,
         })
         .collect();
-    let batch: FxHashSet<&str> = facts.alert_ids.iter().map(String::as_str).collect();
-    let t1 = validator::tier1(&rows, &batch);
-    let address_of = validator::ScoreAddresses::new(
-        &pairs,
-        &facts.alert_ids,
-        &facts.addresses,
-        t1.no_duplicates == 1.0,
-    );
+    let t1 = validator::tier1(&rows, facts.alert_ids.len());
+    let address_of = facts.addresses_of(&pairs, t1.no_duplicates == 1.0);
     let t2 = validator::tier2(&pairs, consensus.as_ref(), previous, &address_of);
     let labels_of = |a: &str| known.address_labels.get(a).cloned().unwrap_or_default();
     let t3a = validator::tier3a(&pairs, &address_of, &labels_of);
@@ -430,12 +441,12 @@ pub fn judge(
             &r.iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>(),
         )
     });
-    let structural = structure(&rankings, &clusters, &facts.alert_ids, &facts.cluster_ids);
+    let structural = structure(&rankings, &clusters, facts);
     let failures = failures(
         &integ,
         &structural,
         &t1,
-        rows.is_empty() && batch.is_empty(),
+        rows.is_empty() && facts.alert_ids.is_empty(),
     );
     let report = Report {
         processing_date: date,
@@ -576,13 +587,8 @@ pub fn summarize(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<(PathBuf, Optio
         let mut consistency = None;
         if let Some(prev) = score_map(&prev_path)? {
             let scores = score_pairs(&read_scores(&dir.join(layout::ALERT_SCORES))?);
-            let c = validator::tier2(
-                &scores,
-                None,
-                Some(&prev),
-                &FxHashMap::<&str, &str>::default(),
-            )
-            .consistency;
+            let no_addresses = AddressGroups::new(&scores, |_| None);
+            let c = validator::tier2(&scores, None, Some(&prev), &no_addresses).consistency;
             t2 = t2.with_consistency(c);
             reward = validator::reward(&t1, &t2, &t3a, reward.days_since_first_submission);
             consistency = Some(c);
