@@ -59,15 +59,32 @@ impl Join {
         }
     }
 
-    /// Column `c` for every alert: its row's value (null = NaN), `absent` without a row.
-    /// The column is first copied into `dense` with the nulls as NaN and `absent` after its
-    /// last row, so that the gather, which jumps around a table larger than the caches on a
-    /// big day, is one load per alert with no branch.
+    /// Column `c` for every alert: its row's value (null = NaN), `absent` without a row. A
+    /// column with nulls is first copied into `dense` with the nulls as NaN. The gather, which
+    /// jumps around a table larger than the caches on a big day, is one load per alert with no
+    /// branch (an alert without a row loads the last row and takes `absent` instead).
     fn gather(&self, c: &Float64Array, absent: f64, dense: &mut Vec<f64>) -> Vec<f64> {
-        dense.clear();
-        dense.extend((0..self.table_rows).map(|r| get_f(c, r)));
-        dense.push(absent);
-        self.rows.iter().map(|&r| dense[r as usize]).collect()
+        let values = if c.null_count() == 0 {
+            c.values()
+        } else {
+            dense.clear();
+            dense.extend((0..self.table_rows).map(|r| get_f(c, r)));
+            &dense[..]
+        };
+        let Some(last) = values.len().checked_sub(1) else {
+            return vec![absent; self.rows.len()];
+        };
+        self.rows
+            .iter()
+            .map(|&r| {
+                let v = values[(r as usize).min(last)];
+                if r as usize > last {
+                    absent
+                } else {
+                    v
+                }
+            })
+            .collect()
     }
 }
 
@@ -114,6 +131,12 @@ mod tests {
         assert_eq!(out.names, HISTORY_FEATURES);
         for col in out.values() {
             assert_eq!(col, [4.0, 0.0, 4.0, 3.0], "no history is 0");
+        }
+        // A table without rows: every alert is absent.
+        let mut out = Columns::default();
+        history(&day, &table(&[], HISTORY_FEATURES, &[]), None, &mut out).unwrap();
+        for col in out.values() {
+            assert_eq!(col, [0.0; 4]);
         }
         // Flow history not computed: NaN for every alert, with a history row or not.
         let nan: ArrayRef = Arc::new(Float64Array::from(vec![f64::NAN; 4]));
