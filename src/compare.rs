@@ -150,11 +150,11 @@ pub fn compare(cfg: &RunConfig, dates: &[NaiveDate], opts: &CompareOptions) -> R
                     "reward": report.validator.reward.score, "failures": failures,
                 }),
             );
-            for r in read_scores(&scores_path)?.rows {
+            for r in read_scores(&scores_path)?.rows() {
                 if let Some(s) = r.score {
                     all.push(s);
-                    if labels.alerts.contains_key(&r.alert_id) {
-                        side.insert(r.alert_id, s);
+                    if labels.alerts.contains_key(r.alert_id) {
+                        side.insert(r.alert_id.to_string(), s);
                     }
                 }
             }

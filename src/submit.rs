@@ -194,7 +194,7 @@ fn read_rows(cfg: &RunConfig, sc: &SubmitConfig, date: NaiveDate) -> Result<Date
         versions: Vec::new(),
         fingerprint: String::new(),
     };
-    for r in table.rows {
+    for r in table.rows() {
         let score = r.score.filter(|s| (0.0..=1.0).contains(s)).ok_or_else(|| {
             anyhow!(
                 "{}: alert {} has no score in [0, 1]",
@@ -202,9 +202,9 @@ fn read_rows(cfg: &RunConfig, sc: &SubmitConfig, date: NaiveDate) -> Result<Date
                 r.alert_id
             )
         })?;
-        out.ids.push(r.alert_id);
+        out.ids.push(r.alert_id.to_string());
         out.scores.push(score);
-        out.versions.push(r.model_version);
+        out.versions.push(r.model_version.to_string());
     }
     let what = format!(
         "{}|{}|{}|{}",

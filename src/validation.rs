@@ -19,25 +19,82 @@ pub struct Check {
 }
 
 /// One alert score as written: id, score (None if null), model version, latency.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScoredAlert {
-    /// alert_id
-    pub alert_id: String,
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoredAlert<'a> {
+    /// alert_id ("" if null or missing)
+    pub alert_id: &'a str,
     /// score
     pub score: Option<f64>,
-    /// model_version
-    pub model_version: String,
+    /// model_version ("" if null or missing)
+    pub model_version: &'a str,
     /// latency_ms
     pub latency_ms: Option<f64>,
 }
 
-/// An output's alert scores plus which of the required columns it has.
-#[derive(Debug, Clone, Default)]
+/// An output's alert scores, as the columns were read (no string copied), plus which of the
+/// required columns it lacks.
+#[derive(Debug, Clone)]
 pub struct ScoreTable {
-    /// The rows.
-    pub rows: Vec<ScoredAlert>,
+    ids: StringArray,
+    scores: Vec<Option<f64>>,
+    versions: StringArray,
+    latency: Vec<Option<f64>>,
     /// Required columns the file lacks.
     pub missing_columns: Vec<String>,
+}
+
+impl ScoreTable {
+    /// The table of `ids`, `scores`, `versions` and `latency` (each one value per row; a
+    /// missing string column as nulls), lacking `missing_columns`.
+    pub fn new(
+        ids: StringArray,
+        scores: Vec<Option<f64>>,
+        versions: StringArray,
+        latency: Vec<Option<f64>>,
+        missing_columns: Vec<String>,
+    ) -> Self {
+        let n = ids.len();
+        assert!(
+            scores.len() == n && versions.len() == n && latency.len() == n,
+            "a score table's columns have one value per row"
+        );
+        Self {
+            ids,
+            scores,
+            versions,
+            latency,
+            missing_columns,
+        }
+    }
+
+    /// The number of rows.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether the table has no row.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The rows, in file order.
+    pub fn rows(&self) -> impl Iterator<Item = ScoredAlert<'_>> + Clone {
+        (0..self.len()).map(|i| ScoredAlert {
+            alert_id: text(&self.ids, i),
+            score: self.scores[i],
+            model_version: text(&self.versions, i),
+            latency_ms: self.latency[i],
+        })
+    }
+}
+
+/// Value `i` of `a`, "" if null.
+fn text(a: &StringArray, i: usize) -> &str {
+    if a.is_null(i) {
+        ""
+    } else {
+        a.value(i)
+    }
 }
 
 /// Result of a tier: passed, score and the checks or penalties behind it.
@@ -63,18 +120,18 @@ pub fn integrity(out: &ScoreTable, alert_ids: &StringArray, max_latency_ms: f64)
         });
         passed
     };
-    let rows = &out.rows;
+    let rows = out.rows();
     let _ = run(
         "row_count",
-        rows.len() == alert_ids.len(),
-        format!("{} output rows for {} alerts", rows.len(), alert_ids.len()),
+        out.len() == alert_ids.len(),
+        format!("{} output rows for {} alerts", out.len(), alert_ids.len()),
     ) && run(
         "required_columns",
         out.missing_columns.is_empty(),
         format!("missing: {:?}", out.missing_columns),
     ) && {
         let bad = rows
-            .iter()
+            .clone()
             .filter(|r| !r.score.is_some_and(|s| (0.0..=1.0).contains(&s)))
             .count();
         run(
@@ -83,7 +140,7 @@ pub fn integrity(out: &ScoreTable, alert_ids: &StringArray, max_latency_ms: f64)
             format!("{bad} scores outside [0, 1] or null"),
         )
     } && {
-        let lat: Vec<f64> = rows.iter().filter_map(|r| r.latency_ms).collect();
+        let lat: Vec<f64> = rows.clone().filter_map(|r| r.latency_ms).collect();
         let mean = if lat.is_empty() {
             0.0
         } else {
@@ -97,7 +154,7 @@ pub fn integrity(out: &ScoreTable, alert_ids: &StringArray, max_latency_ms: f64)
     } && {
         // Scores written in batch order (the pipeline's own) are the same set without a hash
         // set of either side: two sets of 500K ids outgrow the caches on a 10x day.
-        let got_ids = rows.iter().map(|r| r.alert_id.as_str());
+        let got_ids = rows.clone().map(|r| r.alert_id);
         let want_ids = alert_ids.iter().map(Option::unwrap_or_default);
         let (missing, unknown) = if got_ids.clone().eq(want_ids.clone()) {
             (0, 0)
@@ -321,18 +378,13 @@ mod tests {
     }
 
     fn table(v: &[(&str, f64)], lat: f64) -> ScoreTable {
-        ScoreTable {
-            rows: v
-                .iter()
-                .map(|(k, x)| ScoredAlert {
-                    alert_id: k.to_string(),
-                    score: Some(*x),
-                    model_version: "v1".into(),
-                    latency_ms: Some(lat),
-                })
-                .collect(),
-            missing_columns: vec![],
-        }
+        ScoreTable::new(
+            v.iter().map(|(k, _)| Some(*k)).collect(),
+            v.iter().map(|(_, x)| Some(*x)).collect(),
+            v.iter().map(|_| Some("v1")).collect(),
+            vec![Some(lat); v.len()],
+            vec![],
+        )
     }
 
     fn ids(v: &[&str]) -> StringArray {

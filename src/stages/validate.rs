@@ -22,8 +22,7 @@ use crate::layout;
 use crate::stages::decode::make_batch;
 use crate::state::write_output_json;
 use crate::validation::{
-    behaviour, ground_truth, integrity, plagiarism, Check, GroundTruth, ScoreTable, ScoredAlert,
-    Tier, Trap,
+    behaviour, ground_truth, integrity, plagiarism, Check, GroundTruth, ScoreTable, Tier, Trap,
 };
 use crate::validator::{self, AddressGroups, Reward, Tier1, Tier2, Tier3a, TIER3B_UNAVAILABLE};
 use anyhow::{bail, Context as _, Result};
@@ -124,14 +123,6 @@ fn same_ids(ids: &StringArray, want: &StringArray) -> bool {
     got.len() == want.len() && got.numbers(want).iter().all(Option::is_some)
 }
 
-/// The owned strings of column `name` (none without it; a null as "").
-fn owned_strings(b: &RecordBatch, name: &str) -> Vec<String> {
-    strings(b, name)
-        .iter()
-        .map(|v| v.unwrap_or_default().to_owned())
-        .collect()
-}
-
 /// Reads an `alert_scores.parquet` as written, tolerating missing columns (reported, not fatal).
 pub fn read_scores(path: &Path) -> Result<ScoreTable> {
     let b = ParquetSource::open(path)?.read_all(&[
@@ -145,33 +136,28 @@ pub fn read_scores(path: &Path) -> Result<ScoreTable> {
         .filter(|c| column(&b, c).is_none())
         .map(|c| c.to_string())
         .collect();
-    let ids = owned_strings(&b, "alert_id");
+    let n = b.num_rows();
+    let text = |name: &str| match strings(&b, name) {
+        s if s.len() == n => s,
+        _ => StringArray::new_null(n),
+    };
     let f64s = |name: &str| -> Vec<Option<f64>> {
         column(&b, name)
             .and_then(|c| crate::contract::to_f64(c, "", name).ok())
-            .map_or_else(|| vec![None; b.num_rows()], |a| a.iter().collect())
+            .map_or_else(|| vec![None; n], |a| a.iter().collect())
     };
-    let score = f64s("score");
-    let lat = f64s("latency_ms");
-    let ver = owned_strings(&b, "model_version");
-    let rows = (0..b.num_rows())
-        .map(|i| ScoredAlert {
-            alert_id: ids.get(i).cloned().unwrap_or_default(),
-            score: score[i],
-            model_version: ver.get(i).cloned().unwrap_or_default(),
-            latency_ms: lat[i],
-        })
-        .collect();
-    Ok(ScoreTable {
-        rows,
+    Ok(ScoreTable::new(
+        text("alert_id"),
+        f64s("score"),
+        text("model_version"),
+        f64s("latency_ms"),
         missing_columns,
-    })
+    ))
 }
 
 fn score_pairs(t: &ScoreTable) -> Vec<(String, f64)> {
-    t.rows
-        .iter()
-        .filter_map(|r| r.score.map(|s| (r.alert_id.clone(), s)))
+    t.rows()
+        .filter_map(|r| r.score.map(|s| (r.alert_id.to_string(), s)))
         .collect()
 }
 
@@ -419,12 +405,11 @@ pub fn judge(
     };
     let url = cfg.model_github_url.as_deref().unwrap_or("");
     let rows: Vec<validator::Row> = scores
-        .rows
-        .iter()
+        .rows()
         .map(|r| validator::Row {
-            alert_id: &r.alert_id,
+            alert_id: r.alert_id,
             score: r.score.unwrap_or(f64::NAN),
-            model_version: &r.model_version,
+            model_version: r.model_version,
             model_github_url: url,
         })
         .collect();
