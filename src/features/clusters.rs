@@ -211,19 +211,18 @@ pub fn build_cluster_matrix(
         gathered.extend(rows.iter().map(|&i| values[i]));
         let mut at = 0;
         for cluster in members {
-            let vs = || {
-                gathered[at..at + cluster.len()]
-                    .iter()
-                    .filter(|v| !v.is_nan())
-            };
-            let n = vs().count();
-            let mean = if n == 0 {
-                f64::NAN
-            } else {
-                vs().sum::<f64>() / n as f64
-            };
-            means.push(mean);
-            maxes.push(vs().copied().fold(f64::NAN, nan_max));
+            // One pass over the members' values; the sum starts at -0.0 and adds them in
+            // order, as `Iterator::sum` does, so the mean keeps its bits.
+            let (mut n, mut sum, mut max) = (0usize, -0.0f64, f64::NAN);
+            for &v in &gathered[at..at + cluster.len()] {
+                if !v.is_nan() {
+                    n += 1;
+                    sum += v;
+                    max = nan_max(max, v);
+                }
+            }
+            means.push(if n == 0 { f64::NAN } else { sum / n as f64 });
+            maxes.push(max);
             at += cluster.len();
         }
     }
