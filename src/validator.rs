@@ -222,6 +222,11 @@ impl<'a> AddressGroups<'a> {
         Self { of, address }
     }
 
+    /// The address of score `i`, if known.
+    pub fn address(&self, i: usize) -> Option<&'a str> {
+        self.of[i].map(|g| self.address[g as usize])
+    }
+
     /// The number of distinct addresses.
     pub fn len(&self) -> usize {
         self.address.len()

@@ -635,3 +635,48 @@ fn mean_reward(rewards: &[Reward]) -> Option<Reward> {
         tier3: mean(&|r| r.tier3),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scored_alerts_get_their_batch_address_in_batch_order_or_not() {
+        let facts = BatchFacts {
+            alert_ids: StringArray::from(vec!["a", "b", "c"]),
+            addresses: StringArray::from(vec![Some("x"), None, Some("x")]),
+            cluster_ids: StringArray::from(Vec::<&str>::new()),
+        };
+        let by_id = |k: &str| match k {
+            "a" | "c" => Some("x"),
+            "b" => Some(""),
+            _ => None,
+        };
+        // In order, reordered, one missing, one unknown, repeated (not distinct).
+        for (ids, distinct) in [
+            (&["a", "b", "c"][..], true),
+            (&["c", "a", "b"], true),
+            (&["a", "b"], true),
+            (&["a", "b", "z"], true),
+            (&["a", "a", "b"], false),
+            (&["a", "b", "c"], false),
+        ] {
+            let sc: Vec<(String, f64)> = ids.iter().map(|k| (k.to_string(), 0.5)).collect();
+            let groups = facts.addresses_of(&sc, distinct);
+            for (i, k) in ids.iter().enumerate() {
+                assert_eq!(groups.address(i), by_id(k), "{ids:?}: {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_same_ids_are_the_same_set() {
+        let want = StringArray::from(vec!["a", "b", "c"]);
+        let same = |ids: Vec<Option<&str>>| same_ids(&StringArray::from(ids), &want);
+        assert!(same(vec![Some("c"), Some("a"), Some("b")]));
+        assert!(same(vec![Some("a"), Some("b"), Some("c"), Some("a")]));
+        assert!(!same(vec![Some("a"), Some("b")]));
+        assert!(!same(vec![Some("a"), Some("b"), Some("c"), Some("z")]));
+        assert!(!same(vec![Some("a"), Some("b"), None]));
+    }
+}

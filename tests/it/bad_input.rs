@@ -50,6 +50,7 @@ const CASES: &[(&str, Damage, &[&str])] = &[
     ("missing file", |d| rm(d, "clusters.parquet"), &["clusters.parquet", "missing file"]),
     ("truncated Parquet", truncate_alerts, &["alerts.parquet", "Parquet"]),
     ("missing required column", |d| edit(d, "alerts.parquet", |b| drop_columns(&b, &["alert_confidence_score"])), &["alerts.parquet", "required column `alert_confidence_score` is missing"]),
+    ("money flows without an end", |d| edit(d, "money_flows.parquet", |b| drop_columns(&b, &["to_address"])), &["money_flows.parquet", "required column `to_address` is missing"]),
     ("wrong column type", |d| edit(d, "alerts.parquet", |b| { let n = b.num_rows(); replace_column(&b, "volume_usd", Arc::new(StringArray::from(vec!["12.5"; n]))) }), &["column `volume_usd` has type Utf8, expected a number"]),
     ("checksum mismatch", append_byte, &["money_flows.parquet", "sha256"]),
     ("duplicate alert ids", |d| edit_ids(d, |v| v[1] = v[0].clone()), &["alerts.parquet", "alert_id", "repeats the value"]),
