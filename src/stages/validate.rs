@@ -108,12 +108,12 @@ impl Stage for ValidateParams {
     }
 }
 
-/// Column `name` of `b` as strings (empty if it is missing or holds no strings).
+/// Column `name` of `b` as strings (nulls if it is missing or holds no strings).
 fn strings(b: &RecordBatch, name: &str) -> StringArray {
     column(b, name)
         .and_then(|c| c.as_string_opt::<i32>())
         .cloned()
-        .unwrap_or_else(|| StringArray::from(Vec::<&str>::new()))
+        .unwrap_or_else(|| StringArray::new_null(b.num_rows()))
 }
 
 /// Whether `ids` (a null as the empty string) hold the same set of ids as the distinct `want`.
@@ -136,20 +136,15 @@ pub fn read_scores(path: &Path) -> Result<ScoreTable> {
         .filter(|c| column(&b, c).is_none())
         .map(|c| c.to_string())
         .collect();
-    let n = b.num_rows();
-    let text = |name: &str| match strings(&b, name) {
-        s if s.len() == n => s,
-        _ => StringArray::new_null(n),
-    };
     let f64s = |name: &str| -> Vec<Option<f64>> {
         column(&b, name)
             .and_then(|c| crate::contract::to_f64(c, "", name).ok())
-            .map_or_else(|| vec![None; n], |a| a.iter().collect())
+            .map_or_else(|| vec![None; b.num_rows()], |a| a.iter().collect())
     };
     Ok(ScoreTable::new(
-        text("alert_id"),
+        strings(&b, "alert_id"),
         f64s("score"),
-        text("model_version"),
+        strings(&b, "model_version"),
         f64s("latency_ms"),
         missing_columns,
     ))

@@ -39,14 +39,13 @@ pub(super) fn read_flows(
     if !empty {
         std::thread::scope(|s| -> Result<()> {
             let (tx, rx) = std::sync::mpsc::sync_channel(2);
-            let batches = src.read(FLOW_COLUMNS, batch_size)?;
-            s.spawn(|| {
+            let (batches, file) = (src.read(FLOW_COLUMNS, batch_size)?, &file);
+            s.spawn(move || {
                 for b in batches {
-                    if tx.send(b.and_then(|b| Ends::of(&b, &file, date))).is_err() {
+                    if tx.send(b.and_then(|b| Ends::of(&b, file, date))).is_err() {
                         break;
                     }
                 }
-                drop(tx);
             });
             for ends in rx {
                 let Ends { f, t, u, x, hashes } = ends?;
