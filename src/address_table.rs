@@ -17,6 +17,7 @@ pub(crate) const AHEAD: usize = 16;
 /// five, and its lookups grew 21× for 10× the flows). Callers that know their next keys
 /// [`prefetch_slot`](Self::prefetch_slot) and [`prefetch_key`](Self::prefetch_key) them
 /// [`AHEAD`] so the reads of many lookups overlap instead of waiting one after the other.
+#[derive(Clone)]
 pub(crate) struct AddressTable {
     slots: Vec<Slot>,
     bytes: Vec<u8>,
@@ -126,6 +127,31 @@ impl AddressTable {
         self.len
     }
 
+    /// Makes room for `bytes` more bytes of keys before the entries' buffer grows.
+    pub(crate) fn reserve_key_bytes(&mut self, bytes: usize) {
+        let capacity = self.bytes.capacity();
+        self.bytes.reserve(bytes);
+        if self.bytes.capacity() != capacity {
+            advise_huge_pages(&self.bytes);
+        }
+    }
+
+    /// The keys and their numbers, in the order they were inserted.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&str, u32)> {
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            let head = self.bytes.get(at..at + HEAD)?;
+            let value = u32::from_le_bytes(head[..4].try_into().expect("4 bytes"));
+            let len = u32::from_le_bytes(head[4..].try_into().expect("4 bytes")) as usize;
+            let key = &self.bytes[at + HEAD..at + HEAD + len];
+            at += HEAD + len;
+            Some((
+                std::str::from_utf8(key).expect("keys are inserted as strings"),
+                value,
+            ))
+        })
+    }
+
     fn word(&self, at: usize) -> u32 {
         u32::from_le_bytes(self.bytes[at..at + 4].try_into().expect("4 bytes"))
     }
@@ -220,6 +246,18 @@ impl AddressTable {
             prefetch(self.bytes.as_ptr().wrapping_add(s.at as usize));
         }
     }
+
+    /// Before the lookup of `hashes[i]`: prefetches the slot of the key [`AHEAD`] of it and
+    /// the bytes of the key half as far.
+    #[inline]
+    pub(crate) fn prefetch_ahead(&self, hashes: &[u64], i: usize) {
+        if let Some(&h) = hashes.get(i + AHEAD) {
+            self.prefetch_slot(h);
+        }
+        if let Some(&h) = hashes.get(i + AHEAD / 2) {
+            self.prefetch_key(h);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -239,6 +277,12 @@ mod tests {
         }
         assert_eq!(t.len(), keys.len());
         assert_eq!(t.get(hash("absent"), "absent"), None);
+        let entries: Vec<(&str, u32)> = t.entries().collect();
+        assert_eq!(entries.len(), keys.len());
+        assert!(entries
+            .iter()
+            .enumerate()
+            .all(|(i, &(k, n))| k == keys[i] && n == i as u32));
         // Keys given the same hash are still told apart by their bytes; the empty key is a key.
         let mut t = AddressTable::with_capacity(1);
         for (i, k) in ["", "a", "b", "ab"].iter().enumerate() {

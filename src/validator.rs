@@ -5,6 +5,7 @@
 //! every formula and where upstream's code is ambiguous or broken, and what is done here then.
 
 use crate::features::keys::KeyRows;
+use crate::labels::LabelMap;
 use crate::metrics::{auc_roc, average_ranks};
 use crate::validation::pearson;
 use arrow::array::{Array, StringArray};
@@ -51,11 +52,12 @@ pub struct Tier1 {
     pub metadata: f64,
 }
 
-/// Tier 1 over the submitted rows and the number of distinct alert ids of the batch. Upstream
-/// raises on a batch without alerts; here an empty batch with nothing submitted is complete.
-pub fn tier1(rows: &[Row], batch_ids: usize) -> Tier1 {
+/// Tier 1 over the submitted rows, the number of distinct alert ids among them
+/// ([`distinct`]) and the number of distinct alert ids of the batch. Upstream raises on a batch
+/// without alerts; here an empty batch with nothing submitted is complete.
+pub fn tier1(rows: &[Row], distinct_ids: usize, batch_ids: usize) -> Tier1 {
     let n = rows.len() as f64;
-    let u = distinct(rows.iter().map(|r| r.alert_id)) as f64;
+    let u = distinct_ids as f64;
     let frac = |bad: usize| if n == 0.0 { 0.0 } else { 1.0 - bad as f64 / n };
     let completeness = if batch_ids == 0 {
         if rows.is_empty() {
@@ -89,7 +91,7 @@ pub fn tier1(rows: &[Row], batch_ids: usize) -> Tier1 {
 }
 
 /// The number of distinct ids.
-fn distinct<'a>(ids: impl ExactSizeIterator<Item = &'a str>) -> usize {
+pub fn distinct<'a>(ids: impl ExactSizeIterator<Item = &'a str>) -> usize {
     let mut set = FxHashSet::with_capacity_and_hasher(ids.len(), Default::default());
     set.extend(ids);
     set.len()
@@ -187,7 +189,7 @@ pub struct AddressGroups<'a> {
 impl<'a> AddressGroups<'a> {
     /// The addresses of `scores` by alert id (the validator joins the scores with the batch's
     /// alerts on `alert_id`).
-    pub fn new(scores: &[(String, f64)], address_of: impl Fn(&str) -> Option<&'a str>) -> Self {
+    pub fn new(scores: &[(&str, f64)], address_of: impl Fn(&str) -> Option<&'a str>) -> Self {
         let mut number: FxHashMap<&str, u32> = FxHashMap::default();
         let mut address = Vec::new();
         let of = scores
@@ -244,7 +246,7 @@ impl<'a> AddressGroups<'a> {
 /// < 0.15 → −0.05, < 0.25 → −0.10, else −0.15; 1 + the mean penalty (1 when no address has
 /// two scores, 0 when no alert has an address, as upstream's empty join gives).
 pub fn tier2(
-    scores: &[(String, f64)],
+    scores: &[(&str, f64)],
     consensus: Option<&HashMap<String, f64>>,
     previous: Option<&HashMap<String, f64>>,
     addresses: &AddressGroups,
@@ -254,7 +256,7 @@ pub fn tier2(
     let rank_correlation = consensus.and_then(|c| {
         let (x, y): (Vec<f64>, Vec<f64>) = scores
             .iter()
-            .filter_map(|(k, v)| c.get(k).map(|w| (*v, *w)))
+            .filter_map(|(k, v)| c.get(*k).map(|w| (*v, *w)))
             .unzip();
         if x.len() < 2 {
             return Some(0.0);
@@ -265,7 +267,7 @@ pub fn tier2(
         .map(|p| {
             let d: Vec<f64> = scores
                 .iter()
-                .filter_map(|(k, v)| p.get(k).map(|w| (v - w).abs()))
+                .filter_map(|(k, v)| p.get(*k).map(|w| (v - w).abs()))
                 .collect();
             if d.len() < 2 {
                 NO_HISTORY
@@ -360,24 +362,25 @@ pub struct Tier3a {
     pub positive: usize,
 }
 
-/// Tier 3A of `scores`; `labels_of` gives the label rows (true = illicit) of an address.
+/// Tier 3A of `scores` (`distinct`: the number of distinct alert ids among them); `labels`
+/// gives the label rows (true = illicit) of an address.
 pub fn tier3a(
-    scores: &[(String, f64)],
+    scores: &[(&str, f64)],
+    distinct: usize,
     addresses: &AddressGroups,
-    labels_of: &dyn Fn(&str) -> Vec<bool>,
+    labels: &LabelMap<Vec<bool>>,
 ) -> Tier3a {
     debug_assert_eq!(addresses.of.len(), scores.len());
-    let labels: Vec<Vec<bool>> = addresses.address.iter().map(|a| labels_of(a)).collect();
+    let labels = labels.get_many(addresses.address.iter().copied());
     let (mut s, mut y) = (Vec::new(), Vec::new());
     for ((_, v), g) in scores.iter().zip(&addresses.of) {
-        if let Some(g) = g {
-            for &l in &labels[*g as usize] {
+        if let Some(rows) = g.and_then(|g| labels[g as usize]) {
+            for &l in rows {
                 s.push(*v);
                 y.push(l);
             }
         }
     }
-    let distinct = distinct(scores.iter().map(|(k, _)| k.as_str()));
     Tier3a {
         auc: auc_roc(&s, &y),
         coverage: if distinct == 0 {
@@ -437,6 +440,10 @@ pub fn reward(t1: &Tier1, t2: &Tier2, t3a: &Tier3a, days: Option<i64>) -> Reward
 mod tests {
     use super::*;
 
+    fn s(v: &[(String, f64)]) -> Vec<(&str, f64)> {
+        v.iter().map(|(k, x)| (k.as_str(), *x)).collect()
+    }
+
     fn row<'a>(id: &'a str, score: f64, url: &'a str) -> Row<'a> {
         Row {
             alert_id: id,
@@ -451,10 +458,10 @@ mod tests {
         let batch = ["a", "b", "c", "d"];
         let url = "https://github.com/x/y";
         let all: Vec<Row> = batch.iter().map(|id| row(id, 0.5, url)).collect();
-        let t = tier1(&all, batch.len());
+        let t = tier1(&all, 4, batch.len());
         assert!(t.passed && t.score == 1.0);
         // No GitHub URL on any row: the metadata part is 0, the rest 1 → 0.75, gate failed.
-        let t = tier1(&[row("a", 0.5, ""), row("b", 0.5, "")], 2);
+        let t = tier1(&[row("a", 0.5, ""), row("b", 0.5, "")], 2, 2);
         assert_eq!((t.passed, t.score, t.metadata), (false, 0.75, 0.0));
         // 3 of 4 alerts, one of them twice: completeness 0.75, duplicates 3/4.
         let t = tier1(
@@ -464,11 +471,12 @@ mod tests {
                 row("b", 0.2, url),
                 row("c", 0.1, url),
             ],
+            3,
             batch.len(),
         );
         assert_eq!((t.completeness, t.no_duplicates), (0.75, 0.75));
         assert_eq!(t.score, 0.25 * (0.75 + 1.0 + 0.75 + 1.0));
-        let t = tier1(&[], batch.len());
+        let t = tier1(&[], 0, batch.len());
         assert_eq!((t.passed, t.score), (false, 0.0));
     }
 
@@ -495,10 +503,7 @@ mod tests {
 
     #[test]
     fn tier2_parts_and_unknown_consensus() {
-        let sc: Vec<(String, f64)> = [("a", 0.2), ("b", 0.35), ("c", 0.9), ("d", 0.1)]
-            .iter()
-            .map(|(k, v)| (k.to_string(), *v))
-            .collect();
+        let sc = [("a", 0.2), ("b", 0.35), ("c", 0.9), ("d", 0.1)];
         let addr: HashMap<String, String> = [("a", "x"), ("b", "x"), ("c", "y")]
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -511,11 +516,11 @@ mod tests {
         let known = t.entropy + 0.7 + 1.0;
         assert_eq!(t.bounds, [0.25 * known, 0.25 * (known + 1.0)]);
         // A consensus in the same order: ρ = 1 → part 1; reversed: 0.
-        let same: HashMap<String, f64> = sc.iter().map(|(k, v)| (k.clone(), v * 0.5)).collect();
+        let same: HashMap<String, f64> = sc.iter().map(|(k, v)| (k.to_string(), v * 0.5)).collect();
         let t = tier2(&sc, Some(&same), None, &addr);
         assert_eq!(t.rank_correlation, Some(1.0));
         assert_eq!(t.score, Some(0.25 * (known + 1.0)));
-        let rev: HashMap<String, f64> = sc.iter().map(|(k, v)| (k.clone(), -v)).collect();
+        let rev: HashMap<String, f64> = sc.iter().map(|(k, v)| (k.to_string(), -v)).collect();
         assert_eq!(
             tier2(&sc, Some(&rev), None, &addr).rank_correlation,
             Some(0.0)
@@ -554,6 +559,7 @@ mod tests {
                 .map(|i| [0.0, -0.05, -0.10, -0.15][i % 4])
                 .sum::<f64>()
                 / 600.0;
+        let sc = s(&sc);
         for _ in 0..20 {
             let addr = AddressGroups::new(&sc, |k| addr.get(k).map(String::as_str));
             let got = tier2(&sc, None, None, &addr).address_consistency;
@@ -566,11 +572,7 @@ mod tests {
         let ids = ["a", "b", "c", "d"];
         let addrs = StringArray::from(vec![Some("x"), Some("y"), Some("x"), None]);
         let by_id: HashMap<&str, &str> = [("a", "x"), ("b", "y"), ("c", "x"), ("d", "")].into();
-        let sc: Vec<(String, f64)> = ids
-            .iter()
-            .zip([0.9, 0.2, 0.3, 0.6])
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
+        let sc: Vec<(&str, f64)> = ids.into_iter().zip([0.9, 0.2, 0.3, 0.6]).collect();
         let (in_order, by_id) = (
             AddressGroups::in_batch_order(&addrs),
             AddressGroups::new(&sc, |k| by_id.get(k).copied()),
@@ -582,7 +584,10 @@ mod tests {
         assert_eq!(in_order.of, [Some(0), Some(1), Some(0), Some(2)]);
         assert_eq!(in_order.address, ["x", "y", ""]);
         // Tier 2 and Tier 3A see the same addresses either way.
-        let labels = |a: &str| vec![a == "x"];
+        let labels: LabelMap<Vec<bool>> = ["x", "y", ""]
+            .map(|a| (a, vec![a == "x"]))
+            .into_iter()
+            .collect();
         let t2 = tier2(&sc, None, None, &in_order);
         assert_eq!(
             t2.address_consistency,
@@ -590,8 +595,8 @@ mod tests {
         );
         assert!(t2.address_consistency < 1.0, "a and c share address x");
         let (t3, t3_by_id) = (
-            tier3a(&sc, &in_order, &labels),
-            tier3a(&sc, &by_id, &labels),
+            tier3a(&sc, 4, &in_order, &labels),
+            tier3a(&sc, 4, &by_id, &labels),
         );
         assert_eq!((t3.auc, t3.labelled), (t3_by_id.auc, t3_by_id.labelled));
         assert_eq!((t3.labelled, t3.positive), (4, 2));
@@ -599,22 +604,20 @@ mod tests {
 
     #[test]
     fn tier3a_counts_every_label_row_and_the_reward_follows_the_schedule() {
-        let sc: Vec<(String, f64)> = [("a", 0.9), ("b", 0.2), ("c", 0.6), ("d", 0.4)]
-            .iter()
-            .map(|(k, v)| (k.to_string(), *v))
-            .collect();
+        let sc = [("a", 0.9), ("b", 0.2), ("c", 0.6), ("d", 0.4)];
         let addr: HashMap<String, String> = sc
             .iter()
-            .map(|(k, _)| (k.clone(), format!("addr-{k}")))
+            .map(|(k, _)| (k.to_string(), format!("addr-{k}")))
             .collect();
-        let labels = |a: &str| match a {
-            "addr-a" => vec![true],
-            "addr-b" => vec![false, false],
-            "addr-c" => vec![false],
-            _ => vec![],
-        };
+        let labels: LabelMap<Vec<bool>> = [
+            ("addr-a", vec![true]),
+            ("addr-b", vec![false, false]),
+            ("addr-c", vec![false]),
+        ]
+        .into_iter()
+        .collect();
         let addr = AddressGroups::new(&sc, |k| addr.get(k).map(String::as_str));
-        let t3 = tier3a(&sc, &addr, &labels);
+        let t3 = tier3a(&sc, 4, &addr, &labels);
         // Rows: a+ 0.9, b− 0.2 (twice), c− 0.6: the positive outranks all → AUC 1; 4 rows / 4 alerts.
         assert_eq!(
             (t3.auc, t3.coverage, t3.labelled, t3.positive),
@@ -657,7 +660,8 @@ mod tests {
             (r.bounds[0] - (0.06 + 0.45)).abs() < 1e-12
                 && (r.bounds[1] - (0.085 + 0.45)).abs() < 1e-12
         );
-        let none = tier3a(&sc, &addr, &|_| vec![false]);
+        let unlabelled = ["addr-a", "addr-b", "addr-c", "addr-d"].map(|a| (a, vec![false]));
+        let none = tier3a(&sc, 4, &addr, &unlabelled.into_iter().collect());
         assert_eq!(none.auc, None);
         assert_eq!(
             reward(&t1, &t2, &none, Some(29)).status,

@@ -2,7 +2,7 @@
 //! built once for every feature group that works per address or joins a table on it, and the
 //! alerts by id for the clusters' members.
 
-use crate::address_table::{hash, AddressTable, AHEAD};
+use crate::address_table::{hash, AddressTable};
 use arrow::array::{Array, StringArray};
 
 /// The distinct values (keys) of a string column numbered by first appearance (key `g`'s first
@@ -28,7 +28,7 @@ impl KeyRows {
         let mut counts: Vec<usize> = Vec::new();
         let hashes: Vec<u64> = (0..n).map(|i| hash(keys.value(i))).collect();
         for (i, &h) in hashes.iter().enumerate() {
-            prefetch_ahead(&table, &hashes, i);
+            table.prefetch_ahead(&hashes, i);
             let next = counts.len() as u32;
             let g = table
                 .get_or_insert(h, keys.value(i), next)
@@ -89,12 +89,12 @@ impl KeyRows {
     }
 
     /// The number of each value of `keys` (`None` for a null or a key no row has), looked up
-    /// in one pass whose lookups are prefetched [`AHEAD`].
+    /// in one pass whose lookups are prefetched ([`AddressTable::prefetch_ahead`]).
     pub(crate) fn numbers(&self, keys: &StringArray) -> Vec<Option<usize>> {
         let hashes: Vec<u64> = (0..keys.len()).map(|r| hash(keys.value(r))).collect();
         let mut numbers = Vec::with_capacity(keys.len());
         for (r, &h) in hashes.iter().enumerate() {
-            prefetch_ahead(&self.table, &hashes, r);
+            self.table.prefetch_ahead(&hashes, r);
             let g = keys.is_valid(r).then(|| self.table.get(h, keys.value(r)));
             numbers.push(g.flatten().map(|g| g as usize));
         }
@@ -112,16 +112,6 @@ impl KeyRows {
             }
         }
         self.number.iter().map(|&g| first[g as usize]).collect()
-    }
-}
-
-/// Prefetches the table's slot of the key [`AHEAD`] of `i` and the bytes of the key half as far.
-fn prefetch_ahead(table: &AddressTable, hashes: &[u64], i: usize) {
-    if let Some(&h) = hashes.get(i + AHEAD) {
-        table.prefetch_slot(h);
-    }
-    if let Some(&h) = hashes.get(i + AHEAD / 2) {
-        table.prefetch_key(h);
     }
 }
 

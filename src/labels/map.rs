@@ -1,25 +1,19 @@
 //! [`LabelMap`]: labels by string key, for a month of alerts or a network's addresses.
 
-use hashbrown::hash_table::{Entry, HashTable};
-use rustc_hash::FxBuildHasher;
-use std::hash::BuildHasher;
+use crate::address_table::{hash, AddressTable};
 
-/// Values by string key. The keys are kept end to end in one buffer and indexed by FxHash,
-/// so building and dropping a map of a million labels costs no allocation per key (a map of
-/// `String` keys spent most of its loading time in the allocator). Each slot of the index
-/// holds its key's hash beside its number, so the index grows without reading a key again and
-/// a probe reads a key's bytes only when the hashes match (filling a map of 3M addresses,
-/// each looked up three times in scattered order: 3.26 s → 2.88 s).
+/// Values by string key. The keys are kept end to end in one buffer and numbered by an
+/// [`AddressTable`], so building and dropping a map of a million labels costs no allocation
+/// per key (a map of `String` keys spent most of its loading time in the allocator), and a
+/// batch of keys is looked up with the reads of many lookups in flight at once
+/// ([`get_many`](Self::get_many)): a 10× day's validation looks up 500K alert ids and 386K
+/// addresses in maps larger than the caches.
 #[derive(Clone)]
 pub struct LabelMap<V> {
-    /// The keys, end to end.
-    bytes: String,
-    /// Where each key ends in `bytes`; key `i` starts where key `i - 1` ends.
-    ends: Vec<usize>,
+    /// The number of each key (its insertion order).
+    table: AddressTable,
     /// The value of key `i`.
     values: Vec<V>,
-    /// Each key's [`hash`] and number.
-    index: HashTable<(u32, u32)>,
 }
 
 impl<V> Default for LabelMap<V> {
@@ -28,31 +22,14 @@ impl<V> Default for LabelMap<V> {
     }
 }
 
-fn key<'a>(bytes: &'a str, ends: &[usize], i: usize) -> &'a str {
-    let start = if i == 0 { 0 } else { ends[i - 1] };
-    &bytes[start..ends[i]]
-}
-
-/// The 32 bits of a key's FxHash that the index keeps, and the 64-bit hash the table places it
-/// by: those bits twice (the table takes the bucket from the low bits and a tag from the top).
-fn hash(k: &str) -> (u32, u64) {
-    let h = FxBuildHasher.hash_one(k);
-    let h32 = (h >> 32) as u32 ^ h as u32;
-    (h32, wide(h32))
-}
-
-fn wide(h32: u32) -> u64 {
-    (h32 as u64) << 32 | h32 as u64
-}
-
 impl<V> LabelMap<V> {
     /// An empty map with room for `keys` keys of `bytes` bytes in all.
     pub fn with_capacity(keys: usize, bytes: usize) -> Self {
+        let mut table = AddressTable::with_capacity(keys);
+        table.reserve_key_bytes(bytes + 8 * keys);
         Self {
-            bytes: String::with_capacity(bytes),
-            ends: Vec::with_capacity(keys),
+            table,
             values: Vec::with_capacity(keys),
-            index: HashTable::with_capacity(keys),
         }
     }
 
@@ -68,11 +45,20 @@ impl<V> LabelMap<V> {
 
     /// The value of `k`.
     pub fn get(&self, k: &str) -> Option<&V> {
-        let (bytes, ends) = (&self.bytes, &self.ends);
-        let (h32, h) = hash(k);
-        self.index
-            .find(h, |&(g, i)| g == h32 && key(bytes, ends, i as usize) == k)
-            .map(|&(_, i)| &self.values[i as usize])
+        self.table.get(hash(k), k).map(|i| &self.values[i as usize])
+    }
+
+    /// The value of each of `keys`, in their order: one pass whose table reads are
+    /// prefetched ahead of the lookups that need them.
+    pub fn get_many<'k>(&self, keys: impl Iterator<Item = &'k str> + Clone) -> Vec<Option<&V>> {
+        let hashes: Vec<u64> = keys.clone().map(hash).collect();
+        keys.zip(&hashes)
+            .enumerate()
+            .map(|(i, (k, &h))| {
+                self.table.prefetch_ahead(&hashes, i);
+                self.table.get(h, k).map(|n| &self.values[n as usize])
+            })
+            .collect()
     }
 
     /// Whether `k` has a value.
@@ -82,24 +68,15 @@ impl<V> LabelMap<V> {
 
     /// The value of `k`, inserted with `make` if `k` had none.
     pub fn get_or_insert_with(&mut self, k: &str, make: impl FnOnce() -> V) -> &mut V {
-        let (bytes, ends) = (&self.bytes, &self.ends);
-        let (h32, h) = hash(k);
-        let i = match self.index.entry(
-            h,
-            |&(g, i)| g == h32 && key(bytes, ends, i as usize) == k,
-            |&(g, _)| wide(g),
-        ) {
-            Entry::Occupied(o) => o.get().1 as usize,
-            Entry::Vacant(v) => {
-                let i = self.values.len();
-                let n = u32::try_from(i).expect("fewer than 2^32 keys in a label map");
-                v.insert((h32, n));
-                self.bytes.push_str(k);
-                self.ends.push(self.bytes.len());
-                self.values.push(make());
-                i
-            }
-        };
+        let next = self.values.len();
+        let n = u32::try_from(next).expect("fewer than 2^32 keys in a label map");
+        let i = self
+            .table
+            .get_or_insert(hash(k), k, n)
+            .expect("the keys of a label map fit in 4 GB") as usize;
+        if i == next {
+            self.values.push(make());
+        }
         &mut self.values[i]
     }
 
@@ -112,7 +89,7 @@ impl<V> LabelMap<V> {
 
     /// The keys, in insertion order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        (0..self.len()).map(|i| key(&self.bytes, &self.ends, i))
+        self.table.entries().map(|(k, _)| k)
     }
 
     /// The keys and their values, in insertion order.
@@ -170,5 +147,9 @@ mod tests {
         let copy: LabelMap<u32> = m.iter().map(|(k, v)| (k, *v)).collect();
         assert_eq!(copy.len(), m.len());
         assert!(m.keys().all(|k| copy.get(k) == m.get(k)));
+        let asked = ["addr7", "nobody", "", "addr7", "addr2999"];
+        let many = m.get_many(asked.iter().copied());
+        assert_eq!(many, asked.map(|k| m.get(k)));
+        assert_eq!(many[1], None);
     }
 }

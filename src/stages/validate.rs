@@ -150,9 +150,9 @@ pub fn read_scores(path: &Path) -> Result<ScoreTable> {
     ))
 }
 
-fn score_pairs(t: &ScoreTable) -> Vec<(String, f64)> {
+fn score_pairs(t: &ScoreTable) -> Vec<(&str, f64)> {
     t.rows()
-        .filter_map(|r| r.score.map(|s| (r.alert_id.to_string(), s)))
+        .filter_map(|r| r.score.map(|s| (r.alert_id, s)))
         .collect()
 }
 
@@ -160,27 +160,32 @@ fn score_map(path: &Path) -> Result<Option<HashMap<String, f64>>> {
     if !path.exists() {
         return Ok(None);
     }
-    Ok(Some(score_pairs(&read_scores(path)?).into_iter().collect()))
+    let scores = read_scores(path)?;
+    let pairs = score_pairs(&scores).into_iter();
+    Ok(Some(pairs.map(|(k, v)| (k.to_string(), v)).collect()))
 }
 
-/// Rankings are a permutation of 1..N over the alerts; every cluster has one score.
-pub fn structure(rankings: &RecordBatch, clusters: &RecordBatch, facts: &BatchFacts) -> Vec<Check> {
+/// Rankings are a permutation of 1..N over the alerts; every cluster has one score (the
+/// rankings and cluster scores written in `dir`).
+fn structure(dir: &Path, facts: &BatchFacts) -> Result<Vec<Check>> {
+    let read = |f: &str| {
+        ParquetSource::open(&dir.join(f))?.read_all(&["alert_id", "cluster_id", "score", "rank"])
+    };
+    let (rankings, clusters) = (read(layout::ALERT_RANKINGS)?, read(layout::CLUSTER_SCORES)?);
     let (alert_ids, cluster_ids) = (&facts.alert_ids, &facts.cluster_ids);
-    let mut ranks: Vec<i32> = column(rankings, "rank")
+    let ranks: Vec<i32> = column(&rankings, "rank")
         .and_then(|c| c.as_primitive_opt::<Int32Type>())
         .map_or_else(Vec::new, |r| r.iter().flatten().collect());
-    ranks.sort_unstable();
-    let perm =
-        ranks.len() == alert_ids.len() && ranks.iter().enumerate().all(|(i, &r)| r == i as i32 + 1);
-    let all_ranked = same_ids(&strings(rankings, "alert_id"), alert_ids);
-    let all_scored = same_ids(&strings(clusters, "cluster_id"), cluster_ids);
-    let cluster_scores_ok = column(clusters, "score")
+    let perm = ranks.len() == alert_ids.len() && is_permutation(&ranks);
+    let all_ranked = same_ids(&strings(&rankings, "alert_id"), alert_ids);
+    let all_scored = same_ids(&strings(&clusters, "cluster_id"), cluster_ids);
+    let cluster_scores_ok = column(&clusters, "score")
         .and_then(|c| c.as_primitive_opt::<Float64Type>())
         .is_some_and(|s| {
             s.iter()
                 .all(|v| v.is_some_and(|v| (0.0..=1.0).contains(&v)))
         });
-    vec![
+    Ok(vec![
         Check {
             name: "ranks_permutation".to_string(),
             passed: perm && all_ranked,
@@ -195,7 +200,18 @@ pub fn structure(rankings: &RecordBatch, clusters: &RecordBatch, facts: &BatchFa
                 cluster_ids.len()
             ),
         },
-    ]
+    ])
+}
+
+/// Whether `ranks` are 1..=N in some order (N = their number), each once.
+fn is_permutation(ranks: &[i32]) -> bool {
+    let mut seen = vec![false; ranks.len()];
+    ranks.iter().all(|&r| {
+        let Some(s) = usize::try_from(r - 1).ok().and_then(|i| seen.get_mut(i)) else {
+            return false;
+        };
+        !std::mem::replace(s, true)
+    })
 }
 
 /// The batch facts validation needs: alert ids with their addresses, and cluster ids.
@@ -220,15 +236,11 @@ impl BatchFacts {
     }
 
     /// The addresses of `scores`: by position when they are the batch's alerts in batch
-    /// order (`distinct`: the scored ids are distinct, as Tier 1 knows), as the pipeline writes
+    /// order (`distinct`: the scored ids are distinct), as the pipeline writes
     /// them, else by alert id (the validator joins the scores with the alerts on `alert_id`).
-    pub fn addresses_of<'a>(
-        &'a self,
-        scores: &[(String, f64)],
-        distinct: bool,
-    ) -> AddressGroups<'a> {
+    pub fn addresses_of<'a>(&'a self, scores: &[(&str, f64)], distinct: bool) -> AddressGroups<'a> {
         let ids = self.alert_ids.iter().map(Option::unwrap_or_default);
-        if distinct && scores.iter().map(|s| s.0.as_str()).eq(ids.clone()) {
+        if distinct && scores.iter().map(|s| s.0).eq(ids.clone()) {
             return AddressGroups::in_batch_order(&self.addresses);
         }
         let addresses = self.addresses.iter().map(Option::unwrap_or_default);
@@ -381,78 +393,91 @@ pub fn judge(
     previous: Option<&HashMap<String, f64>>,
 ) -> Result<(Report, Vec<String>)> {
     let dir = cfg.output_dir(date);
-    let scores = read_scores(&dir.join(layout::ALERT_SCORES))?;
-    let read = |f: &str| {
-        ParquetSource::open(&dir.join(f))?.read_all(&["alert_id", "cluster_id", "score", "rank"])
-    };
-    let rankings = read(layout::ALERT_RANKINGS)?;
-    let clusters = read(layout::CLUSTER_SCORES)?;
-    let pairs = score_pairs(&scores);
-    let integ = integrity(&scores, &facts.alert_ids, p.max_latency_ms);
-    let behav = behaviour(&pairs, &known.traps);
-    let gt = ground_truth(&pairs, &known.ground_truth);
-    let consensus = match rel(&cfg.pipeline.path, &p.reference) {
-        Some(root) => score_map(
-            &layout::batch_dir(&root, &cfg.network, date, cfg.window_days)
-                .join(layout::ALERT_SCORES),
-        )?,
-        None => None,
-    };
-    let url = cfg.model_github_url.as_deref().unwrap_or("");
-    let rows: Vec<validator::Row> = scores
-        .rows()
-        .map(|r| validator::Row {
-            alert_id: r.alert_id,
-            score: r.score.unwrap_or(f64::NAN),
-            model_version: r.model_version,
-            model_github_url: url,
-        })
-        .collect();
-    let t1 = validator::tier1(&rows, facts.alert_ids.len());
-    let address_of = facts.addresses_of(&pairs, t1.no_duplicates == 1.0);
-    let t2 = validator::tier2(&pairs, consensus.as_ref(), previous, &address_of);
-    let labels_of = |a: &str| known.address_labels.get(a).cloned().unwrap_or_default();
-    let t3a = validator::tier3a(&pairs, &address_of, &labels_of);
-    let days = cfg.first_submission_date.map(|f| (date - f).num_days());
-    let reward = validator::reward(&t1, &t2, &t3a, days);
-    let copied = consensus.as_ref().map(|r| {
-        plagiarism(
-            &pairs,
-            &r.iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>(),
-        )
-    });
-    let structural = structure(&rankings, &clusters, facts);
-    let failures = failures(
-        &integ,
-        &structural,
-        &t1,
-        rows.is_empty() && facts.alert_ids.is_empty(),
-    );
-    let report = Report {
-        processing_date: date,
-        total: integ.score + behav.score + gt.score,
-        all_passed: integ.passed && behav.passed && gt.passed,
-        integrity: integ,
-        behaviour: behav,
-        ground_truth: gt,
-        validator: ValidatorFigures {
-            tier1: t1,
-            tier2: t2,
-            tier3a: t3a,
-            tier3b: Unavailable {
-                available: false,
-                why: TIER3B_UNAVAILABLE.to_string(),
+    // The structural checks read two more files: on a thread of their own beside the tiers.
+    std::thread::scope(|s| {
+        let structural = s.spawn(|| structure(&dir, facts));
+        let scores = read_scores(&dir.join(layout::ALERT_SCORES))?;
+        let pairs = score_pairs(&scores);
+        let integ = integrity(&scores, &facts.alert_ids, p.max_latency_ms);
+        let behav = behaviour(&pairs, &known.traps);
+        let gt = ground_truth(&pairs, &known.ground_truth);
+        let consensus = match rel(&cfg.pipeline.path, &p.reference) {
+            Some(root) => score_map(
+                &layout::batch_dir(&root, &cfg.network, date, cfg.window_days)
+                    .join(layout::ALERT_SCORES),
+            )?,
+            None => None,
+        };
+        let url = cfg.model_github_url.as_deref().unwrap_or("");
+        let rows: Vec<validator::Row> = scores
+            .rows()
+            .map(|r| validator::Row {
+                alert_id: r.alert_id,
+                score: r.score.unwrap_or(f64::NAN),
+                model_version: r.model_version,
+                model_github_url: url,
+            })
+            .collect();
+        // Scores in batch order (the pipeline's own) have distinct ids, as the batch's have: no
+        // set of 500K ids is built to count them.
+        let batch_ids = facts.alert_ids.iter().map(Option::unwrap_or_default);
+        let distinct_rows = if rows.iter().map(|r| r.alert_id).eq(batch_ids) {
+            rows.len()
+        } else {
+            validator::distinct(rows.iter().map(|r| r.alert_id))
+        };
+        let distinct_scored = if pairs.len() == rows.len() {
+            distinct_rows
+        } else {
+            validator::distinct(pairs.iter().map(|(k, _)| *k))
+        };
+        let t1 = validator::tier1(&rows, distinct_rows, facts.alert_ids.len());
+        let address_of = facts.addresses_of(&pairs, distinct_scored == pairs.len());
+        let t2 = validator::tier2(&pairs, consensus.as_ref(), previous, &address_of);
+        let t3a = validator::tier3a(&pairs, distinct_scored, &address_of, &known.address_labels);
+        let days = cfg.first_submission_date.map(|f| (date - f).num_days());
+        let reward = validator::reward(&t1, &t2, &t3a, days);
+        let copied = consensus.as_ref().map(|r| {
+            plagiarism(
+                &pairs,
+                &r.iter().map(|(k, v)| (k.as_str(), *v)).collect::<Vec<_>>(),
+            )
+        });
+        let structural = structural
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e))?;
+        let failures = failures(
+            &integ,
+            &structural,
+            &t1,
+            rows.is_empty() && facts.alert_ids.is_empty(),
+        );
+        let report = Report {
+            processing_date: date,
+            total: integ.score + behav.score + gt.score,
+            all_passed: integ.passed && behav.passed && gt.passed,
+            integrity: integ,
+            behaviour: behav,
+            ground_truth: gt,
+            validator: ValidatorFigures {
+                tier1: t1,
+                tier2: t2,
+                tier3a: t3a,
+                tier3b: Unavailable {
+                    available: false,
+                    why: TIER3B_UNAVAILABLE.to_string(),
+                },
+                reward,
+                model_github_url: cfg.model_github_url.clone(),
             },
-            reward,
-            model_github_url: cfg.model_github_url.clone(),
-        },
-        plagiarism_vs_reference: copied,
-        structure: Structure {
-            passed: structural.iter().all(|c| c.passed),
-            checks: structural,
-        },
-    };
-    Ok((report, failures))
+            plagiarism_vs_reference: copied,
+            structure: Structure {
+                passed: structural.iter().all(|c| c.passed),
+                checks: structural,
+            },
+        };
+        Ok((report, failures))
+    })
 }
 
 /// What fails a date: the integrity and structural checks that failed, and the Tier 1 figures
@@ -566,7 +591,8 @@ pub fn summarize(cfg: &RunConfig, dates: &[NaiveDate]) -> Result<(PathBuf, Optio
             .join(layout::ALERT_SCORES);
         let mut consistency = None;
         if let Some(prev) = score_map(&prev_path)? {
-            let scores = score_pairs(&read_scores(&dir.join(layout::ALERT_SCORES))?);
+            let table = read_scores(&dir.join(layout::ALERT_SCORES))?;
+            let scores = score_pairs(&table);
             let no_addresses = AddressGroups::new(&scores, |_| None);
             let c = validator::tier2(&scores, None, Some(&prev), &no_addresses).consistency;
             t2 = t2.with_consistency(c);
@@ -656,11 +682,26 @@ mod tests {
             (&["a", "a", "b"], false),
             (&["a", "b", "c"], false),
         ] {
-            let sc: Vec<(String, f64)> = ids.iter().map(|k| (k.to_string(), 0.5)).collect();
+            let sc: Vec<(&str, f64)> = ids.iter().map(|k| (*k, 0.5)).collect();
             let groups = facts.addresses_of(&sc, distinct);
             for (i, k) in ids.iter().enumerate() {
                 assert_eq!(groups.address(i), by_id(k), "{ids:?}: {k}");
             }
+        }
+    }
+
+    #[test]
+    fn ranks_are_a_permutation_of_one_to_n() {
+        assert!(is_permutation(&[3, 1, 2]));
+        assert!(is_permutation(&[]));
+        for bad in [
+            &[1, 1, 3][..],
+            &[0, 1, 2],
+            &[1, 2, 4],
+            &[-1, 1, 2],
+            &[i32::MIN, 1, 2],
+        ] {
+            assert!(!is_permutation(bad), "{bad:?}");
         }
     }
 
