@@ -127,12 +127,12 @@ fn stages(c: &mut Criterion) {
         .unwrap()[&date]
         .clone();
     g.bench_function("feature_join", |b| {
-        b.iter(|| build_matrix(date, &tables, &history, false).unwrap())
+        b.iter(|| build_matrix(date, &tables, || Ok(history.clone()), false).unwrap())
     });
     g.bench_function("feature_join_with_graph", |b| {
-        b.iter(|| build_matrix(date, &whole, &history, true).unwrap())
+        b.iter(|| build_matrix(date, &whole, || Ok(history.clone()), true).unwrap())
     });
-    let matrix = build_matrix(date, &tables, &history, false).unwrap();
+    let matrix = build_matrix(date, &tables, || Ok(history.clone()), false).unwrap();
     tables.insert(Table::Matrix, ArrowBatch(matrix.clone()));
 
     let scorer = model(ModelKind::AlertScorer);

@@ -3,19 +3,23 @@
 
 /// Ranks with ties averaged, 1-based (pandas `rank()`).
 pub fn average_ranks(x: &[f64]) -> Vec<f64> {
-    let mut idx: Vec<usize> = (0..x.len()).collect();
-    idx.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
+    // The values with their positions, sorted by value then position (the order of a stable
+    // sort, which decides the ranks of NaNs, each a group of its own): one sort of contiguous
+    // pairs, not of positions compared through the values they point at.
+    let mut sorted: Vec<(f64, u32)> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (v, u32::try_from(i).expect("fewer than 2^32 values")))
+        .collect();
+    sorted.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     let mut r = vec![0.0; x.len()];
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        while j + 1 < idx.len() && x[idx[j + 1]] == x[idx[i]] {
-            j += 1;
+    let mut below = 0;
+    for group in sorted.chunk_by(|a, b| a.0 == b.0) {
+        let rank = (2 * below + group.len() - 1) as f64 / 2.0 + 1.0;
+        for &(_, i) in group {
+            r[i as usize] = rank;
         }
-        for k in i..=j {
-            r[idx[k]] = (i + j) as f64 / 2.0 + 1.0;
-        }
-        i = j + 1;
+        below += group.len();
     }
     r
 }
@@ -189,6 +193,13 @@ pub fn ndcg_at(scores: &[f64], relevance: &[f64], k: usize) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranks_average_ties_and_give_each_nan_its_own_in_position_order() {
+        let x = [f64::NAN, 1.0, f64::NAN, 1.0, -0.0, 0.0];
+        assert_eq!(average_ranks(&x), [5.0, 3.5, 6.0, 3.5, 1.5, 1.5]);
+        assert!(average_ranks(&[]).is_empty());
+    }
 
     #[test]
     fn std_is_sample_std() {

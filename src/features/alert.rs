@@ -93,14 +93,14 @@ pub(super) fn within_day(day: &Day, out: &mut Columns) {
     let mut a_std = vec![0.0; n];
     let mut a_max = vec![0.0; n];
     let mut a_cmax = vec![0.0; n];
+    // Each address's volumes and typologies, in buffers reused from one address to the next.
+    let (mut vs, mut types) = (Vec::new(), Vec::new());
     for rows in day.by_addr.groups() {
-        let vs: Vec<f64> = rows
-            .iter()
-            .map(|&i| day.vol[i])
-            .filter(|v| v.is_finite())
-            .collect();
+        vs.clear();
+        vs.extend(rows.iter().map(|&i| day.vol[i]).filter(|v| v.is_finite()));
         let (m, s) = mean_std(&vs);
-        let mut types: Vec<&str> = rows.iter().map(|&i| day.typ.value(i)).collect();
+        types.clear();
+        types.extend(rows.iter().map(|&i| day.typ.value(i)));
         types.sort_unstable();
         types.dedup();
         let mx = vs.iter().copied().fold(f64::NAN, f64::max);

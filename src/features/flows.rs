@@ -203,9 +203,15 @@ pub(super) fn network(day: &Day, flows: &RecordBatch, out: &mut Columns) -> Resu
             cp,
         ]);
     }
-    let alert_net: Vec<&[f64; 11]> = (0..day.n).map(|i| &net[addrs.number(i)]).collect();
-    for (j, name) in NETWORK.into_iter().enumerate() {
-        out.push(name, alert_net.iter().map(|row| row[j]).collect());
+    // Every column filled in one pass over the alerts.
+    let mut cols: [Vec<f64>; 11] = std::array::from_fn(|_| Vec::with_capacity(day.n));
+    for i in 0..day.n {
+        for (col, &v) in cols.iter_mut().zip(&net[addrs.number(i)]) {
+            col.push(v);
+        }
+    }
+    for (name, col) in NETWORK.into_iter().zip(cols) {
+        out.push(name, col);
     }
     Ok(())
 }

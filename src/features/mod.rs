@@ -440,12 +440,13 @@ pub(super) fn test_day<'a>(
 }
 
 /// Builds the matrix (`alert_id`, `address`, then [`alert_feature_names`]) from decoded tables
-/// and the date's address-history table ([`crate::history::load`]); the graph features are NaN
-/// unless `graph_features` ([`graph_features_needed`]; decode must then have kept every flow).
+/// and the date's address-history table ([`crate::history::load`], which `history` reads, on a
+/// thread of its own while the day's alerts are indexed); the graph features are NaN unless
+/// `graph_features` ([`graph_features_needed`]; decode must then have kept every flow).
 pub fn build_matrix(
     date: NaiveDate,
     t: &Tables,
-    history: &RecordBatch,
+    history: impl FnOnce() -> Result<RecordBatch> + Send,
     graph_features: bool,
 ) -> Result<RecordBatch> {
     let get = |n| crate::stages::table(t, n);
@@ -456,51 +457,53 @@ pub fn build_matrix(
     let n = alerts.num_rows();
     let conf = f64_col(alerts, "alert_confidence_score")?;
     let vol = f64_col(alerts, "volume_usd")?;
-    let day = Day {
-        date,
-        n,
-        ids: &ids,
-        typ: &typ,
-        conf: (0..n).map(|i| get_f(&conf, i)).collect(),
-        vol: (0..n).map(|i| get_f(&vol, i)).collect(),
-        by_addr: keys::KeyRows::new(&addr),
-    };
     let (flows, clusters) = (get(Table::Flows)?, get(Table::Clusters)?);
     // Without the graph features, their columns and the flow history's are NaN for every
     // alert: one array shared by all of them (184 MB less to fill on a 500K-alert day).
     let missing =
         (!graph_features).then(|| -> ArrayRef { Arc::new(Float64Array::from(vec![f64::NAN; n])) });
-    // The groups over the flows and clusters are computed beside the others, on a thread of
-    // their own; the columns are put together in the model's order.
-    let (mut cols, graph_side, joined) = std::thread::scope(|s| {
-        let graph_side = s.spawn(|| -> Result<Columns> {
-            let mut cols = Columns::default();
-            flows::network(&day, flows, &mut cols)?;
-            clusters::membership(&day, clusters, &mut cols)?;
-            match &missing {
-                None => graph::features(&day, flows, &mut cols)?,
-                Some(nan) => {
-                    for name in GRAPH_FEATURES {
-                        cols.push_array(*name, nan.clone());
+    let (mut cols, graph_side, joined) = std::thread::scope(|outer| {
+        let history = outer.spawn(history);
+        let day = Day {
+            date,
+            n,
+            ids: &ids,
+            typ: &typ,
+            conf: (0..n).map(|i| get_f(&conf, i)).collect(),
+            vol: (0..n).map(|i| get_f(&vol, i)).collect(),
+            by_addr: keys::KeyRows::new(&addr),
+        };
+        // The groups over the flows and clusters are computed beside the others, on a thread
+        // of their own; the columns are put together in the model's order.
+        std::thread::scope(|s| {
+            let graph_side = s.spawn(|| -> Result<Columns> {
+                let mut cols = Columns::default();
+                flows::network(&day, flows, &mut cols)?;
+                clusters::membership(&day, clusters, &mut cols)?;
+                match &missing {
+                    None => graph::features(&day, flows, &mut cols)?,
+                    Some(nan) => {
+                        for name in GRAPH_FEATURES {
+                            cols.push_array(*name, nan.clone());
+                        }
                     }
                 }
-            }
-            Ok(cols)
-        });
-        let own = || -> Result<(Columns, Columns)> {
-            let (mut cols, mut joined) = (Columns::default(), Columns::default());
-            alert::own(&day, alerts, &mut cols)?;
-            alert::calendar(&day, &mut cols);
-            alert::within_day(&day, &mut cols);
-            joins::history(&day, history, missing.as_ref(), &mut joined)?;
-            joins::address(&day, get(Table::Features)?, &mut joined)?;
-            Ok((cols, joined))
-        };
-        let own = own();
-        let graph_side = graph_side
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        own.map(|(cols, joined)| (cols, graph_side, joined))
+                Ok(cols)
+            });
+            let own = || -> Result<(Columns, Columns)> {
+                let (mut cols, mut joined) = (Columns::default(), Columns::default());
+                alert::own(&day, alerts, &mut cols)?;
+                alert::calendar(&day, &mut cols);
+                alert::within_day(&day, &mut cols);
+                let history = joined_thread(history)?;
+                joins::history(&day, &history, missing.as_ref(), &mut joined)?;
+                joins::address(&day, get(Table::Features)?, &mut joined)?;
+                Ok((cols, joined))
+            };
+            let own = own();
+            let graph_side = joined_thread(graph_side);
+            own.map(|(cols, joined)| (cols, graph_side, joined))
+        })
     })?;
     cols.append(graph_side?);
     cols.append(joined);
@@ -519,6 +522,11 @@ pub fn build_matrix(
     let mut arrays: Vec<ArrayRef> = vec![Arc::new(ids.clone()), Arc::new(addr.clone())];
     arrays.extend(cols.cols);
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
+}
+
+/// What a scoped thread returned; its panic goes on in the caller.
+fn joined_thread<T>(t: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    t.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
 /// Refuses columns whose names are not `want`, in order.
