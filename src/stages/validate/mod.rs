@@ -11,11 +11,15 @@
 //! score out of range, a duplicate); a missing `model_github_url` makes its gate fail and the
 //! expected reward 0, which the report and the run summary say, but the outputs are sound.
 
-use super::{output, table, Context, Kind, Part, Stage, StageInput};
+mod facts;
+
+pub use facts::BatchFacts;
+use facts::{strings, structure};
+
+use super::{output, Context, Kind, Part, Stage, StageInput};
 use crate::batch::{Table, Tables};
 use crate::config::{RunConfig, StageSpec};
 use crate::contract::column;
-use crate::features::keys::KeyRows;
 use crate::io::ParquetSource;
 use crate::labels::{LabelMap, Labels};
 use crate::layout;
@@ -26,11 +30,8 @@ use crate::validation::{
 };
 use crate::validator::{self, AddressGroups, Reward, Tier1, Tier2, Tier3a, TIER3B_UNAVAILABLE};
 use anyhow::{bail, Context as _, Result};
-use arrow::array::{Array, AsArray, BooleanArray, StringArray};
-use arrow::datatypes::{Float64Type, Int32Type};
-use arrow::record_batch::RecordBatch;
+use arrow::array::{Array, BooleanArray, StringArray};
 use chrono::NaiveDate;
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
@@ -108,21 +109,6 @@ impl Stage for ValidateParams {
     }
 }
 
-/// Column `name` of `b` as strings (nulls if it is missing or holds no strings).
-fn strings(b: &RecordBatch, name: &str) -> StringArray {
-    column(b, name)
-        .and_then(|c| c.as_string_opt::<i32>())
-        .cloned()
-        .unwrap_or_else(|| StringArray::new_null(b.num_rows()))
-}
-
-/// Whether `ids` (a null as the empty string) hold the same set of ids as the distinct `want`.
-/// One prefetched table of `ids`: on a 10x day a hash set of 500K ids cost ~100 ms.
-fn same_ids(ids: &StringArray, want: &StringArray) -> bool {
-    let got = KeyRows::new(ids);
-    got.len() == want.len() && got.numbers(want).iter().all(Option::is_some)
-}
-
 /// Reads an `alert_scores.parquet` as written, tolerating missing columns (reported, not fatal).
 pub fn read_scores(path: &Path) -> Result<ScoreTable> {
     let b = ParquetSource::open(path)?.read_all(&[
@@ -163,90 +149,6 @@ fn score_map(path: &Path) -> Result<Option<HashMap<String, f64>>> {
     let scores = read_scores(path)?;
     let pairs = score_pairs(&scores).into_iter();
     Ok(Some(pairs.map(|(k, v)| (k.to_string(), v)).collect()))
-}
-
-/// Rankings are a permutation of 1..N over the alerts; every cluster has one score (the
-/// rankings and cluster scores written in `dir`).
-fn structure(dir: &Path, facts: &BatchFacts) -> Result<Vec<Check>> {
-    let read = |f: &str| {
-        ParquetSource::open(&dir.join(f))?.read_all(&["alert_id", "cluster_id", "score", "rank"])
-    };
-    let (rankings, clusters) = (read(layout::ALERT_RANKINGS)?, read(layout::CLUSTER_SCORES)?);
-    let (alert_ids, cluster_ids) = (&facts.alert_ids, &facts.cluster_ids);
-    let ranks: Vec<i32> = column(&rankings, "rank")
-        .and_then(|c| c.as_primitive_opt::<Int32Type>())
-        .map_or_else(Vec::new, |r| r.iter().flatten().collect());
-    let perm = ranks.len() == alert_ids.len() && is_permutation(&ranks);
-    let all_ranked = same_ids(&strings(&rankings, "alert_id"), alert_ids);
-    let all_scored = same_ids(&strings(&clusters, "cluster_id"), cluster_ids);
-    let cluster_scores_ok = column(&clusters, "score")
-        .and_then(|c| c.as_primitive_opt::<Float64Type>())
-        .is_some_and(|s| {
-            s.iter()
-                .all(|v| v.is_some_and(|v| (0.0..=1.0).contains(&v)))
-        });
-    Ok(vec![
-        Check {
-            name: "ranks_permutation".to_string(),
-            passed: perm && all_ranked,
-            detail: format!("{} ranks for {} alerts", ranks.len(), alert_ids.len()),
-        },
-        Check {
-            name: "clusters_scored".to_string(),
-            passed: all_scored && clusters.num_rows() == cluster_ids.len() && cluster_scores_ok,
-            detail: format!(
-                "{} cluster scores in [0, 1] for {} clusters",
-                clusters.num_rows(),
-                cluster_ids.len()
-            ),
-        },
-    ])
-}
-
-/// Whether `ranks` are 1..=N in some order (N = their number), each once.
-fn is_permutation(ranks: &[i32]) -> bool {
-    let mut seen = vec![false; ranks.len()];
-    ranks.iter().all(|&r| {
-        let Some(s) = usize::try_from(r - 1).ok().and_then(|i| seen.get_mut(i)) else {
-            return false;
-        };
-        !std::mem::replace(s, true)
-    })
-}
-
-/// The batch facts validation needs: alert ids with their addresses, and cluster ids.
-pub struct BatchFacts {
-    /// Alert ids, in batch order (distinct: decode refuses a repeated id).
-    pub alert_ids: StringArray,
-    /// Address of each alert.
-    pub addresses: StringArray,
-    /// Cluster ids.
-    pub cluster_ids: StringArray,
-}
-
-impl BatchFacts {
-    /// From the decoded alerts and clusters among `tables`.
-    pub fn from_tables(tables: &Tables) -> Result<Self> {
-        let alerts = table(tables, Table::Alerts)?;
-        Ok(Self {
-            alert_ids: strings(alerts, "alert_id"),
-            addresses: strings(alerts, "address"),
-            cluster_ids: strings(table(tables, Table::Clusters)?, "cluster_id"),
-        })
-    }
-
-    /// The addresses of `scores`: by position when they are the batch's alerts in batch
-    /// order (`distinct`: the scored ids are distinct), as the pipeline writes
-    /// them, else by alert id (the validator joins the scores with the alerts on `alert_id`).
-    pub fn addresses_of<'a>(&'a self, scores: &[(&str, f64)], distinct: bool) -> AddressGroups<'a> {
-        let ids = self.alert_ids.iter().map(Option::unwrap_or_default);
-        if distinct && scores.iter().map(|s| s.0).eq(ids.clone()) {
-            return AddressGroups::in_batch_order(&self.addresses);
-        }
-        let addresses = self.addresses.iter().map(Option::unwrap_or_default);
-        let by_id: FxHashMap<&str, &str> = ids.zip(addresses).collect();
-        AddressGroups::new(scores, |id| by_id.get(id).copied())
-    }
 }
 
 fn rel(pipeline: &Path, p: &str) -> Option<PathBuf> {
@@ -418,19 +320,8 @@ pub fn judge(
                 model_github_url: url,
             })
             .collect();
-        // Scores in batch order (the pipeline's own) have distinct ids, as the batch's have: no
-        // set of 500K ids is built to count them.
-        let batch_ids = facts.alert_ids.iter().map(Option::unwrap_or_default);
-        let distinct_rows = if rows.iter().map(|r| r.alert_id).eq(batch_ids) {
-            rows.len()
-        } else {
-            validator::distinct(rows.iter().map(|r| r.alert_id))
-        };
-        let distinct_scored = if pairs.len() == rows.len() {
-            distinct_rows
-        } else {
-            validator::distinct(pairs.iter().map(|(k, _)| *k))
-        };
+        let (distinct_rows, distinct_scored) =
+            facts.distinct_ids(rows.iter().map(|r| r.alert_id), &pairs);
         let t1 = validator::tier1(&rows, distinct_rows, facts.alert_ids.len());
         let address_of = facts.addresses_of(&pairs, distinct_scored == pairs.len());
         let t2 = validator::tier2(&pairs, consensus.as_ref(), previous, &address_of);
@@ -655,64 +546,4 @@ fn mean_reward(rewards: &[Reward]) -> Option<Reward> {
         bounds,
         tier3: mean(&|r| r.tier3),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scored_alerts_get_their_batch_address_in_batch_order_or_not() {
-        let facts = BatchFacts {
-            alert_ids: StringArray::from(vec!["a", "b", "c"]),
-            addresses: StringArray::from(vec![Some("x"), None, Some("x")]),
-            cluster_ids: StringArray::from(Vec::<&str>::new()),
-        };
-        let by_id = |k: &str| match k {
-            "a" | "c" => Some("x"),
-            "b" => Some(""),
-            _ => None,
-        };
-        // In order, reordered, one missing, one unknown, repeated (not distinct).
-        for (ids, distinct) in [
-            (&["a", "b", "c"][..], true),
-            (&["c", "a", "b"], true),
-            (&["a", "b"], true),
-            (&["a", "b", "z"], true),
-            (&["a", "a", "b"], false),
-            (&["a", "b", "c"], false),
-        ] {
-            let sc: Vec<(&str, f64)> = ids.iter().map(|k| (*k, 0.5)).collect();
-            let groups = facts.addresses_of(&sc, distinct);
-            for (i, k) in ids.iter().enumerate() {
-                assert_eq!(groups.address(i), by_id(k), "{ids:?}: {k}");
-            }
-        }
-    }
-
-    #[test]
-    fn ranks_are_a_permutation_of_one_to_n() {
-        assert!(is_permutation(&[3, 1, 2]));
-        assert!(is_permutation(&[]));
-        for bad in [
-            &[1, 1, 3][..],
-            &[0, 1, 2],
-            &[1, 2, 4],
-            &[-1, 1, 2],
-            &[i32::MIN, 1, 2],
-        ] {
-            assert!(!is_permutation(bad), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn the_same_ids_are_the_same_set() {
-        let want = StringArray::from(vec!["a", "b", "c"]);
-        let same = |ids: Vec<Option<&str>>| same_ids(&StringArray::from(ids), &want);
-        assert!(same(vec![Some("c"), Some("a"), Some("b")]));
-        assert!(same(vec![Some("a"), Some("b"), Some("c"), Some("a")]));
-        assert!(!same(vec![Some("a"), Some("b")]));
-        assert!(!same(vec![Some("a"), Some("b"), Some("c"), Some("z")]));
-        assert!(!same(vec![Some("a"), Some("b"), None]));
-    }
 }
