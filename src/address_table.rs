@@ -127,10 +127,10 @@ impl AddressTable {
         self.len
     }
 
-    /// Makes room for `bytes` more bytes of keys before the entries' buffer grows.
-    pub(crate) fn reserve_key_bytes(&mut self, bytes: usize) {
+    /// Makes room in the entries' buffer for `keys` more keys of `bytes` bytes in all.
+    pub(crate) fn reserve_entries(&mut self, keys: usize, bytes: usize) {
         let capacity = self.bytes.capacity();
-        self.bytes.reserve(bytes);
+        self.bytes.reserve(keys * HEAD + bytes);
         if self.bytes.capacity() != capacity {
             advise_huge_pages(&self.bytes);
         }

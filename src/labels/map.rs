@@ -26,7 +26,7 @@ impl<V> LabelMap<V> {
     /// An empty map with room for `keys` keys of `bytes` bytes in all.
     pub fn with_capacity(keys: usize, bytes: usize) -> Self {
         let mut table = AddressTable::with_capacity(keys);
-        table.reserve_key_bytes(bytes + 8 * keys);
+        table.reserve_entries(keys, bytes);
         Self {
             table,
             values: Vec::with_capacity(keys),

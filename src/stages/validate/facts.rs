@@ -102,40 +102,64 @@ impl BatchFacts {
         })
     }
 
-    /// The addresses of `scores`: by position when they are the batch's alerts in batch
-    /// order (`distinct`: the scored ids are distinct), as the pipeline writes
-    /// them, else by alert id (the validator joins the scores with the alerts on `alert_id`).
-    pub fn addresses_of<'a>(&'a self, scores: &[(&str, f64)], distinct: bool) -> AddressGroups<'a> {
-        let ids = self.alert_ids.iter().map(Option::unwrap_or_default);
-        if distinct && scores.iter().map(|s| s.0).eq(ids.clone()) {
+    /// The addresses of `scores`: by position when they are the batch's alerts in batch order
+    /// (`in_batch_order`, [`Submitted::scored_in_order`]), as the pipeline writes them, else
+    /// by alert id (the validator joins the scores with the alerts on `alert_id`).
+    pub fn addresses_of<'a>(
+        &'a self,
+        scores: &[(&str, f64)],
+        in_batch_order: bool,
+    ) -> AddressGroups<'a> {
+        if in_batch_order {
             return AddressGroups::in_batch_order(&self.addresses);
         }
+        let ids = self.alert_ids.iter().map(Option::unwrap_or_default);
         let addresses = self.addresses.iter().map(Option::unwrap_or_default);
         let by_id: FxHashMap<&str, &str> = ids.zip(addresses).collect();
         AddressGroups::new(scores, |id| by_id.get(id).copied())
     }
 
-    /// The number of distinct ids among the `submitted` rows' ids and among the `scored`
-    /// ones (the rows with a score): without a set of them when the rows are the batch's
-    /// alerts in batch order, whose ids are distinct.
-    pub fn distinct_ids<'a>(
+    /// How the `submitted` rows' ids and the `scored` ones (the rows with a score) stand to
+    /// the batch, from one comparison with the batch's ids: when the rows are the batch's
+    /// alerts in batch order (the pipeline's own), whose ids are distinct, nothing is counted
+    /// through a set.
+    pub fn submitted<'a>(
         &self,
         submitted: impl ExactSizeIterator<Item = &'a str> + Clone,
         scored: &[(&str, f64)],
-    ) -> (usize, usize) {
+    ) -> Submitted {
         let batch = self.alert_ids.iter().map(Option::unwrap_or_default);
-        let rows = if submitted.clone().eq(batch) {
+        let in_order = submitted.clone().eq(batch);
+        let all_scored = scored.len() == submitted.len();
+        let distinct_rows = if in_order {
             submitted.len()
         } else {
-            validator::distinct(submitted.clone())
+            validator::distinct(submitted)
         };
-        let scored = if scored.len() == submitted.len() {
-            rows
+        let distinct_scored = if in_order {
+            scored.len()
+        } else if all_scored {
+            distinct_rows
         } else {
             validator::distinct(scored.iter().map(|(k, _)| *k))
         };
-        (rows, scored)
+        Submitted {
+            distinct_rows,
+            distinct_scored,
+            scored_in_order: in_order && all_scored,
+        }
     }
+}
+
+/// The submitted scores against the batch ([`BatchFacts::submitted`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Submitted {
+    /// Distinct alert ids among the submitted rows.
+    pub distinct_rows: usize,
+    /// Distinct alert ids among the rows with a score.
+    pub distinct_scored: usize,
+    /// Whether the rows with a score are the batch's alerts in batch order.
+    pub scored_in_order: bool,
 }
 
 #[cfg(test)]
@@ -154,19 +178,22 @@ mod tests {
             "b" => Some(""),
             _ => None,
         };
-        // In order, reordered, one missing, one unknown, repeated (not distinct).
-        for (ids, distinct) in [
-            (&["a", "b", "c"][..], true),
-            (&["c", "a", "b"], true),
-            (&["a", "b"], true),
-            (&["a", "b", "z"], true),
-            (&["a", "a", "b"], false),
-            (&["a", "b", "c"], false),
+        // In order (by position, and by id), reordered, one missing, one unknown, repeated.
+        for ids in [
+            &["a", "b", "c"][..],
+            &["c", "a", "b"],
+            &["a", "b"],
+            &["a", "b", "z"],
+            &["a", "a", "b"],
         ] {
             let sc: Vec<(&str, f64)> = ids.iter().map(|k| (*k, 0.5)).collect();
-            let groups = facts.addresses_of(&sc, distinct);
-            for (i, k) in ids.iter().enumerate() {
-                assert_eq!(groups.address(i), by_id(k), "{ids:?}: {k}");
+            let in_order = facts.submitted(ids.iter().copied(), &sc).scored_in_order;
+            assert_eq!(in_order, ids == ["a", "b", "c"], "{ids:?}");
+            for by_position in [in_order, false] {
+                let groups = facts.addresses_of(&sc, by_position);
+                for (i, k) in ids.iter().enumerate() {
+                    assert_eq!(groups.address(i), by_id(k), "{ids:?}: {k}");
+                }
             }
         }
     }
@@ -189,7 +216,8 @@ mod tests {
             (&["a", "b", "b", "z"], &["b", "b"], (3, 1)),
             (&[], &[], (0, 0)),
         ] {
-            let got = facts.distinct_ids(rows.iter().copied(), &scored(with_score));
+            let got = facts.submitted(rows.iter().copied(), &scored(with_score));
+            let got = (got.distinct_rows, got.distinct_scored);
             assert_eq!(got, want, "{rows:?} / {with_score:?}");
         }
     }

@@ -13,8 +13,8 @@
 
 mod facts;
 
-pub use facts::BatchFacts;
 use facts::{strings, structure};
+pub use facts::{BatchFacts, Submitted};
 
 use super::{output, Context, Kind, Part, Stage, StageInput};
 use crate::batch::{Table, Tables};
@@ -320,12 +320,16 @@ pub fn judge(
                 model_github_url: url,
             })
             .collect();
-        let (distinct_rows, distinct_scored) =
-            facts.distinct_ids(rows.iter().map(|r| r.alert_id), &pairs);
-        let t1 = validator::tier1(&rows, distinct_rows, facts.alert_ids.len());
-        let address_of = facts.addresses_of(&pairs, distinct_scored == pairs.len());
+        let submitted = facts.submitted(rows.iter().map(|r| r.alert_id), &pairs);
+        let t1 = validator::tier1(&rows, submitted.distinct_rows, facts.alert_ids.len());
+        let address_of = facts.addresses_of(&pairs, submitted.scored_in_order);
         let t2 = validator::tier2(&pairs, consensus.as_ref(), previous, &address_of);
-        let t3a = validator::tier3a(&pairs, distinct_scored, &address_of, &known.address_labels);
+        let t3a = validator::tier3a(
+            &pairs,
+            submitted.distinct_scored,
+            &address_of,
+            &known.address_labels,
+        );
         let days = cfg.first_submission_date.map(|f| (date - f).num_days());
         let reward = validator::reward(&t1, &t2, &t3a, days);
         let copied = consensus.as_ref().map(|r| {
