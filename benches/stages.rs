@@ -5,7 +5,7 @@
 use aml_pipeline::batch::{ArrowBatch, Table, Tables};
 use aml_pipeline::calibration::Calibration;
 use aml_pipeline::config::RunConfig;
-use aml_pipeline::features::build_matrix;
+use aml_pipeline::features::{build_cluster_matrix, build_matrix, cluster_memberships};
 use aml_pipeline::model::ModelKind;
 use aml_pipeline::stages::decode::DecodeParams;
 use aml_pipeline::stages::score::ModelParams;
@@ -163,6 +163,15 @@ fn stages(c: &mut Criterion) {
     });
     tables.extend(rank::run(&ranker, &input(date, &tables, &timings)).unwrap());
 
+    // The cluster matrix alone: each cluster's member alerts, then their means and maxes.
+    let clusters = &tables[&Table::Clusters].0;
+    g.bench_function("cluster_memberships", |b| {
+        b.iter(|| cluster_memberships(clusters, &matrix).unwrap())
+    });
+    let members = cluster_memberships(clusters, &matrix).unwrap();
+    g.bench_function("cluster_matrix", |b| {
+        b.iter(|| build_cluster_matrix(clusters, &matrix, &members).unwrap())
+    });
     let clusterer = model(ModelKind::ClusterScorer);
     let p = ModelParams {
         explain: false,
