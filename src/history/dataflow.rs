@@ -202,7 +202,7 @@ pub(super) struct Stats([u64; WIDTH]);
 impl Stats {
     /// The features of the windows' aggregates ([`Slot::WINDOWS`] order, absent windows are
     /// zero); the flow features are NaN unless `flows` were fed.
-    fn of(w: &[Agg; 6], counts: &[i32; COUNTS], flows: bool) -> Self {
+    pub(super) fn of(w: &[Agg; 6], counts: &[i32; COUNTS], flows: bool) -> Self {
         let usd = |a: &Agg| a.volume.get() as f64 / 10f64.powi(USD_SCALE.into());
         let n = |v: i32| v.max(0) as f64;
         let [short, long, out_s, out_l, in_s, in_l] = w;
@@ -266,7 +266,9 @@ pub fn aggregate<S>(alerts: impl IntoIterator<Item = (S, i128)>) -> Day
 where
     S: AsRef<str> + std::hash::Hash + Eq,
 {
-    let mut per: FxHashMap<S, Agg> = FxHashMap::default();
+    let alerts = alerts.into_iter();
+    let mut per: FxHashMap<S, Agg> =
+        FxHashMap::with_capacity_and_hasher(alerts.size_hint().0, Default::default());
     for (a, v) in alerts {
         let agg = per.entry(a).or_insert(Agg {
             days: 1,
@@ -278,15 +280,29 @@ where
             volume: Wide::new(v),
         });
     }
-    let mut names = Vec::with_capacity(per.len());
-    let mut aggs = Vec::with_capacity(per.len());
-    for (a, agg) in per {
-        let k = key(a.as_ref());
-        aggs.push((k, agg));
-        names.push((a.as_ref().to_string(), k));
-    }
+    // Ascending by address, compared by their first eight bytes first: most comparisons then
+    // read no string.
+    let per: Vec<(S, Agg)> = per.into_iter().collect();
+    let mut order: Vec<(u64, usize)> = per
+        .iter()
+        .enumerate()
+        .map(|(i, (a, _))| (prefix(a.as_ref()), i))
+        .collect();
+    order.sort_unstable_by(|x, y| {
+        let name = |i: usize| per[i].0.as_ref().as_bytes();
+        x.0.cmp(&y.0).then_with(|| name(x.1).cmp(name(y.1)))
+    });
+    let names: Names = order
+        .iter()
+        .map(|&(_, i)| {
+            let a = per[i].0.as_ref();
+            (a.to_string(), key(a))
+        })
+        .collect();
+    let mut aggs: Vec<(u128, Agg)> = (names.iter().zip(&order))
+        .map(|((_, k), &(_, i))| (*k, per[i].1))
+        .collect();
     aggs.sort_unstable_by_key(|r| r.0);
-    names.sort_unstable();
     Day {
         aggs,
         names,
@@ -294,11 +310,20 @@ where
     }
 }
 
+/// The first eight bytes of `name`, zero-padded, as a number that orders as the bytes do
+/// (ties: names that share those bytes, or one of which extends the other with zeros).
+fn prefix(name: &str) -> u64 {
+    let mut b = [0u8; 8];
+    let n = name.len().min(8);
+    b[..n].copy_from_slice(&name.as_bytes()[..n]);
+    u64::from_be_bytes(b)
+}
+
 /// An output update: (key, ((day, stats)), time, multiplicity).
 pub(super) type Row = ((u128, (u32, Stats)), u32, isize);
 
-/// Output rows gathered on worker 0: day → (key, stats) → multiplicity.
-pub(super) type Gathered = BTreeMap<u32, BTreeMap<(u128, Stats), isize>>;
+/// Output rows gathered on worker 0: day → its (key, stats) updates with their multiplicities.
+pub(super) type Gathered = BTreeMap<u32, Vec<((u128, Stats), isize)>>;
 
 /// One finished date: its rows, or why it has none.
 pub(super) type Finished = (NaiveDate, Result<RecordBatch, String>);
@@ -399,12 +424,8 @@ pub fn compute_with(
                 .inspect(move |((k, (d, s)), t, r): &Row| {
                     // A date's rows are the updates at its own day; the next day retracts them.
                     if t == d {
-                        *rows
-                            .borrow_mut()
-                            .entry(*t)
-                            .or_default()
-                            .entry((*k, *s))
-                            .or_default() += r;
+                        let mut rows = rows.borrow_mut();
+                        rows.entry(*t).or_default().push(((*k, *s), *r));
                     }
                 })
                 .probe();
@@ -598,22 +619,46 @@ fn alerted(source: &AlertSource, dates: &BTreeSet<NaiveDate>) -> (Keep, BTreeMap
     (keep, read)
 }
 
-/// A date's rows: each alerted address (ascending) with the stats the dataflow gave its key.
+/// A date's rows: each alerted address (ascending) with the stats the dataflow gave its key
+/// (its updates at the date summed; of several with a positive sum, the greatest).
 pub(super) fn rows_of(
     addrs: Names,
-    got: BTreeMap<(u128, Stats), isize>,
+    mut got: Vec<((u128, Stats), isize)>,
 ) -> Result<RecordBatch, String> {
-    let stats: HashMap<u128, Stats> = got
-        .into_iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|((k, s), _)| (k, s))
-        .collect();
+    got.sort_unstable_by_key(|r| r.0);
+    let mut stats: Vec<(u128, Stats)> = Vec::with_capacity(got.len());
+    for same in got.chunk_by(|a, b| a.0 == b.0) {
+        let (k, s) = same[0].0;
+        if same.iter().map(|r| r.1).sum::<isize>() <= 0 {
+            continue;
+        }
+        match stats.last_mut() {
+            Some(last) if last.0 == k => last.1 = s,
+            _ => stats.push((k, s)),
+        }
+    }
+    // The addresses by key, joined with the keys' stats in one merge.
+    let mut by_key: Vec<(u128, usize)> = addrs.iter().enumerate().map(|(i, a)| (a.1, i)).collect();
+    by_key.sort_unstable();
+    let mut found = vec![usize::MAX; addrs.len()];
+    let mut at = 0;
+    for (k, i) in by_key {
+        while stats.get(at).is_some_and(|s| s.0 < k) {
+            at += 1;
+        }
+        if stats.get(at).is_some_and(|s| s.0 == k) {
+            found[i] = at;
+        }
+    }
+    if let Some(i) = found.iter().position(|&f| f == usize::MAX) {
+        return Err(format!(
+            "history features: no row for address {}",
+            addrs[i].0
+        ));
+    }
     let rows = addrs
         .into_iter()
-        .map(|(a, k)| match stats.get(&k) {
-            Some(s) => Ok((a, *s)),
-            None => Err(format!("history features: no row for address {a}")),
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    batch(rows.into_iter()).map_err(|e| format!("{e:#}"))
+        .zip(found)
+        .map(|((a, _), f)| (a, stats[f].1));
+    batch(rows).map_err(|e| format!("{e:#}"))
 }

@@ -213,9 +213,11 @@ pub fn schema() -> Schema {
 
 /// Builds a history table from `(address, stats)` rows (already in address order); the
 /// window shapes are NaN ([`shapes::WindowPairs::fill`] counts them).
-fn batch(rows: impl Iterator<Item = (String, Stats)>) -> Result<RecordBatch> {
-    let mut addr = Vec::new();
-    let mut cols: Vec<Vec<f64>> = vec![Vec::new(); HISTORY_FEATURES.len()];
+fn batch(rows: impl ExactSizeIterator<Item = (String, Stats)>) -> Result<RecordBatch> {
+    let mut addr = Vec::with_capacity(rows.len());
+    let mut cols: Vec<Vec<f64>> = (HISTORY_FEATURES.iter())
+        .map(|_| Vec::with_capacity(rows.len()))
+        .collect();
     for (a, s) in rows {
         addr.push(a);
         let values = s.values();

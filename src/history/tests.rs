@@ -329,3 +329,59 @@ fn window_dates_are_the_thirty_before() {
     let dep: Vec<NaiveDate> = dependent_dates(d("2025-02-28")).collect();
     assert_eq!((dep[0], dep[30]), (d("2025-02-28"), d("2025-03-30")));
 }
+
+#[test]
+fn a_dates_names_ascend_bytewise_whatever_their_first_eight_bytes() {
+    let names = [
+        "abcdefghZ",
+        "abcdefgh",
+        "ab",
+        "ab\u{1}",
+        "abcdefghA",
+        "b",
+        "",
+        "abcdefgh\u{0}x",
+        "ab",
+    ];
+    let day = aggregate(names.iter().map(|a| (*a, 1)));
+    let got: Vec<&str> = day.names.iter().map(|n| n.0.as_str()).collect();
+    let mut want: Vec<&str> = names.to_vec();
+    want.sort();
+    want.dedup();
+    assert_eq!(got, want);
+    for (a, k) in &day.names {
+        assert_eq!(*k, key(a));
+    }
+    let keys: Vec<u128> = day.aggs.iter().map(|r| r.0).collect();
+    let mut sorted: Vec<u128> = day.names.iter().map(|n| n.1).collect();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+}
+
+#[test]
+fn a_dates_rows_sum_each_keys_updates_and_name_an_address_without_one() {
+    let stats = |n: i32| {
+        let mut w = [Agg::default(); 6];
+        w[0] = Agg::new(n, 0, 0);
+        Stats::of(&w, &[0; super::flows::COUNTS], false)
+    };
+    let names = |n: &[(&str, u128)]| n.iter().map(|(a, k)| (a.to_string(), *k)).collect();
+    let got = vec![
+        ((2, stats(5)), 1),
+        ((1, stats(3)), 1),
+        ((1, stats(4)), 1),
+        ((1, stats(4)), -1),
+        ((2, stats(6)), 1),
+        ((2, stats(6)), -1),
+        ((7, stats(9)), 1),
+    ];
+    let rows = rows_of(names(&[("a", 2), ("b", 1)]), got.clone()).unwrap();
+    let alerts: Vec<f64> = rows
+        .column(1)
+        .as_primitive::<arrow::datatypes::Float64Type>()
+        .values()
+        .to_vec();
+    assert_eq!(alerts, [5.0, 3.0]);
+    let err = rows_of(names(&[("a", 2), ("c", 3), ("d", 4)]), got).unwrap_err();
+    assert_eq!(err, "history features: no row for address c");
+}
