@@ -474,7 +474,8 @@ pub fn build_matrix(
             by_addr: keys::KeyRows::new(&addr),
         };
         // The groups over the flows and clusters are computed beside the others, on a thread
-        // of their own; the columns are put together in the model's order.
+        // of their own (in a scope of its own: it borrows `day`, built while the history
+        // loads); the columns are put together in the model's order.
         std::thread::scope(|s| {
             let graph_side = s.spawn(|| -> Result<Columns> {
                 let mut cols = Columns::default();

@@ -625,13 +625,9 @@ pub(super) fn rows_of(
     addrs: Names,
     mut got: Vec<((u128, Stats), isize)>,
 ) -> Result<RecordBatch, String> {
-    got.sort_unstable_by_key(|r| r.0);
+    differential_dataflow::consolidation::consolidate(&mut got);
     let mut stats: Vec<(u128, Stats)> = Vec::with_capacity(got.len());
-    for same in got.chunk_by(|a, b| a.0 == b.0) {
-        let (k, s) = same[0].0;
-        if same.iter().map(|r| r.1).sum::<isize>() <= 0 {
-            continue;
-        }
+    for ((k, s), _) in got.into_iter().filter(|r| r.1 > 0) {
         match stats.last_mut() {
             Some(last) if last.0 == k => last.1 = s,
             _ => stats.push((k, s)),
