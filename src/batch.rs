@@ -90,7 +90,7 @@ pub type Tables = BTreeMap<Table, ArrowBatch>;
 pub enum Table {
     /// The batch's alerts, checked and typed.
     Alerts,
-    /// The batch's address features (large).
+    /// The address features of each alert's address (large).
     Features,
     /// The batch's alert clusters.
     Clusters,
@@ -181,8 +181,9 @@ impl Table {
                 },
                 None,
             ),
-            // One column per address feature after the address (NaN where a file lacks it).
-            Self::Features => (const { &[opt("address", Utf8)] }, Some(Float64)),
+            // One column per address feature, one row per alert: the features of the alert's
+            // address (NaN where the file has no row or value for it).
+            Self::Features => (const { &[] }, Some(Float64)),
             Self::Clusters => (
                 const {
                     &[

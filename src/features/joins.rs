@@ -1,11 +1,11 @@
 //! Features joined on the alert's address: its history over earlier dates, and its row of
-//! `features.parquet`.
+//! `features.parquet` (which decode joins as it reads the file).
 
 use super::{
     f64_col, get_f, str_col, Columns, Day, ADDRESS_FEATURES, FLOW_HISTORY_FEATURES,
     HISTORY_FEATURES,
 };
-use anyhow::Result;
+use anyhow::{anyhow, bail, Result};
 use arrow::array::{Array, ArrayRef, Float64Array, StringArray};
 use arrow::record_batch::RecordBatch;
 
@@ -32,13 +32,21 @@ pub(super) fn history(
     Ok(())
 }
 
-/// The address features, `af_` + the column name (first row per address wins; absent = NaN).
+/// The address features, `af_` + the column name: decode's columns, which hold each alert's
+/// values already ([`Table::Features`](crate::batch::Table::Features)), handed on unchanged.
 pub(super) fn address(day: &Day, feats: &RecordBatch, out: &mut Columns) -> Result<()> {
-    let join = Join::new(day, &str_col(feats, "address")?);
-    let mut dense = Vec::new();
+    if feats.num_rows() != day.n {
+        bail!(
+            "the address features have {} rows for {} alerts (decode writes one per alert)",
+            feats.num_rows(),
+            day.n
+        );
+    }
     for name in ADDRESS_FEATURES {
-        let c = f64_col(feats, name)?;
-        out.push(format!("af_{name}"), join.gather(&c, f64::NAN, &mut dense));
+        let c = feats
+            .column_by_name(name)
+            .ok_or_else(|| anyhow!("the address features lack the column `{name}`"))?;
+        out.push_array(format!("af_{name}"), c.clone());
     }
     Ok(())
 }
@@ -104,7 +112,7 @@ mod tests {
     }
 
     #[test]
-    fn first_row_wins_nulls_are_nan_and_absent_addresses_get_nan_or_zero() {
+    fn history_absent_is_zero_and_address_features_are_handed_on() {
         let ids = StringArray::from(vec!["a1", "b1", "a2", "c1"]);
         let addr = StringArray::from(vec!["a", "b", "a", "c"]);
         let typ = StringArray::from(vec!["t"; 4]);
@@ -116,14 +124,24 @@ mod tests {
             &[None, Some(1.0), Some(2.0)],
         );
         let mut out = Columns::default();
+        let err = address(&day, &feats, &mut out).unwrap_err().to_string();
+        assert!(err.contains("3 rows for 4 alerts"), "{err}");
+        let feats = table(&["", "", "", ""], &ADDRESS_FEATURES[1..], &[Some(1.0); 4]);
+        let err = address(&day, &feats, &mut out).unwrap_err().to_string();
+        assert!(err.contains(ADDRESS_FEATURES[0]), "{err}");
+        let feats = table(
+            &["", "", "", ""],
+            ADDRESS_FEATURES,
+            &[Some(1.0), None, None, None],
+        );
+        let mut out = Columns::default();
         address(&day, &feats, &mut out).unwrap();
         assert_eq!(out.names.len(), ADDRESS_FEATURES.len());
-        for col in out.values() {
-            assert_eq!(col[0], 1.0, "the first row of `a` wins");
-            assert!(col[1].is_nan(), "a null value is NaN");
-            assert_eq!(col[2], 1.0);
-            assert!(col[3].is_nan(), "an address without a row is NaN");
-        }
+        assert!(out.names[0].starts_with("af_"));
+        assert!(
+            Arc::ptr_eq(&out.cols[0], feats.column(1)),
+            "handed on, not copied"
+        );
 
         let hist = table(&["c", "a"], HISTORY_FEATURES, &[Some(3.0), Some(4.0)]);
         let mut out = Columns::default();

@@ -10,6 +10,7 @@ use crate::address_table::{hash, AddressTable};
 pub(crate) struct Alerted {
     first_row: AddressTable,
     words: Vec<u64>,
+    repeats: Vec<(u32, u32)>,
 }
 
 impl Alerted {
@@ -17,12 +18,16 @@ impl Alerted {
     pub(crate) fn new<'a>(alerts: impl Iterator<Item = (usize, &'a str)>) -> Self {
         let mut first_row = AddressTable::with_capacity(0);
         let mut hashes = Vec::new();
+        let mut repeats = Vec::new();
         for (r, a) in alerts {
             let h = hash(a);
             let row = u32::try_from(r).expect("fewer than 2^32 alerts");
-            first_row
+            let first = first_row
                 .get_or_insert(h, a, row)
                 .expect("an alerts file's addresses fit in 4 GB");
+            if first != row {
+                repeats.push((row, first));
+            }
             hashes.push(h);
         }
         let mut words = vec![0u64; (first_row.len() / 8).max(1).next_power_of_two()];
@@ -30,7 +35,11 @@ impl Alerted {
             let (w, bits) = Self::filter(words.len(), h);
             words[w] |= bits;
         }
-        Self { first_row, words }
+        Self {
+            first_row,
+            words,
+            repeats,
+        }
     }
 
     /// The filter word of hash `h` and its two bits in it.
@@ -61,9 +70,10 @@ impl Alerted {
         self.first_row_hashed(hash(a), a)
     }
 
-    /// Whether `a` is an alerted address.
-    pub(crate) fn contains(&self, a: &str) -> bool {
-        self.first_row(a).is_some()
+    /// (row, row of the first alert of its address) of each alert whose address an earlier
+    /// alert has, in row order.
+    pub(crate) fn repeats(&self) -> &[(u32, u32)] {
+        &self.repeats
     }
 
     /// The table of first rows, for callers that prefetch their lookups.
@@ -85,6 +95,10 @@ mod tests {
             let want = (i % 3 == 0).then_some(i as i32 / 3);
             assert_eq!(alerted.first_row(a), want, "{a}");
         }
-        assert!(!Alerted::new(std::iter::empty()).contains(""));
+        // The second pass (every sixth address) repeats the first's rows 0, 2, 4, ...
+        let repeats = alerted.repeats();
+        assert_eq!(repeats.len(), 834);
+        assert_eq!(repeats[..3], [(1667, 0), (1668, 2), (1669, 4)]);
+        assert_eq!(Alerted::new(std::iter::empty()).first_row(""), None);
     }
 }

@@ -4,9 +4,11 @@
 //! when a model uses the graph features every flow is kept, as a graph of numbered addresses
 //! (about 30 bytes a flow).
 
+mod features;
 mod flows;
 mod meta;
 
+pub use features::feature_columns;
 pub use meta::{check_file_name, Meta};
 
 use super::alerted::Alerted;
@@ -14,14 +16,10 @@ use super::{Context, DateInput, Kind, Stage, StageInput};
 use crate::batch::{ArrowBatch, Table, Tables};
 use crate::config::{RunConfig, StageSpec};
 use crate::contract::{check_dates, check_unique, column, required, to_f64, to_str, to_str_list};
-use crate::features::ADDRESS_FEATURES;
 use crate::io::ParquetSource;
 use crate::model::Model;
 use anyhow::{bail, Result};
-use arrow::array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, ListArray, StringArray, StringBuilder,
-};
-use arrow::compute::filter_record_batch;
+use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, ListArray, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
@@ -140,13 +138,6 @@ pub const FLOW_COLUMNS: &[&str] = &[
     "processing_date",
 ];
 
-/// Columns decode reads from features.parquet: the key columns and every address feature.
-pub fn feature_columns() -> Vec<&'static str> {
-    let mut cols = vec!["address", "processing_date"];
-    cols.extend(ADDRESS_FEATURES);
-    cols
-}
-
 /// Builds a record batch from named columns.
 pub fn make_batch(cols: Vec<(&str, ArrayRef)>) -> Result<RecordBatch> {
     let fields: Vec<Field> = cols
@@ -214,8 +205,15 @@ fn read_tables(
     )?;
     // The two large files are read side by side, features on a thread of its own.
     let (features, rest) = std::thread::scope(|s| {
-        let features =
-            s.spawn(|| read_features(&dir.join("features.parquet"), date, &alerted, p.batch_size));
+        let features = s.spawn(|| {
+            features::read_features(
+                &dir.join("features.parquet"),
+                date,
+                &alerted,
+                alerts.num_rows(),
+                p.batch_size,
+            )
+        });
         let rest = read_clusters(&dir.join("clusters.parquet"), date).and_then(|clusters| {
             let flows = flows::read_flows(
                 &dir.join("money_flows.parquet"),
@@ -434,67 +432,6 @@ fn empty_alerts_input() -> RecordBatch {
         f("volume_usd"),
     ])
     .expect("static schema")
-}
-
-/// Streams `features.parquet`, keeping the rows of alerted addresses; returns them and the file's row count.
-fn read_features(
-    path: &Path,
-    date: NaiveDate,
-    alerted: &Alerted,
-    batch_size: usize,
-) -> Result<(RecordBatch, usize)> {
-    let file = path.display().to_string();
-    let src = ParquetSource::open(path)?;
-    let total = src.num_rows();
-    let cols = feature_columns();
-    let present: HashSet<String> = src
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    let mut addr_out = StringBuilder::new();
-    let mut feat_out: Vec<Vec<f64>> = vec![Vec::new(); ADDRESS_FEATURES.len()];
-    if !present.is_empty() {
-        if !present.contains("address") {
-            bail!("{file}: required column `address` is missing");
-        }
-        for b in src.read(&cols, batch_size)? {
-            let b = b?;
-            check_date(&b, &file, date)?;
-            let a = to_str(required(&b, &file, "address")?, &file, "address")?;
-            let keep: BooleanArray = a
-                .iter()
-                .map(|v| Some(v.is_some_and(|v| alerted.contains(v))))
-                .collect();
-            if keep.true_count() == 0 {
-                continue;
-            }
-            let b = filter_record_batch(&b, &keep)?;
-            let a = to_str(required(&b, &file, "address")?, &file, "address")?;
-            for v in a.iter() {
-                addr_out.append_value(v.unwrap_or_default());
-            }
-            for (k, name) in ADDRESS_FEATURES.iter().enumerate() {
-                match column(&b, name) {
-                    Some(c) => feat_out[k].extend(
-                        to_f64(c, &file, name)?
-                            .iter()
-                            .map(|v| v.unwrap_or(f64::NAN)),
-                    ),
-                    None => feat_out[k].extend(std::iter::repeat_n(f64::NAN, b.num_rows())),
-                }
-            }
-        }
-    }
-    let mut out: Vec<(&str, ArrayRef)> = vec![("address", Arc::new(addr_out.finish()))];
-    for (k, name) in ADDRESS_FEATURES.iter().enumerate() {
-        out.push((
-            name,
-            Arc::new(Float64Array::from(std::mem::take(&mut feat_out[k]))),
-        ));
-    }
-    Ok((make_batch(out)?, total))
 }
 
 fn read_clusters(path: &Path, date: NaiveDate) -> Result<RecordBatch> {
