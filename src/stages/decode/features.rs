@@ -38,19 +38,14 @@ pub(super) fn read_features(
     let file = path.display().to_string();
     let src = ParquetSource::open(path)?;
     let total = src.num_rows();
-    let present: Vec<String> = src
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
+    let empty = src.schema().fields().is_empty();
     // The values of each address's first row, in file order, and the first alert of each.
     let mut kept: Vec<Vec<f64>> = vec![Vec::new(); ADDRESS_FEATURES.len()];
     let mut firsts: Vec<u32> = Vec::new();
     // The first alert of each address whose row has been read (later rows are skipped).
     let mut seen = vec![false; n_alerts];
-    if !present.is_empty() {
-        if !present.iter().any(|c| c == "address") {
+    if !empty {
+        if src.schema().field_with_name("address").is_err() {
             bail!("{file}: required column `address` is missing");
         }
         for b in src.read(&feature_columns(), batch_size)? {
@@ -189,5 +184,14 @@ mod tests {
             same(col(f1), [10.0, 20.0, 10.0, nan, nan, 30.0]);
             same(col(ADDRESS_FEATURES[2]), [nan; 6]);
         }
+        // A file with features but no addresses is refused, naming the file and the column.
+        write(&path, vec![(f0, Arc::new(Float64Array::from(vec![1.0])))]);
+        let err = read_features(&path, date, &alerted, addrs.len(), 100).unwrap_err();
+        let err = err.to_string();
+        assert!(err.contains("features.parquet"), "{err}");
+        assert!(
+            err.contains("required column `address` is missing"),
+            "{err}"
+        );
     }
 }
