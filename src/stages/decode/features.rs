@@ -1,8 +1,8 @@
 //! `features.parquet`, joined to the alerts as it streams: each alert gets the address
-//! features of its address's first row in the file, written straight into one column per
-//! feature with a row per alert, which feature join hands on as matrix columns unchanged.
-//! (Kept as rows and gathered per alert later, the 10× day held its 386K kept rows and 86
-//! fresh 500K-row columns at once, and the gather missed the caches on every value.)
+//! features of its address's first row in the file, in one column per feature with a row per
+//! alert, which feature join hands on as matrix columns unchanged. (Handed on as the kept rows
+//! and gathered per alert in feature join, the 10× day held the 386K kept rows and 86 fresh
+//! 500K-row columns at once.)
 
 use super::{check_date, make_batch};
 use crate::contract::{column, required, to_f64, to_str};
@@ -104,14 +104,9 @@ pub(super) fn read_features(
 mod tests {
     use super::*;
     use arrow::array::{Array, StringArray};
-    use parquet::arrow::ArrowWriter;
 
     fn write(path: &Path, cols: Vec<(&str, ArrayRef)>) {
-        let b = RecordBatch::try_from_iter(cols).unwrap();
-        let mut w =
-            ArrowWriter::try_new(std::fs::File::create(path).unwrap(), b.schema(), None).unwrap();
-        w.write(&b).unwrap();
-        w.close().unwrap();
+        crate::io::write_parquet(path, &RecordBatch::try_from_iter(cols).unwrap()).unwrap();
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! decode: reads one date's batch, checks it against the data contract and META.json, and
 //! normalises it. Features and money flows stream in batches and keep only the rows that
 //! concern an alerted address, so a day's memory is bounded by its alerts, not its flows (the
-//! features are joined to the alerts as they stream: a row per alert); when a model uses the graph features every flow is kept, as a graph of numbered addresses
-//! (about 30 bytes a flow).
+//! features are joined to the alerts as they stream: a row per alert); when a model uses the
+//! graph features every flow is kept, as a graph of numbered addresses (about 30 bytes a flow).
 
 mod features;
 mod flows;
