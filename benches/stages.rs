@@ -51,7 +51,7 @@ fn setup() -> (Context, NaiveDate) {
     )
     .unwrap();
     (
-        Context::new(RunConfig::load(&cfg_path).unwrap()).unwrap(),
+        Context::new(RunConfig::load(&cfg_path).unwrap(), None).unwrap(),
         date,
     )
 }

@@ -105,7 +105,7 @@ pub fn auc_difference(a: &[f64], b: &[f64], y: &[bool], resamples: usize, seed: 
 pub fn compare(cfg: &RunConfig, dates: &[NaiveDate], opts: &CompareOptions) -> Result<Verdict> {
     let mut labels = Labels::load(&cfg.input, &cfg.network)?;
     if let Some(gt) = &opts.ground_truth {
-        labels.alerts = Labels::ground_truth(gt)?;
+        labels.alerts = Labels::ground_truth(gt, None)?;
     }
     let params = ValidateParams::default();
     let known = Knowledge {

@@ -92,7 +92,10 @@ pub fn run(args: RunArgs) -> Result<i32> {
         .filter(|(i, _)| i % n == p)
         .map(|(_, d)| *d)
         .collect();
-    let ctx = Arc::new(Context::new(cfg)?);
+    // Validation reads the ground truth of the run's alerts only, which it takes from the
+    // batches in place; those still to download could not say theirs, so then it reads all.
+    let judged = cfg.source.is_none().then_some(mine.as_slice());
+    let ctx = Arc::new(Context::new(cfg, judged)?);
     let _lock = if dry_run {
         None
     } else {

@@ -20,7 +20,7 @@ pub fn validate(args: ValidateArgs) -> Result<i32> {
         .params_of::<ValidateParams>()
         .cloned()
         .unwrap_or_default();
-    let known = Knowledge::load(&cfg, &params)?;
+    let known = Knowledge::load(&cfg, &params, Some(&dates))?;
     let decode = &crate::stages::decode::KIND;
     let ctx = crate::stages::prefix_context(&cfg, decode, crate::stages::History::prepared())?;
     let mut failed = 0;

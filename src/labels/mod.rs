@@ -35,7 +35,7 @@ impl Labels {
         let mut out = Labels::default();
         let gt = layout::network_dir(input, network).join(layout::GROUND_TRUTH);
         if gt.exists() {
-            out.alerts = Self::ground_truth(&gt)?;
+            out.alerts = Self::ground_truth(&gt, None)?;
         }
         let al = layout::network_dir(input, network).join(layout::ADDRESS_LABELS);
         if al.exists() {
@@ -109,26 +109,33 @@ impl Labels {
         Ok(out)
     }
 
-    /// Reads a ground-truth file (`alert_id, is_sar_filed`) into `alert_id → is_sar_filed`.
-    pub fn ground_truth(gt: &Path) -> Result<LabelMap<bool>> {
+    /// Reads a ground-truth file (`alert_id, is_sar_filed`) into `alert_id → is_sar_filed`,
+    /// keeping only the alerts of `wanted` when given. The file is streamed in batches, so a
+    /// network's whole history of labels is never held decoded: with `wanted`, what is kept is
+    /// bounded by the alerts asked about, however many days of labels the file has gathered.
+    pub fn ground_truth(gt: &Path, wanted: Option<&LabelMap<()>>) -> Result<LabelMap<bool>> {
         let f = gt.display().to_string();
-        let b = ParquetSource::open(gt)?.read_all(&["alert_id", "is_sar_filed"])?;
-        let mut out = LabelMap::default();
-        if b.num_columns() > 0 {
+        let source = ParquetSource::open(gt)?;
+        let mut out = LabelMap::with_capacity(wanted.map_or(source.num_rows(), LabelMap::len), 0);
+        for b in source.read(&["alert_id", "is_sar_filed"], 65_536)? {
+            let b = b?;
+            if b.num_columns() == 0 {
+                continue;
+            }
             let ids = to_str(required(&b, &f, "alert_id")?, &f, "alert_id")?;
-            out = LabelMap::with_capacity(ids.len(), ids.value_data().len());
             let sar = required(&b, &f, "is_sar_filed")?;
-            let sar = match sar.data_type() {
-                DataType::Boolean => sar
-                    .as_boolean()
+            let sar: Vec<Option<bool>> = match sar.data_type() {
+                DataType::Boolean => sar.as_boolean().iter().collect(),
+                _ => to_f64(sar, &f, "is_sar_filed")?
                     .iter()
-                    .map(|v| v.map(|b| b as u8 as f64))
+                    .map(|s| s.map(|s| s != 0.0))
                     .collect(),
-                _ => to_f64(sar, &f, "is_sar_filed")?.iter().collect::<Vec<_>>(),
             };
             for (id, s) in ids.iter().zip(sar) {
                 if let (Some(id), Some(s)) = (id, s) {
-                    out.insert(id, s != 0.0);
+                    if wanted.is_none_or(|w| w.contains_key(id)) {
+                        out.insert(id, s);
+                    }
                 }
             }
         }
@@ -158,6 +165,40 @@ mod tests {
     use crate::stages::decode::make_batch;
     use arrow::array::{BooleanArray, Float32Array, StringArray};
     use std::sync::Arc;
+
+    #[test]
+    fn ground_truth_keeps_the_wanted_alerts_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ground_truth.parquet");
+        let ids: Vec<Option<String>> = (0..70_000)
+            .map(|i| (i % 1000 != 7).then(|| format!("a{i}")))
+            .collect();
+        let sar: Vec<Option<f64>> = (0..70_000)
+            .map(|i| (i % 1000 != 9).then_some((i % 3) as f64))
+            .collect();
+        let gt = make_batch(vec![
+            ("alert_id", Arc::new(StringArray::from(ids))),
+            (
+                "is_sar_filed",
+                Arc::new(arrow::array::Float64Array::from(sar)),
+            ),
+        ])
+        .unwrap();
+        crate::io::write_parquet(&path, &gt).unwrap();
+        let all = Labels::ground_truth(&path, None).unwrap();
+        // Rows with a null id or a null label are left out; a non-zero label is illicit.
+        assert_eq!(all.len(), 70_000 - 70 - 70);
+        assert_eq!((all.get("a1"), all.get("a3")), (Some(&true), Some(&false)));
+        assert_eq!((all.get("a7"), all.get("a9")), (None, None));
+        // Wanted ids, across the batches the file is streamed in; those without a row stay out.
+        let asked = ["a2", "a9", "a65537", "a69999", "nobody"];
+        let wanted: LabelMap<()> = asked.iter().map(|k| (*k, ())).collect();
+        let some = Labels::ground_truth(&path, Some(&wanted)).unwrap();
+        assert_eq!(some.len(), 3);
+        for k in asked {
+            assert_eq!(some.get(k), all.get(k), "{k}");
+        }
+    }
 
     #[test]
     fn ground_truth_wins_then_risk_levels_with_confidence_weights() {

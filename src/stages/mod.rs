@@ -264,17 +264,21 @@ impl Context {
     /// configuration; fails before any work if something is missing. The labels validation
     /// judges with are read on a thread of their own meanwhile (an unreadable labels file
     /// fails the dates at validate). Feature join reads the address history `pipeline run`
-    /// prepares ([`crate::history::prepare`], [`History::start`]).
-    pub fn new(config: RunConfig) -> Result<Self> {
-        Self::for_stages(config, |_| true, History::prepared())
+    /// prepares ([`crate::history::prepare`], [`History::start`]). `judged`: the dates validate
+    /// may judge, their batches in the input tree (the ground truth of their alerts is all that
+    /// is read), or `None` for any date (all of it is).
+    pub fn new(config: RunConfig, judged: Option<&[NaiveDate]>) -> Result<Self> {
+        Self::for_stages(config, |_| true, History::prepared(), judged)
     }
 
     /// A context for the stages `include` selects only (their models, their checks), with
-    /// `history` for feature join: what [`run_prefix`] needs.
+    /// `history` for feature join and the labels of the `judged` dates ([`Context::new`]): what
+    /// [`run_prefix`] needs.
     pub fn for_stages(
         config: RunConfig,
         include: impl Fn(&StageSpec) -> bool,
         history: History,
+        judged: Option<&[NaiveDate]>,
     ) -> Result<Self> {
         let mut models = BTreeMap::new();
         for s in config.pipeline.stages.iter().filter(|s| include(s)) {
@@ -298,8 +302,10 @@ impl Context {
         let knowledge = match config.pipeline.params_of::<validate::ValidateParams>() {
             Some(p) if validates => {
                 let traps = validate::load_traps(p, &config)?;
-                let cfg = config.clone();
-                Background::spawn_idle(LABELS, move || validate::Knowledge::with_traps(&cfg, traps))
+                let (cfg, judged) = (config.clone(), judged.map(<[NaiveDate]>::to_vec));
+                Background::spawn_idle(LABELS, move || {
+                    validate::Knowledge::with_traps(&cfg, traps, judged.as_deref())
+                })
             }
             _ => Background::ready(LABELS, validate::Knowledge::default()),
         };

@@ -78,7 +78,7 @@ impl History {
 /// A context for the prefix of the graph that `until` ends: the models of its stages only.
 pub fn prefix_context(cfg: &RunConfig, until: &Kind, history: History) -> Result<Context> {
     let need = prefix_of(cfg, until)?;
-    Context::for_stages(cfg.clone(), |s| need.contains(&s.name), history)
+    Context::for_stages(cfg.clone(), |s| need.contains(&s.name), history, None)
 }
 
 /// The names of the stages `until` depends on, and its own: the prefix of the graph it ends.

@@ -2,7 +2,7 @@
 //! trap hits, a missing alert failing integrity, a copied output flagged as plagiarism.
 
 use crate::common::*;
-use arrow::array::{AsArray, Float64Array};
+use arrow::array::{Array, AsArray, Float64Array};
 use arrow::datatypes::{Field, Float64Type, Schema};
 use arrow::record_batch::RecordBatch;
 use std::path::Path;
@@ -53,6 +53,29 @@ fn validate_reports_every_tier_and_penalises_bad_outputs() {
     assert!(v["behaviour"]["score"].as_f64().unwrap() > 0.0);
     assert_eq!(v["ground_truth"]["passed"], true, "{v}");
     assert!(v["ground_truth"]["auc_roc"].as_f64().unwrap() > 0.6, "{v}");
+    // The run reads the ground truth of its own dates' alerts only: every labelled alert of
+    // the date is counted, as a join of the whole file with the scores gives.
+    let gt = read_parquet(&f.input.join(NETWORK).join("ground_truth.parquet"));
+    let (ids, sar) = (gt.column(0).as_string::<i32>(), gt.column(1).as_boolean());
+    let label: std::collections::HashMap<&str, bool> = (0..gt.num_rows())
+        .map(|i| (ids.value(i), sar.value(i)))
+        .collect();
+    let scores = read_parquet(&day("2025-10-01").join("alert_scores.parquet"));
+    let scored = scores
+        .column_by_name("alert_id")
+        .unwrap()
+        .as_string::<i32>();
+    let known: Vec<bool> = (0..scored.len())
+        .filter_map(|i| label.get(scored.value(i)).copied())
+        .collect();
+    assert!(
+        known.len() > 100 && known.len() < gt.num_rows(),
+        "{}",
+        known.len()
+    );
+    assert_eq!(v["ground_truth"]["n_samples"], known.len(), "{v}");
+    let positive = known.iter().filter(|&&l| l).count();
+    assert_eq!(v["ground_truth"]["n_positive"], positive, "{v}");
     // No model_github_url in the config: the validator's gate fails on metadata alone.
     let t1 = &v["validator"]["tier1"];
     assert_eq!(

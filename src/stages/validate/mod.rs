@@ -191,17 +191,26 @@ pub struct Knowledge {
 }
 
 impl Knowledge {
-    /// Reads the labels of `cfg`'s network (either file may be absent) and `p`'s traps.
-    pub fn load(cfg: &RunConfig, p: &ValidateParams) -> Result<Self> {
-        Self::with_traps(cfg, load_traps(p, cfg)?)
+    /// Reads the labels of `cfg`'s network (either file may be absent) and `p`'s traps; the
+    /// ground truth of the alerts of `dates` only, when given ([`Knowledge::with_traps`]).
+    pub fn load(cfg: &RunConfig, p: &ValidateParams, dates: Option<&[NaiveDate]>) -> Result<Self> {
+        Self::with_traps(cfg, load_traps(p, cfg)?, dates)
     }
 
-    /// Reads the labels of `cfg`'s network (either file may be absent), with `traps`.
-    pub fn with_traps(cfg: &RunConfig, traps: Vec<Trap>) -> Result<Self> {
+    /// Reads the labels of `cfg`'s network (either file may be absent), with `traps`. Given
+    /// `dates` (the dates to be judged, their batches in the input tree), the ground truth is
+    /// kept for their alerts only: the file gathers every date's labels, and a daily run then
+    /// holds one day's worth of it, not the network's whole history.
+    pub fn with_traps(
+        cfg: &RunConfig,
+        traps: Vec<Trap>,
+        dates: Option<&[NaiveDate]>,
+    ) -> Result<Self> {
         let gt = cfg.labels_dir().join(layout::GROUND_TRUTH);
         Ok(Self {
             ground_truth: if crate::io::present(&gt)? {
-                Labels::ground_truth(&gt)?
+                let wanted = dates.map(|d| alert_ids(cfg, d));
+                Labels::ground_truth(&gt, wanted.as_ref())?
             } else {
                 LabelMap::default()
             },
@@ -209,6 +218,37 @@ impl Knowledge {
             traps,
         })
     }
+}
+
+/// The alert ids of the batches of `dates` (a null id as "", as the judged scores have it).
+/// A date whose alerts cannot be read adds none: decode fails it, so it is never judged.
+fn alert_ids(cfg: &RunConfig, dates: &[NaiveDate]) -> LabelMap<()> {
+    let mut out = LabelMap::default();
+    for &date in dates {
+        let path = cfg.input_dir(date).join("alerts.parquet");
+        let read = (|| -> Result<()> {
+            let f = path.display().to_string();
+            for b in ParquetSource::open(&path)?.read(&["alert_id"], 65_536)? {
+                let b = b?;
+                if b.num_columns() == 0 {
+                    continue;
+                }
+                let ids = crate::contract::to_str(
+                    crate::contract::required(&b, &f, "alert_id")?,
+                    &f,
+                    "alert_id",
+                )?;
+                for id in ids.iter() {
+                    out.insert(id.unwrap_or_default(), ());
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = read {
+            tracing::debug!(%date, "alert ids for the ground truth not read: {e:#}");
+        }
+    }
+    out
 }
 
 /// A date's `validation.json`: the miner template's tiers, the subnet validator's figures and
