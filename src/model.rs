@@ -3,7 +3,7 @@
 //! LightGBM's), SHAP contributions through its TreeSHAP (within rounding of LightGBM's), and
 //! training through LightGBM's C API.
 
-use crate::features::row_major_rows;
+use crate::features::{row_major_rows, FeatureColumns};
 use crate::forest::Forest;
 use anyhow::{anyhow, bail, Context, Result};
 use arrow::record_batch::RecordBatch;
@@ -319,13 +319,48 @@ impl Model {
             .collect()
     }
 
-    /// [`Model::predict`] of every row of `matrix` (its columns named by the model), made
-    /// [`ROW_BLOCK`] rows at a time.
+    /// [`Model::predict`] of every row of `matrix` (its columns named by the model). The rows
+    /// are split among the cores; each lays out [`PREDICT_BLOCK`] rows at a time row-major
+    /// and predicts them while they are still in its cache. Every row's prediction is its own,
+    /// so the result does not depend on the split.
     pub fn predict_matrix(&self, matrix: &RecordBatch) -> Result<Vec<f64>> {
-        let mut out = Vec::with_capacity(matrix.num_rows());
-        for rows in row_blocks(matrix.num_rows()) {
-            let x = row_major_rows(matrix, &self.meta.feature_names, rows)?;
-            out.extend(self.predict(&x)?);
+        let cols = FeatureColumns::of(matrix, &self.meta.feature_names)?;
+        let n = matrix.num_rows();
+        let blocks: Vec<_> = (0..n)
+            .step_by(PREDICT_BLOCK)
+            .map(|s| s..(s + PREDICT_BLOCK).min(n))
+            .collect();
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let per = blocks
+            .len()
+            .div_ceil(cores.min(n.div_ceil(ROWS_PER_CORE)).max(1));
+        let predict = |blocks: &[std::ops::Range<usize>]| -> Result<Vec<f64>> {
+            let mut out = Vec::with_capacity(blocks.iter().map(|b| b.len()).sum());
+            for b in blocks {
+                let x = cols.row_major(b.clone());
+                out.extend(
+                    self.forest
+                        .predict(&x, 1)
+                        .map_err(|e| anyhow!("{}: prediction failed: {e}", self.path.display()))?,
+                );
+            }
+            Ok(out)
+        };
+        let parts: Vec<Result<Vec<f64>>> = std::thread::scope(|s| {
+            let mut parts = blocks.chunks(per.max(1));
+            let first = parts.next().unwrap_or_default();
+            let others: Vec<_> = parts.map(|p| s.spawn(|| predict(p))).collect();
+            let mut out = vec![predict(first)];
+            out.extend(
+                others
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+            );
+            out
+        });
+        let mut out = Vec::with_capacity(n);
+        for p in parts {
+            out.extend(p?);
         }
         Ok(out)
     }
@@ -366,6 +401,13 @@ impl Model {
 /// made one block at a time, so they do not grow with the day (16,384 rows × 130 features is
 /// 17 MB).
 pub const ROW_BLOCK: usize = 16_384;
+
+/// Rows [`Model::predict_matrix`] lays out and predicts at once: 512 rows of 129 features
+/// take 0.5 MB, which stays in a core's cache from the layout to the trees' reads.
+const PREDICT_BLOCK: usize = 512;
+
+/// The fewest rows worth a core of their own in [`Model::predict_matrix`].
+const ROWS_PER_CORE: usize = 4096;
 
 /// `0..n` in consecutive ranges of [`ROW_BLOCK`] rows.
 fn row_blocks(n: usize) -> impl Iterator<Item = std::ops::Range<usize>> {

@@ -26,7 +26,7 @@ use crate::batch::{Table, Tables};
 use crate::contract::column;
 use anyhow::{anyhow, bail, Result};
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Float64Type, Schema};
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
 use std::sync::Arc;
@@ -559,32 +559,51 @@ pub fn row_major_rows(
     names: &[String],
     rows: std::ops::Range<usize>,
 ) -> Result<Vec<f64>> {
-    let (first, n) = (rows.start, rows.len());
-    let cols: Vec<Float64Array> = names
-        .iter()
-        .map(|f| {
-            column(matrix, f)
-                .map(|c| c.as_primitive().clone())
-                .ok_or_else(|| {
-                    anyhow!("the model needs feature `{f}`, which this pipeline does not compute")
-                })
-        })
-        .collect::<Result<_>>()?;
-    // Transposed in blocks of rows, so that both the columns' slices and the rows written
-    // stay in cache however many columns there are.
-    const BLOCK: usize = 128;
-    let w = names.len();
-    let mut out = vec![0.0; n * w];
-    for (b, rows) in out.chunks_mut(BLOCK * w.max(1)).enumerate() {
-        let r0 = b * BLOCK;
-        for (j, c) in cols.iter().enumerate() {
-            let vals = &c.values()[first + r0..first + r0 + rows.len() / w];
-            for (row, v) in rows.chunks_exact_mut(w).zip(vals) {
-                row[j] = *v;
+    Ok(FeatureColumns::of(matrix, names)?.row_major(rows))
+}
+
+/// The named feature columns of a matrix, looked up once, for laying out many blocks of its
+/// rows row-major ([`FeatureColumns::row_major`]).
+pub struct FeatureColumns<'a> {
+    cols: Vec<&'a [f64]>,
+}
+
+impl<'a> FeatureColumns<'a> {
+    /// The columns `names` of `matrix`, in that order; fails on one the matrix lacks.
+    pub fn of(matrix: &'a RecordBatch, names: &[String]) -> Result<Self> {
+        let cols = names
+            .iter()
+            .map(|f| {
+                column(matrix, f)
+                    .map(|c| c.as_primitive::<Float64Type>().values().as_ref())
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "the model needs feature `{f}`, which this pipeline does not compute"
+                        )
+                    })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { cols })
+    }
+
+    /// Rows `rows` as one row-major buffer.
+    pub fn row_major(&self, rows: std::ops::Range<usize>) -> Vec<f64> {
+        // Transposed in blocks of rows, so that both the columns' slices and the rows written
+        // stay in cache however many columns there are.
+        const BLOCK: usize = 128;
+        let (first, n, w) = (rows.start, rows.len(), self.cols.len());
+        let mut out = vec![0.0; n * w];
+        for (b, rows) in out.chunks_mut(BLOCK * w.max(1)).enumerate() {
+            let r0 = first + b * BLOCK;
+            for (j, c) in self.cols.iter().enumerate() {
+                let vals = &c[r0..r0 + rows.len() / w];
+                for (row, v) in rows.chunks_exact_mut(w).zip(vals) {
+                    row[j] = *v;
+                }
             }
         }
+        out
     }
-    Ok(out)
 }
 
 #[cfg(test)]
