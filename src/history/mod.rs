@@ -22,7 +22,6 @@ use crate::config::RunConfig;
 use crate::contract::{check_dates, column, required, to_str, to_usd_units};
 use crate::features::HISTORY_FEATURES;
 use crate::io::ParquetSource;
-use crate::labels::LabelMap;
 use anyhow::{anyhow, bail, Result};
 use arrow::array::{Array, ArrayRef, Float64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
@@ -91,7 +90,7 @@ pub enum Keep {
     /// Only the alerted addresses of the requested dates (so every alert of those dates).
     Only {
         /// The addresses.
-        addresses: Arc<LabelMap<()>>,
+        addresses: Arc<HashSet<String>>,
         /// Their keys.
         keys: Arc<HashSet<u128>>,
         /// The requested dates.
@@ -104,19 +103,7 @@ impl Keep {
     pub fn keeps(&self, address: &str) -> bool {
         match self {
             Self::All => true,
-            Self::Only { addresses, .. } => addresses.contains_key(address),
-        }
-    }
-
-    /// The rows of `addresses` (no nulls) whose alerts are kept: one batch lookup, its reads
-    /// of the table prefetched ahead.
-    fn kept_rows(&self, addresses: &StringArray) -> Vec<usize> {
-        let each = (0..addresses.len()).map(|i| addresses.value(i));
-        match self {
-            Self::All => (0..addresses.len()).collect(),
-            Self::Only { addresses: set, .. } => (set.get_many(each).iter().enumerate())
-                .filter_map(|(i, k)| k.map(|_| i))
-                .collect(),
+            Self::Only { addresses, .. } => addresses.contains(address),
         }
     }
 
@@ -202,7 +189,8 @@ fn read_file(path: &Path, date: NaiveDate, keep: &Keep) -> Result<Day> {
     if let Some(i) = (0..b.num_rows()).find(|&i| addr.is_null(i)) {
         bail!("{file}: column `address` is null in row {i}");
     }
-    let alerts = keep.kept_rows(&addr).into_iter().map(|i| {
+    let kept = (0..b.num_rows()).filter(|&i| keep.keeps(addr.value(i)));
+    let alerts = kept.map(|i| {
         let v = if vol.is_null(i) {
             0
         } else {
