@@ -220,8 +220,8 @@ impl Knowledge {
     }
 }
 
-/// The alert ids of the batches of `dates` (a null id as "", as the judged scores have it).
-/// A date whose alerts cannot be read adds none: decode fails it, so it is never judged.
+/// The alert ids of the batches of `dates`. A date whose alerts cannot be read adds none, and
+/// a null id is skipped: decode refuses both, so they are never judged.
 fn alert_ids(cfg: &RunConfig, dates: &[NaiveDate]) -> LabelMap<()> {
     let mut out = LabelMap::default();
     for &date in dates {
@@ -238,8 +238,8 @@ fn alert_ids(cfg: &RunConfig, dates: &[NaiveDate]) -> LabelMap<()> {
                     &f,
                     "alert_id",
                 )?;
-                for id in ids.iter() {
-                    out.insert(id.unwrap_or_default(), ());
+                for id in ids.iter().flatten() {
+                    out.insert(id, ());
                 }
             }
             Ok(())
