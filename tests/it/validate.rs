@@ -30,6 +30,34 @@ fn json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
 
+/// The ground-truth tier of `date`'s report counts every labelled alert of the date, as a join
+/// of the whole ground-truth file with the written scores does (a run of few dates reads the
+/// ground truth of its own alerts only; a long one all of it).
+fn assert_ground_truth_counts(input: &Path, out: &Path, date: &str) {
+    let v = json(&batch_dir(out, date).join("validation.json"));
+    let gt = read_parquet(&input.join(NETWORK).join("ground_truth.parquet"));
+    let (ids, sar) = (gt.column(0).as_string::<i32>(), gt.column(1).as_boolean());
+    let label: std::collections::HashMap<&str, bool> = (0..gt.num_rows())
+        .map(|i| (ids.value(i), sar.value(i)))
+        .collect();
+    let scores = read_parquet(&batch_dir(out, date).join("alert_scores.parquet"));
+    let scored = scores
+        .column_by_name("alert_id")
+        .unwrap()
+        .as_string::<i32>();
+    let known: Vec<bool> = (0..scored.len())
+        .filter_map(|i| label.get(scored.value(i)).copied())
+        .collect();
+    assert!(
+        known.len() > 100 && known.len() < gt.num_rows(),
+        "{}",
+        known.len()
+    );
+    assert_eq!(v["ground_truth"]["n_samples"], known.len(), "{v}");
+    let positive = known.iter().filter(|&&l| l).count();
+    assert_eq!(v["ground_truth"]["n_positive"], positive, "{v}");
+}
+
 #[test]
 fn validate_reports_every_tier_and_penalises_bad_outputs() {
     let f = fixture();
@@ -53,29 +81,7 @@ fn validate_reports_every_tier_and_penalises_bad_outputs() {
     assert!(v["behaviour"]["score"].as_f64().unwrap() > 0.0);
     assert_eq!(v["ground_truth"]["passed"], true, "{v}");
     assert!(v["ground_truth"]["auc_roc"].as_f64().unwrap() > 0.6, "{v}");
-    // The run reads the ground truth of its own dates' alerts only: every labelled alert of
-    // the date is counted, as a join of the whole file with the scores gives.
-    let gt = read_parquet(&f.input.join(NETWORK).join("ground_truth.parquet"));
-    let (ids, sar) = (gt.column(0).as_string::<i32>(), gt.column(1).as_boolean());
-    let label: std::collections::HashMap<&str, bool> = (0..gt.num_rows())
-        .map(|i| (ids.value(i), sar.value(i)))
-        .collect();
-    let scores = read_parquet(&day("2025-10-01").join("alert_scores.parquet"));
-    let scored = scores
-        .column_by_name("alert_id")
-        .unwrap()
-        .as_string::<i32>();
-    let known: Vec<bool> = (0..scored.len())
-        .filter_map(|i| label.get(scored.value(i)).copied())
-        .collect();
-    assert!(
-        known.len() > 100 && known.len() < gt.num_rows(),
-        "{}",
-        known.len()
-    );
-    assert_eq!(v["ground_truth"]["n_samples"], known.len(), "{v}");
-    let positive = known.iter().filter(|&&l| l).count();
-    assert_eq!(v["ground_truth"]["n_positive"], positive, "{v}");
+    assert_ground_truth_counts(&f.input, &out, "2025-10-01");
     // No model_github_url in the config: the validator's gate fails on metadata alone.
     let t1 = &v["validator"]["tier1"];
     assert_eq!(
@@ -264,6 +270,7 @@ fn validator_figures_equal_its_formulas_computed_in_python() {
     std::fs::write(&cfg, text).unwrap();
     let date = "2025-10-02";
     ok(pipeline(&["run", cfg.to_str().unwrap(), "--dates", date]));
+    assert_ground_truth_counts(&f.input, &out, date);
     let scores_path = batch_dir(&out, date).join("alert_scores.parquet");
     let median3 = |a: f64, b: f64, c: f64| a.max(b).min(a.min(b).max(c));
     let consensus = with_scores(&read_parquet(&scores_path), |i, s| {

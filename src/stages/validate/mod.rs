@@ -198,9 +198,11 @@ impl Knowledge {
     }
 
     /// Reads the labels of `cfg`'s network (either file may be absent), with `traps`. Given
-    /// `dates` (the dates to be judged, their batches in the input tree), the ground truth is
-    /// kept for their alerts only: the file gathers every date's labels, and a daily run then
-    /// holds one day's worth of it, not the network's whole history.
+    /// `dates` (the dates to be judged, their batches in the input tree) with fewer alerts than
+    /// the ground-truth file has rows, the ground truth is kept for their alerts only: the file
+    /// gathers every date's labels, and a daily run then holds one day's worth of it, not the
+    /// network's whole history (a long backfill keeps all of it: listing its alerts would cost
+    /// more).
     pub fn with_traps(
         cfg: &RunConfig,
         traps: Vec<Trap>,
@@ -209,7 +211,8 @@ impl Knowledge {
         let gt = cfg.labels_dir().join(layout::GROUND_TRUTH);
         Ok(Self {
             ground_truth: if crate::io::present(&gt)? {
-                let wanted = dates.map(|d| alert_ids(cfg, d));
+                let rows = ParquetSource::open(&gt)?.num_rows();
+                let wanted = dates.and_then(|d| alert_ids(cfg, d, rows));
                 Labels::ground_truth(&gt, wanted.as_ref())?
             } else {
                 LabelMap::default()
@@ -220,15 +223,25 @@ impl Knowledge {
     }
 }
 
-/// The alert ids of the batches of `dates`. A date whose alerts cannot be read adds none, and
-/// a null id is skipped: decode refuses both, so they are never judged.
-fn alert_ids(cfg: &RunConfig, dates: &[NaiveDate]) -> LabelMap<()> {
-    let mut out = LabelMap::default();
-    for &date in dates {
-        let path = cfg.input_dir(date).join("alerts.parquet");
+/// The alert ids of the batches of `dates`, or `None` if they hold `limit` alerts or more (by
+/// their files' footers). A date whose alerts cannot be read adds none, and a null id is
+/// skipped: decode refuses both, so they are never judged.
+fn alert_ids(cfg: &RunConfig, dates: &[NaiveDate], limit: usize) -> Option<LabelMap<()>> {
+    let paths: Vec<PathBuf> = (dates.iter())
+        .map(|&d| cfg.input_dir(d).join("alerts.parquet"))
+        .collect();
+    let alerts: usize = (paths.iter())
+        .filter_map(|p| ParquetSource::open(p).ok())
+        .map(|s| s.num_rows())
+        .sum();
+    if alerts >= limit {
+        return None;
+    }
+    let mut out = LabelMap::with_capacity(alerts, 0);
+    for (path, date) in paths.iter().zip(dates) {
         let read = (|| -> Result<()> {
             let f = path.display().to_string();
-            for b in ParquetSource::open(&path)?.read(&["alert_id"], 65_536)? {
+            for b in ParquetSource::open(path)?.read(&["alert_id"], 65_536)? {
                 let b = b?;
                 if b.num_columns() == 0 {
                     continue;
@@ -248,7 +261,7 @@ fn alert_ids(cfg: &RunConfig, dates: &[NaiveDate]) -> LabelMap<()> {
             tracing::debug!(%date, "alert ids for the ground truth not read: {e:#}");
         }
     }
-    out
+    Some(out)
 }
 
 /// A date's `validation.json`: the miner template's tiers, the subnet validator's figures and
