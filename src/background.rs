@@ -27,6 +27,11 @@ pub fn lower_priority() {
     }
 }
 
+/// What a scoped thread returned; its panic goes on in the caller.
+pub fn joined<T>(t: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    t.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
 impl<T: Send + 'static> Background<T> {
     /// Starts computing `what` with `f` on a new thread (named `what`).
     pub fn spawn(what: &'static str, f: impl FnOnce() -> Result<T> + Send + 'static) -> Self {

@@ -261,7 +261,7 @@ impl Model {
     /// score; each row sums to the raw margin. Within 1e-9 of LightGBM's
     /// [`Model::contributions`], and several times faster.
     pub fn shap(&self, rows: &[f64]) -> Result<Vec<f64>> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = cores();
         self.forest
             .contributions(rows, threads)
             .map_err(|e| anyhow!("{}: feature contributions failed: {e}", self.path.display()))
@@ -330,10 +330,7 @@ impl Model {
             .step_by(PREDICT_BLOCK)
             .map(|s| s..(s + PREDICT_BLOCK).min(n))
             .collect();
-        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-        let per = blocks
-            .len()
-            .div_ceil(cores.min(n.div_ceil(ROWS_PER_CORE)).max(1));
+        let threads = cores().min(n.div_ceil(ROWS_PER_CORE)).max(1);
         let predict = |blocks: &[std::ops::Range<usize>]| -> Result<Vec<f64>> {
             let mut out = Vec::with_capacity(blocks.iter().map(|b| b.len()).sum());
             for b in blocks {
@@ -347,16 +344,12 @@ impl Model {
             Ok(out)
         };
         let parts: Vec<Result<Vec<f64>>> = std::thread::scope(|s| {
-            let mut parts = blocks.chunks(per.max(1));
-            let first = parts.next().unwrap_or_default();
-            let others: Vec<_> = parts.map(|p| s.spawn(|| predict(p))).collect();
-            let mut out = vec![predict(first)];
-            out.extend(
-                others
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
-            );
-            out
+            let share = blocks.len().div_ceil(threads).max(1);
+            let handles: Vec<_> = blocks
+                .chunks(share)
+                .map(|p| s.spawn(|| predict(p)))
+                .collect();
+            handles.into_iter().map(crate::background::joined).collect()
         });
         let mut out = Vec::with_capacity(n);
         for p in parts {
@@ -379,7 +372,7 @@ impl Model {
     /// The prediction for row-major rows (probabilities for binary models, scores for the
     /// ranker), by the flattened evaluator on all cores: bit-identical to LightGBM's predict.
     pub fn predict(&self, rows: &[f64]) -> Result<Vec<f64>> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = cores();
         self.forest
             .predict(rows, threads)
             .map_err(|e| anyhow!("{}: prediction failed: {e}", self.path.display()))
@@ -408,6 +401,11 @@ const PREDICT_BLOCK: usize = 512;
 
 /// The fewest rows worth a core of their own in [`Model::predict_matrix`].
 const ROWS_PER_CORE: usize = 4096;
+
+/// The cores the models predict and explain on.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
 
 /// `0..n` in consecutive ranges of [`ROW_BLOCK`] rows.
 fn row_blocks(n: usize) -> impl Iterator<Item = std::ops::Range<usize>> {

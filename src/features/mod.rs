@@ -496,13 +496,13 @@ pub fn build_matrix(
                 alert::own(&day, alerts, &mut cols)?;
                 alert::calendar(&day, &mut cols);
                 alert::within_day(&day, &mut cols);
-                let history = joined_thread(history)?;
+                let history = crate::background::joined(history)?;
                 joins::history(&day, &history, missing.as_ref(), &mut joined)?;
                 joins::address(&day, get(Table::Features)?, &mut joined)?;
                 Ok((cols, joined))
             };
             let own = own();
-            let graph_side = joined_thread(graph_side);
+            let graph_side = crate::background::joined(graph_side);
             own.map(|(cols, joined)| (cols, graph_side, joined))
         })
     })?;
@@ -523,11 +523,6 @@ pub fn build_matrix(
     let mut arrays: Vec<ArrayRef> = vec![Arc::new(ids.clone()), Arc::new(addr.clone())];
     arrays.extend(cols.cols);
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
-}
-
-/// What a scoped thread returned; its panic goes on in the caller.
-fn joined_thread<T>(t: std::thread::ScopedJoinHandle<'_, T>) -> T {
-    t.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
 /// Refuses columns whose names are not `want`, in order.

@@ -101,9 +101,7 @@ pub fn run(ctx: &Context, input: &StageInput) -> Result<Tables> {
         let scores_file = s.spawn(|| temp(0, scores));
         let clusters_file = s.spawn(|| temp(2, clusters));
         let rankings_file = temp(1, rankings);
-        let join = |h: std::thread::ScopedJoinHandle<'_, _>| {
-            h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
-        };
+        let join = crate::background::joined;
         (join(scores_file), rankings_file, join(clusters_file))
     });
     let files = [
