@@ -20,7 +20,7 @@
 
 use crate::config::RunConfig;
 use crate::contract::{check_dates, column, required, to_str, to_usd_units};
-use crate::features::HISTORY_FEATURES;
+use crate::features::{FLOW_HISTORY_FEATURES, HISTORY_FEATURES};
 use crate::io::ParquetSource;
 use anyhow::{anyhow, bail, Result};
 use arrow::array::{Array, ArrayRef, Float64Array, StringArray};
@@ -371,8 +371,10 @@ fn remove_if_present(path: &std::path::Path) -> Result<()> {
     }
 }
 
-/// The history table of `date` written by [`prepare`]: `address`, then [`HISTORY_FEATURES`].
-pub fn load(cfg: &RunConfig, date: NaiveDate) -> Result<RecordBatch> {
+/// The history table of `date` written by [`prepare`]: `address`, then [`HISTORY_FEATURES`];
+/// without `flows`, the flow-history columns ([`FLOW_HISTORY_FEATURES`], NaN when the run did
+/// not compute them) are not read.
+pub fn load(cfg: &RunConfig, date: NaiveDate, flows: bool) -> Result<RecordBatch> {
     let path = cache_path(cfg, date);
     if let Ok(e) = crate::io::read_text(&error_path(cfg, date)) {
         bail!("no history features for {date}: {e}");
@@ -383,19 +385,23 @@ pub fn load(cfg: &RunConfig, date: NaiveDate) -> Result<RecordBatch> {
             path.display()
         );
     }
-    let b = ParquetSource::open(&path)?.read_all(
-        &std::iter::once("address")
-            .chain(HISTORY_FEATURES.iter().copied())
-            .collect::<Vec<_>>(),
-    )?;
-    if b.schema().as_ref() != &schema() {
+    let src = ParquetSource::open(&path)?;
+    if src.schema().fields() != schema().fields() {
         bail!(
             "{}: not a history table of this version (expected columns address, {}); delete it and rerun",
             path.display(),
             HISTORY_FEATURES.join(", ")
         );
     }
-    Ok(b)
+    let wanted = HISTORY_FEATURES
+        .iter()
+        .filter(|n| flows || !FLOW_HISTORY_FEATURES.contains(n));
+    src.read_all(
+        &std::iter::once(&"address")
+            .chain(wanted)
+            .copied()
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// The history tables of `dates`, with their flow features when `flows`, computed in memory

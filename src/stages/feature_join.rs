@@ -45,7 +45,7 @@ impl Stage for FeatureJoin {
 
 /// Builds the `matrix` table.
 pub fn run(ctx: &Context, input: &StageInput) -> Result<Tables> {
-    let history = || ctx.history.of(&ctx.config, input.date);
+    let history = || ctx.history.of(&ctx.config, input.date, ctx.graph_features);
     let m = build_matrix(input.date, input.tables, history, ctx.graph_features)?;
     Ok(output(Table::Matrix, m))
 }

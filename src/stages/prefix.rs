@@ -58,15 +58,16 @@ impl History {
         }
     }
 
-    /// The history table of `date`, once the pass under way has written it.
-    pub fn of(&self, cfg: &RunConfig, date: NaiveDate) -> Result<RecordBatch> {
+    /// The history table of `date`, once the pass under way has written it; its flow-history
+    /// columns only if `flows` ([`crate::history::load`]).
+    pub fn of(&self, cfg: &RunConfig, date: NaiveDate, flows: bool) -> Result<RecordBatch> {
         if let Some(p) = self.pass() {
             if p.written.wait(&[date]).is_empty() {
                 p.work.get()?;
             }
         }
         match self {
-            Self::Prepared(_) => crate::history::load(cfg, date),
+            Self::Prepared(_) => crate::history::load(cfg, date, flows),
             Self::InMemory(m) => m
                 .get(&date)
                 .cloned()

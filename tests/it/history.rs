@@ -4,7 +4,7 @@
 use crate::common::*;
 use aml_pipeline::config::RunConfig;
 use aml_pipeline::dates::parse_date;
-use aml_pipeline::features::{HISTORY_FEATURES, WINDOW_SHAPE_FEATURES};
+use aml_pipeline::features::{ALERT_HISTORY_FEATURES, HISTORY_FEATURES, WINDOW_SHAPE_FEATURES};
 use aml_pipeline::history;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Decimal128Type, Float64Type};
@@ -139,8 +139,22 @@ fn run_caches_history_that_the_exported_matrix_matches() {
             .all(|f| f.data_type() == &DataType::Float64));
         assert_eq!(
             by_address(&h),
-            by_address(&history::load(&cfg, date).unwrap())
+            by_address(&history::load(&cfg, date, true).unwrap())
         );
+        // Without the flow history, its columns are not read; the others are the same.
+        let alert_only = history::load(&cfg, date, false).unwrap();
+        let kept: Vec<String> = alert_only
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(kept[0], "address");
+        assert_eq!(&kept[1..], ALERT_HISTORY_FEATURES);
+        let project = |b: &arrow::record_batch::RecordBatch| {
+            b.project(&(0..kept.len()).collect::<Vec<_>>()).unwrap()
+        };
+        assert_eq!(project(&h), alert_only);
         let cached = by_address(&h);
         // One row per alerted address of the date.
         let alerts = read_parquet(&batch_dir(&cfg.input, &date.to_string()).join("alerts.parquet"));
@@ -214,7 +228,7 @@ fn changing_one_dates_alerts_rewrites_only_the_caches_whose_window_holds_it() {
     let addr = alerts.column_by_name("address").unwrap().as_string::<i32>();
     let later: Vec<HashMap<String, Vec<f64>>> = all
         .iter()
-        .map(|&d| by_address(&history::load(&cfg, d).unwrap()))
+        .map(|&d| by_address(&history::load(&cfg, d, true).unwrap()))
         .collect();
     let row = (0..alerts.num_rows())
         .find(|&i| later[2..].iter().any(|h| h.contains_key(addr.value(i))))
@@ -249,7 +263,7 @@ fn changing_one_dates_alerts_rewrites_only_the_caches_whose_window_holds_it() {
         let expected = d != changed && dependent.contains(&d) && later[k].contains_key(&target);
         assert_eq!(rewritten, expected, "{d}");
         if expected {
-            let now = by_address(&history::load(&cfg, d).unwrap());
+            let now = by_address(&history::load(&cfg, d, true).unwrap());
             for (a, v) in &later[k] {
                 if a == &target {
                     let want = v[3] + delta;
@@ -302,7 +316,7 @@ fn a_later_run_reads_earlier_dates_from_their_summaries_and_never_from_a_stale_o
     // A changed file has a new summary: drop the alerts of the last date's addresses from an
     // earlier date, and the table is what the files alone give.
     let dir = batch_dir(input, &before[3].to_string());
-    let wanted = by_address(&history::load(&cfg, *last).unwrap());
+    let wanted = by_address(&history::load(&cfg, *last, true).unwrap());
     let dropped = drop_rows(&dir, "alerts.parquet", "address", &|a| {
         wanted.contains_key(a)
     });
@@ -329,7 +343,7 @@ fn flow_history_comes_from_summaries_and_follows_a_changed_flows_file() {
         table(&cfg) == table(&fresh),
         "summaries give what the files give"
     );
-    let rows = by_address(&history::load(&cfg, *last).unwrap());
+    let rows = by_address(&history::load(&cfg, *last, true).unwrap());
     let col = |name: &str| HISTORY_FEATURES.iter().position(|n| *n == name).unwrap();
     let (sent, days) = (col("hist_out_usd_30d"), col("hist_flow_days_30d"));
     assert!(rows.values().any(|v| v[sent] > 0.0 && v[days] >= 2.0));

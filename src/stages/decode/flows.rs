@@ -6,7 +6,7 @@ use crate::contract::{column, required, to_f64, to_str};
 use crate::io::ParquetSource;
 use crate::stages::alerted::Alerted;
 use anyhow::{bail, Result};
-use arrow::array::{Array, Float64Array, Int32Array, StringArray};
+use arrow::array::{Array, Float64Array, Int32Array, Int32Builder, StringArray};
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
 use std::path::Path;
@@ -35,7 +35,7 @@ pub(super) fn read_flows(
     let mut nodes = Nodes::new(&file);
     let (mut from, mut to) = (Vec::new(), Vec::new());
     let (mut usd, mut tx_count) = (Vec::new(), Vec::new());
-    let (mut from_alert, mut to_alert) = (Vec::new(), Vec::new());
+    let (mut from_alert, mut to_alert) = (Int32Builder::new(), Int32Builder::new());
     if !empty {
         std::thread::scope(|s| -> Result<()> {
             let (tx, rx) = std::sync::mpsc::sync_channel(2);
@@ -73,8 +73,8 @@ pub(super) fn read_flows(
                     }
                     from.push(nodes.number(hf, fv, fa)?);
                     to.push(nodes.number(ht, tv, ta)?);
-                    from_alert.push(fa);
-                    to_alert.push(ta);
+                    from_alert.append_option(fa);
+                    to_alert.append_option(ta);
                     usd.push(if u.is_valid(i) { u.value(i) } else { f64::NAN });
                     tx_count.push(if x.is_valid(i) { x.value(i) } else { f64::NAN });
                 }
@@ -87,8 +87,8 @@ pub(super) fn read_flows(
         ("to_node", Arc::new(Int32Array::from(to))),
         ("amount_usd_sum", Arc::new(Float64Array::from(usd))),
         ("tx_count", Arc::new(Float64Array::from(tx_count))),
-        ("from_alert", Arc::new(Int32Array::from(from_alert))),
-        ("to_alert", Arc::new(Int32Array::from(to_alert))),
+        ("from_alert", Arc::new(from_alert.finish())),
+        ("to_alert", Arc::new(to_alert.finish())),
     ])?;
     Ok((b, total))
 }
