@@ -110,7 +110,10 @@ pub fn compare(cfg: &RunConfig, dates: &[NaiveDate], opts: &CompareOptions) -> R
     let params = ValidateParams::default();
     let known = Knowledge {
         ground_truth: labels.alerts.clone(),
-        address_labels: Labels::validator_rows(&cfg.input, &cfg.network)?,
+        address_labels: Labels::validator_rows(
+            &cfg.labels_dir().join(crate::layout::ADDRESS_LABELS),
+            None,
+        )?,
         traps: Vec::new(),
     };
     let mut per_date = Vec::new();

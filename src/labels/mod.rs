@@ -76,35 +76,39 @@ impl Labels {
         Ok(out)
     }
 
-    /// `{input}/{network}/address_labels.parquet` as the subnet validator joins it for Tier 3A:
-    /// `address → [illicit, …]`, one entry per row whose `risk_level` is exactly `low`,
-    /// `medium` (false), `high` or `critical` (true); an address with several rows counts
-    /// several times. Empty when the file is absent.
-    pub fn validator_rows(input: &Path, network: &str) -> Result<LabelMap<Vec<bool>>> {
-        let mut out: LabelMap<Vec<bool>> = LabelMap::default();
-        let al = layout::network_dir(input, network).join(layout::ADDRESS_LABELS);
-        if !crate::io::present(&al)? {
-            return Ok(out);
+    /// An address-labels file (`{input}/{network}/address_labels.parquet`) as the subnet
+    /// validator joins it for Tier 3A: `address → [illicit, …]`, one entry per row whose
+    /// `risk_level` is exactly `low`, `medium` (false), `high` or `critical` (true); an address
+    /// with several rows counts several times. Only the addresses of `wanted` when given (the
+    /// file is streamed in batches: a network's labels grow with its history, a day's alerts
+    /// touch a few of them). Empty when the file is absent.
+    pub fn validator_rows(al: &Path, wanted: Option<&LabelMap<()>>) -> Result<LabelMap<Vec<bool>>> {
+        if !crate::io::present(al)? {
+            return Ok(LabelMap::default());
         }
         let f = al.display().to_string();
-        let b = ParquetSource::open(&al)?.read_all(&["address", "risk_level"])?;
-        if b.num_columns() == 0 {
-            return Ok(out);
-        }
-        let addr = to_str(required(&b, &f, "address")?, &f, "address")?;
-        let risk = to_str(required(&b, &f, "risk_level")?, &f, "risk_level")?;
-        out = LabelMap::with_capacity(addr.len(), addr.value_data().len());
-        for i in 0..b.num_rows() {
-            if addr.is_null(i) || risk.is_null(i) {
+        let source = ParquetSource::open(al)?;
+        let mut out = LabelMap::with_capacity(wanted.map_or(source.num_rows(), LabelMap::len), 0);
+        for b in source.read(&["address", "risk_level"], 65_536)? {
+            let b = b?;
+            if b.num_columns() == 0 {
                 continue;
             }
-            let illicit = match risk.value(i) {
-                "high" | "critical" => true,
-                "low" | "medium" => false,
-                _ => continue,
-            };
-            out.get_or_insert_with(addr.value(i), Vec::new)
-                .push(illicit);
+            let addr = to_str(required(&b, &f, "address")?, &f, "address")?;
+            let risk = to_str(required(&b, &f, "risk_level")?, &f, "risk_level")?;
+            for (a, r) in addr.iter().zip(risk.iter()) {
+                let (Some(a), Some(r)) = (a, r) else {
+                    continue;
+                };
+                let illicit = match r {
+                    "high" | "critical" => true,
+                    "low" | "medium" => false,
+                    _ => continue,
+                };
+                if wanted.is_none_or(|w| w.contains_key(a)) {
+                    out.get_or_insert_with(a, Vec::new).push(illicit);
+                }
+            }
         }
         Ok(out)
     }
@@ -195,6 +199,40 @@ mod tests {
         let wanted: LabelMap<()> = asked.iter().map(|k| (*k, ())).collect();
         let some = Labels::ground_truth(&path, Some(&wanted)).unwrap();
         assert_eq!(some.len(), 3);
+        for k in asked {
+            assert_eq!(some.get(k), all.get(k), "{k}");
+        }
+    }
+
+    #[test]
+    fn validator_rows_keep_every_row_of_the_wanted_addresses_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("address_labels.parquet");
+        assert_eq!(Labels::validator_rows(&path, None).unwrap().len(), 0);
+        let levels = ["high", "low", "critical", "medium", "unknown", "High"];
+        let addr: Vec<Option<String>> = (0..70_000)
+            .map(|i| (i % 1000 != 7).then(|| format!("x{}", i % 20_000)))
+            .collect();
+        let risk: Vec<Option<&str>> = (0..70_000)
+            .map(|i| (i % 1000 != 9).then_some(levels[i % levels.len()]))
+            .collect();
+        let al = make_batch(vec![
+            ("address", Arc::new(StringArray::from(addr))),
+            ("risk_level", Arc::new(StringArray::from(risk))),
+        ])
+        .unwrap();
+        crate::io::write_parquet(&path, &al).unwrap();
+        let all = Labels::validator_rows(&path, None).unwrap();
+        // x0 has rows 0, 20000, 40000, 60000: high, critical, unknown (left out), high; x1
+        // low, medium, `High` (not a level the validator knows), low.
+        assert_eq!(all.get("x0"), Some(&vec![true, true, true]));
+        assert_eq!(all.get("x1"), Some(&vec![false, false, false]));
+        // Wanted addresses, whose rows fall in several of the batches the file is streamed in.
+        let asked = ["x0", "x7", "x19999", "x12345", "nobody"];
+        let wanted: LabelMap<()> = asked.iter().map(|k| (*k, ())).collect();
+        let some = Labels::validator_rows(&path, Some(&wanted)).unwrap();
+        // x7's rows (7, 20007, …) all have a null address: it has none.
+        assert_eq!((some.len(), all.get("x7")), (3, None));
         for k in asked {
             assert_eq!(some.get(k), all.get(k), "{k}");
         }

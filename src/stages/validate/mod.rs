@@ -199,34 +199,47 @@ impl Knowledge {
 
     /// Reads the labels of `cfg`'s network (either file may be absent), with `traps`. Given
     /// `dates` (the dates to be judged, their batches in the input tree) with fewer alerts than
-    /// the ground-truth file has rows, the ground truth is kept for their alerts only: the file
-    /// gathers every date's labels, and a daily run then holds one day's worth of it, not the
-    /// network's whole history (a long backfill keeps all of it: listing its alerts would cost
-    /// more).
+    /// a labels file has rows, that file is kept for their alerts (the ground truth) or their
+    /// addresses (the address labels) only: both files grow with the network's history, and a
+    /// daily run then holds one day's worth of them (a long backfill keeps all: listing its
+    /// alerts would cost more).
     pub fn with_traps(
         cfg: &RunConfig,
         traps: Vec<Trap>,
         dates: Option<&[NaiveDate]>,
     ) -> Result<Self> {
         let gt = cfg.labels_dir().join(layout::GROUND_TRUTH);
+        let al = cfg.labels_dir().join(layout::ADDRESS_LABELS);
         Ok(Self {
             ground_truth: if crate::io::present(&gt)? {
                 let rows = ParquetSource::open(&gt)?.num_rows();
-                let wanted = dates.and_then(|d| alert_ids(cfg, d, rows));
+                let wanted = dates.and_then(|d| run_keys(cfg, d, "alert_id", rows));
                 Labels::ground_truth(&gt, wanted.as_ref())?
             } else {
                 LabelMap::default()
             },
-            address_labels: Labels::validator_rows(&cfg.input, &cfg.network)?,
+            address_labels: if crate::io::present(&al)? {
+                let rows = ParquetSource::open(&al)?.num_rows();
+                let wanted = dates.and_then(|d| run_keys(cfg, d, "address", rows));
+                Labels::validator_rows(&al, wanted.as_ref())?
+            } else {
+                LabelMap::default()
+            },
             traps,
         })
     }
 }
 
-/// The alert ids of the batches of `dates`, or `None` if they hold `limit` alerts or more (by
-/// their files' footers). A date whose alerts cannot be read adds none, and a null id is
-/// skipped: decode refuses both, so they are never judged.
-fn alert_ids(cfg: &RunConfig, dates: &[NaiveDate], limit: usize) -> Option<LabelMap<()>> {
+/// The values of `column` (`alert_id` or `address`) in the alerts of `dates`, or `None` if they
+/// hold `limit` alerts or more (by their files' footers): a labels file with no more rows than
+/// that is read whole. A date whose alerts cannot be read adds none, and a null is skipped:
+/// decode refuses both, so they are never judged.
+fn run_keys(
+    cfg: &RunConfig,
+    dates: &[NaiveDate],
+    column: &str,
+    limit: usize,
+) -> Option<LabelMap<()>> {
     let paths: Vec<PathBuf> = (dates.iter())
         .map(|&d| cfg.input_dir(d).join("alerts.parquet"))
         .collect();
@@ -241,24 +254,24 @@ fn alert_ids(cfg: &RunConfig, dates: &[NaiveDate], limit: usize) -> Option<Label
     for (path, date) in paths.iter().zip(dates) {
         let read = (|| -> Result<()> {
             let f = path.display().to_string();
-            for b in ParquetSource::open(path)?.read(&["alert_id"], 65_536)? {
+            for b in ParquetSource::open(path)?.read(&[column], 65_536)? {
                 let b = b?;
                 if b.num_columns() == 0 {
                     continue;
                 }
-                let ids = crate::contract::to_str(
-                    crate::contract::required(&b, &f, "alert_id")?,
+                let keys = crate::contract::to_str(
+                    crate::contract::required(&b, &f, column)?,
                     &f,
-                    "alert_id",
+                    column,
                 )?;
-                for id in ids.iter().flatten() {
-                    out.insert(id, ());
+                for k in keys.iter().flatten() {
+                    out.insert(k, ());
                 }
             }
             Ok(())
         })();
         if let Err(e) = read {
-            tracing::debug!(%date, "alert ids for the ground truth not read: {e:#}");
+            tracing::debug!(%date, "{column} of the alerts, for the labels, not read: {e:#}");
         }
     }
     Some(out)
