@@ -510,17 +510,24 @@ pub fn compute_with(
                         let met = if i / 2 == 1 { met.clone() } else { DayMeets::default() };
                         // Updates after the last requested date are never read: skipped, so
                         // that closing the input leaves no month of retractions to process.
+                        // An entry and its exit moved to the same requested day cancel: neither
+                        // is fed (on a one-date run, most of the short window's).
+                        let enters = seen_at(t + 1);
+                        let leaves = (t + 1 + len <= horizon).then(|| seen_at(t + 1 + len));
+                        let cancels = leaves == Some(enters);
                         if t < horizon {
-                            for &(k, agg) in aggs.iter() {
-                                records.update_at((k, slot), seen_at(t + 1), agg);
+                            if !cancels {
+                                for &(k, agg) in aggs.iter() {
+                                    records.update_at((k, slot), enters, agg);
+                                }
                             }
                             if slot == Slot::OutShort {
-                                pairs.update(&met, seen_at(t + 1), PairDays::new(1, 1));
+                                pairs.update(&met, enters, PairDays::new(1, 1));
                             }
                         }
-                        if t + 1 + len <= horizon && !(aggs.is_empty() && met.is_empty()) {
-                            let exit = (slot, aggs.clone(), met);
-                            exits.entry(t + 1 + len).or_default().push(exit);
+                        if leaves.is_some() && !(aggs.is_empty() && met.is_empty()) {
+                            let aggs = if cancels { DayAggs::default() } else { aggs.clone() };
+                            exits.entry(t + 1 + len).or_default().push((slot, aggs, met));
                         }
                     }
                     if wanted.contains(&d) {
