@@ -261,8 +261,24 @@ pub(super) type Names = Vec<(String, u128)>;
 /// A date's alerts (or flows) aggregated per address: key → one date's [`Agg`], ascending by key.
 pub(super) type DayAggs = Rc<Vec<(u128, Agg)>>;
 
-/// Aggregates a date's alerts per address, with its distinct `(address, key)` pairs.
-pub fn aggregate<S>(alerts: impl IntoIterator<Item = (S, i128)>) -> Day
+/// [`aggregate`] without the `(address, key)` pairs: all a date whose rows are not wanted
+/// feeds the windows (no address copied, none sorted).
+pub fn aggregate_keys<S>(alerts: impl IntoIterator<Item = (S, i128)>) -> Day
+where
+    S: AsRef<str> + std::hash::Hash + Eq,
+{
+    let mut aggs: Vec<(u128, Agg)> = (per_address(alerts).into_iter())
+        .map(|(a, agg)| (key(a.as_ref()), agg))
+        .collect();
+    aggs.sort_unstable_by_key(|r| r.0);
+    Day {
+        aggs,
+        ..Day::default()
+    }
+}
+
+/// A date's alerts summed per address.
+fn per_address<S>(alerts: impl IntoIterator<Item = (S, i128)>) -> FxHashMap<S, Agg>
 where
     S: AsRef<str> + std::hash::Hash + Eq,
 {
@@ -280,9 +296,17 @@ where
             volume: Wide::new(v),
         });
     }
+    per
+}
+
+/// Aggregates a date's alerts per address, with its distinct `(address, key)` pairs.
+pub fn aggregate<S>(alerts: impl IntoIterator<Item = (S, i128)>) -> Day
+where
+    S: AsRef<str> + std::hash::Hash + Eq,
+{
     // Ascending by address, compared by their first eight bytes first: most comparisons then
     // read no string.
-    let per: Vec<(S, Agg)> = per.into_iter().collect();
+    let per: Vec<(S, Agg)> = per_address(alerts).into_iter().collect();
     let mut order: Vec<(u64, usize)> = per
         .iter()
         .enumerate()

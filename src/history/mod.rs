@@ -162,7 +162,7 @@ fn read_alerts(
             Err(e) => tracing::warn!(%date, "{e:#}; reading the alerts instead"),
         }
     }
-    let day = read_file(&path, date, keep)?;
+    let day = read_file(&path, date, keep, complete)?;
     if complete {
         if let Err(e) = summaries.write(date, &hash, &[&day.aggs]) {
             tracing::warn!(%date, "history summary not written: {e:#}");
@@ -174,8 +174,9 @@ fn read_alerts(
 /// Reads `address` and `volume_usd` (exactly, as 10⁻¹⁸ USD units; a null, unrepresentable or
 /// negative volume counts as 0, as decode makes it missing) of one date's `alerts.parquet`
 /// with the contract's tolerant readers, keeping the alerts of the addresses `keep` keeps,
-/// and aggregates them ([`aggregate`]: the addresses are copied once each, not once per alert).
-fn read_file(path: &Path, date: NaiveDate, keep: &Keep) -> Result<Day> {
+/// and aggregates them ([`aggregate`]: the addresses are copied once each, not once per alert;
+/// without `names`, a date whose rows are not wanted, not at all: [`dataflow::aggregate_keys`]).
+fn read_file(path: &Path, date: NaiveDate, keep: &Keep, names: bool) -> Result<Day> {
     let file = path.display().to_string();
     let b = ParquetSource::open(path)?.read_all(&["address", "volume_usd", "processing_date"])?;
     if b.num_columns() == 0 {
@@ -198,7 +199,11 @@ fn read_file(path: &Path, date: NaiveDate, keep: &Keep) -> Result<Day> {
         };
         (addr.value(i), v)
     });
-    Ok(aggregate(alerts))
+    Ok(if names {
+        aggregate(alerts)
+    } else {
+        dataflow::aggregate_keys(alerts)
+    })
 }
 
 pub fn schema() -> Schema {
