@@ -34,6 +34,14 @@ fn by_address(b: &arrow::record_batch::RecordBatch) -> HashMap<String, Vec<f64>>
         .collect()
 }
 
+fn column_names(b: &arrow::record_batch::RecordBatch) -> Vec<String> {
+    b.schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect()
+}
+
 /// A copy of the fixture's input (to edit), with run configs over it, each writing to its own
 /// output.
 struct InputCopy {
@@ -123,12 +131,7 @@ fn run_caches_history_that_the_exported_matrix_matches() {
     for date in dates() {
         let path = history::cache_path(&cfg, date);
         let h = read_parquet(&path);
-        let names: Vec<String> = h
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
+        let names = column_names(&h);
         assert_eq!(names[0], "address");
         assert_eq!(&names[1..], HISTORY_FEATURES);
         assert!(h
@@ -143,12 +146,7 @@ fn run_caches_history_that_the_exported_matrix_matches() {
         );
         // Without the flow history, its columns are not read; the others are the same.
         let alert_only = history::load(&cfg, date, false).unwrap();
-        let kept: Vec<String> = alert_only
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
+        let kept = column_names(&alert_only);
         assert_eq!(kept[0], "address");
         assert_eq!(&kept[1..], ALERT_HISTORY_FEATURES);
         let project = |b: &arrow::record_batch::RecordBatch| {

@@ -208,26 +208,31 @@ impl Knowledge {
         traps: Vec<Trap>,
         dates: Option<&[NaiveDate]>,
     ) -> Result<Self> {
-        let gt = cfg.labels_dir().join(layout::GROUND_TRUTH);
-        let al = cfg.labels_dir().join(layout::ADDRESS_LABELS);
+        let (gt, al) = (layout::GROUND_TRUTH, layout::ADDRESS_LABELS);
         Ok(Self {
-            ground_truth: if crate::io::present(&gt)? {
-                let rows = ParquetSource::open(&gt)?.num_rows();
-                let wanted = dates.and_then(|d| run_keys(cfg, d, "alert_id", rows));
-                Labels::ground_truth(&gt, wanted.as_ref())?
-            } else {
-                LabelMap::default()
-            },
-            address_labels: if crate::io::present(&al)? {
-                let rows = ParquetSource::open(&al)?.num_rows();
-                let wanted = dates.and_then(|d| run_keys(cfg, d, "address", rows));
-                Labels::validator_rows(&al, wanted.as_ref())?
-            } else {
-                LabelMap::default()
-            },
+            ground_truth: labels_for(cfg, dates, gt, "alert_id", Labels::ground_truth)?,
+            address_labels: labels_for(cfg, dates, al, "address", Labels::validator_rows)?,
             traps,
         })
     }
+}
+
+/// The labels file `name` of `cfg`'s network read by `read`: kept for the `column` values of
+/// the alerts of `dates` when they are fewer than its rows ([`run_keys`]); empty when absent.
+fn labels_for<V: Default>(
+    cfg: &RunConfig,
+    dates: Option<&[NaiveDate]>,
+    name: &str,
+    column: &str,
+    read: impl FnOnce(&Path, Option<&LabelMap<()>>) -> Result<V>,
+) -> Result<V> {
+    let path = cfg.labels_dir().join(name);
+    if !crate::io::present(&path)? {
+        return Ok(V::default());
+    }
+    let rows = ParquetSource::open(&path)?.num_rows();
+    let wanted = dates.and_then(|d| run_keys(cfg, d, column, rows));
+    read(&path, wanted.as_ref())
 }
 
 /// The values of `column` (`alert_id` or `address`) in the alerts of `dates`, or `None` if they
