@@ -157,13 +157,10 @@ impl ParquetSource {
         let n = self.num_rows();
         let it = self.read(columns, n)?;
         let schema = it.reader.schema();
-        let mut batches = it.collect::<Result<Vec<_>>>()?;
-        let out = match batches.len() {
-            0 => RecordBatch::new_empty(schema),
-            1 => batches.remove(0),
-            _ => arrow::compute::concat_batches(&schema, &batches)
-                .with_context(|| format!("{}: cannot assemble batches", path.display()))?,
-        };
+        let batches = it.collect::<Result<Vec<_>>>()?;
+        // One batch in all but odd cases; concatenating a single batch shares its arrays.
+        let out = arrow::compute::concat_batches(&schema, &batches)
+            .with_context(|| format!("{}: cannot assemble batches", path.display()))?;
         debug_assert!(out.num_rows() == n || out.num_columns() == 0);
         Ok(out)
     }
