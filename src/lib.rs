@@ -25,6 +25,7 @@ pub mod fetch;
 pub mod forest;
 pub mod generate;
 pub mod history;
+pub mod huge_pages;
 pub mod io;
 pub mod labels;
 pub mod layout;

@@ -71,6 +71,10 @@ pub fn run(args: RunArgs) -> Result<i32> {
         submit,
     } = args;
     let (cfg, dates) = common.load_from(Some(&remote), &[&output, &models, &submit])?;
+    tracing::debug!(
+        tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default(),
+        "glibc tunables (huge pages: crate::huge_pages)"
+    );
     if cfg.validator_url.is_some()
         && cfg
             .pipeline

@@ -8,6 +8,7 @@ mod fetch;
 mod forest;
 mod generated_bytes;
 mod history;
+mod huge_pages;
 mod incremental;
 mod pipeline;
 mod serve;
