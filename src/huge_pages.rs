@@ -32,7 +32,19 @@ pub fn restart_with_huge_pages() {
         if !mode.is_ok_and(|m| m.contains("[madvise]")) {
             return;
         }
-        let current = std::env::var("GLIBC_TUNABLES").ok();
+        // SAFETY: getauxval reads the process's auxiliary vector, nothing else.
+        if unsafe { libc::getauxval(libc::AT_SECURE) } != 0 {
+            // Secure execution (setuid): glibc drops GLIBC_TUNABLES, so it would start again
+            // and again.
+            return;
+        }
+        let current = match std::env::var_os("GLIBC_TUNABLES") {
+            None => None,
+            Some(t) => match t.into_string() {
+                Ok(t) => Some(t),
+                Err(_) => return,
+            },
+        };
         let Some(tunables) = tunables_with_huge_pages(current.as_deref()) else {
             return;
         };
