@@ -38,12 +38,10 @@ pub fn restart_with_huge_pages() {
             // and again.
             return;
         }
-        let current = match std::env::var_os("GLIBC_TUNABLES") {
-            None => None,
-            Some(t) => match t.into_string() {
-                Ok(t) => Some(t),
-                Err(_) => return,
-            },
+        let current = match std::env::var("GLIBC_TUNABLES") {
+            Ok(t) => Some(t),
+            Err(std::env::VarError::NotPresent) => None,
+            Err(std::env::VarError::NotUnicode(_)) => return,
         };
         let Some(tunables) = tunables_with_huge_pages(current.as_deref()) else {
             return;

@@ -73,7 +73,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let (cfg, dates) = common.load_from(Some(&remote), &[&output, &models, &submit])?;
     tracing::debug!(
         tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default(),
-        "glibc tunables (huge pages: crate::huge_pages)"
+        "glibc tunables the heap runs with (see src/huge_pages.rs)"
     );
     if cfg.validator_url.is_some()
         && cfg
