@@ -1,7 +1,7 @@
 //! `pipeline`: the command-line entry point. All work is done by the `aml_pipeline` library.
 
 fn main() {
-    aml_pipeline::huge_pages::restart_with_huge_pages();
+    aml_pipeline::heap::keep_freed_memory();
     match aml_pipeline::cli::main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {

@@ -71,10 +71,6 @@ pub fn run(args: RunArgs) -> Result<i32> {
         submit,
     } = args;
     let (cfg, dates) = common.load_from(Some(&remote), &[&output, &models, &submit])?;
-    tracing::debug!(
-        tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default(),
-        "glibc tunables the heap runs with (see src/huge_pages.rs)"
-    );
     if cfg.validator_url.is_some()
         && cfg
             .pipeline
@@ -88,7 +84,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         );
     }
     let cluster = cluster.cluster(workers.unwrap_or(cfg.workers))?;
-    engine::limit_heaps(cluster.workers);
+    crate::heap::limit_arenas(cluster.workers);
     let (n, p) = (cluster.processes(), cluster.process);
     let mine: Vec<NaiveDate> = dates
         .iter()

@@ -136,20 +136,6 @@ impl Cluster {
     }
 }
 
-/// Limits glibc's malloc to one heap (arena) per worker, for the process's threads started
-/// after the call. By default glibc gives up to eight per core, one per thread while they
-/// last: memory a date freed in one heap is not reused by the next date's stage threads,
-/// which get others, so a 30-date backfill with one worker peaked at 2.3× one date's RSS
-/// (934 MB against 400); with one heap, 508 MB, at the same speed. Call it before the run
-/// starts threads. A no-op off glibc.
-pub fn limit_heaps(workers: usize) {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; M_ARENA_MAX takes any positive count.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, workers.clamp(1, 64) as libc::c_int);
-    }
-}
-
 /// The longest a worker with nothing to do sleeps before it looks again (it wakes at once
 /// when a message or progress update reaches it).
 pub const IDLE: Duration = Duration::from_millis(20);

@@ -8,7 +8,6 @@ mod fetch;
 mod forest;
 mod generated_bytes;
 mod history;
-mod huge_pages;
 mod incremental;
 mod pipeline;
 mod serve;
