@@ -8,6 +8,7 @@
 use anyhow::{anyhow, bail, Result};
 use arrow::array::{
     Array, ArrayRef, AsArray, Decimal128Array, Float64Array, ListArray, StringArray,
+    StringViewArray,
 };
 use arrow::compute::{cast, cast_with_options, CastOptions};
 use arrow::datatypes::{DataType, Date32Type, Date64Type, Field};
@@ -94,6 +95,18 @@ pub fn to_usd_units(a: &ArrayRef, file: &str, name: &str) -> Result<Decimal128Ar
 
 /// A string column (utf8, large utf8, view or dictionary) as utf8.
 pub fn to_str(a: &ArrayRef, file: &str, name: &str) -> Result<StringArray> {
+    let c = cast_str(a, file, name, &DataType::Utf8)?;
+    Ok(c.as_string::<i32>().clone())
+}
+
+/// A string column as `Utf8View` (shared, not copied, when it is one already).
+pub fn to_str_view(a: &ArrayRef, file: &str, name: &str) -> Result<StringViewArray> {
+    let c = cast_str(a, file, name, &DataType::Utf8View)?;
+    Ok(c.as_string_view().clone())
+}
+
+/// A string column cast to `to`; any other type is an error naming the file and column.
+fn cast_str(a: &ArrayRef, file: &str, name: &str, to: &DataType) -> Result<ArrayRef> {
     let ok = match a.data_type() {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => true,
         DataType::Dictionary(_, v) => matches!(v.as_ref(), DataType::Utf8 | DataType::LargeUtf8),
@@ -105,8 +118,7 @@ pub fn to_str(a: &ArrayRef, file: &str, name: &str) -> Result<StringArray> {
             a.data_type()
         );
     }
-    let c = cast(a, &DataType::Utf8).map_err(|e| anyhow!("{file}: column `{name}`: {e}"))?;
-    Ok(c.as_string::<i32>().clone())
+    cast(a, to).map_err(|e| anyhow!("{file}: column `{name}`: {e}"))
 }
 
 /// A list-of-strings column as `List<Utf8>`.

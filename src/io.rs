@@ -2,10 +2,13 @@
 //! writers (temporary name, then rename) and checksums.
 
 use anyhow::{Context, Result};
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::record_batch::RecordBatchReader;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -14,6 +17,7 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Opens `path` for reading if it is a regular file (following symlinks). Anything else is an
 /// error of kind `InvalidInput` saying what it is: a named pipe would block the reader forever
@@ -102,15 +106,41 @@ impl ParquetSource {
     /// Opens `path`; a missing, truncated or corrupt file, or one that is not a regular file,
     /// is an error naming it.
     pub fn open(path: &Path) -> Result<Self> {
-        let file = open_regular(path).map_err(|e| read_error(path, e))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).with_context(|| {
+        Self::open_with_views(path, &[])
+    }
+
+    /// Opens `path` as [`open`](Self::open) does, with the named string columns (those stored
+    /// as strings) read as `Utf8View`: a view points into the decoded page instead of its
+    /// string being copied into one buffer.
+    pub fn open_with_views(path: &Path, views: &[&str]) -> Result<Self> {
+        let unreadable = || {
             format!(
                 "{}: not a readable Parquet file (corrupt or truncated?)",
                 path.display()
             )
-        })?;
+        };
+        let file = open_regular(path).map_err(|e| read_error(path, e))?;
+        let mut meta =
+            ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).with_context(unreadable)?;
+        let stored = meta.schema();
+        let is_view = |f: &Field| {
+            views.contains(&f.name().as_str())
+                && matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8)
+        };
+        if stored.fields().iter().any(|f| is_view(f)) {
+            let fields: Vec<Field> = (stored.fields().iter())
+                .map(|f| match is_view(f) {
+                    true => f.as_ref().clone().with_data_type(DataType::Utf8View),
+                    false => f.as_ref().clone(),
+                })
+                .collect();
+            let hint = Schema::new_with_metadata(fields, stored.metadata().clone());
+            let options = ArrowReaderOptions::new().with_schema(Arc::new(hint));
+            meta = ArrowReaderMetadata::try_new(meta.metadata().clone(), options)
+                .with_context(unreadable)?;
+        }
         Ok(Self {
-            builder,
+            builder: ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta),
             path: path.to_path_buf(),
         })
     }

@@ -2,11 +2,11 @@
 
 use super::{check_date, make_batch, FLOW_COLUMNS};
 use crate::address_table::{hash, AddressTable, AHEAD};
-use crate::contract::{column, required, to_f64, to_str};
+use crate::contract::{column, required, to_f64, to_str_view};
 use crate::io::ParquetSource;
 use crate::stages::alerted::Alerted;
 use anyhow::{bail, Result};
-use arrow::array::{Array, Float64Array, Int32Array, Int32Builder, StringArray};
+use arrow::array::{Array, Float64Array, Int32Array, Int32Builder, StringViewArray};
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
 use std::path::Path;
@@ -29,7 +29,7 @@ pub(super) fn read_flows(
     whole: bool,
 ) -> Result<(RecordBatch, usize)> {
     let file = path.display().to_string();
-    let src = ParquetSource::open(path)?;
+    let src = ParquetSource::open_with_views(path, &["from_address", "to_address"])?;
     let total = src.num_rows();
     let empty = src.schema().fields().is_empty();
     let mut nodes = Nodes::new(&file);
@@ -96,8 +96,8 @@ pub(super) fn read_flows(
 /// A batch of flows made ready for the lookups: its two ends, amounts and counts, and the
 /// hashes of its ends.
 struct Ends {
-    f: StringArray,
-    t: StringArray,
+    f: StringViewArray,
+    t: StringViewArray,
     u: Float64Array,
     x: Float64Array,
     hashes: Vec<[u64; 2]>,
@@ -107,8 +107,8 @@ impl Ends {
     /// The columns of batch `b` of `file`, checked to be of `date`.
     fn of(b: &RecordBatch, file: &str, date: NaiveDate) -> Result<Self> {
         check_date(b, file, date)?;
-        let f = to_str(required(b, file, "from_address")?, file, "from_address")?;
-        let t = to_str(required(b, file, "to_address")?, file, "to_address")?;
+        let f = to_str_view(required(b, file, "from_address")?, file, "from_address")?;
+        let t = to_str_view(required(b, file, "to_address")?, file, "to_address")?;
         let u = to_f64(required(b, file, "amount_usd_sum")?, file, "amount_usd_sum")?;
         let x = match column(b, "tx_count") {
             Some(c) => to_f64(c, file, "tx_count")?,
@@ -122,7 +122,7 @@ impl Ends {
 }
 
 /// The hash of row `i`'s address (0 for a null, which is never looked up).
-fn end_hash(a: &StringArray, i: usize) -> u64 {
+fn end_hash(a: &StringViewArray, i: usize) -> u64 {
     if a.is_valid(i) {
         hash(a.value(i))
     } else {
@@ -200,6 +200,62 @@ impl<'a> Nodes<'a> {
             } else if whole || may[0] || may[1] {
                 fetch(&self.others, h);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, DictionaryArray, LargeStringArray, StringArray};
+    use arrow::datatypes::Int32Type;
+
+    /// The flows of a file whose two address columns are made by `strings`.
+    fn graph_with(strings: fn(Vec<&'static str>) -> ArrayRef) -> RecordBatch {
+        let (from, to) = (vec!["a", "b", "c", "x"], vec!["b", "y", "a", "z"]);
+        let batch = make_batch(vec![
+            ("from_address", strings(from)),
+            ("to_address", strings(to)),
+            (
+                "amount_usd_sum",
+                Arc::new(Float64Array::from(vec![1.0, 2.0, 3.0, 4.0])),
+            ),
+        ])
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("money_flows.parquet");
+        crate::io::write_parquet(&path, &batch).unwrap();
+        let alerted = Alerted::new([(0, "a"), (1, "c")].into_iter());
+        let date = NaiveDate::from_ymd_opt(2025, 7, 1).unwrap();
+        let (graph, total) = read_flows(&path, date, &alerted, 2, false).unwrap();
+        assert_eq!(total, 4);
+        graph
+    }
+
+    #[test]
+    fn address_columns_of_every_string_type_give_the_same_graph() {
+        let utf8 = graph_with(|v| Arc::new(StringArray::from(v)));
+        assert_eq!(utf8.num_rows(), 2, "the flows touching a or c");
+        let ends = |b: &RecordBatch, n: &str| -> Vec<i32> {
+            b.column_by_name(n)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<Int32Array>()
+                .unwrap()
+                .values()
+                .to_vec()
+        };
+        assert_eq!(
+            (ends(&utf8, "from_node"), ends(&utf8, "to_node")),
+            (vec![0, 2], vec![1, 0])
+        );
+        let others: [fn(Vec<&'static str>) -> ArrayRef; 3] = [
+            |v| Arc::new(LargeStringArray::from(v)),
+            |v| Arc::new(StringViewArray::from(v)),
+            |v| Arc::new(v.into_iter().collect::<DictionaryArray<Int32Type>>()),
+        ];
+        for strings in others {
+            assert_eq!(graph_with(strings), utf8);
         }
     }
 }
