@@ -19,7 +19,7 @@
 //! with [`load`]; training computes the same rows in memory with [`in_memory`].
 
 use crate::config::RunConfig;
-use crate::contract::{check_dates, column, required, to_str, to_usd_units};
+use crate::contract::{check_dates, column, required, to_str_view, to_usd_units};
 use crate::features::{FLOW_HISTORY_FEATURES, HISTORY_FEATURES};
 use crate::io::ParquetSource;
 use anyhow::{anyhow, bail, Result};
@@ -178,14 +178,18 @@ fn read_alerts(
 /// without `names`, a date whose rows are not wanted, not at all: [`dataflow::aggregate_keys`]).
 fn read_file(path: &Path, date: NaiveDate, keep: &Keep, names: bool) -> Result<Day> {
     let file = path.display().to_string();
-    let b = ParquetSource::open(path)?.read_all(&["address", "volume_usd", "processing_date"])?;
+    let b = ParquetSource::open_with_views(path, &["address"])?.read_all(&[
+        "address",
+        "volume_usd",
+        "processing_date",
+    ])?;
     if b.num_columns() == 0 {
         return Ok(Day::default());
     }
     if let Some(c) = column(&b, "processing_date") {
         check_dates(c, date, &file, "processing_date")?;
     }
-    let addr = to_str(required(&b, &file, "address")?, &file, "address")?;
+    let addr = to_str_view(required(&b, &file, "address")?, &file, "address")?;
     let vol = to_usd_units(required(&b, &file, "volume_usd")?, &file, "volume_usd")?;
     if let Some(i) = (0..b.num_rows()).find(|&i| addr.is_null(i)) {
         bail!("{file}: column `address` is null in row {i}");

@@ -1,6 +1,6 @@
 //! Labels for training and validation: ground truth per alert, or address labels by risk level.
 
-use crate::contract::{column, required, to_f64, to_str};
+use crate::contract::{column, required, to_f64, to_str, to_str_view};
 use crate::io::ParquetSource;
 use crate::layout;
 use anyhow::{bail, Result};
@@ -87,15 +87,15 @@ impl Labels {
             return Ok(LabelMap::default());
         }
         let f = al.display().to_string();
-        let source = ParquetSource::open(al)?;
+        let source = ParquetSource::open_with_views(al, &["address", "risk_level"])?;
         let mut out = LabelMap::with_capacity(wanted.map_or(source.num_rows(), LabelMap::len), 0);
         for b in source.read(&["address", "risk_level"], 65_536)? {
             let b = b?;
             if b.num_columns() == 0 {
                 continue;
             }
-            let addr = to_str(required(&b, &f, "address")?, &f, "address")?;
-            let risk = to_str(required(&b, &f, "risk_level")?, &f, "risk_level")?;
+            let addr = to_str_view(required(&b, &f, "address")?, &f, "address")?;
+            let risk = to_str_view(required(&b, &f, "risk_level")?, &f, "risk_level")?;
             for (a, r) in addr.iter().zip(risk.iter()) {
                 let (Some(a), Some(r)) = (a, r) else {
                     continue;
@@ -119,14 +119,14 @@ impl Labels {
     /// bounded by the alerts asked about, however many days of labels the file has gathered.
     pub fn ground_truth(gt: &Path, wanted: Option<&LabelMap<()>>) -> Result<LabelMap<bool>> {
         let f = gt.display().to_string();
-        let source = ParquetSource::open(gt)?;
+        let source = ParquetSource::open_with_views(gt, &["alert_id"])?;
         let mut out = LabelMap::with_capacity(wanted.map_or(source.num_rows(), LabelMap::len), 0);
         for b in source.read(&["alert_id", "is_sar_filed"], 65_536)? {
             let b = b?;
             if b.num_columns() == 0 {
                 continue;
             }
-            let ids = to_str(required(&b, &f, "alert_id")?, &f, "alert_id")?;
+            let ids = to_str_view(required(&b, &f, "alert_id")?, &f, "alert_id")?;
             let sar = required(&b, &f, "is_sar_filed")?;
             let sar: Vec<Option<bool>> = match sar.data_type() {
                 DataType::Boolean => sar.as_boolean().iter().collect(),

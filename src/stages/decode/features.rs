@@ -5,7 +5,7 @@
 //! 500K-row columns at once.)
 
 use super::{check_date, make_batch};
-use crate::contract::{column, required, to_f64, to_str};
+use crate::contract::{column, required, to_f64, to_str_view};
 use crate::features::ADDRESS_FEATURES;
 use crate::io::ParquetSource;
 use crate::stages::alerted::Alerted;
@@ -36,7 +36,7 @@ pub(super) fn read_features(
     batch_size: usize,
 ) -> Result<(RecordBatch, usize)> {
     let file = path.display().to_string();
-    let src = ParquetSource::open(path)?;
+    let src = ParquetSource::open_with_views(path, &["address"])?;
     let total = src.num_rows();
     let empty = src.schema().fields().is_empty();
     // The values of each address's first row, in file order, and the first alert of each.
@@ -51,7 +51,7 @@ pub(super) fn read_features(
         for b in src.read(&feature_columns(), batch_size)? {
             let b = b?;
             check_date(&b, &file, date)?;
-            let a = to_str(required(&b, &file, "address")?, &file, "address")?;
+            let a = to_str_view(required(&b, &file, "address")?, &file, "address")?;
             let mut rows = Vec::<u32>::new();
             for (r, v) in a.iter().enumerate() {
                 let Some(first) = v.and_then(|v| alerted.first_row(v)) else {

@@ -259,12 +259,12 @@ fn run_keys(
     for (path, date) in paths.iter().zip(dates) {
         let read = (|| -> Result<()> {
             let f = path.display().to_string();
-            for b in ParquetSource::open(path)?.read(&[column], 65_536)? {
+            for b in ParquetSource::open_with_views(path, &[column])?.read(&[column], 65_536)? {
                 let b = b?;
                 if b.num_columns() == 0 {
                     continue;
                 }
-                let keys = crate::contract::to_str(
+                let keys = crate::contract::to_str_view(
                     crate::contract::required(&b, &f, column)?,
                     &f,
                     column,
