@@ -135,10 +135,13 @@ impl StateStore {
                     &batch.0.schema(),
                     cache_write_options()?,
                 )?;
-                // In slices: the writer encodes each batch in memory before writing it.
+                // In slices: the writer encodes each batch in memory before writing it. Each
+                // slice goes to the disk while the next is encoded, so the sync that ends the
+                // file waits for the last one only.
                 let rows = batch.0.num_rows();
                 for start in (0..rows.max(1)).step_by(CACHE_CHUNK_ROWS) {
                     writer.write(&batch.0.slice(start, CACHE_CHUNK_ROWS.min(rows - start)))?;
+                    crate::io::start_writeback(writer.get_mut())?;
                 }
                 writer.finish()?;
                 Ok(())
