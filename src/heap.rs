@@ -29,9 +29,9 @@ pub fn keep_freed_memory() {
     }
 }
 
-/// Limits glibc's malloc to one arena (a heap of its own) per worker, for the process's threads started
-/// after the call. By default glibc gives up to eight per core, one per thread while they
-/// last: memory a date freed in one heap is not reused by the next date's stage threads,
+/// Limits glibc's malloc to one arena (a heap of its own) per worker, for the process's
+/// threads started after the call. By default glibc gives up to eight per core, one per thread
+/// while they last: memory a date freed in one heap is not reused by the next date's stage threads,
 /// which get others, so a 30-date backfill with one worker peaked at 2.3× one date's RSS
 /// (934 MB against 400); with one heap, 508 MB, at the same speed. Call it before the run
 /// starts threads. A no-op off glibc.

@@ -129,9 +129,13 @@ impl ParquetSource {
         };
         if stored.fields().iter().any(|f| is_view(f)) {
             let fields: Vec<Field> = (stored.fields().iter())
-                .map(|f| match is_view(f) {
-                    true => f.as_ref().clone().with_data_type(DataType::Utf8View),
-                    false => f.as_ref().clone(),
+                .map(|f| {
+                    let f = f.as_ref().clone();
+                    if is_view(&f) {
+                        f.with_data_type(DataType::Utf8View)
+                    } else {
+                        f
+                    }
                 })
                 .collect();
             let hint = Schema::new_with_metadata(fields, stored.metadata().clone());
