@@ -87,9 +87,10 @@ impl Labels {
             return Ok(LabelMap::default());
         }
         let f = al.display().to_string();
-        let source = ParquetSource::open_with_views(al, &["address", "risk_level"])?;
+        let columns = ["address", "risk_level"];
+        let source = ParquetSource::open_with_views(al, &columns)?;
         let mut out = LabelMap::with_capacity(wanted.map_or(source.num_rows(), LabelMap::len), 0);
-        for b in source.read(&["address", "risk_level"], 65_536)? {
+        for b in source.read(&columns, 65_536)? {
             let b = b?;
             if b.num_columns() == 0 {
                 continue;

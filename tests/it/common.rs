@@ -405,17 +405,3 @@ pub fn run_two_processes(cfg: &Path, extra: &[&str]) {
         }
     }
 }
-
-/// `text` without ANSI colour sequences (`ESC [ … m`).
-pub fn without_colours(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            chars.by_ref().find(|&c| c == 'm');
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
