@@ -206,6 +206,11 @@ impl StateStore {
 /// Writes stages' cached tables on a thread of its own, so that a date's next stage need not
 /// wait for them (an IPC encoding and an fsync); [`CacheWriter::wait`] tells when all of a
 /// date's are in place, which its state record must wait for (the consistency rule above).
+///
+/// The thread runs at normal priority, beside the stages. At the lowest priority it got a core
+/// only when a stage left one idle, so on a big day most of the cache (the 10× day's matrix:
+/// 326 MB LZ4, ~1.8 CPU-s) was written after validate on one core while the other idled, and
+/// the date waited ~1 s for it (`docs/profiling.md`, "The cache writer beside the stages").
 pub struct CacheWriter {
     jobs: Mutex<Option<Sender<CacheJob>>>,
     pending: Arc<Pending>,
@@ -251,7 +256,6 @@ impl CacheWriter {
         let thread = std::thread::Builder::new()
             .name("cache writer".to_string())
             .spawn(move || {
-                crate::background::lower_priority();
                 for job in rx {
                     let r = store.write_cache(job.date, &job.stage, &job.fingerprint, &job.tables);
                     p.finish(job.date, r);
