@@ -19,6 +19,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 fn setup() -> (Context, NaiveDate) {
+    // As `pipeline` does: freed blocks are reused, not handed back and faulted in again.
+    aml_pipeline::heap::keep_freed_memory();
     let alerts: usize = std::env::var("BENCH_ALERTS")
         .ok()
         .and_then(|v| v.parse().ok())
