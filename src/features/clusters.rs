@@ -355,10 +355,10 @@ mod tests {
     fn cluster_means_and_maxes_skip_nans_over_members_in_order() {
         let names = alert_feature_names();
         let n = 6;
-        let value = |f: usize, i: usize| match (f + i) % 4 {
-            _ if f == 0 => f64::NAN,
-            0 => f64::NAN,
-            k => (f * 10 + i) as f64 / k as f64,
+        // The first feature is NaN for every alert.
+        let value = |f: usize, i: usize| match (f, (f + i) % 4) {
+            (0, _) | (_, 0) => f64::NAN,
+            (_, k) => (f * 10 + i) as f64 / k as f64,
         };
         let mut cols: Vec<(&str, ArrayRef)> = vec![
             ("alert_id", Arc::new(StringArray::from(vec!["a"; n]))),
