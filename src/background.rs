@@ -17,9 +17,9 @@ pub struct Background<T> {
 }
 
 /// Lowers the calling thread's scheduling priority (nice 19), so it runs on what the other
-/// threads leave idle: work needed late (labels for validation, cache files) then no longer
+/// threads leave idle: work needed late (the labels validation judges with) then no longer
 /// slows the stages that run meanwhile. A no-op where threads have no priority of their own.
-pub fn lower_priority() {
+fn lower_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: setpriority has no memory effects; `who = 0` is the calling thread on Linux.
     unsafe {
@@ -38,7 +38,7 @@ impl<T: Send + 'static> Background<T> {
         Self::start(what, f)
     }
 
-    /// Like [`Background::spawn`], at the lowest priority ([`lower_priority`]): for a value
+    /// Like [`Background::spawn`], at the lowest priority (nice 19): for a value
     /// needed well after the work that runs meanwhile.
     pub fn spawn_idle(what: &'static str, f: impl FnOnce() -> Result<T> + Send + 'static) -> Self {
         Self::start(what, move || {
