@@ -161,8 +161,7 @@ pub fn build_cluster_matrix(
     let cconf = f64_col(clusters, "confidence_avg")?;
     let csev = str_col(clusters, "severity_max")?;
     let m = clusters.num_rows();
-    let width = cluster_feature_names().len();
-    let mut cols: Vec<Vec<f64>> = vec![Vec::new(); width];
+    let mut cols: Vec<Vec<f64>> = vec![Vec::with_capacity(m); CLUSTER_OWN.len()];
     for (c, members) in members.iter().enumerate().take(m) {
         let own = [
             members.len() as f64,
@@ -197,28 +196,37 @@ pub fn build_cluster_matrix(
     // Each pair's cluster is prefetched AHEAD pairs before its turn: on a 10× day the sums
     // (105K clusters, 2.5 MB) outgrow the core's cache, and the 1× day's 256 KB did not.
     // A feature that is NaN for every alert (the graph features when no model uses them: one
-    // shared array) has NaN means and maxima without a pass.
+    // array shared by all of them, scanned once) has NaN means and maxima without a pass, all
+    // of them one shared array too.
     let pairs = member_pairs(&members[..m])?;
     let mut acc = vec![Acc::EMPTY; m];
-    for (j, f) in feats.iter().enumerate() {
+    let mut arrays: Vec<ArrayRef> = vec![Arc::new(cid.clone())];
+    arrays.extend(cols.into_iter().map(|c| f64_array(c)));
+    let all_nan: ArrayRef = Arc::new(Float64Array::from(vec![f64::NAN; m]));
+    let mut scanned: Vec<(*const f64, bool)> = Vec::new();
+    for f in &feats {
         let values = f.values();
-        let (mean, max) = if values.iter().all(|v| v.to_bits() == f64::NAN.to_bits()) {
-            (vec![f64::NAN; m], vec![f64::NAN; m])
-        } else {
-            acc.fill(Acc::EMPTY);
-            for (i, &(row, c)) in pairs.iter().enumerate() {
-                if let Some(&(_, ahead)) = pairs.get(i + AHEAD) {
-                    prefetch(&acc[ahead as usize]);
-                }
-                acc[c as usize].add(values[row as usize]);
+        let nan = match scanned.iter().find(|s| s.0 == values.as_ptr()) {
+            Some(&(_, nan)) => nan,
+            None => {
+                let nan = values.iter().all(|v| v.to_bits() == f64::NAN.to_bits());
+                scanned.push((values.as_ptr(), nan));
+                nan
             }
-            (
-                acc.iter().map(Acc::mean).collect(),
-                acc.iter().map(|a| a.max).collect(),
-            )
         };
-        cols[CLUSTER_OWN.len() + 2 * j] = mean;
-        cols[CLUSTER_OWN.len() + 2 * j + 1] = max;
+        if nan {
+            arrays.extend([all_nan.clone(), all_nan.clone()]);
+            continue;
+        }
+        acc.fill(Acc::EMPTY);
+        for (i, &(row, c)) in pairs.iter().enumerate() {
+            if let Some(&(_, ahead)) = pairs.get(i + AHEAD) {
+                prefetch(&acc[ahead as usize]);
+            }
+            acc[c as usize].add(values[row as usize]);
+        }
+        arrays.push(f64_array(acc.iter().map(Acc::mean).collect()));
+        arrays.push(f64_array(acc.iter().map(|a| a.max).collect()));
     }
     let mut fields = vec![Field::new("cluster_id", DataType::Utf8, false)];
     fields.extend(
@@ -226,12 +234,12 @@ pub fn build_cluster_matrix(
             .iter()
             .map(|n| Field::new(n, DataType::Float64, false)),
     );
-    let mut arrays: Vec<ArrayRef> = vec![Arc::new(cid.clone())];
-    arrays.extend(
-        cols.into_iter()
-            .map(|c| Arc::new(Float64Array::from(c)) as ArrayRef),
-    );
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
+}
+
+/// A column of `values`.
+fn f64_array(values: Vec<f64>) -> ArrayRef {
+    Arc::new(Float64Array::from(values))
 }
 
 /// One cluster's sum, maximum and count of the non-NaN values of one alert feature.
