@@ -6,6 +6,7 @@ use super::flows::{counterparties, Dir, Meet, PairDays, PairInput, COUNTS};
 use super::{batch, window_dates, AlertSource, Day, DayAlerts, Keep, HISTORY_DAYS, SHORT_DAYS};
 use crate::contract::USD_SCALE;
 use crate::features::HISTORY_FEATURES;
+use crate::labels::LabelMap;
 use anyhow::{anyhow, Result};
 use arrow::record_batch::RecordBatch;
 use chrono::{Datelike, NaiveDate};
@@ -627,12 +628,12 @@ pub(super) type DayMeets = Rc<Vec<Meet>>;
 /// The addresses alerted on `dates`, and the dates as read (a date that cannot be read adds
 /// none and is read again in the run, which reports it).
 fn alerted(source: &AlertSource, dates: &BTreeSet<NaiveDate>) -> (Keep, BTreeMap<NaiveDate, Day>) {
-    let (mut addresses, mut keys) = (HashSet::default(), HashSet::default());
+    let (mut addresses, mut keys) = (LabelMap::default(), HashSet::default());
     let mut read = BTreeMap::new();
     for &d in dates {
         if let Ok(Some(day)) = source(d, &Keep::All) {
             for (a, k) in &day.names {
-                addresses.insert(a.clone());
+                addresses.insert(a, ());
                 keys.insert(*k);
             }
             read.insert(d, day);

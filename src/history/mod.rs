@@ -22,8 +22,9 @@ use crate::config::RunConfig;
 use crate::contract::{check_dates, column, required, to_str_view, to_usd_units};
 use crate::features::{FLOW_HISTORY_FEATURES, HISTORY_FEATURES};
 use crate::io::ParquetSource;
+use crate::labels::LabelMap;
 use anyhow::{anyhow, bail, Result};
-use arrow::array::{Array, ArrayRef, Float64Array, StringArray};
+use arrow::array::{Array, ArrayRef, Float64Array, StringArray, StringViewArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use chrono::{Days, NaiveDate};
@@ -90,7 +91,7 @@ pub enum Keep {
     /// Only the alerted addresses of the requested dates (so every alert of those dates).
     Only {
         /// The addresses.
-        addresses: Arc<HashSet<String>>,
+        addresses: Arc<LabelMap<()>>,
         /// Their keys.
         keys: Arc<HashSet<u128>>,
         /// The requested dates.
@@ -103,7 +104,21 @@ impl Keep {
     pub fn keeps(&self, address: &str) -> bool {
         match self {
             Self::All => true,
-            Self::Only { addresses, .. } => addresses.contains(address),
+            Self::Only { addresses, .. } => addresses.contains_key(address),
+        }
+    }
+
+    /// Whether the alerts of each of `addresses` are kept: one prefetched pass of lookups
+    /// (the month of a short run's window dates holds a million and more alerts).
+    fn keeps_each(&self, addresses: &StringViewArray) -> Vec<bool> {
+        match self {
+            Self::All => vec![true; addresses.len()],
+            Self::Only {
+                addresses: kept, ..
+            } => (kept.get_many(addresses.iter().map(|a| a.unwrap_or(""))))
+                .iter()
+                .map(Option::is_some)
+                .collect(),
         }
     }
 
@@ -194,7 +209,8 @@ fn read_file(path: &Path, date: NaiveDate, keep: &Keep, names: bool) -> Result<D
     if let Some(i) = (0..b.num_rows()).find(|&i| addr.is_null(i)) {
         bail!("{file}: column `address` is null in row {i}");
     }
-    let kept = (0..b.num_rows()).filter(|&i| keep.keeps(addr.value(i)));
+    let keeps = keep.keeps_each(&addr);
+    let kept = (0..b.num_rows()).filter(|&i| keeps[i]);
     let alerts = kept.map(|i| {
         let v = if vol.is_null(i) {
             0

@@ -4,7 +4,7 @@ use crate::contract::{column, required, to_f64, to_str, to_str_view};
 use crate::io::ParquetSource;
 use crate::layout;
 use anyhow::{bail, Result};
-use arrow::array::{Array, AsArray};
+use arrow::array::{Array, AsArray, StringViewArray};
 use arrow::datatypes::DataType;
 use std::path::Path;
 
@@ -97,8 +97,8 @@ impl Labels {
             }
             let addr = to_str_view(required(&b, &f, "address")?, &f, "address")?;
             let risk = to_str_view(required(&b, &f, "risk_level")?, &f, "risk_level")?;
-            for (a, r) in addr.iter().zip(risk.iter()) {
-                let (Some(a), Some(r)) = (a, r) else {
+            for ((a, r), kept) in addr.iter().zip(risk.iter()).zip(wanted_rows(wanted, &addr)) {
+                let (Some(a), Some(r), true) = (a, r, kept) else {
                     continue;
                 };
                 let illicit = match r {
@@ -106,9 +106,7 @@ impl Labels {
                     "low" | "medium" => false,
                     _ => continue,
                 };
-                if wanted.is_none_or(|w| w.contains_key(a)) {
-                    out.get_or_insert_with(a, Vec::new).push(illicit);
-                }
+                out.get_or_insert_with(a, Vec::new).push(illicit);
             }
         }
         Ok(out)
@@ -136,11 +134,9 @@ impl Labels {
                     .map(|s| s.map(|s| s != 0.0))
                     .collect(),
             };
-            for (id, s) in ids.iter().zip(sar) {
-                if let (Some(id), Some(s)) = (id, s) {
-                    if wanted.is_none_or(|w| w.contains_key(id)) {
-                        out.insert(id, s);
-                    }
+            for ((id, s), kept) in ids.iter().zip(sar).zip(wanted_rows(wanted, &ids)) {
+                if let (Some(id), Some(s), true) = (id, s, kept) {
+                    out.insert(id, s);
                 }
             }
         }
@@ -161,6 +157,18 @@ impl Labels {
     /// True when no label of either kind is known.
     pub fn is_empty(&self) -> bool {
         self.alerts.is_empty() && self.addresses.is_empty()
+    }
+}
+
+/// Whether each row of `keys` is wanted (every row without `wanted`; a null never is): one
+/// prefetched pass of lookups ([`LabelMap::get_many`]), since the files have millions of rows.
+fn wanted_rows(wanted: Option<&LabelMap<()>>, keys: &StringViewArray) -> Vec<bool> {
+    match wanted {
+        Some(w) => (w.get_many(keys.iter().map(|k| k.unwrap_or(""))).iter())
+            .zip(keys.iter())
+            .map(|(got, k)| got.is_some() && k.is_some())
+            .collect(),
+        None => keys.iter().map(|k| k.is_some()).collect(),
     }
 }
 
