@@ -10,6 +10,7 @@ mod generated_bytes;
 mod history;
 mod incremental;
 mod pipeline;
+mod query;
 mod serve;
 mod submit;
 mod validate;
