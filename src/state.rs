@@ -129,19 +129,17 @@ impl StateStore {
         create_dir(&dir)?;
         for (name, batch) in tables {
             let path = self.cache_file(date, stage, fp, *name);
-            crate::io::TempFile::write_in(&self.staging, &path, |w| {
+            crate::io::TempFile::write_direct_in(&self.staging, &path, |w| {
                 let mut writer = arrow::ipc::writer::FileWriter::try_new_with_options(
                     w,
                     &batch.0.schema(),
                     cache_write_options()?,
                 )?;
-                // In slices: the writer encodes each batch in memory before writing it. Each
-                // slice goes to the disk while the next is encoded, so the sync that ends the
-                // file waits for the last one only.
+                // In slices: the writer encodes each batch in memory before writing it, and
+                // the blocks of a slice go to the disk before the next is encoded.
                 let rows = batch.0.num_rows();
                 for start in (0..rows.max(1)).step_by(CACHE_CHUNK_ROWS) {
                     writer.write(&batch.0.slice(start, CACHE_CHUNK_ROWS.min(rows - start)))?;
-                    crate::io::start_writeback(writer.get_mut())?;
                 }
                 writer.finish()?;
                 Ok(())

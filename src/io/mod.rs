@@ -19,6 +19,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+mod direct;
+use direct::create_file;
+pub use direct::DirectWriter;
+
 /// Opens `path` for reading if it is a regular file (following symlinks). Anything else is an
 /// error of kind `InvalidInput` saying what it is: a named pipe would block the reader forever
 /// (it is opened without blocking, then refused), and a directory or device is no input.
@@ -270,17 +274,44 @@ impl TempFile {
         path: &Path,
         write: impl FnOnce(&mut BufWriter<File>) -> Result<()>,
     ) -> Result<Self> {
+        Self::create(dir, path, false, |file| {
+            let mut w = BufWriter::new(file);
+            write(&mut w)?;
+            Ok(w.into_inner().map_err(|e| e.into_error())?)
+        })
+    }
+
+    /// Like [`TempFile::write_in`], for a large file that is not read again soon (the state
+    /// cache): written past the page cache where the file system allows ([`DirectWriter`]).
+    pub fn write_direct_in(
+        dir: &Path,
+        path: &Path,
+        write: impl FnOnce(&mut DirectWriter) -> Result<()>,
+    ) -> Result<Self> {
+        Self::create(dir, path, true, |file| {
+            let mut w = DirectWriter::new(file);
+            write(&mut w)?;
+            Ok(w.finish()?)
+        })
+    }
+
+    /// Creates the temporary file (with `O_DIRECT` if `direct` and the file system takes it),
+    /// has `write` fill it and syncs it to disk.
+    fn create(
+        dir: &Path,
+        path: &Path,
+        direct: bool,
+        write: impl FnOnce(File) -> Result<File>,
+    ) -> Result<Self> {
         let tmp = temp_name(dir, path);
         let t = Self {
             tmp,
             path: path.to_path_buf(),
             committed: false,
         };
-        let file =
-            File::create(&t.tmp).with_context(|| format!("cannot create {}", t.tmp.display()))?;
-        let mut w = BufWriter::new(file);
-        write(&mut w).with_context(|| format!("writing {}", path.display()))?;
-        let file = w.into_inner().map_err(|e| e.into_error())?;
+        let file = create_file(&t.tmp, direct)
+            .with_context(|| format!("cannot create {}", t.tmp.display()))?;
+        let file = write(file).with_context(|| format!("writing {}", path.display()))?;
         file.sync_all()
             .with_context(|| format!("writing {}", path.display()))?;
         Ok(t)
@@ -301,23 +332,6 @@ impl Drop for TempFile {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
-}
-
-/// Hands what `w` holds so far to the disk without waiting for it (on Linux; elsewhere it only
-/// flushes), so that the sync ending the file waits for the rest only.
-pub fn start_writeback(w: &mut BufWriter<File>) -> std::io::Result<()> {
-    w.flush()?;
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::io::AsRawFd;
-        // SAFETY: a hint on a descriptor this writer owns; it starts writeback of the file's
-        // dirty pages and changes nothing in it. Its failure changes nothing either: the sync
-        // that ends the file reports what went wrong.
-        unsafe {
-            libc::sync_file_range(w.get_ref().as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-        }
-    }
-    Ok(())
 }
 
 /// Writes `path` through a temporary file and a rename, so the file appears whole or not at all.
@@ -407,19 +421,6 @@ mod tests {
     use arrow::array::{Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
     use std::sync::Arc;
-
-    #[test]
-    fn started_writeback_leaves_nothing_in_the_buffer() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        let mut w = BufWriter::new(File::create(&path).unwrap());
-        w.write_all(b"written so far").unwrap();
-        start_writeback(&mut w).unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"written so far");
-        w.write_all(b", and more").unwrap();
-        drop(w);
-        assert_eq!(std::fs::read(&path).unwrap(), b"written so far, and more");
-    }
 
     #[test]
     fn read_all_gives_every_row_group_in_one_batch() {
