@@ -462,7 +462,7 @@ pub fn build_matrix(
     // alert: one array shared by all of them (184 MB less to fill on a 500K-alert day).
     let missing =
         (!graph_features).then(|| -> ArrayRef { Arc::new(Float64Array::from(vec![f64::NAN; n])) });
-    let (mut cols, graph_side, joined) = std::thread::scope(|outer| {
+    let (mut cols, graph_side, members, joined) = std::thread::scope(|outer| {
         let history = outer.spawn(history);
         let day = Day {
             date,
@@ -473,40 +473,45 @@ pub fn build_matrix(
             vol: (0..n).map(|i| get_f(&vol, i)).collect(),
             by_addr: keys::KeyRows::new(&addr),
         };
-        // The groups over the flows and clusters are computed beside the others, on a thread
-        // of their own (in a scope of its own: it borrows `day`, built while the history
-        // loads); the columns are put together in the model's order.
+        // The flows' groups are computed beside the rest, on a thread of their own (in a
+        // scope of its own: it borrows `day`, built while the history loads); the clusters'
+        // memberships on this one, which has less to do (on a 10× day the flows' network
+        // features alone take longer than all the rest). The columns are put together in the
+        // model's order.
         std::thread::scope(|s| {
-            let graph_side = s.spawn(|| -> Result<Columns> {
-                let mut cols = Columns::default();
-                flows::network(&day, flows, &mut cols)?;
-                clusters::membership(&day, clusters, &mut cols)?;
+            let graph_side = s.spawn(|| -> Result<(Columns, Columns)> {
+                let (mut network, mut graph) = (Columns::default(), Columns::default());
+                flows::network(&day, flows, &mut network)?;
                 match &missing {
-                    None => graph::features(&day, flows, &mut cols)?,
+                    None => graph::features(&day, flows, &mut graph)?,
                     Some(nan) => {
                         for name in GRAPH_FEATURES {
-                            cols.push_array(*name, nan.clone());
+                            graph.push_array(*name, nan.clone());
                         }
                     }
                 }
-                Ok(cols)
+                Ok((network, graph))
             });
-            let own = || -> Result<(Columns, Columns)> {
-                let (mut cols, mut joined) = (Columns::default(), Columns::default());
+            let own = || -> Result<(Columns, Columns, Columns)> {
+                let (mut cols, mut members, mut joined) = Default::default();
                 alert::own(&day, alerts, &mut cols)?;
                 alert::calendar(&day, &mut cols);
                 alert::within_day(&day, &mut cols);
+                clusters::membership(&day, clusters, &mut members)?;
                 let history = crate::background::joined(history)?;
                 joins::history(&day, &history, missing.as_ref(), &mut joined)?;
                 joins::address(&day, get(Table::Features)?, &mut joined)?;
-                Ok((cols, joined))
+                Ok((cols, members, joined))
             };
             let own = own();
             let graph_side = crate::background::joined(graph_side);
-            own.map(|(cols, joined)| (cols, graph_side, joined))
+            own.map(|(cols, members, joined)| (cols, graph_side, members, joined))
         })
     })?;
-    cols.append(graph_side?);
+    let (network, graph) = graph_side?;
+    cols.append(network);
+    cols.append(members);
+    cols.append(graph);
     cols.append(joined);
 
     let names = alert_feature_names();
