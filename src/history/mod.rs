@@ -115,10 +115,7 @@ impl Keep {
             Self::All => vec![true; addresses.len()],
             Self::Only {
                 addresses: kept, ..
-            } => (kept.get_many(addresses.iter().map(|a| a.unwrap_or(""))))
-                .iter()
-                .map(Option::is_some)
-                .collect(),
+            } => kept.contains_each(addresses),
         }
     }
 

@@ -1,6 +1,7 @@
 //! [`LabelMap`]: labels by string key, for a month of alerts or a network's addresses.
 
 use crate::address_table::{hash, AddressTable};
+use arrow::array::StringViewArray;
 
 /// Values by string key. The keys are kept end to end in one buffer and numbered by an
 /// [`AddressTable`], so building and dropping a map of a million labels costs no allocation
@@ -58,6 +59,15 @@ impl<V> LabelMap<V> {
                 self.table.prefetch_ahead(&hashes, i);
                 self.table.get(h, k).map(|n| &self.values[n as usize])
             })
+            .collect()
+    }
+
+    /// Whether each of `keys` has a value (a null has none), looked up in one prefetched pass
+    /// ([`Self::get_many`]).
+    pub fn contains_each(&self, keys: &StringViewArray) -> Vec<bool> {
+        (self.get_many(keys.iter().map(|k| k.unwrap_or(""))).iter())
+            .zip(keys.iter())
+            .map(|(got, k)| got.is_some() && k.is_some())
             .collect()
     }
 
@@ -126,6 +136,13 @@ impl<V: std::fmt::Debug> std::fmt::Debug for LabelMap<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contains_each_says_which_keys_have_a_value_and_no_null_does() {
+        let m: LabelMap<()> = ["a", "", "c"].iter().map(|k| (*k, ())).collect();
+        let keys = StringViewArray::from(vec![Some("c"), None, Some("b"), Some(""), Some("a")]);
+        assert_eq!(m.contains_each(&keys), [true, false, false, true, true]);
+    }
 
     #[test]
     fn behaves_as_a_map_of_strings() {

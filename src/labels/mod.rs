@@ -161,13 +161,11 @@ impl Labels {
 }
 
 /// Whether each row of `keys` is wanted (every row without `wanted`; a null never is): one
-/// prefetched pass of lookups ([`LabelMap::get_many`]), since the files have millions of rows.
+/// prefetched pass of lookups ([`LabelMap::contains_each`]), since the files have millions of
+/// rows.
 fn wanted_rows(wanted: Option<&LabelMap<()>>, keys: &StringViewArray) -> Vec<bool> {
     match wanted {
-        Some(w) => (w.get_many(keys.iter().map(|k| k.unwrap_or(""))).iter())
-            .zip(keys.iter())
-            .map(|(got, k)| got.is_some() && k.is_some())
-            .collect(),
+        Some(w) => w.contains_each(keys),
         None => keys.iter().map(|k| k.is_some()).collect(),
     }
 }
