@@ -201,7 +201,7 @@ pub fn build_cluster_matrix(
     let pairs = member_pairs(&members[..m])?;
     let mut acc = vec![Acc::EMPTY; m];
     let mut arrays: Vec<ArrayRef> = vec![Arc::new(cid.clone())];
-    arrays.extend(cols.into_iter().map(|c| f64_array(c)));
+    arrays.extend(cols.into_iter().map(f64_array));
     let all_nan: ArrayRef = Arc::new(Float64Array::from(vec![f64::NAN; m]));
     let mut scanned: Vec<(*const f64, bool)> = Vec::new();
     for f in &feats {

@@ -100,8 +100,9 @@ pub enum Keep {
 }
 
 impl Keep {
-    /// Whether the alerts of `address` are kept.
-    pub fn keeps(&self, address: &str) -> bool {
+    /// Whether the alerts of `address` are kept (a read keeps a batch's: [`Self::keeps_each`]).
+    #[cfg(test)]
+    pub(crate) fn keeps(&self, address: &str) -> bool {
         match self {
             Self::All => true,
             Self::Only { addresses, .. } => addresses.contains_key(address),

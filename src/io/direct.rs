@@ -26,39 +26,44 @@ pub(super) fn create_file(path: &Path, direct: bool) -> std::io::Result<File> {
     File::create(path)
 }
 
-/// Whether `file` was opened with `O_DIRECT`.
-fn is_direct(file: &File) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::io::AsRawFd;
-        // SAFETY: F_GETFL only reads the flags of a descriptor `file` owns.
-        let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
-        flags >= 0 && flags & libc::O_DIRECT != 0
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = file;
-        false
+/// The status flags of `file` (`F_GETFL`).
+#[cfg(target_os = "linux")]
+fn status_flags(file: &File) -> std::io::Result<libc::c_int> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: F_GETFL only reads the status flags of a descriptor `file` owns.
+    match unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) } {
+        -1 => Err(std::io::Error::last_os_error()),
+        flags => Ok(flags),
     }
 }
 
-/// Clears `O_DIRECT` from `file`'s flags, for the tail of a file that is not a whole block.
-fn clear_direct(file: &File) -> std::io::Result<()> {
+/// Whether `file` was opened with `O_DIRECT`.
+fn is_direct(file: &File) -> bool {
     #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::io::AsRawFd;
-        let fd = file.as_raw_fd();
-        // SAFETY: F_GETFL and F_SETFL read and set the status flags of a descriptor `file`
-        // owns; clearing O_DIRECT only makes later writes go through the page cache.
-        let done = unsafe {
-            let flags = libc::fcntl(fd, libc::F_GETFL);
-            flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_DIRECT) == 0
-        };
-        if !done {
-            return Err(std::io::Error::last_os_error());
-        }
+    return status_flags(file).is_ok_and(|f| f & libc::O_DIRECT != 0);
+    #[cfg(not(target_os = "linux"))]
+    return {
+        let _ = file;
+        false
+    };
+}
+
+/// Clears `O_DIRECT` from `file`'s flags, for the tail of a file that is not a whole block.
+#[cfg(target_os = "linux")]
+fn clear_direct(file: &File) -> std::io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    let flags = status_flags(file)? & !libc::O_DIRECT;
+    // SAFETY: F_SETFL sets the status flags of a descriptor `file` owns; without O_DIRECT
+    // later writes only go through the page cache.
+    match unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags) } {
+        -1 => Err(std::io::Error::last_os_error()),
+        _ => Ok(()),
     }
-    let _ = file;
+}
+
+/// Without `O_DIRECT` (off Linux) a file never has it.
+#[cfg(not(target_os = "linux"))]
+fn clear_direct(_: &File) -> std::io::Result<()> {
     Ok(())
 }
 
@@ -102,10 +107,6 @@ impl DirectWriter {
         }
     }
 
-    fn block(&mut self) -> &mut [u8] {
-        &mut self.buf[self.start..self.start + DIRECT_BLOCK]
-    }
-
     /// Writes what is buffered: a whole block as it is; a partial one (the file's end) through
     /// the page cache.
     fn write_out(&mut self) -> std::io::Result<()> {
@@ -141,8 +142,8 @@ impl DirectWriter {
 impl Write for DirectWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         let n = data.len().min(DIRECT_BLOCK - self.len);
-        let at = self.len;
-        self.block()[at..at + n].copy_from_slice(&data[..n]);
+        let at = self.start + self.len;
+        self.buf[at..at + n].copy_from_slice(&data[..n]);
         self.len += n;
         if self.len == DIRECT_BLOCK {
             self.write_out()?;

@@ -1,5 +1,6 @@
 //! File I/O shared by the stages: Parquet readers that name the file in every error, atomic
-//! writers (temporary name, then rename) and checksums.
+//! writers (temporary name, then rename; the state cache's past the page cache, [`DirectWriter`])
+//! and checksums.
 
 use anyhow::{Context, Result};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
