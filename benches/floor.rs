@@ -26,7 +26,10 @@ fn main() {
         rows = 0;
         for (file, cols) in &needs {
             let source = ParquetSource::open(&dir.join(file)).expect("readable batch");
-            for batch in source.read(cols, 65_536).expect("readable columns") {
+            for batch in source
+                .read(cols, decode::DEFAULT_BATCH_SIZE)
+                .expect("readable columns")
+            {
                 rows += batch.expect("readable batch").num_rows();
             }
         }

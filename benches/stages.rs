@@ -94,7 +94,7 @@ fn stages(c: &mut Criterion) {
             for (file, cols) in &needs {
                 for batch in aml_pipeline::io::ParquetSource::open(&dir.join(file))
                     .unwrap()
-                    .read(cols, 65_536)
+                    .read(cols, decode::DEFAULT_BATCH_SIZE)
                     .unwrap()
                 {
                     rows += batch.unwrap().num_rows();

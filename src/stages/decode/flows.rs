@@ -212,6 +212,16 @@ mod tests {
 
     /// The flows of a file whose two address columns are made by `strings`.
     fn graph_with(strings: fn(Vec<&'static str>) -> ArrayRef) -> RecordBatch {
+        graph_in_batches(strings, 2, false)
+    }
+
+    /// The flows touching the alerted `a` and `c` (all with `whole`), read `batch_size` rows
+    /// at a time.
+    fn graph_in_batches(
+        strings: fn(Vec<&'static str>) -> ArrayRef,
+        batch_size: usize,
+        whole: bool,
+    ) -> RecordBatch {
         let (from, to) = (vec!["a", "b", "c", "x"], vec!["b", "y", "a", "z"]);
         let batch = make_batch(vec![
             ("from_address", strings(from)),
@@ -227,7 +237,7 @@ mod tests {
         crate::io::write_parquet(&path, &batch).unwrap();
         let alerted = Alerted::new([(0, "a"), (1, "c")].into_iter());
         let date = NaiveDate::from_ymd_opt(2025, 7, 1).unwrap();
-        let (graph, total) = read_flows(&path, date, &alerted, 2, false).unwrap();
+        let (graph, total) = read_flows(&path, date, &alerted, batch_size, whole).unwrap();
         assert_eq!(total, 4);
         graph
     }
@@ -256,6 +266,22 @@ mod tests {
         ];
         for strings in others {
             assert_eq!(graph_with(strings), utf8);
+        }
+    }
+
+    #[test]
+    fn the_graph_does_not_depend_on_the_batch_size() {
+        let strings = |v: Vec<&'static str>| -> ArrayRef { Arc::new(StringArray::from(v)) };
+        for whole in [false, true] {
+            let one = graph_in_batches(strings, 1, whole);
+            assert_eq!(one.num_rows(), if whole { 4 } else { 2 });
+            for batch_size in [2, 3, 8_192] {
+                assert_eq!(
+                    graph_in_batches(strings, batch_size, whole),
+                    one,
+                    "{batch_size}"
+                );
+            }
         }
     }
 }
