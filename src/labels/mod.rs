@@ -90,7 +90,7 @@ impl Labels {
         let columns = ["address", "risk_level"];
         let source = ParquetSource::open_with_views(al, &columns)?;
         let mut out = LabelMap::with_capacity(wanted.map_or(source.num_rows(), LabelMap::len), 0);
-        for b in source.read(&columns, 65_536)? {
+        for b in source.read(&columns, crate::io::STREAM_ROWS)? {
             let b = b?;
             if b.num_columns() == 0 {
                 continue;
@@ -120,7 +120,7 @@ impl Labels {
         let f = gt.display().to_string();
         let source = ParquetSource::open_with_views(gt, &["alert_id"])?;
         let mut out = LabelMap::with_capacity(wanted.map_or(source.num_rows(), LabelMap::len), 0);
-        for b in source.read(&["alert_id", "is_sar_filed"], 65_536)? {
+        for b in source.read(&["alert_id", "is_sar_filed"], crate::io::STREAM_ROWS)? {
             let b = b?;
             if b.num_columns() == 0 {
                 continue;

@@ -259,7 +259,9 @@ fn run_keys(
     for (path, date) in paths.iter().zip(dates) {
         let read = (|| -> Result<()> {
             let f = path.display().to_string();
-            for b in ParquetSource::open_with_views(path, &[column])?.read(&[column], 65_536)? {
+            for b in ParquetSource::open_with_views(path, &[column])?
+                .read(&[column], crate::io::STREAM_ROWS)?
+            {
                 let b = b?;
                 if b.num_columns() == 0 {
                     continue;
