@@ -10,6 +10,7 @@ use arrow::record_batch::RecordBatch;
 use lightgbm3::Booster;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 mod train;
 pub use train::{train_lightgbm, TrainSet, Trained};
@@ -115,9 +116,13 @@ pub struct DataStats {
     pub positive_rate: f64,
 }
 
-/// A loaded model: LightGBM's booster, the flattened evaluator and its metadata.
+/// A loaded model: the flattened evaluator, its metadata and LightGBM's booster (the reference).
 pub struct Model {
-    booster: Booster,
+    /// LightGBM's booster, parsed on first use: a run scores with `forest` only, and loading
+    /// it would start LightGBM's thread pool, which spins on the cores the run needs.
+    booster: OnceLock<Booster>,
+    /// The model file's text, for `booster`.
+    text: String,
     forest: Forest,
     /// Its metadata.
     pub meta: ModelMeta,
@@ -208,20 +213,19 @@ impl Model {
             );
         }
         check_features(path, &text, &meta.feature_names, &kind.feature_names())?;
-        let booster = Booster::from_string(&text)
-            .map_err(|e| anyhow!("{}: LightGBM cannot load it: {e}", path.display()))?;
-        if booster.num_features() as usize != meta.feature_names.len() {
+        let forest = Forest::parse(&text)
+            .with_context(|| format!("{}: the pipeline cannot score with it", path.display()))?;
+        if forest.num_features() != meta.feature_names.len() {
             bail!(
                 "{}: the model file has {} features but its metadata lists {}",
                 path.display(),
-                booster.num_features(),
+                forest.num_features(),
                 meta.feature_names.len()
             );
         }
-        let forest = Forest::parse(&text)
-            .with_context(|| format!("{}: the pipeline cannot score with it", path.display()))?;
         Ok(Self {
-            booster,
+            booster: OnceLock::new(),
+            text,
             forest,
             meta,
             path: path.to_path_buf(),
@@ -258,6 +262,16 @@ impl Model {
         self.meta.feature_names.len()
     }
 
+    /// LightGBM's booster of this model, parsed on first use.
+    fn booster(&self) -> Result<&Booster> {
+        if let Some(b) = self.booster.get() {
+            return Ok(b);
+        }
+        let b = Booster::from_string(&self.text)
+            .map_err(|e| anyhow!("{}: LightGBM cannot load it: {e}", self.path.display()))?;
+        Ok(self.booster.get_or_init(|| b))
+    }
+
     /// TreeSHAP feature contributions for row-major rows, by the flattened forest on all cores
     /// ([`Forest::contributions`]): per row, one value per feature and then the bias, in raw
     /// score; each row sums to the raw margin. Within 1e-9 of LightGBM's
@@ -276,7 +290,7 @@ impl Model {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        self.booster
+        self.booster()?
             .predict_contrib(rows, self.num_features() as i32, true)
             .map_err(|e| anyhow!("{}: feature contributions failed: {e}", self.path.display()))
     }
@@ -286,7 +300,7 @@ impl Model {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        self.booster
+        self.booster()?
             .raw_scores(rows, self.num_features() as i32, true)
             .map_err(|e| anyhow!("{}: prediction failed: {e}", self.path.display()))
     }
@@ -385,7 +399,7 @@ impl Model {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        self.booster
+        self.booster()?
             .predict(rows, self.num_features() as i32, true)
             .map_err(|e| anyhow!("{}: prediction failed: {e}", self.path.display()))
     }
@@ -528,5 +542,20 @@ mod tests {
         let e =
             check_features(p, "feature_names=c c\n", &names(&["c", "c"]), &computed).unwrap_err();
         assert!(e.to_string().contains("`c` twice"), "{e}");
+    }
+
+    #[test]
+    fn lightgbm_parses_a_model_only_when_its_reference_is_asked_for() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("trained_models");
+        let kind = ModelKind::AlertScorer;
+        let model = Model::load(&Model::resolve(&dir, kind, "latest").unwrap(), kind).unwrap();
+        assert!(
+            model.booster.get().is_none(),
+            "loaded before it was asked for"
+        );
+        let row = vec![0.5; model.num_features()];
+        let lightgbm = model.predict_lightgbm(&row).unwrap();
+        assert!(model.booster.get().is_some());
+        assert_eq!(model.predict(&row).unwrap(), lightgbm);
     }
 }
