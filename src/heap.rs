@@ -7,7 +7,7 @@
 //! unmaps it when freed, and hands the top of a heap back once 128 KiB of it is free, so the
 //! next block is fresh memory again: faulted in and zeroed by the kernel a page at a time and,
 //! on a virtual machine that reports its free memory to the host, often faulted in by the host
-//! as well (`docs/profiling.md`, "Fresh memory and huge pages").
+//! as well (`docs/scaling.md`, "Fresh memory and huge pages").
 
 /// Blocks up to this size come from the heap rather than a mapping of their own (glibc's
 /// largest threshold on 64-bit targets).

@@ -26,7 +26,7 @@ const CACHE_CHUNK_ROWS: usize = 8192;
 /// How cache files are encoded: LZ4-compressed buffers (read back transparently, and files
 /// written before compression still read). A realistic date's cache shrinks 94 → 49 MB (the
 /// alert matrix 75 → 33 MB), which every date keeps; writing it costs less CPU than before,
-/// as fresh page-cache pages cost more than compressing (docs/profiling.md, "Fresh memory
+/// as fresh page-cache pages cost more than compressing (docs/scaling.md, "Fresh memory
 /// costs more than the data on this machine").
 fn cache_write_options() -> Result<arrow::ipc::writer::IpcWriteOptions> {
     Ok(arrow::ipc::writer::IpcWriteOptions::default()
@@ -208,7 +208,7 @@ impl StateStore {
 /// The thread runs at normal priority, beside the stages. At the lowest priority it got a core
 /// only when a stage left one idle, so on a big day most of the cache (the 10× day's matrix:
 /// 326 MB LZ4, ~1.8 CPU-s) was written after validate on one core while the other idled, and
-/// the date waited ~1 s for it (`docs/profiling.md`, "The cache writer beside the stages").
+/// the date waited ~1 s for it (`docs/performance-log.md`, "The cache writer beside the stages").
 pub struct CacheWriter {
     jobs: Mutex<Option<Sender<CacheJob>>>,
     pending: Arc<Pending>,
