@@ -11,7 +11,7 @@ use anyhow::{anyhow, Result};
 use arrow::record_batch::RecordBatch;
 use chrono::{Datelike, NaiveDate};
 use differential_dataflow::difference::{Abelian, IsZero, Monoid, Semigroup};
-use differential_dataflow::input::Input;
+use differential_dataflow::input::{Input, InputSession};
 use differential_dataflow::AsCollection;
 use rustc_hash::{FxHashMap, FxHashSet as HashSet};
 use serde::{Deserialize, Serialize};
@@ -507,6 +507,7 @@ pub fn compute_with(
         // Retractions not yet due, by day: (window, the aggregates and the meetings of the
         // date that leaves it).
         let mut exits: BTreeMap<u32, Vec<(Slot, DayAggs, DayMeets)>> = BTreeMap::new();
+        let mut later = Later::default();
         for (i, &d) in mine.iter().enumerate() {
             // At most one of this worker's dates in flight.
             if i > 0 {
@@ -516,6 +517,7 @@ pub fn compute_with(
                 }
             }
             let t = day(d);
+            later.feed_through(&mut records, t);
             records.advance_to(t);
             let alerts = read
                 .recv()
@@ -543,7 +545,7 @@ pub fn compute_with(
                         if t < horizon {
                             if !cancels {
                                 for &(k, agg) in aggs.iter() {
-                                    records.update_at((k, slot), enters, agg);
+                                    later.update(&mut records, t, (k, slot), enters, agg);
                                 }
                             }
                             if slot == Slot::OutShort {
@@ -600,6 +602,7 @@ pub fn compute_with(
             records.flush();
             pairs.advance_to(t + 1);
         }
+        later.feed_through(&mut records, u32::MAX);
         records.close();
         pairs.close();
         while worker.step_or_park(Some(crate::engine::IDLE)) {
@@ -620,6 +623,48 @@ pub fn compute_with(
         r.map_err(|e| anyhow!("a history worker failed: {e}"))?;
     }
     first_err.map_or(Ok(()), Err)
+}
+
+/// Window entries due at a day later than the next, summed per record until the input reaches
+/// that day: on a run of one date every date of its month enters at that date, so each
+/// address's month is fed to the dataflow as one update per window instead of one per date.
+/// The sums are exact (integers), so the collection is the same.
+#[derive(Default)]
+struct Later(BTreeMap<u32, FxHashMap<(u128, Slot), Agg>>);
+
+impl Later {
+    /// `record` changes by `agg` at day `at`, while the input is at day `now`: fed now if `at`
+    /// is the next day, else summed.
+    fn update(
+        &mut self,
+        input: &mut InputSession<u32, (u128, Slot), Agg>,
+        now: u32,
+        record: (u128, Slot),
+        at: u32,
+        agg: Agg,
+    ) {
+        if at <= now + 1 {
+            input.update_at(record, at, agg);
+            return;
+        }
+        let sums = self.0.entry(at).or_default();
+        sums.entry(record)
+            .and_modify(|sum| sum.plus_equals(&agg))
+            .or_insert(agg);
+    }
+
+    /// Feeds the sums due at day `day` or before (call before the input advances past them).
+    fn feed_through(&mut self, input: &mut InputSession<u32, (u128, Slot), Agg>, day: u32) {
+        while let Some(entry) = self.0.first_entry().filter(|e| *e.key() <= day) {
+            let at = *entry.key();
+            let mut sums: Vec<_> = entry.remove().into_iter().collect();
+            // In record order, as the dates' own updates came.
+            sums.sort_unstable_by_key(|r| r.0);
+            for (record, agg) in sums {
+                input.update_at(record, at, agg);
+            }
+        }
+    }
 }
 
 /// A date's meetings of an address with a counterparty ([`super::flows::DayFlows::meets`]).
