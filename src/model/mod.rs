@@ -116,6 +116,9 @@ pub struct DataStats {
     pub positive_rate: f64,
 }
 
+/// One of the booster's methods on row-major rows (rows, features per row, row-major).
+type BoosterCall = fn(&Booster, &[f64], i32, bool) -> lightgbm3::Result<Vec<f64>>;
+
 /// A loaded model: the flattened evaluator, its metadata and LightGBM's booster (the reference).
 pub struct Model {
     /// LightGBM's booster, parsed on first use: a run scores with `forest` only, and loading
@@ -272,6 +275,16 @@ impl Model {
         Ok(self.booster.get_or_init(|| b))
     }
 
+    /// `call` (one of the booster's row-major methods) on `rows`, none for no rows; `what` names
+    /// it in an error.
+    fn lightgbm(&self, rows: &[f64], what: &str, call: BoosterCall) -> Result<Vec<f64>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        call(self.booster()?, rows, self.num_features() as i32, true)
+            .map_err(|e| anyhow!("{}: {what} failed: {e}", self.path.display()))
+    }
+
     /// TreeSHAP feature contributions for row-major rows, by the flattened forest on all cores
     /// ([`Forest::contributions`]): per row, one value per feature and then the bias, in raw
     /// score; each row sums to the raw margin. Within 1e-9 of LightGBM's
@@ -287,22 +300,12 @@ impl Model {
     /// feature and then the bias; each row sums to the raw margin. The reference
     /// [`Model::shap`] matches.
     pub fn contributions(&self, rows: &[f64]) -> Result<Vec<f64>> {
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.booster()?
-            .predict_contrib(rows, self.num_features() as i32, true)
-            .map_err(|e| anyhow!("{}: feature contributions failed: {e}", self.path.display()))
+        self.lightgbm(rows, "feature contributions", Booster::predict_contrib)
     }
 
     /// LightGBM's raw margin (before the sigmoid) for row-major rows.
     pub fn raw_margin(&self, rows: &[f64]) -> Result<Vec<f64>> {
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.booster()?
-            .raw_scores(rows, self.num_features() as i32, true)
-            .map_err(|e| anyhow!("{}: prediction failed: {e}", self.path.display()))
+        self.lightgbm(rows, "prediction", Booster::raw_scores)
     }
 
     /// `explain_json` for each row: the score and the 5 features with the largest |SHAP value|
@@ -396,12 +399,7 @@ impl Model {
 
     /// LightGBM's own prediction for row-major rows: the reference [`Model::predict`] matches.
     pub fn predict_lightgbm(&self, rows: &[f64]) -> Result<Vec<f64>> {
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.booster()?
-            .predict(rows, self.num_features() as i32, true)
-            .map_err(|e| anyhow!("{}: prediction failed: {e}", self.path.display()))
+        self.lightgbm(rows, "prediction", Booster::predict)
     }
 }
 
