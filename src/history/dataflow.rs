@@ -15,12 +15,10 @@ use differential_dataflow::input::{Input, InputSession};
 use differential_dataflow::AsCollection;
 use rustc_hash::{FxHashMap, FxHashSet as HashSet};
 use serde::{Deserialize, Serialize};
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use timely::dataflow::operators::vec::Map;
-use timely::dataflow::operators::{Exchange, Inspect, Probe};
 
 /// A 128-bit integer kept as two 64-bit halves: it aligns to 8 bytes, where an `i128` aligns
 /// to 16 and would pad every difference of the arrangement. Ordered like the `i128`.
@@ -344,10 +342,7 @@ fn prefix(name: &str) -> u64 {
     u64::from_be_bytes(b)
 }
 
-/// An output update: (key, ((day, stats)), time, multiplicity).
-pub(super) type Row = ((u128, (u32, Stats)), u32, isize);
-
-/// Output rows gathered on worker 0: day → its (key, stats) updates with their multiplicities.
+/// The rows the reduces made: day → its (key, stats) rows, each with multiplicity 1.
 pub(super) type Gathered = BTreeMap<u32, Vec<((u128, Stats), isize)>>;
 
 /// One finished date: its rows, or why it has none.
@@ -405,12 +400,15 @@ pub fn compute_with(
     let failures: Arc<Mutex<BTreeMap<NaiveDate, (bool, String)>>> = Arc::default();
     // The alerted addresses of each requested date in flight.
     let names: Arc<Mutex<HashMap<NaiveDate, Names>>> = Arc::default();
+    // The rows the workers' reduces make, by day: out of the dataflow, so that its output
+    // trace holds a day number per row, not the row.
+    let rows: Arc<Mutex<Gathered>> = Arc::default();
     let (tx, rx) = std::sync::mpsc::sync_channel::<Finished>(16);
     let tx = Mutex::new(tx);
     let guards = timely::execute(timely::Config::process(workers.max(1)), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
         let tx = tx.lock().expect("sender").clone();
-        let rows: Rc<RefCell<Gathered>> = Rc::default();
+        let rows = rows.clone();
         let (mut records, mut pairs, probe) = worker.dataflow::<u32, _, _>(|scope| {
             let (input, records) = scope.new_collection::<(u128, Slot), Agg>();
             // An address and a counterparty, with the days they met in each window, turned
@@ -429,28 +427,24 @@ pub fn compute_with(
             let rows = rows.clone();
             let (probe, _) = records
                 .concat(counts)
-                .reduce(move |_key, vals: &[(&Slot, Agg)], out: &mut Vec<((u32, Stats), isize)>| {
-                    // The marks sort after the aggregates.
+                .reduce(move |key, vals: &[(&Slot, Agg)], out: &mut Vec<(u32, isize)>| {
+                    // The marks sort after the aggregates. A mark is live on its own day
+                    // only (every update is at a requested day), so the reduce meets it once:
+                    // the row is kept then, and the output is just the day.
                     let mut windows = [Agg::default(); 6];
                     let mut counts = [0; COUNTS];
                     for (slot, agg) in vals {
                         match (slot, slot.window()) {
                             (Slot::Alerted(d), _) => {
-                                out.push(((*d, Stats::of(&windows, &counts, flows)), 1));
+                                let stats = Stats::of(&windows, &counts, flows);
+                                let mut rows = rows.lock().expect("rows");
+                                rows.entry(*d).or_default().push(((*key, stats), 1));
+                                out.push((*d, 1));
                             }
                             (Slot::Met(i), _) => counts[usize::from(*i)] = agg.alerts,
                             (_, Some((_, i))) => windows[i] = *agg,
                             (_, None) => {}
                         }
-                    }
-                })
-                .inner
-                .exchange(|_| 0)
-                .inspect(move |((k, (d, s)), t, r): &Row| {
-                    // A date's rows are the updates at its own day; the next day retracts them.
-                    if t == d {
-                        let mut rows = rows.borrow_mut();
-                        rows.entry(*t).or_default().push(((*k, *s), *r));
                     }
                 })
                 .probe();
@@ -468,7 +462,7 @@ pub fn compute_with(
                 if !all && probe.less_equal(&day(d)) {
                     break;
                 }
-                let got = rows.borrow_mut().remove(&day(d)).unwrap_or_default();
+                let got = rows.lock().expect("rows").remove(&day(d)).unwrap_or_default();
                 let addrs = names.lock().expect("names").remove(&d).unwrap_or_default();
                 let failed = failures.lock().expect("failures").clone();
                 for w in window_dates(d).filter(|w| failed.get(w).is_some_and(|e| e.0)) {
