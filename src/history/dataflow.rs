@@ -342,8 +342,8 @@ fn prefix(name: &str) -> u64 {
     u64::from_be_bytes(b)
 }
 
-/// The rows the reduces made: day → its (key, stats) rows, each with multiplicity 1.
-pub(super) type Gathered = BTreeMap<u32, Vec<((u128, Stats), isize)>>;
+/// The rows the reduces made: day → its (key, stats) rows, one per alerted address.
+pub(super) type Gathered = BTreeMap<u32, Vec<(u128, Stats)>>;
 
 /// One finished date: its rows, or why it has none.
 pub(super) type Finished = (NaiveDate, Result<RecordBatch, String>);
@@ -438,7 +438,7 @@ pub fn compute_with(
                             (Slot::Alerted(d), _) => {
                                 let stats = Stats::of(&windows, &counts, flows);
                                 let mut rows = rows.lock().expect("rows");
-                                rows.entry(*d).or_default().push(((*key, stats), 1));
+                                rows.entry(*d).or_default().push((*key, stats));
                                 out.push((*d, 1));
                             }
                             (Slot::Met(i), _) => counts[usize::from(*i)] = agg.alerts,
@@ -691,18 +691,15 @@ fn alerted(source: &AlertSource, dates: &BTreeSet<NaiveDate>) -> (Keep, BTreeMap
 }
 
 /// A date's rows: each alerted address (ascending) with the stats the dataflow gave its key
-/// (its updates at the date summed; of several with a positive sum, the greatest).
-pub(super) fn rows_of(
-    addrs: Names,
-    mut got: Vec<((u128, Stats), isize)>,
-) -> Result<RecordBatch, String> {
-    differential_dataflow::consolidation::consolidate(&mut got);
-    let mut stats: Vec<(u128, Stats)> = Vec::with_capacity(got.len());
-    for ((k, s), _) in got.into_iter().filter(|r| r.1 > 0) {
-        match stats.last_mut() {
-            Some(last) if last.0 == k => last.1 = s,
-            _ => stats.push((k, s)),
-        }
+/// (one per key: the reduce meets a key's mark once).
+pub(super) fn rows_of(addrs: Names, mut stats: Vec<(u128, Stats)>) -> Result<RecordBatch, String> {
+    stats.sort_unstable_by_key(|s| s.0);
+    if let Some(w) = stats.windows(2).find(|w| w[0].0 == w[1].0) {
+        let name = addrs
+            .iter()
+            .find(|a| a.1 == w[0].0)
+            .map_or("?", |a| a.0.as_str());
+        return Err(format!("history features: two rows for address {name}"));
     }
     // The addresses by key, joined with the keys' stats in one merge.
     let mut by_key: Vec<(u128, usize)> = addrs.iter().enumerate().map(|(i, a)| (a.1, i)).collect();

@@ -359,22 +359,14 @@ fn a_dates_names_ascend_bytewise_whatever_their_first_eight_bytes() {
 }
 
 #[test]
-fn a_dates_rows_sum_each_keys_updates_and_name_an_address_without_one() {
+fn a_dates_rows_join_each_key_and_name_an_address_without_one_or_with_two() {
     let stats = |n: i32| {
         let mut w = [Agg::default(); 6];
         w[0] = Agg::new(n, 0, 0);
         Stats::of(&w, &[0; super::flows::COUNTS], false)
     };
     let names = |n: &[(&str, u128)]| n.iter().map(|(a, k)| (a.to_string(), *k)).collect();
-    let got = vec![
-        ((2, stats(5)), 1),
-        ((1, stats(3)), 1),
-        ((1, stats(4)), 1),
-        ((1, stats(4)), -1),
-        ((2, stats(6)), 1),
-        ((2, stats(6)), -1),
-        ((7, stats(9)), 1),
-    ];
+    let got = vec![(2, stats(5)), (1, stats(3)), (7, stats(9))];
     let rows = rows_of(names(&[("a", 2), ("b", 1)]), got.clone()).unwrap();
     let alerts: Vec<f64> = rows
         .column(1)
@@ -382,6 +374,9 @@ fn a_dates_rows_sum_each_keys_updates_and_name_an_address_without_one() {
         .values()
         .to_vec();
     assert_eq!(alerts, [5.0, 3.0]);
-    let err = rows_of(names(&[("a", 2), ("c", 3), ("d", 4)]), got).unwrap_err();
+    let err = rows_of(names(&[("a", 2), ("c", 3), ("d", 4)]), got.clone()).unwrap_err();
     assert_eq!(err, "history features: no row for address c");
+    let twice = [got, vec![(1, stats(4))]].concat();
+    let err = rows_of(names(&[("a", 2), ("b", 1)]), twice).unwrap_err();
+    assert_eq!(err, "history features: two rows for address b");
 }
