@@ -94,8 +94,11 @@ pub enum Table {
     Features,
     /// The batch's alert clusters.
     Clusters,
-    /// The batch's money flows, all of them, as a graph of numbered addresses (large).
+    /// The batch's money flows, all of them, as a graph of numbered addresses (large), when a
+    /// model uses the graph features; else none.
     Flows,
+    /// The network features of each alert's address: its money flows of the day summed up.
+    Network,
     /// What decode learned of the batch (row counts, input issues).
     BatchInfo,
     /// The model matrix: one row per alert.
@@ -122,6 +125,7 @@ impl Table {
             Self::Features => "features",
             Self::Clusters => "clusters",
             Self::Flows => "flows",
+            Self::Network => "network",
             Self::BatchInfo => "batch_info",
             Self::Matrix => "matrix",
             Self::AlertScores => "alert_scores",
@@ -134,11 +138,14 @@ impl Table {
     }
 
     /// Whether a stage's output of this table is kept in the state cache, so a later run can
-    /// rerun a reader without rerunning its producer. The address features and money flows
-    /// are not (they are large, and feature join, their only reader, reruns with decode); nor
-    /// is the submission record, which nothing reads.
+    /// rerun a reader without rerunning its producer. The address features, money flows and
+    /// network features are not (the first two are large, and feature join, the only reader of
+    /// all three, reruns with decode); nor is the submission record, which nothing reads.
     pub const fn cached(self) -> bool {
-        !matches!(self, Self::Features | Self::Flows | Self::Submission)
+        !matches!(
+            self,
+            Self::Features | Self::Flows | Self::Network | Self::Submission
+        )
     }
 
     /// Whether it holds a large part of a day (the address features, the money flows): a
@@ -184,6 +191,8 @@ impl Table {
             // One column per address feature, one row per alert: the features of the alert's
             // address (NaN where the file has no row or value for it).
             Self::Features => (const { &[] }, Some(Float64)),
+            // One column per network feature (`features::NETWORK`), one row per alert.
+            Self::Network => (const { &[] }, Some(Float64)),
             Self::Clusters => (
                 const {
                     &[

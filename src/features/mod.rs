@@ -18,7 +18,10 @@ mod graph;
 mod joins;
 pub(crate) mod keys;
 
-pub use clusters::{build_cluster_matrix, cluster_feature_names, cluster_memberships};
+pub use clusters::{
+    build_cluster_matrix, cluster_feature_names, cluster_matrix_blocks, cluster_memberships,
+};
+pub use flows::{Network, NETWORK};
 pub(crate) use graph::shapes;
 pub use graph::{GRAPH_FEATURES, HUB_DEGREE, SHAPE_FEATURES};
 
@@ -473,15 +476,12 @@ pub fn build_matrix(
             vol: (0..n).map(|i| get_f(&vol, i)).collect(),
             by_addr: keys::KeyRows::new(&addr),
         };
-        // The flows' groups are computed beside the rest, on a thread of their own (in a
+        // The graph features are computed beside the rest, on a thread of their own (in a
         // scope of its own: it borrows `day`, built while the history loads); the clusters'
-        // memberships on this one, which has less to do (on a 10× day the flows' network
-        // features alone take longer than all the rest). The columns are put together in the
-        // model's order.
+        // memberships on this one. The columns are put together in the model's order.
         std::thread::scope(|s| {
-            let graph_side = s.spawn(|| -> Result<(Columns, Columns)> {
-                let (mut network, mut graph) = (Columns::default(), Columns::default());
-                flows::network(&day, flows, &mut network)?;
+            let graph_side = s.spawn(|| -> Result<Columns> {
+                let mut graph = Columns::default();
                 match &missing {
                     None => graph::features(&day, flows, &mut graph)?,
                     Some(nan) => {
@@ -490,7 +490,7 @@ pub fn build_matrix(
                         }
                     }
                 }
-                Ok((network, graph))
+                Ok(graph)
             });
             let own = || -> Result<(Columns, Columns, Columns)> {
                 let (mut cols, mut members, mut joined) = Default::default();
@@ -508,8 +508,13 @@ pub fn build_matrix(
             own.map(|(cols, members, joined)| (cols, graph_side, members, joined))
         })
     })?;
-    let (network, graph) = graph_side?;
-    cols.append(network);
+    let graph = graph_side?;
+    let network = get(Table::Network)?;
+    for name in NETWORK {
+        let col = column(network, name)
+            .ok_or_else(|| anyhow!("internal: network feature `{name}` missing"))?;
+        cols.push_array(name, col.clone());
+    }
     cols.append(members);
     cols.append(graph);
     cols.append(joined);

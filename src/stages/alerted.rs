@@ -76,6 +76,11 @@ impl Alerted {
         &self.repeats
     }
 
+    /// The number of alerted addresses.
+    pub(crate) fn addresses(&self) -> usize {
+        self.first_row.len()
+    }
+
     /// The table of first rows, for callers that prefetch their lookups.
     pub(crate) fn table(&self) -> &AddressTable {
         &self.first_row
@@ -98,6 +103,7 @@ mod tests {
         // The second pass (every sixth address) repeats the first's rows 0, 2, 4, ...
         let repeats = alerted.repeats();
         assert_eq!(repeats.len(), 834);
+        assert_eq!(alerted.addresses(), 1667);
         assert_eq!(repeats[..3], [(1667, 0), (1668, 2), (1669, 4)]);
         assert_eq!(Alerted::new(std::iter::empty()).first_row(""), None);
     }

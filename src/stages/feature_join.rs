@@ -17,6 +17,7 @@ pub const KIND: Kind = Kind {
         Table::Features,
         Table::Clusters,
         Table::Flows,
+        Table::Network,
     ],
     produces: &[Table::Matrix],
     fails_as: crate::error::ErrorKind::Input,

@@ -3,6 +3,7 @@
 use super::{check_date, make_batch, FLOW_COLUMNS};
 use crate::address_table::{hash, AddressTable, AHEAD};
 use crate::contract::{column, required, to_f64, to_str_view};
+use crate::features::Network;
 use crate::io::ParquetSource;
 use crate::stages::alerted::Alerted;
 use anyhow::{bail, Result};
@@ -12,11 +13,22 @@ use chrono::NaiveDate;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Streams `money_flows.parquet` into the day's flow graph: the flows with both ends (all of
-/// them if `whole`, else those that touch an alerted address), in file order, their ends
-/// numbered by first appearance among them (`from_node`, `to_node`, so no address string is
-/// kept) and given the row of the first alert of each alerted end (`from_alert`, `to_alert`);
-/// returns it and the file's row count.
+/// What decode makes of `money_flows.parquet`.
+pub(super) struct Flows {
+    /// The flow graph, when a model uses the graph features: the flows with both ends, in file
+    /// order, their ends numbered by first appearance (`from_node`, `to_node`, so no address
+    /// string is kept) and given the row of the first alert of each alerted end (`from_alert`,
+    /// `to_alert`). No rows otherwise.
+    pub graph: RecordBatch,
+    /// The network features of each alert's address ([`crate::features::Network`]).
+    pub network: RecordBatch,
+    /// The file's row count.
+    pub total: usize,
+}
+
+/// Streams `money_flows.parquet` of a day of `alerts` alerts into its [`Flows`]: the flow graph
+/// if `whole`, and the network features, summed up as the flows stream by, so that without
+/// the graph features no flow is kept.
 ///
 /// A thread of its own decodes the file and hashes each batch's ends a few batches ahead of the
 /// lookups (the two halves share the cores with decode's other readers), and the lookups of
@@ -25,14 +37,16 @@ pub(super) fn read_flows(
     path: &Path,
     date: NaiveDate,
     alerted: &Alerted,
+    alerts: usize,
     batch_size: usize,
     whole: bool,
-) -> Result<(RecordBatch, usize)> {
+) -> Result<Flows> {
     let file = path.display().to_string();
     let src = ParquetSource::open_with_views(path, &["from_address", "to_address"])?;
     let total = src.num_rows();
     let empty = src.schema().fields().is_empty();
     let mut nodes = Nodes::new(&file);
+    let mut network = Network::new(alerts);
     let (mut from, mut to) = (Vec::new(), Vec::new());
     let (mut usd, mut tx_count) = (Vec::new(), Vec::new());
     let (mut from_alert, mut to_alert) = (Int32Builder::new(), Int32Builder::new());
@@ -71,18 +85,25 @@ pub(super) fn read_flows(
                     if !whole && fa.is_none() && ta.is_none() {
                         continue;
                     }
-                    from.push(nodes.number(hf, fv, fa)?);
-                    to.push(nodes.number(ht, tv, ta)?);
-                    from_alert.append_option(fa);
-                    to_alert.append_option(ta);
-                    usd.push(if u.is_valid(i) { u.value(i) } else { f64::NAN });
-                    tx_count.push(if x.is_valid(i) { x.value(i) } else { f64::NAN });
+                    let ends = [nodes.number(hf, fv, fa)?, nodes.number(ht, tv, ta)?];
+                    let amount = if u.is_valid(i) { u.value(i) } else { f64::NAN };
+                    let count = if x.is_valid(i) { x.value(i) } else { f64::NAN };
+                    let rows = [fa, ta].map(|r| r.map(|r| r as u32));
+                    network.add(ends, rows, amount, count);
+                    if whole {
+                        from.push(ends[0]);
+                        to.push(ends[1]);
+                        from_alert.append_option(fa);
+                        to_alert.append_option(ta);
+                        usd.push(amount);
+                        tx_count.push(count);
+                    }
                 }
             }
             Ok(())
         })?;
     }
-    let b = make_batch(vec![
+    let graph = make_batch(vec![
         ("from_node", Arc::new(Int32Array::from(from))),
         ("to_node", Arc::new(Int32Array::from(to))),
         ("amount_usd_sum", Arc::new(Float64Array::from(usd))),
@@ -90,7 +111,17 @@ pub(super) fn read_flows(
         ("from_alert", Arc::new(from_alert.finish())),
         ("to_alert", Arc::new(to_alert.finish())),
     ])?;
-    Ok((b, total))
+    drop(nodes);
+    let mut first: Vec<u32> = (0..alerts as u32).collect();
+    for &(row, f) in alerted.repeats() {
+        first[row as usize] = f;
+    }
+    let network = make_batch(network.finish(&first)?)?;
+    Ok(Flows {
+        graph,
+        network,
+        total,
+    })
 }
 
 /// A batch of flows made ready for the lookups: its two ends, amounts and counts, and the
@@ -207,21 +238,17 @@ impl<'a> Nodes<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{ArrayRef, DictionaryArray, LargeStringArray, StringArray};
-    use arrow::datatypes::Int32Type;
+    use arrow::array::{ArrayRef, AsArray, DictionaryArray, LargeStringArray, StringArray};
+    use arrow::datatypes::{Float64Type, Int32Type};
 
-    /// The flows of a file whose two address columns are made by `strings`.
-    fn graph_with(strings: fn(Vec<&'static str>) -> ArrayRef) -> RecordBatch {
-        graph_in_batches(strings, 2, false)
-    }
-
-    /// The flows touching the alerted `a` and `c` (all with `whole`), read `batch_size` rows
-    /// at a time.
-    fn graph_in_batches(
+    /// What decode makes of the flows a→b, b→y, c→a, x→z of a file whose two address columns
+    /// are made by `strings`, with `a` and `c` alerted, read `batch_size` rows at a time (the
+    /// graph with `whole`).
+    fn flows_in_batches(
         strings: fn(Vec<&'static str>) -> ArrayRef,
         batch_size: usize,
         whole: bool,
-    ) -> RecordBatch {
+    ) -> (RecordBatch, RecordBatch) {
         let (from, to) = (vec!["a", "b", "c", "x"], vec!["b", "y", "a", "z"]);
         let batch = make_batch(vec![
             ("from_address", strings(from)),
@@ -237,27 +264,25 @@ mod tests {
         crate::io::write_parquet(&path, &batch).unwrap();
         let alerted = Alerted::new([(0, "a"), (1, "c")].into_iter());
         let date = NaiveDate::from_ymd_opt(2025, 7, 1).unwrap();
-        let (graph, total) = read_flows(&path, date, &alerted, batch_size, whole).unwrap();
-        assert_eq!(total, 4);
-        graph
+        let flows = read_flows(&path, date, &alerted, 2, batch_size, whole).unwrap();
+        assert_eq!(flows.total, 4);
+        (flows.graph, flows.network)
+    }
+
+    fn utf8(v: Vec<&'static str>) -> ArrayRef {
+        Arc::new(StringArray::from(v))
     }
 
     #[test]
     fn address_columns_of_every_string_type_give_the_same_graph() {
-        let utf8 = graph_with(|v| Arc::new(StringArray::from(v)));
-        assert_eq!(utf8.num_rows(), 2, "the flows touching a or c");
-        let ends = |b: &RecordBatch, n: &str| -> Vec<i32> {
-            b.column_by_name(n)
-                .unwrap()
-                .as_any()
-                .downcast_ref::<Int32Array>()
-                .unwrap()
-                .values()
-                .to_vec()
+        let (graph, network) = flows_in_batches(utf8, 2, true);
+        let ends = |n: &str| -> Vec<i32> {
+            let c = graph.column_by_name(n).unwrap();
+            c.as_primitive::<Int32Type>().values().to_vec()
         };
         assert_eq!(
-            (ends(&utf8, "from_node"), ends(&utf8, "to_node")),
-            (vec![0, 2], vec![1, 0])
+            (ends("from_node"), ends("to_node")),
+            (vec![0, 1, 3, 4], vec![1, 2, 0, 5])
         );
         let others: [fn(Vec<&'static str>) -> ArrayRef; 3] = [
             |v| Arc::new(LargeStringArray::from(v)),
@@ -265,19 +290,38 @@ mod tests {
             |v| Arc::new(v.into_iter().collect::<DictionaryArray<Int32Type>>()),
         ];
         for strings in others {
-            assert_eq!(graph_with(strings), utf8);
+            assert_eq!(
+                flows_in_batches(strings, 2, true),
+                (graph.clone(), network.clone())
+            );
         }
     }
 
     #[test]
-    fn the_graph_does_not_depend_on_the_batch_size() {
-        let strings = |v: Vec<&'static str>| -> ArrayRef { Arc::new(StringArray::from(v)) };
+    fn the_flows_touching_an_alerted_address_make_its_network_features() {
+        let (graph, network) = flows_in_batches(utf8, 2, false);
+        assert_eq!(graph.num_rows(), 0, "no graph without the graph features");
+        let value = |name: &str| -> Vec<f64> {
+            let c = network.column_by_name(name).unwrap();
+            c.as_primitive::<Float64Type>().values().to_vec()
+        };
+        // a: in from c (3 USD), out to b (1 USD); c: out to a.
+        assert_eq!(value("net_in_degree"), [1.0, 0.0]);
+        assert_eq!(value("net_out_degree"), [1.0, 1.0]);
+        assert_eq!(value("net_in_usd"), [3.0, 0.0]);
+        assert_eq!(value("net_out_usd"), [1.0, 3.0]);
+        assert_eq!(value("net_alerted_counterparties"), [1.0, 1.0]);
+    }
+
+    #[test]
+    fn the_flows_do_not_depend_on_the_batch_size() {
         for whole in [false, true] {
-            let one = graph_in_batches(strings, 1, whole);
-            assert_eq!(one.num_rows(), if whole { 4 } else { 2 });
+            let one = flows_in_batches(utf8, 1, whole);
+            assert_eq!(one.0.num_rows(), if whole { 4 } else { 0 });
+            assert_eq!(one.1, flows_in_batches(utf8, 1, !whole).1, "{whole}");
             for batch_size in [2, 3, 8_192] {
                 assert_eq!(
-                    graph_in_batches(strings, batch_size, whole),
+                    flows_in_batches(utf8, batch_size, whole),
                     one,
                     "{batch_size}"
                 );

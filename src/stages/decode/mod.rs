@@ -37,6 +37,7 @@ pub const KIND: Kind = Kind {
         Table::Features,
         Table::Clusters,
         Table::Flows,
+        Table::Network,
         Table::BatchInfo,
     ],
     fails_as: crate::error::ErrorKind::Input,
@@ -220,6 +221,7 @@ fn read_tables(
                 &dir.join("money_flows.parquet"),
                 date,
                 &alerted,
+                alerts.num_rows(),
                 p.batch_size,
                 whole_graph,
             )?;
@@ -231,7 +233,7 @@ fn read_tables(
         Ok(f) => f?,
         Err(panic) => std::panic::resume_unwind(panic),
     };
-    let (clusters, (flows, n_flows)) = rest?;
+    let (clusters, flows) = rest?;
     let issues = [
         volume_missing,
         volume_negative,
@@ -257,7 +259,7 @@ fn read_tables(
         ),
         (
             "money_flows",
-            Arc::new(Int64Array::from(vec![n_flows as i64])),
+            Arc::new(Int64Array::from(vec![flows.total as i64])),
         ),
     ];
     for (name, n) in ISSUE_COUNTS.iter().zip(issues) {
@@ -268,7 +270,8 @@ fn read_tables(
         (Table::Alerts, ArrowBatch(alerts)),
         (Table::Features, ArrowBatch(features)),
         (Table::Clusters, ArrowBatch(clusters)),
-        (Table::Flows, ArrowBatch(flows)),
+        (Table::Flows, ArrowBatch(flows.graph)),
+        (Table::Network, ArrowBatch(flows.network)),
         (Table::BatchInfo, ArrowBatch(info)),
     ]))
 }
