@@ -276,22 +276,6 @@ impl Acc {
     }
 }
 
-/// The cluster matrix ([`build_cluster_matrix`]) of `block` clusters at a time, in order (one
-/// empty block when there are none), so that a day's clusters are scored without their whole
-/// matrix at once: a cluster's row depends on its own members only.
-pub fn cluster_matrix_blocks<'a>(
-    clusters: &'a RecordBatch,
-    matrix: &'a RecordBatch,
-    members: &'a [Vec<usize>],
-    block: usize,
-) -> impl Iterator<Item = Result<RecordBatch>> + 'a {
-    let m = clusters.num_rows();
-    (0..m.max(1)).step_by(block.max(1)).map(move |lo| {
-        let len = block.min(m - lo);
-        build_cluster_matrix(&clusters.slice(lo, len), matrix, &members[lo..lo + len])
-    })
-}
-
 /// Every (member row, cluster) pair, sorted by row then cluster.
 fn member_pairs(members: &[Vec<usize>]) -> Result<Vec<(u32, u32)>> {
     let mut pairs = Vec::with_capacity(members.iter().map(Vec::len).sum());
@@ -434,17 +418,5 @@ mod tests {
                 assert!(same(max.value(c), want_max), "{name} max of {c}");
             }
         }
-        for block in [1, 2, 3, m, 100] {
-            let blocks = cluster_matrix_blocks(&clusters, &matrix, &members, block)
-                .collect::<Result<Vec<_>>>()
-                .unwrap();
-            assert_eq!(blocks.len(), m.div_ceil(block), "{block}");
-            let joined = arrow::compute::concat_batches(&out.schema(), &blocks).unwrap();
-            assert_eq!(joined, out, "blocks of {block}");
-        }
-        let none = clusters.slice(0, 0);
-        let empty: Vec<_> = cluster_matrix_blocks(&none, &matrix, &[], 4).collect();
-        assert_eq!(empty.len(), 1);
-        assert_eq!(empty[0].as_ref().unwrap().schema(), out.schema());
     }
 }

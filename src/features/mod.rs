@@ -18,9 +18,7 @@ mod graph;
 mod joins;
 pub(crate) mod keys;
 
-pub use clusters::{
-    build_cluster_matrix, cluster_feature_names, cluster_matrix_blocks, cluster_memberships,
-};
+pub use clusters::{build_cluster_matrix, cluster_feature_names, cluster_memberships};
 pub use flows::{Network, NETWORK};
 pub(crate) use graph::shapes;
 pub use graph::{GRAPH_FEATURES, HUB_DEGREE, SHAPE_FEATURES};

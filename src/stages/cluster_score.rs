@@ -6,7 +6,7 @@ use super::{output, table, Context, Kind, Stage, StageInput};
 use crate::batch::{Table, Tables};
 use crate::calibration::Calibration;
 use crate::config::StageSpec;
-use crate::features::{cluster_matrix_blocks, cluster_memberships};
+use crate::features::{build_cluster_matrix, cluster_memberships};
 use crate::model::{Model, ModelKind};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -40,25 +40,15 @@ impl Stage for ClusterScore {
     }
 }
 
-/// Clusters whose features are built and scored at a time: 32,768 clusters' matrix (265
-/// `f64` columns, 69 MB) is made, scored and dropped before the next. A cluster's score and
-/// explanation are its own row's, so the blocks change no output; the whole cluster matrix of
-/// a 10× day (105K clusters, 224 MB) was held beside the alert matrix. Each block reads every
-/// alert column again at its members' rows, which are spread over the day: on the 10× day,
-/// blocks of 16,384 took the stage from 0.7–0.8 to 1.3 s, these 0.9–1.0 s.
-pub const CLUSTER_BLOCK: usize = 32_768;
-
-/// Produces `cluster_scores` (`cluster_id, score, model_version, latency_ms, explain_json`),
-/// [`CLUSTER_BLOCK`] clusters at a time.
+/// Produces `cluster_scores` (`cluster_id, score, model_version, latency_ms, explain_json`).
 pub fn run(model: &Model, p: &ModelParams, input: &StageInput) -> Result<Tables> {
     let (clusters, matrix) = (
         table(input.tables, Table::Clusters)?,
         table(input.tables, Table::Matrix)?,
     );
-    let members = cluster_memberships(clusters, matrix)?;
-    let scored = cluster_matrix_blocks(clusters, matrix, &members, CLUSTER_BLOCK)
-        .map(|cm| score_table(model, &cm?, "cluster_id", p.explain, Calibration::None))
-        .collect::<Result<Vec<_>>>()?;
-    let scores = arrow::compute::concat_batches(&scored[0].schema(), &scored)?;
-    Ok(output(Table::ClusterScores, scores))
+    let cm = build_cluster_matrix(clusters, matrix, &cluster_memberships(clusters, matrix)?)?;
+    Ok(output(
+        Table::ClusterScores,
+        score_table(model, &cm, "cluster_id", p.explain, Calibration::None)?,
+    ))
 }
