@@ -1,8 +1,9 @@
 //! decode: reads one date's batch, checks it against the data contract and META.json, and
-//! normalises it. Features and money flows stream in batches and keep only the rows that
-//! concern an alerted address, so a day's memory is bounded by its alerts, not its flows (the
-//! features are joined to the alerts as they stream: a row per alert); when a model uses the
-//! graph features every flow is kept, as a graph of numbered addresses (about 30 bytes a flow).
+//! normalises it. Features and money flows stream in batches: the features keep only the rows
+//! of alerted addresses, joined to the alerts as they stream (a row per alert), and the flows
+//! that touch an alerted address are summed into its network features, so a day's memory is
+//! bounded by its alerts, not its flows. When a model uses the graph features every flow is
+//! kept as well, as a graph of numbered addresses (about 30 bytes a flow).
 
 mod features;
 mod flows;
