@@ -259,6 +259,85 @@ mod tests {
         }
     }
 
+    /// Random days (alerted addresses with repeated alerts, flows between alerted and other
+    /// addresses, repeats and self-flows, missing values) against the features computed
+    /// directly from each address's own flows.
+    #[test]
+    fn network_features_equal_a_direct_count_on_random_flows() {
+        use rand::{Rng, SeedableRng};
+        use std::collections::BTreeSet;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for _ in 0..20 {
+            let (addresses, nodes) = (rng.gen_range(1..12), rng.gen_range(12..40));
+            // Node `a < addresses` is alerted address `a`; the alerts name them at random.
+            let alerts: Vec<i32> = (0..rng.gen_range(1..30))
+                .map(|_| rng.gen_range(0..addresses))
+                .collect();
+            let first: Vec<u32> = (0..alerts.len())
+                .map(|i| alerts.iter().position(|&a| a == alerts[i]).unwrap() as u32)
+                .collect();
+            let first_row = |node: i32| alerts.iter().position(|&a| a == node).map(|r| r as u32);
+            let value = |rng: &mut rand_chacha::ChaCha8Rng| match rng.gen_range(0..8) {
+                0 => f64::NAN,
+                _ => rng.gen_range(0..1000) as f64 / 8.0,
+            };
+            let flows: Vec<([i32; 2], f64, f64)> = (0..rng.gen_range(0..80))
+                .map(|_| {
+                    let ends = [rng.gen_range(0..nodes), rng.gen_range(0..nodes)];
+                    (ends, value(&mut rng), value(&mut rng))
+                })
+                .collect();
+            let mut net = Network::new(alerts.len());
+            for &(ends, usd, tx) in &flows {
+                net.add(ends, ends.map(first_row), usd, tx);
+            }
+            let cols = net.finish(&first).unwrap();
+            for (i, &a) in alerts.iter().enumerate() {
+                let clean = |v: f64| if v.is_finite() { v } else { 0.0 };
+                let (mut ins, mut outs, mut alerted) =
+                    (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+                let [mut in_usd, mut out_usd, mut in_tx, mut out_tx, mut n_in, mut n_out] =
+                    [0.0; 6];
+                for &([f, t], usd, tx) in &flows {
+                    if t == a {
+                        ins.insert(f);
+                        (in_usd, in_tx, n_in) =
+                            (in_usd + clean(usd), in_tx + clean(tx), n_in + 1.0);
+                        if f != a && first_row(f).is_some() {
+                            alerted.insert(f);
+                        }
+                    }
+                    if f == a {
+                        outs.insert(t);
+                        (out_usd, out_tx, n_out) =
+                            (out_usd + clean(usd), out_tx + clean(tx), n_out + 1.0);
+                        if t != a && first_row(t).is_some() {
+                            alerted.insert(t);
+                        }
+                    }
+                }
+                let avg = |s: f64, n: f64| if n > 0.0 { s / n } else { 0.0 };
+                let want = [
+                    ins.len() as f64,
+                    outs.len() as f64,
+                    (ins.len() + outs.len()) as f64,
+                    in_usd,
+                    out_usd,
+                    avg(in_usd, n_in),
+                    avg(out_usd, n_out),
+                    in_tx,
+                    out_tx,
+                    out_usd / (in_usd + 1.0),
+                    alerted.len() as f64,
+                ];
+                for ((name, col), want) in cols.iter().zip(want) {
+                    let got = col.as_primitive::<arrow::datatypes::Float64Type>().value(i);
+                    assert_eq!(got.to_bits(), want.to_bits(), "{name} of alert {i}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn missing_amounts_and_counts_add_nothing_but_a_flow() {
         let mut net = Network::new(1);
