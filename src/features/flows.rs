@@ -144,12 +144,10 @@ impl Network {
         let counts: Vec<[u32; 3]> = acc.iter().map(|a| a.counts).collect();
         let mut groups = Groups::new(&counts);
         drop(counts);
-        let mut next: Vec<[u32; 3]> = (0..n)
-            .map(|k| [0, 1, 2].map(|g| groups.start[g][k]))
-            .collect();
+        let mut next = groups.start.clone();
         for (g, met) in met.into_iter().enumerate() {
             for (k, v) in met {
-                let at = &mut next[k as usize][g];
+                let at = &mut next[g][k as usize];
                 groups.values[g][*at as usize] = v;
                 *at += 1;
             }
@@ -294,28 +292,25 @@ mod tests {
             let cols = net.finish(&first).unwrap();
             for (i, &a) in alerts.iter().enumerate() {
                 let clean = |v: f64| if v.is_finite() { v } else { 0.0 };
-                let (mut ins, mut outs, mut alerted) =
-                    (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
-                let [mut in_usd, mut out_usd, mut in_tx, mut out_tx, mut n_in, mut n_out] =
-                    [0.0; 6];
+                // Per side (in, out): counterparties, USD, transactions, flows.
+                let mut cps = [BTreeSet::new(), BTreeSet::new()];
+                let mut sums = [[0.0; 3]; 2];
+                let mut alerted = BTreeSet::new();
                 for &([f, t], usd, tx) in &flows {
-                    if t == a {
-                        ins.insert(f);
-                        (in_usd, in_tx, n_in) =
-                            (in_usd + clean(usd), in_tx + clean(tx), n_in + 1.0);
-                        if f != a && first_row(f).is_some() {
-                            alerted.insert(f);
+                    for (side, end, other) in [(0, t, f), (1, f, t)] {
+                        if end != a {
+                            continue;
                         }
-                    }
-                    if f == a {
-                        outs.insert(t);
-                        (out_usd, out_tx, n_out) =
-                            (out_usd + clean(usd), out_tx + clean(tx), n_out + 1.0);
-                        if t != a && first_row(t).is_some() {
-                            alerted.insert(t);
+                        cps[side].insert(other);
+                        let s = &mut sums[side];
+                        *s = [s[0] + clean(usd), s[1] + clean(tx), s[2] + 1.0];
+                        if other != a && first_row(other).is_some() {
+                            alerted.insert(other);
                         }
                     }
                 }
+                let ([in_usd, in_tx, n_in], [out_usd, out_tx, n_out]) = (sums[0], sums[1]);
+                let (ins, outs) = (&cps[0], &cps[1]);
                 let avg = |s: f64, n: f64| if n > 0.0 { s / n } else { 0.0 };
                 let want = [
                     ins.len() as f64,
