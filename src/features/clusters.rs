@@ -16,24 +16,32 @@ use std::sync::Arc;
 
 /// Whether the alert is in a cluster, in how many, and the largest of those clusters' alerts,
 /// volume and addresses. Members: by `related_alert_ids`, else `primary_alert_id`, else
-/// address (`Members::of`).
+/// address (`Members::of`). The (member row, cluster) pairs are taken in row order, so the
+/// alerts' columns are written front to back: on a 10× day, updating them cluster by cluster
+/// at the members' rows (four 4 MB columns) waited on memory at every member.
 pub(super) fn membership(day: &Day, clusters: &RecordBatch, out: &mut Columns) -> Result<()> {
     let n = day.n;
+    let total = f64_col(clusters, "total_alerts")?;
+    let cvol = f64_col(clusters, "total_volume_usd")?;
+    let members = Members::new(clusters, day.ids, || &day.by_addr)?;
+    let m = clusters.num_rows();
+    let own: Vec<[f64; 3]> = (0..m)
+        .map(|c| {
+            let n_addr = list_values(&members.inv, c).count() as f64;
+            [get_f(&total, c), get_f(&cvol, c), n_addr]
+        })
+        .collect();
+    let pairs = member_pairs(&(0..m).map(|c| members.of(c)).collect::<Vec<_>>())?;
     let mut c_count = vec![0.0; n];
     let mut c_alerts = vec![f64::NAN; n];
     let mut c_vol = vec![f64::NAN; n];
     let mut c_addrs = vec![f64::NAN; n];
-    let total = f64_col(clusters, "total_alerts")?;
-    let cvol = f64_col(clusters, "total_volume_usd")?;
-    let members = Members::new(clusters, day.ids, || &day.by_addr)?;
-    for c in 0..clusters.num_rows() {
-        let n_addr = list_values(&members.inv, c).count() as f64;
-        for i in members.of(c) {
-            c_count[i] += 1.0;
-            c_alerts[i] = c_alerts[i].max(get_f(&total, c));
-            c_vol[i] = c_vol[i].max(get_f(&cvol, c));
-            c_addrs[i] = c_addrs[i].max(n_addr);
-        }
+    for &(row, c) in &pairs {
+        let (i, [alerts, vol, addrs]) = (row as usize, own[c as usize]);
+        c_count[i] += 1.0;
+        c_alerts[i] = c_alerts[i].max(alerts);
+        c_vol[i] = c_vol[i].max(vol);
+        c_addrs[i] = c_addrs[i].max(addrs);
     }
     out.push(
         "in_cluster",
@@ -187,19 +195,23 @@ pub fn build_cluster_matrix(
         }
     }
     // Feature by feature, each alert column read in row order: every (member row, cluster)
-    // pair sorted by row, each value added to its cluster's sum, maximum and count, kept side
-    // by side in one small table. A cluster's members are ascending, so each cluster still
-    // adds them in its own order, and the sum (starting at -0.0 and skipping NaNs, as
-    // `Iterator::sum` over the kept values) keeps its bits. Gathering the members' values at
-    // random rows of a column waited on memory once the column outgrew the core's cache, and
-    // branching on NaNs mispredicted (the 10× day's cluster matrix took 14× the 1× time).
-    // Each pair's cluster is prefetched AHEAD pairs before its turn: on a 10× day the sums
-    // (105K clusters, 2.5 MB) outgrow the core's cache, and the 1× day's 256 KB did not.
+    // pair sorted by row, each value added to its cluster's sum and maximum, kept side by side
+    // in one small table. A cluster's members are ascending, so each cluster still adds them in
+    // its own order, and the sum (starting at -0.0 and skipping NaNs, as `Iterator::sum` over
+    // the kept values) keeps its bits. Gathering the members' values at random rows of a
+    // column waited on memory once the column outgrew the core's cache, and branching on NaNs
+    // mispredicted (the 10× day's cluster matrix took 14× the 1× time). Each pair's cluster is
+    // prefetched AHEAD pairs before its turn: on a 10× day the table (105K clusters) outgrows
+    // the core's cache, and the 1× day's did not. The NaNs each cluster skipped are counted
+    // in a second pass, only for a column where the first met one (3 of the 129 on the 10×
+    // day): at 16 bytes a cluster, the 10× day's sums and maxima (1.7 MB) fit a core's 2 MB
+    // cache, which with the counts beside them (2.5 MB) they did not.
     // A feature that is NaN for every alert (the graph features when no model uses them: one
     // array shared by all of them, scanned once) has NaN means and maxima without a pass, all
     // of them one shared array too.
     let pairs = member_pairs(&members[..m])?;
     let mut acc = vec![Acc::EMPTY; m];
+    let mut nans = vec![0u32; m];
     let mut arrays: Vec<ArrayRef> = vec![Arc::new(cid.clone())];
     arrays.extend(cols.into_iter().map(f64_array));
     let all_nan: ArrayRef = Arc::new(Float64Array::from(vec![f64::NAN; m]));
@@ -219,14 +231,23 @@ pub fn build_cluster_matrix(
             continue;
         }
         acc.fill(Acc::EMPTY);
-        for (i, &(row, c)) in pairs.iter().enumerate() {
-            if let Some(&(_, ahead)) = pairs.get(i + AHEAD) {
-                prefetch(&acc[ahead as usize]);
-            }
-            acc[c as usize].add(values[row as usize]);
+        let some_nan = accumulate(&pairs, values, &mut acc);
+        if some_nan {
+            count_nans(&pairs, values, &mut nans);
         }
-        arrays.push(f64_array(acc.iter().map(Acc::mean).collect()));
+        let mean = |(c, a): (usize, &Acc)| {
+            let kept = members[c].len() - nans[c] as usize;
+            if kept == 0 {
+                f64::NAN
+            } else {
+                a.sum / kept as f64
+            }
+        };
+        arrays.push(f64_array(acc.iter().enumerate().map(mean).collect()));
         arrays.push(f64_array(acc.iter().map(|a| a.max).collect()));
+        if some_nan {
+            nans.fill(0);
+        }
     }
     let mut fields = vec![Field::new("cluster_id", DataType::Utf8, false)];
     fields.extend(
@@ -242,37 +263,46 @@ fn f64_array(values: Vec<f64>) -> ArrayRef {
     Arc::new(Float64Array::from(values))
 }
 
-/// One cluster's sum, maximum and count of the non-NaN values of one alert feature.
+/// One cluster's sum and maximum of the non-NaN values of one alert feature.
 #[derive(Clone, Copy)]
 struct Acc {
     sum: f64,
     max: f64,
-    kept: f64,
 }
 
 impl Acc {
     const EMPTY: Acc = Acc {
         sum: -0.0,
         max: f64::NAN,
-        kept: 0.0,
     };
 
     /// Adds `v` unless it is NaN, without a branch: adding -0.0 leaves any sum as it was, and
     /// `f64::max` returns the operand that is not NaN.
     fn add(&mut self, v: f64) {
-        let kept = !v.is_nan();
-        self.sum += if kept { v } else { -0.0 };
+        self.sum += if v.is_nan() { -0.0 } else { v };
         self.max = self.max.max(v);
-        self.kept += f64::from(u8::from(kept));
     }
+}
 
-    /// The mean of the kept values; NaN when there are none.
-    fn mean(&self) -> f64 {
-        if self.kept == 0.0 {
-            f64::NAN
-        } else {
-            self.sum / self.kept
+/// Adds each pair's value to its cluster's [`Acc`] (prefetched [`AHEAD`] pairs before).
+/// Whether a value was NaN.
+fn accumulate(pairs: &[(u32, u32)], values: &[f64], acc: &mut [Acc]) -> bool {
+    let mut any = false;
+    for (i, &(row, c)) in pairs.iter().enumerate() {
+        if let Some(&(_, ahead)) = pairs.get(i + AHEAD) {
+            prefetch(&acc[ahead as usize]);
         }
+        let v = values[row as usize];
+        acc[c as usize].add(v);
+        any |= v.is_nan();
+    }
+    any
+}
+
+/// Counts the NaNs among each cluster's values into `nans`.
+fn count_nans(pairs: &[(u32, u32)], values: &[f64], nans: &mut [u32]) {
+    for &(row, c) in pairs {
+        nans[c as usize] += u32::from(values[row as usize].is_nan());
     }
 }
 
@@ -358,15 +388,16 @@ mod tests {
     /// Means and maxes over members, checked against a direct computation: NaNs skipped, a
     /// cluster without members or with only NaNs gets NaN (so does every cluster for a feature
     /// NaN for every alert), a member listed twice counts twice, members shared between
-    /// clusters count in each.
+    /// clusters count in each; features with NaNs and features without.
     #[test]
     fn cluster_means_and_maxes_skip_nans_over_members_in_order() {
         let names = alert_feature_names();
         let n = 6;
-        // The first feature is NaN for every alert.
+        // The first feature is NaN for every alert; every third has none.
         let value = |f: usize, i: usize| match (f, (f + i) % 4) {
-            (0, _) | (_, 0) => f64::NAN,
-            (_, k) => (f * 10 + i) as f64 / k as f64,
+            (0, _) => f64::NAN,
+            (_, 0) if f % 3 != 1 => f64::NAN,
+            (_, k) => (f * 10 + i) as f64 / (k + 1) as f64,
         };
         let mut cols: Vec<(&str, ArrayRef)> = vec![
             ("alert_id", Arc::new(StringArray::from(vec!["a"; n]))),
