@@ -31,7 +31,7 @@ pub(super) fn membership(day: &Day, clusters: &RecordBatch, out: &mut Columns) -
             [get_f(&total, c), get_f(&cvol, c), n_addr]
         })
         .collect();
-    let pairs = member_pairs(&(0..m).map(|c| members.of(c)).collect::<Vec<_>>())?;
+    let pairs = member_pairs(&members.all())?;
     let mut c_count = vec![0.0; n];
     let mut c_alerts = vec![f64::NAN; n];
     let mut c_vol = vec![f64::NAN; n];
@@ -112,6 +112,11 @@ impl<'a, F: Fn() -> &'a KeyRows> Members<F> {
         m.dedup();
         m
     }
+
+    /// Every cluster's member rows ([`Self::of`]), in cluster order.
+    fn all(&self) -> Vec<Vec<usize>> {
+        (0..self.rel.len()).map(|c| self.of(c)).collect()
+    }
 }
 
 /// Cluster-level feature names: the cluster's own fields, then `mean_`/`max_` of each alert feature over its members.
@@ -146,7 +151,7 @@ pub fn cluster_memberships(
     let members = Members::new(clusters, &ids, || {
         by_addr.get_or_init(|| KeyRows::new(&addr))
     })?;
-    Ok((0..clusters.num_rows()).map(|c| members.of(c)).collect())
+    Ok(members.all())
 }
 
 /// Builds the cluster matrix (`cluster_id`, then [`cluster_feature_names`]) from the clusters,
